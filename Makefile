@@ -1,0 +1,38 @@
+# hookd — developer entry points. Every target installs what it needs itself.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: test unit integration lint typecheck demo bench check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make test: lint, type-check, then every test (unit + integration against a real broker)
+test: $(STAMP)
+	$(BIN)/ruff check hookd tests
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check hookd tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## make check: validate the sample configuration
+check: $(STAMP)
+	$(BIN)/hookd check -c config/hookd.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

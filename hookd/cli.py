@@ -1,0 +1,140 @@
+"""The `hookd` command line: run, check, render, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import orjson
+
+from hookd import __version__
+from hookd.catalogue import events_schema
+from hookd.config import Config
+from hookd.errors import ConfigError, DecodeError, RenderError
+from hookd.events import decode_event, make_meta
+from hookd.loader import Runtime, default_config_path, load_config
+from hookd.redact import Redactor
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookd", description="Webhook dispatcher for "
+                                     "contact-center events: Kafka in, signed HTTP out.")
+    parser.add_argument("--version", action="version", version=f"hookd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cfg_help = "main config file (default: $HOOKD_CONFIG, else /etc/hookd/hookd.yaml)"
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", help=cfg_help)
+
+    check = sub.add_parser("check", help="validate the configuration and list its hooks")
+    check.add_argument("-c", "--config", help=cfg_help)
+
+    render = sub.add_parser("render", help="print the request(s) an event would cause")
+    render.add_argument("-c", "--config", help=cfg_help)
+    render.add_argument("--event", required=True, help="file holding one event (JSON object)")
+    render.add_argument("--hook", help="only this hook")
+    render.add_argument("--json", action="store_true", help="one JSON object per request")
+
+    schema = sub.add_parser("schema", help="print a JSON Schema")
+    schema.add_argument("what", choices=["config", "events"])
+    return parser
+
+
+def _load(path: str | None, err: TextIO) -> Runtime | None:
+    try:
+        return load_config(path or default_config_path())
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=err)
+        print(f"{len(exc.issues)} error(s)", file=err)
+        return None
+
+
+def cmd_check(path: str | None, out: TextIO, err: TextIO) -> int:
+    runtime = _load(path, err)
+    if runtime is None:
+        return 1
+    redact = Redactor(runtime.secrets)
+    rows = [("ID", "EVENT", "METHOD", "URL", "ENABLED")]
+    rows += [(h.id, ",".join(h.config.event), h.config.request.method,
+              redact(h.config.request.url), "yes" if h.config.enabled else "no")
+             for h in runtime.hooks]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1],
+              file=out)
+    print(f"ok: {len(runtime.hooks)} hook(s) from {len(runtime.files)} file(s)", file=out)
+    return 0
+
+
+def cmd_render(path: str | None, event_file: str, hook_id: str | None, as_json: bool,
+               out: TextIO, err: TextIO) -> int:
+    runtime = _load(path, err)
+    if runtime is None:
+        return 1
+    try:
+        raw = Path(event_file).read_bytes()
+        event = decode_event(raw, make_meta("render", 0, 0, None, None, None),
+                             runtime.config.events.name_field)
+    except (OSError, DecodeError) as exc:
+        print(f"{event_file}: {exc}", file=err)
+        return 1
+    hooks = runtime.index.match(event.name, event.payload)
+    if hook_id is not None:
+        if runtime.hook(hook_id) is None:
+            print(f"no hook {hook_id!r}", file=err)
+            return 1
+        hooks = [h for h in hooks if h.id == hook_id]
+    if not hooks:
+        print(f"no enabled hook matches event {event.name!r}", file=err)
+        return 1
+    status = 0
+    now = int(time.time())
+    for hook in hooks:
+        try:
+            req = hook.render(event)
+        except RenderError as exc:
+            print(f"{hook.id}: render error: {exc}", file=err)
+            status = 1
+            continue
+        headers = req.signed_headers(hook.signer, now)
+        if hook.config.auth is not None and hook.config.auth.type == "oauth2":
+            headers["authorization"] = "Bearer <token from oauth2 token_url at send time>"
+        body = req.body.decode("utf-8", errors="replace")
+        if as_json:
+            print(json.dumps({"hook": hook.id, "method": req.method, "url": req.url,
+                              "headers": headers, "body": body}, ensure_ascii=False), file=out)
+        else:
+            print(f"# hook {hook.id}", file=out)
+            print(f"{req.method} {req.url}", file=out)
+            for name, value in headers.items():
+                print(f"{name}: {value}", file=out)
+            print(f"\n{body}\n" if body else "", file=out)
+    return status
+
+
+def cmd_schema(what: str, out: TextIO) -> int:
+    schema = Config.model_json_schema() if what == "config" else events_schema()
+    out.write(orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    if args.command == "check":
+        return cmd_check(args.config, out, err)
+    if args.command == "render":
+        return cmd_render(args.config, args.event, args.hook, args.json, out, err)
+    if args.command == "schema":
+        return cmd_schema(args.what, out)
+    if args.command == "run":
+        from hookd.daemon import run_daemon
+
+        return run_daemon(args.config or default_config_path())
+    raise AssertionError(args.command)  # pragma: no cover

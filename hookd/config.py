@@ -1,0 +1,278 @@
+"""The configuration's data model (pydantic v2, strict, unknown keys rejected)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from hookd.durations import parse_duration
+from hookd.errors import SpecError
+
+
+def _duration(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)  # already seconds (defaults, programmatic use)
+    try:
+        return parse_duration(value)
+    except SpecError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+HOOK_ID = r"^[A-Za-z0-9_.-]+$"
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(ms|s|m|h)\s*$")
+DEFAULT_SCHEDULE = ["5s", "5m", "30m", "2h", "5h", "10h", "14h", "20h", "24h"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SecurityConfig(Model):
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> SecurityConfig:
+        if self.protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError(f"protocol {self.protocol} needs sasl_mechanism")
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
+            self.username and self.password
+        ):
+            raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs username and password")
+        return self
+
+
+class KafkaConfig(Model):
+    bootstrap_servers: Annotated[list[NonEmptyStr], BeforeValidator(_as_list)] = Field(
+        default_factory=lambda: ["localhost:9092"], min_length=1)
+    topics: Annotated[list[NonEmptyStr], BeforeValidator(_as_list)] = Field(
+        default_factory=lambda: ["cc.events"], min_length=1)
+    group_id: NonEmptyStr = "hookd"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    security: SecurityConfig = SecurityConfig()
+    retry_topic_prefix: NonEmptyStr = "hookd.retry"
+    dead_letter_topic: NonEmptyStr = "hookd.dlq"
+
+
+class EventsConfig(Model):
+    name_field: NonEmptyStr = "event"
+
+
+class RetryConfig(Model):
+    schedule: list[Duration] = Field(
+        default_factory=lambda: [parse_duration(d) for d in DEFAULT_SCHEDULE])
+    jitter: float = Field(default=0.2, ge=0, le=1)
+
+
+class DeliveryConfig(Model):
+    timeout: Duration = 10.0
+    max_in_flight: int = Field(default=512, ge=1)
+    per_endpoint_in_flight: int = Field(default=64, ge=1)
+    retry: RetryConfig = RetryConfig()
+    allow_networks: list[str] = Field(default_factory=list)
+    max_response_bytes: int = Field(default=65536, ge=0)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"invalid CIDR {cidr!r}: {exc}") from None
+        return value
+
+
+class HealthConfig(Model):
+    listen: str = "127.0.0.1:8081"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+
+class LoggingConfig(Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+class RequestConfig(Model):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: NonEmptyStr
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    raw_body: str | None = None
+    fields: list[NonEmptyStr] | None = None
+    map: dict[str, NonEmptyStr] = Field(default_factory=dict)
+    content_type: NonEmptyStr = "application/json"
+    timeout: Duration | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"invalid header name {name!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_body(self) -> RequestConfig:
+        given = [k for k in ("body", "raw_body") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError("give either body or raw_body, not both")
+        if given and (self.fields is not None or self.map):
+            raise ValueError(f"fields/map shape the default body; they cannot go with {given[0]}")
+        if self.method == "GET" and given:
+            raise ValueError("a GET request has no body; use query or fields")
+        return self
+
+
+class ApiKeyAuth(Model):
+    type: Literal["api_key"]
+    header: NonEmptyStr = "x-api-key"
+    value: NonEmptyStr
+
+
+class BasicAuth(Model):
+    type: Literal["basic"]
+    username: str
+    password: str
+
+
+class BearerAuth(Model):
+    type: Literal["bearer"]
+    token: NonEmptyStr
+
+
+class OAuth2Auth(Model):
+    type: Literal["oauth2"]
+    token_url: NonEmptyStr
+    client_id: NonEmptyStr
+    client_secret: NonEmptyStr
+    scope: str | None = None
+
+
+Auth = Annotated[ApiKeyAuth | BasicAuth | BearerAuth | OAuth2Auth, Field(discriminator="type")]
+
+
+class TlsConfig(Model):
+    verify: bool = True
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret (`whsec_` + base64, prefix optional)."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("signing secret must be base64, optionally prefixed whsec_") from None
+    if len(key) < 16:
+        raise ValueError("signing secret is too short (need at least 16 bytes of key)")
+    return key
+
+
+class SigningConfig(Model):
+    secret: Annotated[list[NonEmptyStr], BeforeValidator(_as_list), Field(min_length=1)]
+
+    @field_validator("secret")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        for secret in value:
+            signing_key(secret)
+        return value
+
+
+class HookRetry(Model):
+    schedule: list[Duration]
+
+
+def parse_rate(text: str) -> tuple[float, float]:
+    """`50/s` → (50 requests, per 1.0 second)."""
+    m = _RATE.match(text)
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"invalid rate {text!r} (expected e.g. 50/s, 600/m)")
+    return float(m.group(1)), {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
+
+
+class HookConfig(Model):
+    id: Annotated[str, Field(pattern=HOOK_ID)]
+    description: str = ""
+    enabled: bool = True
+    event: Annotated[list[NonEmptyStr], BeforeValidator(_as_list), Field(min_length=1)]
+    filter: dict[str, Any] | None = None
+    request: RequestConfig
+    auth: Auth | None = None
+    tls: TlsConfig | None = None
+    signing: SigningConfig | None = None
+    retry: HookRetry | None = None
+    rate_limit: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+
+class HooksFile(Model):
+    """A file in hooks_dir."""
+
+    hooks: list[HookConfig] = Field(default_factory=list)
+
+
+class Config(Model):
+    kafka: KafkaConfig = KafkaConfig()
+    events: EventsConfig = EventsConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    health: HealthConfig = HealthConfig()
+    logging: LoggingConfig = LoggingConfig()
+    shutdown_timeout: Duration = 20.0
+    hooks_dir: str | None = "hooks.d"
+    hooks: list[HookConfig] = Field(default_factory=list)

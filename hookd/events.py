@@ -1,0 +1,85 @@
+"""Events: what a Kafka record means (plain JSON or CloudEvents, both Kafka bindings)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from hookd.errors import DecodeError
+from hookd.filters import MISSING, get_path
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Where an event came from; templates see it as `meta`."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    timestamp: int | None = None  # milliseconds since the epoch, as Kafka gives it
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset,
+                "key": self.key, "timestamp": self.timestamp, "headers": dict(self.headers)}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    name: str
+    id: str
+    payload: Mapping[str, Any]
+    meta: Meta
+
+
+def _text(raw: bytes | str | None) -> str | None:
+    if raw is None or isinstance(raw, str):
+        return raw
+    return raw.decode("utf-8", errors="replace")
+
+
+def make_meta(topic: str, partition: int, offset: int, key: bytes | str | None,
+              timestamp: int | None, headers: Sequence[tuple[str, bytes]] | None) -> Meta:
+    return Meta(topic, partition, offset, _text(key), timestamp,
+                {k: _text(v) or "" for k, v in headers or ()})
+
+
+def _id(value: object, meta: Meta) -> str:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{meta.topic}-{meta.partition}-{meta.offset}"
+
+
+def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> Event:
+    """Turn a record value into an Event, or raise DecodeError saying why not."""
+    if value is None:
+        raise DecodeError("record has no value (tombstone)")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"value is not UTF-8 JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DecodeError(f"value is JSON {type(doc).__name__}, not an object")
+
+    ce_type = meta.headers.get("ce_type")
+    if ce_type is not None:  # CloudEvents binary mode: attributes in headers
+        name, payload, raw_id = ce_type, doc, meta.headers.get("ce_id") or doc.get("id")
+    elif "specversion" in doc:  # CloudEvents structured mode
+        name, raw_id = doc.get("type"), doc.get("id")
+        payload = doc.get("data", {})
+        if not isinstance(payload, dict):
+            raise DecodeError("CloudEvents data is not a JSON object")
+    else:
+        name, payload = get_path(doc, name_field), doc
+        raw_id = doc.get("id")
+    if name is MISSING or not isinstance(name, str) or not name.strip():
+        raise DecodeError(f"no event name (expected a non-empty string at {name_field!r})"
+                          if ce_type is None and "specversion" not in doc
+                          else "CloudEvent has no type")
+    return Event(name, _id(raw_id, meta), payload, meta)

@@ -1,0 +1,261 @@
+"""Hooks compiled once at load, rendered per event into an HTTP request."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+import orjson
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from yarl import URL
+
+from hookd import USER_AGENT
+from hookd.auth import Headers, static_auth_headers
+from hookd.config import HookConfig
+from hookd.errors import RenderError, SpecError
+from hookd.events import Event
+from hookd.filters import MISSING, Predicate, compile_filter, get_path
+from hookd.signing import Signer, webhook_id
+
+_RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
+                     "webhook-signature", "content-length", "host"}
+_PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
+_BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
+
+
+def _tojson(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def make_environment() -> ImmutableSandboxedEnvironment:
+    """The one sandbox every template is compiled in: no attribute escapes, no mutation."""
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                        keep_trailing_newline=True)
+    env.filters["tojson"] = _tojson
+    return env
+
+
+ENV = make_environment()
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else _tojson(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A rendered request, not yet signed (signing is per attempt: fresh timestamp)."""
+
+    hook_id: str
+    method: str
+    url: str
+    headers: Headers
+    body: bytes
+    webhook_id: str
+
+    def signed_headers(self, signer: Signer | None, timestamp: int) -> dict[str, str]:
+        headers = dict(self.headers)
+        headers["webhook-timestamp"] = str(timestamp)
+        if signer is not None:
+            headers["webhook-signature"] = signer.signature(self.webhook_id, timestamp, self.body)
+        return headers
+
+
+BodyFn = Callable[[Mapping[str, Any], Mapping[str, Any]], bytes]
+
+
+@dataclass(frozen=True)
+class CompiledHook:
+    """A hook with its filter, templates and keys compiled: ready for the hot path."""
+
+    config: HookConfig
+    predicate: Predicate
+    url: jinja2.Template
+    headers: tuple[tuple[str, jinja2.Template], ...]
+    query: tuple[tuple[str, jinja2.Template], ...]
+    body: BodyFn | None
+    field_query: bool  # GET with the default body: payload fields go to the query string
+    static_headers: Headers
+    signer: Signer | None
+    timeout: float
+    schedule: tuple[float, ...]
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def context(self, event: Event) -> dict[str, Any]:
+        ctx = dict(event.payload)
+        ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
+                   hook={"id": self.config.id, "description": self.config.description})
+        return ctx
+
+    def render(self, event: Event) -> Request:
+        """Build the request for `event`; RenderError says what went wrong."""
+        try:
+            ctx = self.context(event)
+            url = URL(self.url.render(ctx).strip())
+            query = [(k, t.render(ctx)) for k, t in self.query]
+            headers = [(k, t.render(ctx)) for k, t in self.headers]
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise RenderError(f"url is not an absolute http(s) URL: {str(url)[:200]!r}")
+        if self.field_query:
+            query += [(k, _query_value(v)) for k, v in _select(self.config, event.payload)]
+        if query:
+            url = url.extend_query(query)
+        for name, value in headers:
+            if _BAD_HEADER_CHARS.search(value):
+                raise RenderError(f"header {name}: value contains CR, LF or NUL")
+        body = self.body(ctx, event.payload) if self.body is not None else b""
+        msg_id = webhook_id(event.id, self.config.id)
+        all_headers = (*headers, *self.static_headers,
+                       ("content-type", self.config.request.content_type),
+                       ("user-agent", USER_AGENT), ("webhook-id", msg_id))
+        return Request(self.config.id, self.config.request.method, str(url), all_headers,
+                       body, msg_id)
+
+
+def _select(hook: HookConfig, payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The default body's fields: all, or only `fields`, renamed by `map`; absent ones left out."""
+    req = hook.request
+    names = req.fields if req.fields is not None else list(payload)
+    out = []
+    for name in names:
+        value = get_path(payload, name)
+        if value is not MISSING:
+            out.append((req.map.get(name, name), value))
+    return out
+
+
+def _compile(text: str, loc: tuple[str | int, ...]) -> jinja2.Template:
+    try:
+        return ENV.from_string(text)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f" (template line {exc.lineno})" if text.count("\n") else ""
+        raise SpecError(f"template syntax: {exc.message}{where}", loc) from None
+
+
+def _template_body(template: jinja2.Template, as_json: bool) -> BodyFn:
+    def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
+        try:
+            text = template.render(ctx)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"body template: {exc}") from None
+        data = text.encode()
+        if as_json:
+            try:
+                orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise RenderError(f"body is not valid JSON: {exc}") from None
+        return data
+    return render
+
+
+def _raw_body(text: str, as_json: bool) -> BodyFn:
+    """The oldest systems' `${field}` placeholders; inside JSON, strings are escaped."""
+    def value(payload: Mapping[str, Any], path: str) -> str:
+        found = get_path(payload, path)
+        if found is MISSING:
+            raise RenderError(f"raw_body: no field {path!r} in the event")
+        if isinstance(found, str):
+            return _tojson(found)[1:-1] if as_json else found
+        return _tojson(found)
+
+    def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
+        return _PLACEHOLDER.sub(lambda m: value(payload, m.group(1).strip()), text).encode()
+    return render
+
+
+def _fields_body(hook: HookConfig) -> BodyFn:
+    def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
+        return orjson.dumps(dict(_select(hook, payload)), default=str)
+    return render
+
+
+def compile_hook(hook: HookConfig, default_timeout: float,
+                 default_schedule: tuple[float, ...]) -> tuple[CompiledHook | None, list[SpecError]]:
+    """Compile every template and the filter; collect all errors (locations relative to hook)."""
+    errors: list[SpecError] = []
+    req = hook.request
+
+    def attempt(loc: tuple[str | int, ...], text: str) -> jinja2.Template | None:
+        try:
+            return _compile(text, loc)
+        except SpecError as exc:
+            errors.append(exc)
+            return None
+
+    url = attempt(("request", "url"), req.url)
+    headers = [(k.lower(), attempt(("request", "headers", k), v)) for k, v in req.headers.items()]
+    query = [(k, attempt(("request", "query", k), v)) for k, v in req.query.items()]
+    for name in req.headers:
+        if name.lower() in _RESERVED_HEADERS:
+            errors.append(SpecError(f"header {name} is set by hookd (use content_type for "
+                                    "content-type)", ("request", "headers", name)))
+    predicate: Predicate | None = None
+    try:
+        predicate = compile_filter(hook.filter)
+    except SpecError as exc:
+        errors.append(SpecError(exc.message, ("filter", *exc.path)))
+    as_json = _is_json(req.content_type)
+    body: BodyFn | None = None
+    if req.body is not None:
+        tmpl = attempt(("request", "body"), req.body)
+        body = _template_body(tmpl, as_json) if tmpl is not None else None
+    elif req.raw_body is not None:
+        body = _raw_body(req.raw_body, as_json)
+    elif req.method != "GET":
+        body = _fields_body(hook)
+    if errors or url is None or predicate is None:
+        return None, errors
+    return CompiledHook(
+        config=hook, predicate=predicate, url=url,
+        headers=tuple((k, t) for k, t in headers if t is not None),
+        query=tuple((k, t) for k, t in query if t is not None),
+        body=body,
+        field_query=req.method == "GET" and (req.fields is not None or bool(req.map)
+                                             or not (req.query or req.body or req.raw_body)),
+        static_headers=static_auth_headers(hook.auth),
+        signer=Signer.from_secrets(hook.signing.secret) if hook.signing else None,
+        timeout=req.timeout if req.timeout is not None else default_timeout,
+        schedule=tuple(hook.retry.schedule) if hook.retry else default_schedule,
+    ), []
+
+
+def lint_raw_hook(raw: Any) -> list[SpecError]:
+    """Template and filter errors of a hook that failed validation, so they show at once too."""
+    errors: list[SpecError] = []
+    if not isinstance(raw, dict):
+        return errors
+    req = raw.get("request")
+    if isinstance(req, dict):
+        texts = [(("request", k), req[k]) for k in ("url", "body") if k in req]
+        for group in ("headers", "query"):
+            if isinstance(req.get(group), dict):
+                texts += [(("request", group, k), v) for k, v in req[group].items()]
+        for loc, text in texts:
+            if isinstance(text, str):
+                try:
+                    _compile(text, loc)
+                except SpecError as exc:
+                    errors.append(exc)
+    if isinstance(raw.get("filter"), dict):
+        try:
+            compile_filter(raw["filter"])
+        except SpecError as exc:
+            errors.append(SpecError(exc.message, ("filter", *exc.path)))
+    return errors
