@@ -9,14 +9,17 @@ from hookd.config import ApiKeyAuth, Auth, BasicAuth, BearerAuth, OAuth2Auth
 Headers = tuple[tuple[str, str], ...]
 
 
+def _basic_token(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def static_auth_headers(auth: Auth | None) -> Headers:
     """Headers fixed at load time; OAuth2 tokens are fetched at send time instead."""
     match auth:
         case ApiKeyAuth(header=header, value=value):
             return ((header, value),)
         case BasicAuth(username=user, password=password):
-            token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            return (("authorization", f"Basic {token}"),)
+            return (("authorization", f"Basic {_basic_token(user, password)}"),)
         case BearerAuth(token=token):
             return (("authorization", f"Bearer {token}"),)
         case OAuth2Auth() | None:
@@ -29,8 +32,9 @@ def auth_secrets(auth: Auth | None) -> set[str]:
     match auth:
         case ApiKeyAuth(value=value):
             return {value}
-        case BasicAuth(password=password):
-            return {password} if password else set()
+        case BasicAuth(username=user, password=password):
+            # the header carries base64(user:password), which is as secret as the password
+            return {password, _basic_token(user, password)} if password else set()
         case BearerAuth(token=token):
             return {token}
         case OAuth2Auth(client_secret=secret):

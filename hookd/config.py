@@ -13,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -23,6 +24,8 @@ from hookd.errors import SpecError
 
 def _duration(value: object) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < float("inf"):
+            raise ValueError(f"a duration cannot be {value!r}")
         return float(value)  # already seconds (defaults, programmatic use)
     try:
         return parse_duration(value)
@@ -34,7 +37,12 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
+# Written "250ms", "5s", "2h" (a bare number is taken as seconds); the JSON schema says so,
+# so that editors validating the YAML against `hookd schema config` accept "10s".
+Duration = Annotated[float, BeforeValidator(_duration), WithJsonSchema({
+    "anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d))+\s*$"},
+              {"type": "number", "minimum": 0}],
+    "description": "a duration: 250ms, 5s, 5m, 2h, 1d (or a number of seconds)"})]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 HOOK_ID = r"^[A-Za-z0-9_.-]+$"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -66,6 +74,18 @@ class SecurityConfig(Model):
         return self
 
 
+class ConsumerTuning(Model):
+    """Consumer timings; the defaults suit production, tests shorten them."""
+
+    session_timeout: Duration = 10.0
+    heartbeat_interval: Duration = 3.0
+    max_poll_interval: Duration = 300.0
+    fetch_max_wait: Duration = 0.1
+    max_poll_records: int = Field(default=500, ge=1)
+    commit_interval: Duration = 1.0
+    revoke_grace: Duration = 3.0  # wait this long for in-flight work of revoked partitions
+
+
 class KafkaConfig(Model):
     bootstrap_servers: Annotated[list[NonEmptyStr], BeforeValidator(_as_list)] = Field(
         default_factory=lambda: ["localhost:9092"], min_length=1)
@@ -76,6 +96,8 @@ class KafkaConfig(Model):
     security: SecurityConfig = SecurityConfig()
     retry_topic_prefix: NonEmptyStr = "hookd.retry"
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
+    client_id: NonEmptyStr = "hookd"
+    consumer: ConsumerTuning = ConsumerTuning()
 
 
 class EventsConfig(Model):

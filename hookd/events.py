@@ -68,6 +68,8 @@ def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> 
         raise DecodeError(f"value is JSON {type(doc).__name__}, not an object")
 
     ce_type = meta.headers.get("ce_type")
+    name: Any
+    raw_id: Any
     if ce_type is not None:  # CloudEvents binary mode: attributes in headers
         name, payload, raw_id = ce_type, doc, meta.headers.get("ce_id") or doc.get("id")
     elif "specversion" in doc:  # CloudEvents structured mode

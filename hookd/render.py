@@ -9,12 +9,14 @@ from typing import Any
 
 import jinja2
 import orjson
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from yarl import URL
 
 from hookd import USER_AGENT
 from hookd.auth import Headers, static_auth_headers
-from hookd.config import HookConfig
+from hookd.config import ApiKeyAuth, HookConfig
 from hookd.errors import RenderError, SpecError
 from hookd.events import Event
 from hookd.filters import MISSING, Predicate, compile_filter, get_path
@@ -24,16 +26,37 @@ _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timest
                      "webhook-signature", "content-length", "host"}
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 _BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
+_MAX_REPEAT = 1_000_000  # items or characters a `*` in a template may build
+_MAX_POWER_BITS = 100_000  # size of an integer a `**` in a template may build
 
 
 def _tojson(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Also refuses `*` and `**` that would build huge strings, lists or integers (the sandbox
+    already caps `range`): a template must not be able to exhaust the daemon's memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (isinstance(seq, str | list | tuple) and isinstance(times, int)
+                        and len(seq) * times > _MAX_REPEAT):
+                    raise SecurityError(f"'*' would build more than {_MAX_REPEAT} items")
+        elif (operator == "**" and isinstance(left, int) and isinstance(right, int)
+              and abs(left) > 1 and right > 0
+              and abs(left).bit_length() * right > _MAX_POWER_BITS):
+            raise SecurityError("'**' result is too large")
+        return super().call_binop(context, operator, left, right)
+
+
 def make_environment() -> ImmutableSandboxedEnvironment:
     """The one sandbox every template is compiled in: no attribute escapes, no mutation."""
-    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                        keep_trailing_newline=True)
+    env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False,
+                   keep_trailing_newline=True)
     env.filters["tojson"] = _tojson
     return env
 
@@ -44,6 +67,17 @@ ENV = make_environment()
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
+
+
+def _render(template: jinja2.Template, ctx: Mapping[str, Any], what: str) -> str:
+    """Render one template; whatever it raises (undefined name, sandbox refusal, an
+    OverflowError or ZeroDivisionError from its expressions) is a RenderError."""
+    try:
+        return template.render(ctx)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"{what}: {exc}") from None
+    except Exception as exc:
+        raise RenderError(f"{what}: {exc.__class__.__name__}: {exc}") from None
 
 
 def _query_value(value: Any) -> str:
@@ -104,13 +138,14 @@ class CompiledHook:
 
     def render(self, event: Event) -> Request:
         """Build the request for `event`; RenderError says what went wrong."""
+        ctx = self.context(event)
+        url_text = _render(self.url, ctx, "url template").strip()
+        query = [(k, _render(t, ctx, f"query {k} template")) for k, t in self.query]
+        headers = [(k, _render(t, ctx, f"header {k} template")) for k, t in self.headers]
         try:
-            ctx = self.context(event)
-            url = URL(self.url.render(ctx).strip())
-            query = [(k, t.render(ctx)) for k, t in self.query]
-            headers = [(k, t.render(ctx)) for k, t in self.headers]
-        except jinja2.TemplateError as exc:
-            raise RenderError(f"template: {exc}") from None
+            url = URL(url_text)
+        except ValueError as exc:
+            raise RenderError(f"url {url_text[:200]!r}: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise RenderError(f"url is not an absolute http(s) URL: {str(url)[:200]!r}")
         if self.field_query:
@@ -151,11 +186,7 @@ def _compile(text: str, loc: tuple[str | int, ...]) -> jinja2.Template:
 
 def _template_body(template: jinja2.Template, as_json: bool) -> BodyFn:
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
-        try:
-            text = template.render(ctx)
-        except jinja2.TemplateError as exc:
-            raise RenderError(f"body template: {exc}") from None
-        data = text.encode()
+        data = _render(template, ctx, "body template").encode()
         if as_json:
             try:
                 orjson.loads(data)
@@ -186,8 +217,8 @@ def _fields_body(hook: HookConfig) -> BodyFn:
     return render
 
 
-def compile_hook(hook: HookConfig, default_timeout: float,
-                 default_schedule: tuple[float, ...]) -> tuple[CompiledHook | None, list[SpecError]]:
+def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tuple[float, ...]
+                 ) -> tuple[CompiledHook | None, list[SpecError]]:
     """Compile every template and the filter; collect all errors (locations relative to hook)."""
     errors: list[SpecError] = []
     req = hook.request
@@ -202,10 +233,8 @@ def compile_hook(hook: HookConfig, default_timeout: float,
     url = attempt(("request", "url"), req.url)
     headers = [(k.lower(), attempt(("request", "headers", k), v)) for k, v in req.headers.items()]
     query = [(k, attempt(("request", "query", k), v)) for k, v in req.query.items()]
-    for name in req.headers:
-        if name.lower() in _RESERVED_HEADERS:
-            errors.append(SpecError(f"header {name} is set by hookd (use content_type for "
-                                    "content-type)", ("request", "headers", name)))
+    errors += _reserved_header_errors(req.headers, hook.auth.header
+                                      if isinstance(hook.auth, ApiKeyAuth) else None)
     predicate: Predicate | None = None
     try:
         predicate = compile_filter(hook.filter)
@@ -236,6 +265,17 @@ def compile_hook(hook: HookConfig, default_timeout: float,
     ), []
 
 
+def _reserved_header_errors(headers: Mapping[Any, Any], api_key_header: Any) -> list[SpecError]:
+    """Headers hookd sets itself may not be set by a hook (nor named by an api_key auth)."""
+    errors = [SpecError(f"header {name} is set by hookd (use content_type for content-type)",
+                        ("request", "headers", name))
+              for name in headers if isinstance(name, str) and name.lower() in _RESERVED_HEADERS]
+    if isinstance(api_key_header, str) and api_key_header.lower() in _RESERVED_HEADERS:
+        errors.append(SpecError(f"header {api_key_header} is set by hookd",
+                                ("auth", "header")))
+    return errors
+
+
 def lint_raw_hook(raw: Any) -> list[SpecError]:
     """Template and filter errors of a hook that failed validation, so they show at once too."""
     errors: list[SpecError] = []
@@ -243,7 +283,8 @@ def lint_raw_hook(raw: Any) -> list[SpecError]:
         return errors
     req = raw.get("request")
     if isinstance(req, dict):
-        texts = [(("request", k), req[k]) for k in ("url", "body") if k in req]
+        texts: list[tuple[tuple[str | int, ...], Any]] = [
+            (("request", k), req[k]) for k in ("url", "body") if k in req]
         for group in ("headers", "query"):
             if isinstance(req.get(group), dict):
                 texts += [(("request", group, k), v) for k, v in req[group].items()]
@@ -253,6 +294,10 @@ def lint_raw_hook(raw: Any) -> list[SpecError]:
                     _compile(text, loc)
                 except SpecError as exc:
                     errors.append(exc)
+    auth = raw.get("auth")
+    headers = req.get("headers") if isinstance(req, dict) else None
+    errors += _reserved_header_errors(headers if isinstance(headers, dict) else {},
+                                      auth.get("header") if isinstance(auth, dict) else None)
     if isinstance(raw.get("filter"), dict):
         try:
             compile_filter(raw["filter"])

@@ -38,10 +38,9 @@ class Source:
         node: Any = self.data
         found: list[str | int] = []
         for i, part in enumerate(loc):
-            if isinstance(node, dict) and part in node:
-                found.append(part)
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            in_dict = isinstance(node, dict) and part in node
+            if in_dict or (isinstance(node, list) and isinstance(part, int)
+                           and 0 <= part < len(node)):
                 found.append(part)
                 node = node[part]
             elif i == len(loc) - 1 and isinstance(part, str) and isinstance(node, dict):

@@ -1,0 +1,149 @@
+"""One HTTP attempt: a shared keep-alive pool, limits per endpoint, the SSRF guard."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+import aiohttp
+from yarl import URL
+
+from hookd.config import DeliveryConfig, TlsConfig
+from hookd.errors import BlockedDestination
+from hookd.render import Request
+from hookd.retries import ErrorKind, Outcome, classify_status, failure, parse_retry_after
+from hookd.signing import Signer
+from hookd.ssrf import AddressPolicy, GuardedResolver, literal_ip
+
+
+class Sender(Protocol):
+    """The seam between dispatching and HTTP: tests may fake it, the daemon uses HttpSender."""
+
+    async def attempt(self, request: Request, signer: Signer | None, timeout: float,
+                      tls: TlsConfig | None = None) -> Outcome: ...
+
+
+def endpoint_of(url: URL) -> str:
+    return f"{url.scheme}://{url.host}:{url.port}"
+
+
+class EndpointLimits:
+    """Per-endpoint in-flight caps taken before the global one, so a slow endpoint queues
+    behind its own cap and never holds the slots the healthy ones need."""
+
+    def __init__(self, per_endpoint: int, total: int) -> None:
+        self.per_endpoint = per_endpoint
+        self.total = asyncio.Semaphore(total)
+        self._endpoints: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self.in_flight = 0
+
+    @asynccontextmanager
+    async def slot(self, endpoint: str) -> AsyncIterator[None]:
+        sem, users = self._endpoints.get(endpoint, (None, 0))
+        if sem is None:
+            sem = asyncio.Semaphore(self.per_endpoint)
+        self._endpoints[endpoint] = (sem, users + 1)
+        try:
+            async with sem, self.total:
+                self.in_flight += 1
+                try:
+                    yield
+                finally:
+                    self.in_flight -= 1
+        finally:
+            sem, users = self._endpoints[endpoint]
+            if users == 1:
+                del self._endpoints[endpoint]  # idle endpoints cost nothing
+            else:
+                self._endpoints[endpoint] = (sem, users - 1)
+
+
+def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | bool:
+    if tls is None:
+        return True
+    if not tls.verify:
+        return False
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
+
+
+class HttpSender:
+    """Sends rendered requests with one aiohttp session for the whole daemon."""
+
+    def __init__(self, config: DeliveryConfig) -> None:
+        self.config = config
+        self.policy = AddressPolicy(config.allow_networks)
+        self.limits = EndpointLimits(config.per_endpoint_in_flight, config.max_in_flight)
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: dict[TlsConfig, ssl.SSLContext | bool] = {}
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0,  # EndpointLimits is the limit
+            resolver=GuardedResolver(self.policy), ttl_dns_cache=10,
+            keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _tls(self, tls: TlsConfig | None) -> ssl.SSLContext | bool:
+        if tls is None:
+            return True
+        if tls not in self._ssl:
+            self._ssl[tls] = _ssl_context(tls)
+        return self._ssl[tls]
+
+    async def attempt(self, request: Request, signer: Signer | None, timeout: float,
+                      tls: TlsConfig | None = None) -> Outcome:
+        assert self._session is not None, "HttpSender.start() first"
+        url = URL(request.url, encoded=True)
+        try:
+            ip = literal_ip(url.host or "")
+            if ip is not None:
+                self.policy.check(url.host or "", ip)
+            async with self.limits.slot(endpoint_of(url)):
+                return await self._send(url, request, signer, timeout, tls)
+        except BlockedDestination as exc:
+            return failure(ErrorKind.BLOCKED, str(exc))
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            return failure(ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s")
+        except (aiohttp.ClientError, OSError) as exc:
+            return failure(ErrorKind.CONNECT, f"{type(exc).__name__}: {exc}"[:300])
+        except ssl.SSLError as exc:  # pragma: no cover - OSError covers it; kept explicit
+            return failure(ErrorKind.CONNECT, f"TLS: {exc}")
+
+    async def _send(self, url: URL, request: Request, signer: Signer | None, timeout: float,
+                    tls: TlsConfig | None) -> Outcome:
+        assert self._session is not None
+        headers = request.signed_headers(signer, int(time.time()))
+        async with self._session.request(
+                request.method, url, data=request.body if request.body else None,
+                headers=headers, allow_redirects=False, ssl=self._tls(tls),
+                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            head = await self._read_capped(resp)
+            message = f"HTTP {resp.status}: {head[:200].decode('utf-8', 'replace')}"
+            return classify_status(resp.status, parse_retry_after(resp.headers.get("Retry-After")),
+                                   message)
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """Read at most max_response_bytes; a longer body closes the connection instead."""
+        limit = self.config.max_response_bytes
+        data = bytearray()
+        while len(data) < limit:
+            chunk = await resp.content.read(limit - len(data))
+            if not chunk:
+                return bytes(data)
+            data += chunk
+        if not resp.content.at_eof():
+            resp.close()  # the rest is not wanted; the connection cannot be reused
+        return bytes(data)

@@ -1,0 +1,46 @@
+"""aiokafka clients built from the config: security passed through, standard Kafka APIs only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
+
+from hookd.config import KafkaConfig
+
+
+def _common(cfg: KafkaConfig) -> dict[str, Any]:
+    sec = cfg.security
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": list(cfg.bootstrap_servers),
+        "client_id": cfg.client_id,
+        "security_protocol": sec.protocol,
+    }
+    if sec.protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = create_ssl_context(
+            cafile=sec.ca_file, certfile=sec.cert_file, keyfile=sec.key_file)
+    if sec.sasl_mechanism:
+        kwargs["sasl_mechanism"] = sec.sasl_mechanism
+        kwargs["sasl_plain_username"] = sec.username
+        kwargs["sasl_plain_password"] = sec.password
+    return kwargs
+
+
+def make_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
+    tune = cfg.consumer
+    return AIOKafkaConsumer(
+        group_id=cfg.group_id,
+        enable_auto_commit=False,  # offsets move only when deliveries are final
+        auto_offset_reset=cfg.auto_offset_reset,
+        session_timeout_ms=int(tune.session_timeout * 1000),
+        heartbeat_interval_ms=int(tune.heartbeat_interval * 1000),
+        max_poll_interval_ms=int(tune.max_poll_interval * 1000),
+        fetch_max_wait_ms=int(tune.fetch_max_wait * 1000),
+        max_poll_records=tune.max_poll_records,
+        **_common(cfg),
+    )
+
+
+def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:
+    return AIOKafkaProducer(acks="all", linger_ms=2, **_common(cfg))

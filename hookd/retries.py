@@ -1,0 +1,140 @@
+"""The retry decision (a pure function, tested with a table) and the retry schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
+from tenacity.wait import wait_base
+
+
+class Verdict(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAIL = "fail"
+    GONE = "gone"  # 410: fail, and disable the hook until the next reload
+
+
+class ErrorKind(enum.StrEnum):
+    """`error.kind` of a dead-letter record."""
+
+    HTTP_STATUS = "http_status"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    RENDER = "render"
+    BLOCKED = "blocked"
+    DECODE = "decode"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to."""
+
+    verdict: Verdict
+    kind: ErrorKind | None = None
+    status: int | None = None
+    message: str = ""
+    retry_after: float | None = None  # seconds, from the response's Retry-After
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.DELIVERED
+
+
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+def classify_status(status: int, retry_after: float | None = None, message: str = "") -> Outcome:
+    """SPEC §3: 2xx delivered; 408/425/429/5xx retried; 410 gone; 3xx and other 4xx fail."""
+    if 200 <= status < 300:
+        return Outcome(Verdict.DELIVERED, status=status)
+    if status in RETRYABLE_STATUS or 500 <= status < 600:
+        return Outcome(Verdict.RETRY, ErrorKind.HTTP_STATUS, status, message, retry_after)
+    if status == 410:
+        return Outcome(Verdict.GONE, ErrorKind.HTTP_STATUS, status, message)
+    return Outcome(Verdict.FAIL, ErrorKind.HTTP_STATUS, status, message)
+
+
+def failure(kind: ErrorKind, message: str) -> Outcome:
+    """An attempt that got no HTTP status: timeouts and connection errors are retried."""
+    retried = kind in (ErrorKind.TIMEOUT, ErrorKind.CONNECT)
+    return Outcome(Verdict.RETRY if retried else Verdict.FAIL, kind, None, message)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def next_delay(schedule: Sequence[float], attempt: int, retry_after: float | None = None,
+               jitter: float = 0.2, rng: random.Random | None = None) -> float | None:
+    """Delay before attempt `attempt + 1` (attempts count from 1), or None when exhausted.
+
+    Jitter is ±`jitter` of the scheduled delay; a Retry-After longer than that wins.
+    """
+    if attempt < 1 or attempt > len(schedule):
+        return None
+    base = schedule[attempt - 1]
+    delay = base * (1 + (rng or random).uniform(-jitter, jitter)) if jitter else base
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return max(0.0, delay)
+
+
+AttemptFn = Callable[[int], Awaitable[Outcome]]
+SleepFn = Callable[[float], Awaitable[None]]
+
+
+class _ScheduleWait(wait_base):
+    """tenacity wait: the hook's schedule with jitter, stretched by Retry-After."""
+
+    def __init__(self, schedule: Sequence[float], jitter: float) -> None:
+        self.schedule, self.jitter = schedule, jitter
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        last = retry_state.outcome.result() if retry_state.outcome else None
+        retry_after = last.retry_after if isinstance(last, Outcome) else None
+        delay = next_delay(self.schedule, retry_state.attempt_number, retry_after, self.jitter)
+        return delay if delay is not None else 0.0
+
+
+async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter: float = 0.2,
+                           sleep: SleepFn = asyncio.sleep) -> tuple[Outcome, int]:
+    """Call `attempt(n)` until it is final or the schedule is spent: (last outcome, attempts).
+
+    The decision is `Outcome.verdict` (the pure functions above); tenacity supplies only
+    the schedule and the limit. `attempt` must not raise.
+    """
+    count = 0
+
+    async def once() -> Outcome:
+        nonlocal count
+        count += 1
+        return await attempt(count)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(len(schedule) + 1),
+        wait=_ScheduleWait(schedule, jitter),
+        retry=retry_if_result(lambda o: o.verdict is Verdict.RETRY),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        sleep=sleep,
+    )
+    outcome: Outcome = await retrying(once)
+    return outcome, count
