@@ -120,14 +120,14 @@ class Dispatcher:
             request = hook.render(event)
         except RenderError as exc:
             self.counters.failed += 1
-            log.error("delivery", outcome="dead_lettered", hook=hook.id, event=event.name,
+            log.error("delivery", outcome="dead_lettered", hook=hook.id, _event=event.name,
                       error_kind="render", error=str(exc), attempt=0, topic=meta.topic,
                       partition=meta.partition, offset=meta.offset)
             await self._dead_letter(DeadLetter(
                 hook.id, event.id, event.name, event.payload, None, ErrorKind.RENDER, None,
                 str(exc), 0, None, None, source, key))
             return
-        bound = log.bind(hook=hook.id, event=event.name, webhook_id=request.webhook_id,
+        bound = log.bind(hook=hook.id, _event=event.name, webhook_id=request.webhook_id,
                          url=self.redactor()(request.url), topic=meta.topic,
                          partition=meta.partition, offset=meta.offset)
         first = time.time()

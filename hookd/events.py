@@ -43,7 +43,7 @@ def _text(raw: bytes | str | None) -> str | None:
 
 
 def make_meta(topic: str, partition: int, offset: int, key: bytes | str | None,
-              timestamp: int | None, headers: Sequence[tuple[str, bytes]] | None) -> Meta:
+              timestamp: int | None, headers: Sequence[tuple[str, bytes | None]] | None) -> Meta:
     return Meta(topic, partition, offset, _text(key), timestamp,
                 {k: _text(v) or "" for k, v in headers or ()})
 

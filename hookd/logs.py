@@ -38,6 +38,8 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         REDACTOR.processor,
+        # the message goes to "msg", so "event" can carry the event name (bound as _event)
+        structlog.processors.EventRenamer("msg", replace_by="_event"),
     ]
     if fmt == "json":
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))

@@ -30,8 +30,19 @@ _MAX_REPEAT = 1_000_000  # items or characters a `*` in a template may build
 _MAX_POWER_BITS = 100_000  # size of an integer a `**` in a template may build
 
 
+def _json_default(value: Any) -> str:
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()  # `{{ nope|tojson }}` says what is undefined
+    return str(value)
+
+
 def _tojson(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=_json_default).decode()
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, jinja2.UndefinedError):
+            raise exc.__cause__ from None
+        raise
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):

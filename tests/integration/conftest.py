@@ -1,0 +1,64 @@
+"""Fixtures for integration tests against a real Kafka-protocol broker (tansu).
+
+* ``broker``: one ``TansuBroker`` for the whole session (a sync fixture, so it is not
+  bound to any asyncio loop).  If the broker binary is missing or the broker does not
+  come up, the fixture errors loudly; nothing is skipped.
+* ``topic``: a unique, freshly created 4-partition topic per test.
+
+Every test collected under ``tests/integration`` gets the ``integration`` marker, so
+``pytest -m "not integration"`` runs the unit tests only.
+
+Tests that ``restart()``/``kill()`` the shared broker must leave it running and
+remember that it comes back empty (memory storage); prefer a private ``TansuBroker``
+for such tests (see ``test_broker_smoke.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from tests.integration.broker import TansuBroker, create_topic
+
+_HERE = Path(__file__).resolve().parent
+
+TOPIC_PARTITIONS = 4
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    """A running tansu broker shared by the session; its log is kept under pytest's
+    basetemp (``.../tansu0/tansu.log``) for post-mortems."""
+    instance = TansuBroker(tmp_path_factory.mktemp("tansu"))
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def bootstrap(broker: TansuBroker) -> str:
+    """``bootstrap_servers`` of the session broker, restarting it if a test killed it."""
+    if not broker.is_running:
+        broker.start()
+    return broker.bootstrap
+
+
+@pytest_asyncio.fixture
+async def topic(bootstrap: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A unique topic with ``TOPIC_PARTITIONS`` partitions, created before the test."""
+    base = request.node.name.split("[")[0].replace("_", "-")[:40]
+    name = f"{base}-{uuid.uuid4().hex[:8]}"
+    await create_topic(bootstrap, name, TOPIC_PARTITIONS)
+    yield name

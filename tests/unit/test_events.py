@@ -1,0 +1,133 @@
+"""Decoding Kafka records into events: plain JSON, CloudEvents (both bindings), bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+import pytest
+
+from hookd.errors import DecodeError
+from hookd.events import Event, Meta, decode_event, make_meta
+
+
+def meta(headers: Sequence[tuple[str, bytes]] | None = None) -> Meta:
+    return make_meta("cc.events", 2, 1234, b"call-1", 1_700_000_000_000, headers)
+
+
+def decode(value: object, headers: Sequence[tuple[str, bytes]] | None = None,
+           name_field: str = "event") -> Event:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return decode_event(raw, meta(headers), name_field)
+
+
+def test_plain_json() -> None:
+    ev = decode({"event": "Answered", "id": "evt-1", "queue_id": 7})
+    assert (ev.name, ev.id) == ("Answered", "evt-1")
+    assert ev.payload == {"event": "Answered", "id": "evt-1", "queue_id": 7}
+    assert ev.meta == Meta("cc.events", 2, 1234, "call-1", 1_700_000_000_000, {})
+
+
+@pytest.mark.parametrize(("doc", "name_field", "name"), [
+    pytest.param({"type": "Call:Answer"}, "type", "Call:Answer", id="top-level"),
+    pytest.param({"meta": {"event": {"name": "Ivr:Start"}}}, "meta.event.name", "Ivr:Start",
+                 id="dotted"),
+    pytest.param({"meta.kind": "Flat", "meta": {"kind": "Nested"}}, "meta.kind", "Flat",
+                 id="literal-dotted-key-wins"),
+])
+def test_custom_name_field(doc: dict[str, object], name_field: str, name: str) -> None:
+    ev = decode(doc, name_field=name_field)
+    assert ev.name == name
+    assert ev.payload == doc
+
+
+def test_name_keeps_its_case_and_custom_names() -> None:
+    assert decode({"event": "CUSTOM->engine::dialer_member_end"}).name == (
+        "CUSTOM->engine::dialer_member_end")
+
+
+def test_cloudevents_structured() -> None:
+    ev = decode({"specversion": "1.0", "type": "Call:Reporting", "id": "ce-1",
+                 "source": "/pbx", "data": {"uuid": "c-1", "duration": 185}})
+    assert (ev.name, ev.id) == ("Call:Reporting", "ce-1")
+    assert ev.payload == {"uuid": "c-1", "duration": 185}
+
+
+def test_cloudevents_structured_without_data_or_id() -> None:
+    ev = decode({"specversion": "1.0", "type": "Ping"})
+    assert (ev.name, ev.id, ev.payload) == ("Ping", "cc.events-2-1234", {})
+
+
+def test_cloudevents_binary() -> None:
+    ev = decode({"uuid": "c-1", "id": "payload-id"},
+                [("ce_specversion", b"1.0"), ("ce_type", b"Call:Hangup"), ("ce_id", b"ce-9")])
+    assert (ev.name, ev.id) == ("Call:Hangup", "ce-9")
+    assert ev.payload == {"uuid": "c-1", "id": "payload-id"}
+    assert ev.meta.headers["ce_type"] == "Call:Hangup"
+
+
+def test_cloudevents_binary_id_falls_back() -> None:
+    assert decode({"id": "payload-id"}, [("ce_type", b"T")]).id == "payload-id"
+    assert decode({"x": 1}, [("ce_type", b"T")]).id == "cc.events-2-1234"
+
+
+@pytest.mark.parametrize(("doc", "event_id"), [
+    pytest.param({"event": "E", "id": "evt-9"}, "evt-9", id="string"),
+    pytest.param({"event": "E", "id": 77}, "77", id="integer"),
+    pytest.param({"event": "E"}, "cc.events-2-1234", id="absent"),
+    pytest.param({"event": "E", "id": ""}, "cc.events-2-1234", id="empty"),
+    pytest.param({"event": "E", "id": None}, "cc.events-2-1234", id="null"),
+    pytest.param({"event": "E", "id": True}, "cc.events-2-1234", id="bool"),
+    pytest.param({"event": "E", "id": {"a": 1}}, "cc.events-2-1234", id="object"),
+])
+def test_event_id(doc: dict[str, object], event_id: str) -> None:
+    assert decode(doc).id == event_id
+
+
+@pytest.mark.parametrize(("value", "headers", "message"), [
+    pytest.param(None, None, "record has no value (tombstone)", id="tombstone"),
+    pytest.param(b'{"event": "\xff\xfe"}', None, "value is not UTF-8 JSON: ", id="not-utf8"),
+    pytest.param(b"\xef\xbb\xbf{}", None, "value is not UTF-8 JSON: ", id="bom"),
+    pytest.param(b"not json", None, "value is not UTF-8 JSON: ", id="not-json"),
+    pytest.param(b"", None, "value is not UTF-8 JSON: ", id="empty"),
+    pytest.param(b'{"event": "A"', None, "value is not UTF-8 JSON: ", id="truncated"),
+    pytest.param(b'[{"event": "A"}]', None, "value is JSON list, not an object", id="array"),
+    pytest.param(b"42", None, "value is JSON int, not an object", id="number"),
+    pytest.param(b'"Answered"', None, "value is JSON str, not an object", id="string"),
+    pytest.param(b"null", None, "value is JSON NoneType, not an object", id="null"),
+    pytest.param(b'{"queue_id": 7}', None,
+                 "no event name (expected a non-empty string at 'event')", id="no-name"),
+    pytest.param(b'{"event": ""}', None,
+                 "no event name (expected a non-empty string at 'event')", id="empty-name"),
+    pytest.param(b'{"event": "   "}', None,
+                 "no event name (expected a non-empty string at 'event')", id="blank-name"),
+    pytest.param(b'{"event": 5}', None,
+                 "no event name (expected a non-empty string at 'event')", id="name-not-string"),
+    pytest.param(b'{"specversion": "1.0", "id": "x", "data": {}}', None,
+                 "CloudEvent has no type", id="structured-without-type"),
+    pytest.param(b'{"specversion": "1.0", "type": "", "data": {}}', None,
+                 "CloudEvent has no type", id="structured-empty-type"),
+    pytest.param(b'{"specversion": "1.0", "type": "T", "data": [1, 2]}', None,
+                 "CloudEvents data is not a JSON object", id="structured-data-array"),
+    pytest.param(b'{"specversion": "1.0", "type": "T", "data": "text"}', None,
+                 "CloudEvents data is not a JSON object", id="structured-data-string"),
+    pytest.param(b'{"a": 1}', [("ce_type", b"")], "CloudEvent has no type",
+                 id="binary-empty-type"),
+    pytest.param(b"[1]", [("ce_type", b"T")], "value is JSON list, not an object",
+                 id="binary-array"),
+])
+def test_decode_errors(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None,
+                       message: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_event(value, meta(headers))
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_make_meta_decodes_key_and_headers() -> None:
+    m = make_meta("t", 0, 5, b"k\xff", None, [("a", b"1"), ("b", None), ("c", b"\xfe")])
+    assert m.key == "k\ufffd"
+    assert m.headers == {"a": "1", "b": "", "c": "\ufffd"}
+    assert make_meta("t", 0, 5, "already-text", 9, None).key == "already-text"
+    assert make_meta("t", 0, 5, None, None, None).as_dict() == {
+        "topic": "t", "partition": 0, "offset": 5, "key": None, "timestamp": None,
+        "headers": {}}

@@ -1,0 +1,45 @@
+"""Secrets never leave in anything hookd prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hookd.redact import MASK, Redactor
+
+
+@pytest.mark.parametrize(("secrets", "text", "expected"), [
+    pytest.param({"s3cr3t-token"}, "Authorization: Bearer s3cr3t-token",
+                 "Authorization: Bearer ***", id="secret"),
+    pytest.param({"abcd", "abcdef"}, "key=abcdef and abcd", "key=*** and ***",
+                 id="longest-first"),
+    pytest.param({"a.b*c"}, "x a.b*c y aXbbc", "x *** y aXbbc", id="regex-characters-literal"),
+    pytest.param({"abc"}, "abc stays", "abc stays", id="too-short-to-redact"),
+    pytest.param({"tok"}, "no secret here", "no secret here", id="absent"),
+    pytest.param(set(), "https://user:pw@crm.example.com/x", "https://***@crm.example.com/x",
+                 id="url-userinfo"),
+    pytest.param(set(), "http://token@host:8080/p and ftp://a:b@c/", "http://***@host:8080/p "
+                 "and ftp://***@c/", id="url-userinfo-several"),
+    pytest.param(set(), "mail dana@example.com", "mail dana@example.com", id="email-untouched"),
+    pytest.param({"pw-1234"}, "https://u:pw-1234@h/?k=pw-1234", "https://***@h/?k=***",
+                 id="userinfo-and-query"),
+])
+def test_redact_text(secrets: set[str], text: str, expected: str) -> None:
+    assert Redactor(secrets)(text) == expected
+
+
+def test_redact_nested_values() -> None:
+    redact = Redactor({"hunter22"})
+    value: dict[str, Any] = {"a": "x hunter22", "n": 5, "l": ["hunter22", ("hunter22", None)],
+                             "d": {"url": "https://u:p@h/"}}
+    assert redact.value(value) == {"a": "x ***", "n": 5, "l": ["***", ["***", None]],
+                                   "d": {"url": "https://***@h/"}}
+    assert value["a"] == "x hunter22"
+
+
+def test_structlog_processor() -> None:
+    redact = Redactor({"hunter22"})
+    event = {"event": "delivered hunter22", "url": "https://a:b@h/", "status": 200}
+    assert redact.processor(None, "info", event) == {
+        "event": f"delivered {MASK}", "url": "https://***@h/", "status": 200}
