@@ -23,10 +23,9 @@ from hookd.errors import SpecError
 
 
 def _duration(value: object) -> float:
+    """Config durations carry a unit (`30` alone is ambiguous: seconds? ms?)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not 0 <= value < float("inf"):
-            raise ValueError(f"a duration cannot be {value!r}")
-        return float(value)  # already seconds (defaults, programmatic use)
+        raise ValueError(f"a duration needs a unit, e.g. '{value}s' or '{value}ms'")
     try:
         return parse_duration(value)
     except SpecError as exc:
@@ -231,7 +230,7 @@ def signing_key(secret: str) -> bytes:
     """The HMAC key of a Standard Webhooks secret (`whsec_` + base64, prefix optional)."""
     raw = secret.removeprefix("whsec_")
     try:
-        key = base64.b64decode(raw, validate=True)
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("signing secret must be base64, optionally prefixed whsec_") from None
     if len(key) < 16:

@@ -246,6 +246,13 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
     query = [(k, attempt(("request", "query", k), v)) for k, v in req.query.items()]
     errors += _reserved_header_errors(req.headers, hook.auth.header
                                       if isinstance(hook.auth, ApiKeyAuth) else None)
+    static_headers = static_auth_headers(hook.auth)
+    for name, value in static_headers:
+        if name in {k.lower() for k in req.headers}:
+            errors.append(SpecError(f"header {name} is also set by auth; keep one",
+                                    ("request", "headers", name)))
+        if _BAD_HEADER_CHARS.search(value):
+            errors.append(SpecError("auth value contains CR, LF or NUL", ("auth",)))
     predicate: Predicate | None = None
     try:
         predicate = compile_filter(hook.filter)
@@ -269,7 +276,7 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
         body=body,
         field_query=req.method == "GET" and (req.fields is not None or bool(req.map)
                                              or not (req.query or req.body or req.raw_body)),
-        static_headers=static_auth_headers(hook.auth),
+        static_headers=static_headers,
         signer=Signer.from_secrets(hook.signing.secret) if hook.signing else None,
         timeout=req.timeout if req.timeout is not None else default_timeout,
         schedule=tuple(hook.retry.schedule) if hook.retry else default_schedule,

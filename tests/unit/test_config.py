@@ -119,7 +119,12 @@ INVALID = [
          "bad-duration-top-level"),
     case("""
         shutdown_timeout: -5
-        """, [Exp(1, "shutdown_timeout", "a duration cannot be -5")], "bad-duration-negative"),
+        """, [Exp(1, "shutdown_timeout", "a duration needs a unit, e.g. '-5s' or '-5ms'")],
+         "bad-duration-negative"),
+    case("""
+        shutdown_timeout: 30
+        """, [Exp(1, "shutdown_timeout", "a duration needs a unit, e.g. '30s' or '30ms'")],
+         "bad-duration-no-unit"),
     case("""
         delivery:
           timeout: true
