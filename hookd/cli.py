@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--hook", help="only this hook")
     render.add_argument("--json", action="store_true", help="one JSON object per request")
 
+    replay = sub.add_parser("replay", help="move dead letters back for delivery")
+    replay.add_argument("-c", "--config", help=cfg_help)
+    replay.add_argument("--hook", help="only dead letters of this hook")
+    replay.add_argument("--limit", type=int, help="at most this many")
+    replay.add_argument("--dry-run", action="store_true", help="list, change nothing")
+
     schema = sub.add_parser("schema", help="print a JSON Schema")
     schema.add_argument("what", choices=["config", "events"])
     return parser
@@ -118,6 +124,24 @@ def cmd_render(path: str | None, event_file: str, hook_id: str | None, as_json: 
     return status
 
 
+def cmd_replay(path: str | None, hook_id: str | None, limit: int | None, dry_run: bool,
+               out: TextIO, err: TextIO) -> int:
+    import asyncio
+
+    from hookd.replay import replay
+
+    runtime = _load(path, err)
+    if runtime is None:
+        return 1
+    if hook_id is not None and runtime.hook(hook_id) is None:
+        print(f"no hook {hook_id!r}", file=err)
+        return 1
+    report = asyncio.run(replay(runtime, hook_id, limit, dry_run, out))
+    verb = "would replay" if dry_run else "replayed"
+    print(f"{verb} {report.replayed} dead letter(s), skipped {report.skipped}", file=out)
+    return 0
+
+
 def cmd_schema(what: str, out: TextIO) -> int:
     schema = Config.model_json_schema() if what == "config" else events_schema()
     out.write(orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -133,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_render(args.config, args.event, args.hook, args.json, out, err)
     if args.command == "schema":
         return cmd_schema(args.what, out)
+    if args.command == "replay":
+        return cmd_replay(args.config, args.hook, args.limit, args.dry_run, out, err)
     if args.command == "run":
         from hookd.daemon import run_daemon
 

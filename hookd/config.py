@@ -94,6 +94,7 @@ class KafkaConfig(Model):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     security: SecurityConfig = SecurityConfig()
     retry_topic_prefix: NonEmptyStr = "hookd.retry"
+    retry_partitions: int = Field(default=4, ge=1)  # of each retry topic created by hookd
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
     client_id: NonEmptyStr = "hookd"
     consumer: ConsumerTuning = ConsumerTuning()
@@ -107,6 +108,17 @@ class RetryConfig(Model):
     schedule: list[Duration] = Field(
         default_factory=lambda: [parse_duration(d) for d in DEFAULT_SCHEDULE])
     jitter: float = Field(default=0.2, ge=0, le=1)
+    # delays up to this wait in memory; longer ones are parked in a retry topic
+    inline_max: Duration = 10.0
+
+
+class BreakerConfig(Model):
+    """Per endpoint: after `failures` failed attempts in a row the circuit opens and
+    deliveries are parked, not sent; after `cooldown` one probe is let through."""
+
+    failures: int = Field(default=5, ge=1)
+    cooldown: Duration = 30.0
+    max_cooldown: Duration = 600.0
 
 
 class DeliveryConfig(Model):
@@ -114,6 +126,7 @@ class DeliveryConfig(Model):
     max_in_flight: int = Field(default=512, ge=1)
     per_endpoint_in_flight: int = Field(default=64, ge=1)
     retry: RetryConfig = RetryConfig()
+    circuit_breaker: BreakerConfig = BreakerConfig()
     allow_networks: list[str] = Field(default_factory=list)
     max_response_bytes: int = Field(default=65536, ge=0)
 

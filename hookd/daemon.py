@@ -12,19 +12,22 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 
+from hookd.breaker import Breakers
+from hookd.consumer import ConsumerLoop
 from hookd.deadletter import KafkaDeadLetters
 from hookd.delivery import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import ConfigError
 from hookd.health import HealthServer
-from hookd.kafka import make_consumer, make_producer
+from hookd.kafka import make_admin, make_consumer, make_producer
 from hookd.loader import Runtime, load_config
 from hookd.logs import REDACTOR, configure_logging
-from hookd.offsets import OffsetTracker
+from hookd.oauth import TokenCache
+from hookd.parking import ParkingLot, retry_topic_pattern, tiers_of
 from hookd.redact import Redactor
 from hookd.sdnotify import Notifier
 
@@ -32,16 +35,13 @@ log = structlog.get_logger("hookd.daemon")
 EX_CONFIG = 78  # sysexits.h: configuration error (hookd.service does not restart on it)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.daemon.partitions_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("partitions assigned", partitions=sorted(f"{t.topic}-{t.partition}"
-                                                          for t in assigned))
+def _due(record: Any) -> float | None:
+    """A retry-topic record is held back until its due time (unreadable ones pass on)."""
+    try:
+        due = float(orjson.loads(record.value)["due_at"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return due if due > time.time() else None
 
 
 class Daemon:
@@ -54,15 +54,14 @@ class Daemon:
         self._reload = asyncio.Event()
         self._runtime: Runtime | None = None
         self.last_reload: dict[str, Any] = {"ok": None, "at": None, "error": None}
-        self.tracker = OffsetTracker()
-        self.consumer: Any = None
+        self.clients: list[Any] = []  # consumers, producer, admin: stopped at shutdown
         self.producer: Any = None
         self.sender: HttpSender | None = None
         self.dispatcher: Dispatcher | None = None
+        self.parking: ParkingLot | None = None
         self.health: HealthServer | None = None
-        self._fetched: dict[TopicPartition, int] = {}
-        self._paused = False
-        self._tick = time.monotonic()
+        self.source: ConsumerLoop | None = None
+        self.retries: ConsumerLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- signals: set an event, nothing else ---------------------------------------------
@@ -89,106 +88,64 @@ class Daemon:
         await self.health.start()
         self.sender = HttpSender(cfg.delivery)
         await self.sender.start()
-        await self._connect_kafka()
-        if self._stop.is_set():
+        if not await self._connect_kafka():
             return
-        self.dispatcher = Dispatcher(self.sender, KafkaDeadLetters(self.producer,
-                                     cfg.kafka.dead_letter_topic), self.tracker,
-                                     lambda: self.runtime, REDACTOR)
-        self.consumer.subscribe(list(cfg.kafka.topics), listener=_Rebalance(self))
+        kafka = cfg.kafka
+        self.parking = ParkingLot(self.producer, self.clients[-1], kafka.retry_topic_prefix,
+                                  kafka.retry_partitions)
+        await self.parking.ensure_tiers(tiers_of(self.runtime))
+        breaker = cfg.delivery.circuit_breaker
+        self.dispatcher = Dispatcher(
+            self.sender, KafkaDeadLetters(self.producer, kafka.dead_letter_topic),
+            lambda: self.runtime, REDACTOR, self.parking,
+            Breakers(breaker.failures, breaker.cooldown, breaker.max_cooldown),
+            TokenCache(self.sender.post_form))
+        high = lambda: 2 * self.runtime.config.delivery.max_in_flight  # noqa: E731
+        pending = lambda: self.dispatcher.pending if self.dispatcher else 0  # noqa: E731
+        self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
+                                   kafka.consumer, pending, high)
+        self.retries = ConsumerLoop("retry", self.clients[1], self.dispatcher.submit_parked,
+                                    kafka.consumer, pending, high, due=_due)
+        self.source.consumer.subscribe(list(kafka.topics), listener=self.source.listener())
+        self.retries.consumer.subscribe(pattern=retry_topic_pattern(kafka.retry_topic_prefix),
+                                        listener=self.retries.listener())
         log.info("started", config=self.config_path, hooks=len(self.runtime.hooks),
-                 topics=list(cfg.kafka.topics), group=cfg.kafka.group_id,
+                 topics=list(kafka.topics), group=kafka.group_id,
+                 retry_tiers=list(self.parking.tiers),
                  health=f"{cfg.health.listen.rpartition(':')[0]}:{self.health.port}")
         self.notifier.ready(self._status())
 
-    async def _connect_kafka(self) -> None:
+    async def _connect_kafka(self) -> bool:
         """Wait for the broker (no crash loop while it is down); /readyz says 503 meanwhile."""
+        kafka = self.runtime.config.kafka
         delay = 0.5
         while not self._stop.is_set():
-            consumer = make_consumer(self.runtime.config.kafka)
-            producer = make_producer(self.runtime.config.kafka)
+            clients = [make_consumer(kafka), make_consumer(kafka, f"{kafka.group_id}.retry"),
+                       make_producer(kafka), make_admin(kafka)]
             try:
-                await producer.start()
-                await consumer.start()
+                for client in clients:
+                    await client.start()
             except KafkaError as exc:
                 log.warning("kafka not reachable, retrying", error=str(exc), retry_in=delay)
-                for client in (consumer, producer):
+                for client in clients:
                     with contextlib.suppress(Exception):
-                        await client.stop()
+                        await _stop_client(client)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            self.consumer, self.producer = consumer, producer
-            return
+            self.clients, self.producer = clients, clients[2]
+            return True
+        return False
 
     # -- phase 2 ---------------------------------------------------------------------------
     async def run(self) -> None:
-        if self._stop.is_set():
+        if self._stop.is_set() or self.source is None or self.retries is None:
             return
         self._tasks = [asyncio.create_task(self._reload_loop()),
-                       asyncio.create_task(self._watchdog_loop())]
-        tune = self.runtime.config.kafka.consumer
-        last_commit = time.monotonic()
-        while not self._stop.is_set():
-            self._tick = time.monotonic()
-            self._backpressure()
-            try:
-                batches = await self.consumer.getmany(timeout_ms=200,
-                                                      max_records=tune.max_poll_records)
-            except KafkaError as exc:
-                log.warning("fetch failed", error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            assert self.dispatcher is not None
-            for tp, records in batches.items():
-                for record in records:
-                    self.dispatcher.submit(record)
-                self._fetched[tp] = records[-1].offset + 1
-            if time.monotonic() - last_commit >= tune.commit_interval:
-                await self.commit()
-                last_commit = time.monotonic()
-
-    def _backpressure(self) -> None:
-        """Pause every partition while too many events are in flight; memory stays bounded."""
-        if self.dispatcher is None:
-            return
-        high = 2 * self.runtime.config.delivery.max_in_flight
-        assigned = list(self.consumer.assignment())
-        if not self._paused and self.dispatcher.pending >= high:
-            self.consumer.pause(*assigned)
-            self._paused = True
-        elif self._paused and self.dispatcher.pending <= high // 2:
-            self.consumer.resume(*assigned)
-            self._paused = False
-        elif self._paused:
-            self.consumer.pause(*assigned)  # partitions assigned since the pause
-
-    async def commit(self, only: set[TopicPartition] | None = None) -> None:
-        offsets = self.tracker.committable()
-        assigned = self.consumer.assignment()
-        offsets = {tp: o for tp, o in offsets.items()
-                   if tp in assigned and (only is None or tp in only)}
-        if not offsets:
-            return
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning("commit failed; the events will be redelivered", error=str(exc))
-            return
-        self.tracker.mark_committed(offsets)
-
-    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        grace = self.runtime.config.kafka.consumer.revoke_grace
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(self.tracker.in_flight(tp) for tp in revoked):
-            await asyncio.sleep(0.05)
-        await self.commit(only=revoked)
-        self.tracker.forget(revoked)
-        for tp in revoked:
-            self._fetched.pop(tp, None)
-        log.info("partitions revoked", partitions=sorted(f"{t.topic}-{t.partition}"
-                                                         for t in revoked))
+                       asyncio.create_task(self._watchdog_loop()),
+                       asyncio.create_task(self.retries.run(self._stop))]
+        await self.source.run(self._stop)
 
     async def _reload_loop(self) -> None:
         """SIGHUP: build the new config aside, swap one reference; a burst is one reload."""
@@ -208,6 +165,8 @@ class Daemon:
             else:
                 if new.config.kafka != old.config.kafka or new.config.health != old.config.health:
                     log.warning("kafka and health settings change only on restart")
+                if self.parking is not None:
+                    await self.parking.ensure_tiers(tiers_of(new))
                 self._runtime = new
                 REDACTOR.current = Redactor(new.secrets)
                 if self.dispatcher is not None:
@@ -222,33 +181,32 @@ class Daemon:
             return
         while True:
             await asyncio.sleep(interval)
-            if time.monotonic() - self._tick < 4 * interval + 1:  # the main loop is turning
-                self.notifier.watchdog()
+            if self.source and time.monotonic() - self.source.tick < 4 * interval + 1:
+                self.notifier.watchdog()  # only while the main loop is turning
                 self.notifier.status(self._status())
 
     # -- phase 3 ---------------------------------------------------------------------------
     async def shutdown(self) -> None:
         """Stop fetching, finish in-flight work within shutdown_timeout, commit, close."""
         self.notifier.stopping()
+        self._stop.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        timeout = self.runtime.config.shutdown_timeout if self._runtime else 0.0
-        if self.consumer is not None:
+        loops = [loop for loop in (self.source, self.retries) if loop is not None]
+        for loop in loops:
             with contextlib.suppress(Exception):
-                self.consumer.pause(*self.consumer.assignment())
+                loop.consumer.pause(*loop.consumer.assignment())
         if self.dispatcher is not None:
-            abandoned = await self.dispatcher.drain(timeout)
+            abandoned = await self.dispatcher.drain(self.runtime.config.shutdown_timeout)
             if abandoned:
-                log.warning("shutdown timeout: events left uncommitted, they will be redelivered",
-                            events=abandoned)
-        if self.consumer is not None:
-            await self.commit()
+                log.warning("shutdown timeout: records left uncommitted, they will be redelivered",
+                            records=abandoned)
+        for loop in loops:
+            await loop.commit()
+        for client in self.clients:
             with contextlib.suppress(Exception):
-                await self.consumer.stop()
-        if self.producer is not None:
-            with contextlib.suppress(Exception):
-                await self.producer.stop()
+                await _stop_client(client)
         if self.sender is not None:
             await self.sender.close()
         if self.health is not None:
@@ -261,35 +219,35 @@ class Daemon:
             return "starting"
         c = self.dispatcher.counters if self.dispatcher else None
         return (f"generation {self.runtime.generation}, {len(self.runtime.hooks)} hooks"
-                + (f", delivered {c.delivered}, dead-lettered {c.dead_lettered}" if c else ""))
+                + (f", delivered {c.delivered}, parked {c.parked}, dead-lettered "
+                   f"{c.dead_lettered}" if c else ""))
 
     def state(self) -> tuple[bool, dict[str, Any]]:
-        rt = self._runtime
-        assigned = sorted(self.consumer.assignment(), key=lambda t: (t.topic, t.partition)) \
-            if self.consumer is not None else []
-        lag: dict[str, int] = {}
-        for tp in assigned:
-            high = self.consumer.highwater(tp)
-            if high is not None and tp in self._fetched:
-                lag[f"{tp.topic}-{tp.partition}"] = max(0, high - self._fetched[tp])
-        counters = self.dispatcher.counters if self.dispatcher else None
+        rt, d = self._runtime, self.dispatcher
+        assigned = self.source.assignment() if self.source else []
+        lag = self.source.lag() if self.source else {}
+        c = d.counters if d else None
         body: dict[str, Any] = {
             "config": {"generation": rt.generation if rt else None,
                        "loaded_at": rt.loaded_at if rt else None,
                        "hooks": len(rt.hooks) if rt else 0},
             "last_reload": self.last_reload,
             "assigned_partitions": [f"{t.topic}-{t.partition}" for t in assigned],
+            "retry_partitions": [f"{t.topic}-{t.partition}" for t in
+                                 (self.retries.assignment() if self.retries else [])],
             "lag": {"total": sum(lag.values()), "partitions": lag},
             "counters": {
-                "delivered": counters.delivered if counters else 0,
-                "failed": counters.failed if counters else 0,
-                "retrying": counters.retrying if counters else 0,
-                "dead_lettered": counters.dead_lettered if counters else 0,
+                "delivered": c.delivered if c else 0,
+                "failed": c.failed if c else 0,
+                "retrying": (c.retrying + c.parked) if c else 0,
+                "retrying_in_memory": c.retrying if c else 0,
+                "parked": c.parked if c else 0,
+                "dead_lettered": c.dead_lettered if c else 0,
                 "in_flight": self.sender.limits.in_flight if self.sender else 0,
-                "events_pending": self.dispatcher.pending if self.dispatcher else 0,
+                "records_pending": d.pending if d else 0,
             },
-            "open_circuits": [],
-            "disabled_hooks": dict(self.dispatcher.disabled) if self.dispatcher else {},
+            "open_circuits": d.breakers.open_circuits() if d else {},
+            "disabled_hooks": dict(d.disabled) if d else {},
         }
         ready = rt is not None and bool(assigned) and not self._stop.is_set()
         return ready, REDACTOR().value(body)
@@ -306,7 +264,6 @@ class Daemon:
         except ConfigError as exc:
             for issue in exc.issues:
                 print(issue, file=sys.stderr)
-            await self.shutdown()
             return EX_CONFIG
         try:
             await self.run()
@@ -315,9 +272,15 @@ class Daemon:
         return 0
 
 
+async def _stop_client(client: Any) -> None:
+    closer = getattr(client, "stop", None) or client.close
+    await closer()
+
+
 def run_daemon(config_path: str) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(Daemon(config_path).main())
     return uvloop.run(Daemon(config_path).main())
+

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from hookd.config import DeliveryConfig, TlsConfig
@@ -24,7 +25,8 @@ class Sender(Protocol):
     """The seam between dispatching and HTTP: tests may fake it, the daemon uses HttpSender."""
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
-                      tls: TlsConfig | None = None) -> Outcome: ...
+                      tls: TlsConfig | None = None,
+                      extra_headers: Mapping[str, str] | None = None) -> Outcome: ...
 
 
 def endpoint_of(url: URL) -> str:
@@ -104,7 +106,8 @@ class HttpSender:
         return self._ssl[tls]
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
-                      tls: TlsConfig | None = None) -> Outcome:
+                      tls: TlsConfig | None = None,
+                      extra_headers: Mapping[str, str] | None = None) -> Outcome:
         assert self._session is not None, "HttpSender.start() first"
         url = URL(request.url, encoded=True)
         try:
@@ -112,7 +115,7 @@ class HttpSender:
             if ip is not None:
                 self.policy.check(url.host or "", ip)
             async with self.limits.slot(endpoint_of(url)):
-                return await self._send(url, request, signer, timeout, tls)
+                return await self._send(url, request, signer, timeout, tls, extra_headers)
         except BlockedDestination as exc:
             return failure(ErrorKind.BLOCKED, str(exc))
         except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -123,9 +126,11 @@ class HttpSender:
             return failure(ErrorKind.CONNECT, f"TLS: {exc}")
 
     async def _send(self, url: URL, request: Request, signer: Signer | None, timeout: float,
-                    tls: TlsConfig | None) -> Outcome:
+                    tls: TlsConfig | None, extra: Mapping[str, str] | None) -> Outcome:
         assert self._session is not None
         headers = request.signed_headers(signer, int(time.time()))
+        if extra:
+            headers.update(extra)
         async with self._session.request(
                 request.method, url, data=request.body if request.body else None,
                 headers=headers, allow_redirects=False, ssl=self._tls(tls),
@@ -134,6 +139,23 @@ class HttpSender:
             message = f"HTTP {resp.status}: {head[:200].decode('utf-8', 'replace')}"
             return classify_status(resp.status, parse_retry_after(resp.headers.get("Retry-After")),
                                    message)
+
+    async def post_form(self, url: str, form: dict[str, str], basic: tuple[str, str],
+                        timeout: float) -> tuple[int, Any]:
+        """For OAuth2 token endpoints: the same pool and SSRF guard as deliveries."""
+        assert self._session is not None, "HttpSender.start() first"
+        target = URL(url)
+        ip = literal_ip(target.host or "")
+        if ip is not None:
+            self.policy.check(target.host or "", ip)
+        async with self._session.post(
+                target, data=form, auth=aiohttp.BasicAuth(*basic), allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            raw = await self._read_capped(resp)
+            try:
+                return resp.status, orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return resp.status, None
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         """Read at most max_response_bytes; a longer body closes the connection instead."""

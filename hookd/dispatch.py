@@ -1,4 +1,4 @@
-"""From a Kafka record to final deliveries: decode, match, fan out, retry, dead-letter."""
+"""From a record to final deliveries: decode, match, fan out, attempt, park or dead-letter."""
 
 from __future__ import annotations
 
@@ -9,19 +9,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiokafka import TopicPartition
+from aiolimiter import AsyncLimiter
+from yarl import URL
 
+from hookd.breaker import Breakers
+from hookd.config import OAuth2Auth, parse_rate
 from hookd.deadletter import DeadLetter, DeadLetterSink, Source
-from hookd.delivery import Sender
+from hookd.delivery import Sender, endpoint_of
 from hookd.errors import DecodeError, RenderError
 from hookd.events import Event, decode_event, make_meta
 from hookd.loader import Runtime
-from hookd.offsets import OffsetTracker, Ticket
+from hookd.oauth import TokenCache
+from hookd.parking import Parked, ParkingLot
 from hookd.redact import Redactor
 from hookd.render import CompiledHook, Request
-from hookd.retries import ErrorKind, Outcome, Verdict, run_with_retries
+from hookd.retries import ErrorKind, Outcome, Verdict, failure, next_delay, run_with_retries
 
 log = structlog.get_logger("hookd.dispatch")
+Done = Callable[[], None]
 
 
 @dataclass
@@ -29,39 +34,60 @@ class Counters:
     delivered: int = 0
     failed: int = 0
     dead_lettered: int = 0
-    retrying: int = 0  # deliveries waiting for their next attempt right now
+    parked: int = 0
+    retrying: int = 0  # deliveries waiting in memory for their next attempt right now
     decode_errors: int = 0
     events: int = 0
 
 
 @dataclass
+class _Job:
+    """One delivery of one event to one hook, fresh or back from a retry topic."""
+
+    hook_id: str
+    event: Event
+    key: bytes | None
+    attempts: int = 0  # made so far
+    first_attempt_at: float | None = None
+
+
+@dataclass
 class Dispatcher:
-    """Owns every in-flight event until all of its deliveries are final."""
+    """Owns every in-flight record until all of its deliveries are final or parked."""
 
     sender: Sender
     dead_letters: DeadLetterSink
-    tracker: OffsetTracker
     runtime: Callable[[], Runtime]
     redactor: Callable[[], Redactor]
+    parking: ParkingLot | None = None  # None: every retry waits in memory
+    breakers: Breakers = field(default_factory=Breakers)
+    tokens: TokenCache | None = None
     counters: Counters = field(default_factory=Counters)
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
+    _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
 
     @property
     def pending(self) -> int:
-        """Events not final yet (for backpressure)."""
+        """Records not final yet (for backpressure)."""
         return len(self._tasks)
 
-    def submit(self, record: Any) -> None:
-        """Take one ConsumerRecord; returns at once, the work runs as a task."""
-        ticket = self.tracker.start(_tp(record), record.offset)
-        task = asyncio.create_task(self._process(record, ticket))
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def submit(self, record: Any, done: Done) -> None:
+        """A source record: decoded, matched and delivered as a task; `done` when final."""
+        self._spawn(self._process(record, done))
+
+    def submit_parked(self, record: Any, done: Done) -> None:
+        """A record of a retry topic whose time has come."""
+        self._spawn(self._unpark(record, done))
+
     async def drain(self, timeout: float) -> int:
-        """Wait up to `timeout` for in-flight events; cancel the rest. Returns how many."""
+        """Wait up to `timeout` for in-flight records; cancel the rest. Returns how many."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         left = list(self._tasks)
@@ -74,7 +100,8 @@ class Dispatcher:
     def reset_disabled(self) -> None:
         self.disabled.clear()
 
-    async def _process(self, record: Any, ticket: Ticket) -> None:
+    # -- intake -----------------------------------------------------------------------------
+    async def _process(self, record: Any, done: Done) -> None:
         runtime = self.runtime()  # the config generation current at dispatch time
         meta = make_meta(record.topic, record.partition, record.offset, record.key,
                          record.timestamp, record.headers)
@@ -88,76 +115,137 @@ class Dispatcher:
             await self._dead_letter(DeadLetter(
                 None, None, None, None, record.value or b"", ErrorKind.DECODE, None, str(exc),
                 0, None, None, Source(meta.topic, meta.partition, meta.offset), record.key))
-            self.tracker.finish(ticket)
+            done()
             return
         hooks = [h for h in runtime.index.match(event.name, event.payload)
                  if h.id not in self.disabled]
         if hooks:
-            await asyncio.gather(*(self._ordered(h, event, record.key) for h in hooks))
-        self.tracker.finish(ticket)
+            await asyncio.gather(*(self._ordered(_Job(h.id, event, record.key), h)
+                                   for h in hooks))
+        done()
 
-    async def _ordered(self, hook: CompiledHook, event: Event, key: bytes | None) -> None:
+    async def _unpark(self, record: Any, done: Done) -> None:
+        try:
+            parked = Parked.from_json(record.value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("unreadable record in a retry topic, dead-lettered", topic=record.topic,
+                      offset=record.offset, error=str(exc))
+            await self._dead_letter(DeadLetter(
+                None, None, None, None, record.value or b"", ErrorKind.DECODE, None,
+                f"retry record: {exc}", 0, None, None,
+                Source(record.topic, record.partition, record.offset), record.key))
+            done()
+            return
+        hook = self.runtime().hook(parked.hook)  # re-rendered from the current definition
+        if hook is None or not hook.config.enabled:
+            log.warning("parked delivery dropped: its hook was removed or disabled",
+                        hook=parked.hook, _event=parked.event.name, event_id=parked.event.id)
+        else:
+            await self._ordered(_Job(parked.hook, parked.event, parked.key, parked.attempts,
+                                     parked.first_attempt_at), hook)
+        done()
+
+    async def _ordered(self, job: _Job, hook: CompiledHook) -> None:
         """Deliveries of one key to one hook go out in offset order."""
-        if key is None:
-            return await self._deliver(hook, event, key)
-        chain_key = (hook.id, key)
+        if job.key is None:
+            return await self._deliver(job, hook)
+        chain_key = (hook.id, job.key)
         previous = self._chains.get(chain_key)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._chains[chain_key] = mine
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            await self._deliver(hook, event, key)
+            await self._deliver(job, hook)
         finally:
             mine.set_result(None)
             if self._chains.get(chain_key) is mine:
                 del self._chains[chain_key]
 
-    async def _deliver(self, hook: CompiledHook, event: Event, key: bytes | None) -> None:
-        meta = event.meta
-        source = Source(meta.topic, meta.partition, meta.offset)
+    # -- one delivery -------------------------------------------------------------------------
+    async def _deliver(self, job: _Job, hook: CompiledHook) -> None:
+        event, meta = job.event, job.event.meta
+        if hook.id in self.disabled:
+            return await self._fail(job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
         try:
             request = hook.render(event)
         except RenderError as exc:
-            self.counters.failed += 1
-            log.error("delivery", outcome="dead_lettered", hook=hook.id, _event=event.name,
-                      error_kind="render", error=str(exc), attempt=0, topic=meta.topic,
-                      partition=meta.partition, offset=meta.offset)
-            await self._dead_letter(DeadLetter(
-                hook.id, event.id, event.name, event.payload, None, ErrorKind.RENDER, None,
-                str(exc), 0, None, None, source, key))
-            return
+            return await self._fail(job, failure(ErrorKind.RENDER, str(exc)))
         bound = log.bind(hook=hook.id, _event=event.name, webhook_id=request.webhook_id,
                          url=self.redactor()(request.url), topic=meta.topic,
                          partition=meta.partition, offset=meta.offset)
-        first = time.time()
-        outcome, attempts = await run_with_retries(
-            lambda n: self._attempt(hook, request, n, bound), hook.schedule,
-            self.runtime().config.delivery.retry.jitter, self._backoff)
+        delivery = self.runtime().config.delivery
+        inline_max = delivery.retry.inline_max if self.parking is not None else float("inf")
+        outcome, last = await run_with_retries(
+            lambda n: self._attempt(job, hook, request, n, bound), hook.schedule,
+            delivery.retry.jitter, self._backoff, first=job.attempts + 1, inline_max=inline_max)
+        job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
         if outcome.ok:
             self.counters.delivered += 1
-            return
-        self.counters.failed += 1
+            return None
         if outcome.verdict is Verdict.GONE:
             self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"
             bound.warning("hook disabled until the next reload", reason="410 Gone")
-        await self._dead_letter(DeadLetter(
-            hook.id, event.id, event.name, event.payload, None, outcome.kind or ErrorKind.CONNECT,
-            outcome.status, outcome.message, attempts, first, time.time(), source, key))
+        if outcome.verdict is Verdict.PARK:
+            return await self._park(job, outcome, outcome.retry_after or 0.0, bound)
+        if outcome.verdict is Verdict.RETRY:
+            delay = next_delay(hook.schedule, job.attempts, outcome.retry_after,
+                               delivery.retry.jitter)
+            if delay is not None and self.parking is not None:
+                return await self._park(job, outcome, delay, bound)
+        return await self._fail(job, outcome)
 
-    async def _attempt(self, hook: CompiledHook, request: Request, attempt: int,
+    async def _attempt(self, job: _Job, hook: CompiledHook, request: Request, attempt: int,
                        bound: Any) -> Outcome:
+        endpoint = endpoint_of(URL(request.url, encoded=True))
+        wait = self.breakers.blocked_for(endpoint)
+        if wait is not None:  # the circuit is open: park, do not send
+            return Outcome(Verdict.PARK, ErrorKind.CONNECT, None,
+                           f"circuit open for {endpoint}", wait)
+        if job.first_attempt_at is None:
+            job.first_attempt_at = time.time()
+        await self._rate(hook)
         started = time.monotonic()
-        outcome = await self.sender.attempt(request, hook.signer, hook.timeout, hook.config.tls)
+        outcome = await self._send(hook, request)
+        self.breakers.record(endpoint, outcome)
         duration_ms = round((time.monotonic() - started) * 1000, 1)
-        final = outcome.verdict is not Verdict.RETRY or attempt > len(hook.schedule)
-        name = ("delivered" if outcome.ok else "dead_lettered" if final else "retrying")
-        level = bound.info if outcome.ok else bound.warning
-        level("delivery", outcome=name, status=outcome.status, attempt=attempt,
-              duration_ms=duration_ms, **({"error_kind": str(outcome.kind),
-                                           "error": self.redactor()(outcome.message)}
-                                          if not outcome.ok else {}))
+        if outcome.ok:
+            bound.info("delivery", outcome="delivered", status=outcome.status, attempt=attempt,
+                       duration_ms=duration_ms)
+        else:
+            bound.warning("delivery", outcome="failed" if outcome.verdict is not Verdict.RETRY
+                          else "retrying", status=outcome.status, attempt=attempt,
+                          duration_ms=duration_ms, error_kind=str(outcome.kind),
+                          error=self.redactor()(outcome.message))
         return outcome
+
+    async def _send(self, hook: CompiledHook, request: Request) -> Outcome:
+        auth = hook.config.auth
+        if not isinstance(auth, OAuth2Auth) or self.tokens is None:
+            return await self.sender.attempt(request, hook.signer, hook.timeout, hook.config.tls)
+        for fresh in (False, True):  # a 401 refreshes the token once
+            if fresh:
+                self.tokens.invalidate(auth)
+            try:
+                token = await self.tokens.token(auth, hook.timeout)
+            except Exception as exc:  # TokenError, refused, blocked, timeout: retried later
+                return failure(ErrorKind.CONNECT, f"oauth2 token: {type(exc).__name__}: {exc}")
+            outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
+                                                hook.config.tls,
+                                                {"authorization": f"Bearer {token}"})
+            if outcome.status != 401:
+                break
+        return outcome
+
+    async def _rate(self, hook: CompiledHook) -> None:
+        rate = hook.config.rate_limit
+        if rate is None:
+            return
+        current = self._limiters.get(hook.id)
+        if current is None or current[0] != rate:
+            count, period = parse_rate(rate)
+            current = self._limiters[hook.id] = (rate, AsyncLimiter(count, period))
+        await current[1].acquire()
 
     async def _backoff(self, delay: float) -> None:
         self.counters.retrying += 1
@@ -166,21 +254,42 @@ class Dispatcher:
         finally:
             self.counters.retrying -= 1
 
+    # -- endings --------------------------------------------------------------------------------
+    async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: Any) -> None:
+        assert self.parking is not None
+        parked = Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
+                        time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
+                                              "message": outcome.message})
+        topic = await self._until_acked(lambda: self.parking.park(parked, delay),  # type: ignore[union-attr]
+                                        "park")
+        self.counters.parked += 1
+        bound.info("delivery", outcome="parked", attempt=job.attempts, retry_in_s=round(delay, 1),
+                   retry_topic=topic)
+
+    async def _fail(self, job: _Job, outcome: Outcome) -> None:
+        self.counters.failed += 1
+        meta = job.event.meta
+        await self._dead_letter(DeadLetter(
+            job.hook_id, job.event.id, job.event.name, job.event.payload, None,
+            outcome.kind or ErrorKind.CONNECT, outcome.status, outcome.message, job.attempts,
+            job.first_attempt_at, time.time() if job.attempts else None,
+            Source(meta.topic, meta.partition, meta.offset), job.key))
+        log.warning("delivery", outcome="dead_lettered", hook=job.hook_id,
+                    _event=job.event.name, attempts=job.attempts, status=outcome.status,
+                    error_kind=str(outcome.kind), error=self.redactor()(outcome.message),
+                    topic=meta.topic, partition=meta.partition, offset=meta.offset)
+
     async def _dead_letter(self, letter: DeadLetter) -> None:
-        """Publish until the broker acks; the offset must not move before that."""
+        await self._until_acked(lambda: self.dead_letters.publish(letter), "dead-letter")
+        self.counters.dead_lettered += 1
+
+    async def _until_acked(self, produce: Callable[[], Any], what: str) -> Any:
+        """Retry until the broker acks; the source offset must not move before that."""
         delay = 0.5
         while True:
             try:
-                await self.dead_letters.publish(letter)
-                self.counters.dead_lettered += 1
-                return
-            except Exception as exc:  # any broker trouble: keep trying
-                log.error("dead-letter publish failed, retrying", error=str(exc),
-                          hook=letter.hook, offset=letter.source.offset)
+                return await produce()
+            except Exception as exc:  # any broker trouble: keep trying, the offset waits
+                log.error(f"{what} publish failed, retrying", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-
-
-
-def _tp(record: Any) -> TopicPartition:
-    return TopicPartition(record.topic, record.partition)

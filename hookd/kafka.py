@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
 from hookd.config import KafkaConfig
@@ -27,10 +28,11 @@ def _common(cfg: KafkaConfig) -> dict[str, Any]:
     return kwargs
 
 
-def make_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
+def make_consumer(cfg: KafkaConfig, group_id: str | None = None) -> AIOKafkaConsumer:
     tune = cfg.consumer
     return AIOKafkaConsumer(
-        group_id=cfg.group_id,
+        group_id=group_id or cfg.group_id,
+        metadata_max_age_ms=30_000,  # new retry-tier topics are found within 30 s
         enable_auto_commit=False,  # offsets move only when deliveries are final
         auto_offset_reset=cfg.auto_offset_reset,
         session_timeout_ms=int(tune.session_timeout * 1000),
@@ -44,3 +46,7 @@ def make_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
 
 def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:
     return AIOKafkaProducer(acks="all", linger_ms=2, **_common(cfg))
+
+
+def make_admin(cfg: KafkaConfig) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**_common(cfg))

@@ -14,6 +14,7 @@ class _Partition:
     pending: set[int] = field(default_factory=set)  # of those, not finished yet
     next_commit: int | None = None  # offset to commit (last finished + 1)
     committed: int | None = None  # what was last sent to the broker
+    last: int | None = None  # the highest offset ever started (order may be empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,9 @@ class OffsetTracker:
 
     def start(self, tp: TopicPartition, offset: int) -> Ticket:
         part = self._parts.setdefault(tp, _Partition())
-        if part.order and offset <= part.order[-1]:
-            raise ValueError(f"{tp}: offset {offset} not after {part.order[-1]}")
+        if part.last is not None and offset <= part.last:
+            raise ValueError(f"{tp}: offset {offset} not after {part.last}")
+        part.last = offset
         part.order.append(offset)
         part.pending.add(offset)
         return Ticket(tp, offset, part)

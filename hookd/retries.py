@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 from tenacity.wait import wait_base
 
 
@@ -19,6 +20,7 @@ class Verdict(enum.Enum):
     RETRY = "retry"
     FAIL = "fail"
     GONE = "gone"  # 410: fail, and disable the hook until the next reload
+    PARK = "park"  # not attempted (circuit open): park it, it costs no attempt
 
 
 class ErrorKind(enum.StrEnum):
@@ -102,39 +104,51 @@ AttemptFn = Callable[[int], Awaitable[Outcome]]
 SleepFn = Callable[[float], Awaitable[None]]
 
 
-class _ScheduleWait(wait_base):
-    """tenacity wait: the hook's schedule with jitter, stretched by Retry-After."""
+class _Plan(wait_base):
+    """tenacity wait + stop: the hook's schedule with jitter, stretched by Retry-After,
+    continued in memory only while the next delay is within `inline_max`."""
 
-    def __init__(self, schedule: Sequence[float], jitter: float) -> None:
-        self.schedule, self.jitter = schedule, jitter
+    def __init__(self, schedule: Sequence[float], first: int, jitter: float,
+                 inline_max: float) -> None:
+        self.schedule, self.first, self.jitter = schedule, first, jitter
+        self.inline_max = inline_max
+        self.upcoming: float | None = None
 
-    def __call__(self, retry_state: RetryCallState) -> float:
+    def __call__(self, retry_state: RetryCallState) -> float:  # tenacity's wait
         last = retry_state.outcome.result() if retry_state.outcome else None
         retry_after = last.retry_after if isinstance(last, Outcome) else None
-        delay = next_delay(self.schedule, retry_state.attempt_number, retry_after, self.jitter)
-        return delay if delay is not None else 0.0
+        attempt = self.first + retry_state.attempt_number - 1
+        self.upcoming = next_delay(self.schedule, attempt, retry_after, self.jitter)
+        return self.upcoming if self.upcoming is not None else 0.0
+
+    def stop(self, _retry_state: RetryCallState) -> bool:  # tenacity runs wait, then stop
+        return self.upcoming is None or self.upcoming > self.inline_max
 
 
 async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter: float = 0.2,
-                           sleep: SleepFn = asyncio.sleep) -> tuple[Outcome, int]:
-    """Call `attempt(n)` until it is final or the schedule is spent: (last outcome, attempts).
+                           sleep: SleepFn = asyncio.sleep, *, first: int = 1,
+                           inline_max: float = math.inf) -> tuple[Outcome, int]:
+    """Call `attempt(n)` from n = `first` until the outcome is final, the schedule is spent,
+    or the next delay is longer than `inline_max` (the caller then parks the delivery
+    durably). Returns (last outcome, number of the last attempt made).
 
     The decision is `Outcome.verdict` (the pure functions above); tenacity supplies only
     the schedule and the limit. `attempt` must not raise.
     """
-    count = 0
+    number = first - 1
 
     async def once() -> Outcome:
-        nonlocal count
-        count += 1
-        return await attempt(count)
+        nonlocal number
+        number += 1
+        return await attempt(number)
 
+    plan = _Plan(schedule, first, jitter, inline_max)
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(len(schedule) + 1),
-        wait=_ScheduleWait(schedule, jitter),
+        stop=plan.stop,
+        wait=plan,
         retry=retry_if_result(lambda o: o.verdict is Verdict.RETRY),
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         sleep=sleep,
     )
     outcome: Outcome = await retrying(once)
-    return outcome, count
+    return outcome, number

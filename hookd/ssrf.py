@@ -16,8 +16,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AddressPolicy:
-    """Loopback, private, link-local, multicast, reserved and unspecified addresses are
-    forbidden unless inside an allowed network."""
+    """Loopback, private, link-local, multicast, reserved, unspecified and other not globally
+    reachable addresses (such as 100.64/10, where some clouds keep their metadata service)
+    are forbidden unless inside an allowed network."""
 
     def __init__(self, allow_networks: Sequence[str] = ()) -> None:
         self.allowed: tuple[IPNetwork, ...] = tuple(
@@ -33,7 +34,7 @@ class AddressPolicy:
         if any(ip in net for net in self.allowed):
             return True
         return not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
-                    or ip.is_unspecified or ip.is_reserved)
+                    or ip.is_unspecified or ip.is_reserved or not ip.is_global)
 
     def check(self, host: str, address: str) -> None:
         if not self.permits(address):

@@ -67,7 +67,7 @@ async def test_mixed_traffic_delivered_signed_and_in_key_order(
     await produce(broker.bootstrap, topic, events)
     async with running(cfg) as daemon:
         await receiver.wait_for(len(expected), timeout=90)
-        await until(lambda: daemon.tracker.committable() == {}, 10)
+        await until(lambda: daemon.source.tracker.committable() == {}, 10)
 
     assert len(receiver.requests) == len(expected)  # exactly once in a clean run
     verifier = Webhook(WHSEC)
@@ -160,7 +160,7 @@ async def test_offsets_are_committed_once_deliveries_are_final(
     async with running(cfg) as daemon:
         await wait_ready(daemon)
         await receiver.wait_for(40)
-        await until(lambda: daemon.tracker.committable() == {} and
-                    daemon.tracker.in_flight() == 0)
+        await until(lambda: daemon.source.tracker.committable() == {} and
+                    daemon.source.tracker.in_flight() == 0)
     offsets = await committed(broker.bootstrap, group, topic, PARTITIONS)
     assert sum(max(o, 0) for o in offsets.values()) == 40

@@ -1,0 +1,143 @@
+"""A consume loop: fetch, hand records on, pause for backpressure, commit the finished prefix.
+
+The daemon runs two: the source topics, and the retry topics (whose records are held back
+until due by pausing their partition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from hookd.config import ConsumerTuning
+from hookd.offsets import OffsetTracker
+
+log = structlog.get_logger("hookd.consumer")
+
+# submit(record, done): take the record; call done() once all its work is final
+Submit = Callable[[Any, Callable[[], None]], None]
+# due(record) -> None to take it now, or the epoch time it becomes due
+Due = Callable[[Any], float | None]
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.loop.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned", consumer=self.loop.name,
+                 partitions=sorted(f"{t.topic}-{t.partition}" for t in assigned))
+
+
+class ConsumerLoop:
+    def __init__(self, name: str, consumer: Any, submit: Submit, tuning: ConsumerTuning,
+                 pending: Callable[[], int], high_water: Callable[[], int],
+                 due: Due | None = None) -> None:
+        self.name, self.consumer, self.submit, self.tuning = name, consumer, submit, tuning
+        self.pending, self.high_water, self.due = pending, high_water, due
+        self.tracker = OffsetTracker()
+        self.fetched: dict[TopicPartition, int] = {}
+        self._saturated = False
+        self._waiting: dict[TopicPartition, float] = {}  # held back until this epoch time
+        self.tick = time.monotonic()
+
+    def listener(self) -> ConsumerRebalanceListener:
+        return _Listener(self)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        last_commit = time.monotonic()
+        while not stop.is_set():
+            self.tick = time.monotonic()
+            self._flow()
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200,
+                                                      max_records=self.tuning.max_poll_records)
+            except KafkaError as exc:
+                log.warning("fetch failed", consumer=self.name, error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in batches.items():
+                self._take(tp, records)
+            if time.monotonic() - last_commit >= self.tuning.commit_interval:
+                await self.commit()
+                last_commit = time.monotonic()
+
+    def _take(self, tp: TopicPartition, records: list[Any]) -> None:
+        for record in records:
+            when = self.due(record) if self.due is not None else None
+            if when is not None:  # not due: hold the partition at this record
+                self.consumer.seek(tp, record.offset)
+                self.consumer.pause(tp)
+                self._waiting[tp] = when
+                return
+            ticket = self.tracker.start(tp, record.offset)
+            self.submit(record, partial(self.tracker.finish, ticket))
+            self.fetched[tp] = record.offset + 1
+
+    def _flow(self) -> None:
+        """Pause everything while too much is in flight; resume partitions that came due."""
+        assigned = set(self.consumer.assignment())
+        now = time.time()
+        for tp, when in list(self._waiting.items()):
+            if tp not in assigned:
+                del self._waiting[tp]
+            elif when <= now and not self._saturated:
+                del self._waiting[tp]
+                self.consumer.resume(tp)
+        high = self.high_water()
+        if self.pending() >= high:
+            self._saturated = True
+        elif self._saturated and self.pending() <= high // 2:
+            self._saturated = False
+            self.consumer.resume(*(assigned - set(self._waiting)))
+        if self._saturated:
+            self.consumer.pause(*assigned)  # also partitions assigned since the pause
+
+    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+        assigned = self.consumer.assignment()
+        offsets = {tp: o for tp, o in self.tracker.committable().items()
+                   if tp in assigned and (only is None or tp in only)}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("commit failed; the events will be redelivered", consumer=self.name,
+                        error=str(exc))
+            return
+        self.tracker.mark_committed(offsets)
+
+    async def revoked(self, revoked: set[TopicPartition]) -> None:
+        """Give in-flight work of revoked partitions a short grace, commit, forget them."""
+        deadline = time.monotonic() + self.tuning.revoke_grace
+        while time.monotonic() < deadline and any(self.tracker.in_flight(tp) for tp in revoked):
+            await asyncio.sleep(0.05)
+        await self.commit(only=revoked)
+        self.tracker.forget(revoked)
+        for tp in revoked:
+            self.fetched.pop(tp, None)
+            self._waiting.pop(tp, None)
+        if revoked:
+            log.info("partitions revoked", consumer=self.name,
+                     partitions=sorted(f"{t.topic}-{t.partition}" for t in revoked))
+
+    def assignment(self) -> list[TopicPartition]:
+        return sorted(self.consumer.assignment(), key=lambda t: (t.topic, t.partition))
+
+    def lag(self) -> dict[str, int]:
+        out = {}
+        for tp in self.assignment():
+            high = self.consumer.highwater(tp)
+            if high is not None and tp in self.fetched:
+                out[f"{tp.topic}-{tp.partition}"] = max(0, high - self.fetched[tp])
+        return out

@@ -1,0 +1,103 @@
+"""`hookd replay`: move dead letters back for delivery, exactly once per letter.
+
+Letters are read with the consumer group `{group_id}.replay` and parked, due now, in the
+shortest retry tier: the running daemons deliver them with fresh attempts and the same
+webhook-id (it derives from event id and hook id). The group's committed offsets record
+the progress, so a second replay does not repeat the first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import orjson
+from aiokafka import TopicPartition
+
+from hookd.events import Event, Meta
+from hookd.kafka import make_admin, make_consumer, make_producer
+from hookd.loader import Runtime
+from hookd.parking import Parked, ParkingLot, tiers_of
+
+
+@dataclass
+class ReplayReport:
+    replayed: int = 0
+    skipped: int = 0  # undecodable records, other hooks, hooks no longer configured
+
+
+def letter_to_parked(letter: dict[str, Any], key: bytes | None) -> Parked:
+    src = letter["source"]
+    meta = Meta(str(src["topic"]), int(src["partition"]), int(src["offset"]),
+                key.decode("utf-8", "replace") if key is not None else None)
+    event = Event(str(letter["event"]), str(letter["event_id"]), letter["payload"] or {}, meta)
+    return Parked(str(letter["hook"]), event, key, attempts=0, first_attempt_at=None,
+                  due_at=time.time(), error={"kind": "replay"})
+
+
+async def replay(runtime: Runtime, hook_id: str | None, limit: int | None, dry_run: bool,
+                 out: TextIO) -> ReplayReport:
+    kafka = runtime.config.kafka
+    consumer = make_consumer(kafka, f"{kafka.group_id}.replay")
+    producer, admin = make_producer(kafka), make_admin(kafka)
+    report = ReplayReport()
+    await consumer.start()
+    await producer.start()
+    await admin.start()
+    try:
+        await consumer.topics()  # fetches fresh metadata
+        parts = consumer.partitions_for_topic(kafka.dead_letter_topic) or set()
+        tps = [TopicPartition(kafka.dead_letter_topic, p) for p in sorted(parts)]
+        if not tps:
+            return report
+        consumer.assign(tps)
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+        end = await consumer.end_offsets(tps)
+        lot = ParkingLot(producer, admin, kafka.retry_topic_prefix, kafka.retry_partitions)
+        await lot.ensure_tiers(tiers_of(runtime))
+        done = {tp for tp in tps if await consumer.position(tp) >= end[tp]}
+        idle = 0
+        while len(done) < len(tps) and (limit is None or report.replayed < limit) and idle < 20:
+            batches = await consumer.getmany(timeout_ms=500)
+            idle = 0 if batches else idle + 1
+            progress: dict[TopicPartition, int] = {}
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset >= end[tp] or (limit is not None
+                                                    and report.replayed >= limit):
+                        break
+                    progress[tp] = record.offset + 1
+                    await _one(record, runtime, hook_id, dry_run, lot, report, out)
+                if progress.get(tp, 0) >= end[tp]:
+                    done.add(tp)
+            if progress and not dry_run:
+                await consumer.commit(progress)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await admin.close()
+    return report
+
+
+async def _one(record: Any, runtime: Runtime, hook_id: str | None, dry_run: bool,
+               lot: ParkingLot, report: ReplayReport, out: TextIO) -> None:
+    try:
+        letter = orjson.loads(record.value)
+    except orjson.JSONDecodeError:
+        report.skipped += 1
+        return
+    hook = letter.get("hook")
+    if not hook or (hook_id is not None and hook != hook_id) or runtime.hook(hook) is None:
+        report.skipped += 1
+        return
+    parked = letter_to_parked(letter, record.key)
+    print(f"{'would replay' if dry_run else 'replayed'}: hook={hook} "
+          f"event={parked.event.name} event_id={parked.event.id} "
+          f"error={letter.get('error', {}).get('kind')}", file=out)
+    if not dry_run:
+        await lot.park(parked, 0.0)
+    report.replayed += 1
