@@ -13,6 +13,11 @@ def _basic_token(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def basic_authorization(user: str, password: str) -> str:
+    """The value of an `Authorization: Basic` header."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def static_auth_headers(auth: Auth | None) -> Headers:
     """Headers fixed at load time; OAuth2 tokens are fetched at send time instead."""
     match auth:

@@ -35,6 +35,14 @@ class Breakers:
         self.clock = clock
         self._circuits: dict[str, _Circuit] = {}
 
+    def open_for(self, endpoint: str) -> float | None:
+        """Seconds the circuit stays open (no side effect); None when it is not open."""
+        circuit = self._circuits.get(endpoint)
+        if circuit is None or circuit.open_until == 0.0:
+            return None
+        remaining = circuit.open_until - self.clock()
+        return remaining if remaining > 0 else None
+
     def blocked_for(self, endpoint: str) -> float | None:
         """None: send (closed, or this is the half-open probe). Else seconds to park."""
         circuit = self._circuits.get(endpoint)

@@ -95,6 +95,7 @@ class KafkaConfig(Model):
     security: SecurityConfig = SecurityConfig()
     retry_topic_prefix: NonEmptyStr = "hookd.retry"
     retry_partitions: int = Field(default=4, ge=1)  # of each retry topic created by hookd
+    retry_replication: int = Field(default=3, ge=1)  # 1 for a single-broker test cluster
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
     client_id: NonEmptyStr = "hookd"
     consumer: ConsumerTuning = ConsumerTuning()
@@ -202,6 +203,13 @@ class ApiKeyAuth(Model):
     type: Literal["api_key"]
     header: NonEmptyStr = "x-api-key"
     value: NonEmptyStr
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_NAME.match(value):
+            raise ValueError(f"invalid header name {value!r}")
+        return value
 
 
 class BasicAuth(Model):

@@ -16,7 +16,6 @@ import orjson
 import structlog
 from aiokafka.errors import KafkaError
 
-from hookd.breaker import Breakers
 from hookd.consumer import ConsumerLoop
 from hookd.deadletter import KafkaDeadLetters
 from hookd.delivery import HttpSender
@@ -27,7 +26,7 @@ from hookd.kafka import make_admin, make_consumer, make_producer
 from hookd.loader import Runtime, load_config
 from hookd.logs import REDACTOR, configure_logging
 from hookd.oauth import TokenCache
-from hookd.parking import ParkingLot, retry_topic_pattern, tiers_of
+from hookd.parking import ParkingLot, tiers_of
 from hookd.redact import Redactor
 from hookd.sdnotify import Notifier
 
@@ -92,14 +91,11 @@ class Daemon:
             return
         kafka = cfg.kafka
         self.parking = ParkingLot(self.producer, self.clients[-1], kafka.retry_topic_prefix,
-                                  kafka.retry_partitions)
+                                  kafka.retry_partitions, kafka.retry_replication)
         await self.parking.ensure_tiers(tiers_of(self.runtime))
-        breaker = cfg.delivery.circuit_breaker
         self.dispatcher = Dispatcher(
             self.sender, KafkaDeadLetters(self.producer, kafka.dead_letter_topic),
-            lambda: self.runtime, REDACTOR, self.parking,
-            Breakers(breaker.failures, breaker.cooldown, breaker.max_cooldown),
-            TokenCache(self.sender.post_form))
+            lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
         high = lambda: 2 * self.runtime.config.delivery.max_in_flight  # noqa: E731
         pending = lambda: self.dispatcher.pending if self.dispatcher else 0  # noqa: E731
         self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
@@ -107,8 +103,7 @@ class Daemon:
         self.retries = ConsumerLoop("retry", self.clients[1], self.dispatcher.submit_parked,
                                     kafka.consumer, pending, high, due=_due)
         self.source.consumer.subscribe(list(kafka.topics), listener=self.source.listener())
-        self.retries.consumer.subscribe(pattern=retry_topic_pattern(kafka.retry_topic_prefix),
-                                        listener=self.retries.listener())
+        self.retries.consumer.subscribe(self.parking.topics, listener=self.retries.listener())
         log.info("started", config=self.config_path, hooks=len(self.runtime.hooks),
                  topics=list(kafka.topics), group=kafka.group_id,
                  retry_tiers=list(self.parking.tiers),
@@ -165,8 +160,10 @@ class Daemon:
             else:
                 if new.config.kafka != old.config.kafka or new.config.health != old.config.health:
                     log.warning("kafka and health settings change only on restart")
-                if self.parking is not None:
-                    await self.parking.ensure_tiers(tiers_of(new))
+                if self.parking is not None and self.retries is not None and \
+                        await self.parking.ensure_tiers(tiers_of(new)):
+                    self.retries.consumer.subscribe(self.parking.topics,
+                                                    listener=self.retries.listener())
                 self._runtime = new
                 REDACTOR.current = Redactor(new.secrets)
                 if self.dispatcher is not None:
@@ -246,7 +243,7 @@ class Daemon:
                 "in_flight": self.sender.limits.in_flight if self.sender else 0,
                 "records_pending": d.pending if d else 0,
             },
-            "open_circuits": d.breakers.open_circuits() if d else {},
+            "open_circuits": self.sender.breakers.open_circuits() if self.sender else {},
             "disabled_hooks": dict(d.disabled) if d else {},
         }
         ready = rt is not None and bool(assigned) and not self._stop.is_set()

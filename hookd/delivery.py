@@ -13,10 +13,19 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from hookd.auth import basic_authorization
+from hookd.breaker import Breakers
 from hookd.config import DeliveryConfig, TlsConfig
 from hookd.errors import BlockedDestination
 from hookd.render import Request
-from hookd.retries import ErrorKind, Outcome, classify_status, failure, parse_retry_after
+from hookd.retries import (
+    ErrorKind,
+    Outcome,
+    Verdict,
+    classify_status,
+    failure,
+    parse_retry_after,
+)
 from hookd.signing import Signer
 from hookd.ssrf import AddressPolicy, GuardedResolver, literal_ip
 
@@ -78,8 +87,10 @@ def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | bool:
 class HttpSender:
     """Sends rendered requests with one aiohttp session for the whole daemon."""
 
-    def __init__(self, config: DeliveryConfig) -> None:
+    def __init__(self, config: DeliveryConfig, breakers: Breakers | None = None) -> None:
         self.config = config
+        cb = config.circuit_breaker
+        self.breakers = breakers or Breakers(cb.failures, cb.cooldown, cb.max_cooldown)
         self.policy = AddressPolicy(config.allow_networks)
         self.limits = EndpointLimits(config.per_endpoint_in_flight, config.max_in_flight)
         self._session: aiohttp.ClientSession | None = None
@@ -108,20 +119,40 @@ class HttpSender:
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
                       tls: TlsConfig | None = None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
+        """One attempt, unless the endpoint's circuit is open (then PARK, nothing sent)."""
         assert self._session is not None, "HttpSender.start() first"
         url = URL(request.url, encoded=True)
+        endpoint = endpoint_of(url)
+        wait = self.breakers.open_for(endpoint)
+        if wait is None:
+            async with self.limits.slot(endpoint):
+                wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
+                if wait is None:
+                    outcome = await self._attempt(url, request, signer, timeout, tls,
+                                                  extra_headers)
+                    self.breakers.record(endpoint, outcome)
+                    return outcome
+        return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}",
+                       wait)
+
+    async def _attempt(self, url: URL, request: Request, signer: Signer | None,
+                       timeout: float, tls: TlsConfig | None,
+                       extra_headers: Mapping[str, str] | None) -> Outcome:
         try:
             ip = literal_ip(url.host or "")
             if ip is not None:
                 self.policy.check(url.host or "", ip)
-            async with self.limits.slot(endpoint_of(url)):
-                return await self._send(url, request, signer, timeout, tls, extra_headers)
+            return await self._send(url, request, signer, timeout, tls, extra_headers)
         except BlockedDestination as exc:
             return failure(ErrorKind.BLOCKED, str(exc))
+        except aiohttp.InvalidURL as exc:  # e.g. host 127.1: it can never work, not retried
+            return failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300])
         except (TimeoutError, aiohttp.ServerTimeoutError):
             return failure(ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s")
         except (aiohttp.ClientError, OSError) as exc:
             return failure(ErrorKind.CONNECT, f"{type(exc).__name__}: {exc}"[:300])
+        except ValueError as exc:  # a header aiohttp refuses to write (CR/LF): nothing sent
+            return failure(ErrorKind.RENDER, f"invalid request: {exc}"[:300])
         except ssl.SSLError as exc:  # pragma: no cover - OSError covers it; kept explicit
             return failure(ErrorKind.CONNECT, f"TLS: {exc}")
 
@@ -149,7 +180,8 @@ class HttpSender:
         if ip is not None:
             self.policy.check(target.host or "", ip)
         async with self._session.post(
-                target, data=form, auth=aiohttp.BasicAuth(*basic), allow_redirects=False,
+                target, data=form, headers={"Authorization": basic_authorization(*basic)},
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             raw = await self._read_capped(resp)
             try:

@@ -10,12 +10,10 @@ from typing import Any
 
 import structlog
 from aiolimiter import AsyncLimiter
-from yarl import URL
 
-from hookd.breaker import Breakers
 from hookd.config import OAuth2Auth, parse_rate
 from hookd.deadletter import DeadLetter, DeadLetterSink, Source
-from hookd.delivery import Sender, endpoint_of
+from hookd.delivery import Sender
 from hookd.errors import DecodeError, RenderError
 from hookd.events import Event, decode_event, make_meta
 from hookd.loader import Runtime
@@ -60,7 +58,6 @@ class Dispatcher:
     runtime: Callable[[], Runtime]
     redactor: Callable[[], Redactor]
     parking: ParkingLot | None = None  # None: every retry waits in memory
-    breakers: Breakers = field(default_factory=Breakers)
     tokens: TokenCache | None = None
     counters: Counters = field(default_factory=Counters)
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
@@ -197,17 +194,13 @@ class Dispatcher:
 
     async def _attempt(self, job: _Job, hook: CompiledHook, request: Request, attempt: int,
                        bound: Any) -> Outcome:
-        endpoint = endpoint_of(URL(request.url, encoded=True))
-        wait = self.breakers.blocked_for(endpoint)
-        if wait is not None:  # the circuit is open: park, do not send
-            return Outcome(Verdict.PARK, ErrorKind.CONNECT, None,
-                           f"circuit open for {endpoint}", wait)
-        if job.first_attempt_at is None:
-            job.first_attempt_at = time.time()
         await self._rate(hook)
         started = time.monotonic()
         outcome = await self._send(hook, request)
-        self.breakers.record(endpoint, outcome)
+        if outcome.verdict is Verdict.PARK:  # the endpoint's circuit is open: nothing sent
+            return outcome
+        if job.first_attempt_at is None:
+            job.first_attempt_at = time.time()
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         if outcome.ok:
             bound.info("delivery", outcome="delivered", status=outcome.status, attempt=attempt,

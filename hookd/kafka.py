@@ -32,7 +32,6 @@ def make_consumer(cfg: KafkaConfig, group_id: str | None = None) -> AIOKafkaCons
     tune = cfg.consumer
     return AIOKafkaConsumer(
         group_id=group_id or cfg.group_id,
-        metadata_max_age_ms=30_000,  # new retry-tier topics are found within 30 s
         enable_auto_commit=False,  # offsets move only when deliveries are final
         auto_offset_reset=cfg.auto_offset_reset,
         session_timeout_ms=int(tune.session_timeout * 1000),

@@ -71,11 +71,6 @@ def tier_topic(prefix: str, delay: float) -> str:
     return f"{prefix}.{format_duration(delay)}"
 
 
-def retry_topic_pattern(prefix: str) -> str:
-    """Every tier topic, also those of earlier configs that may still hold parked records."""
-    return rf"^{re.escape(prefix)}\..+"
-
-
 def tiers_of(runtime: Runtime) -> list[float]:
     """The delays of every schedule in the config that are too long to wait in memory."""
     delivery = runtime.config.delivery
@@ -96,14 +91,29 @@ def pick_tier(tiers: list[float], delay: float) -> float:
 class ParkingLot:
     """Writes parked deliveries (acks=all) and creates the tier topics."""
 
-    def __init__(self, producer: Any, admin: Any, prefix: str, partitions: int) -> None:
+    def __init__(self, producer: Any, admin: Any, prefix: str, partitions: int,
+                 replication: int = 3) -> None:
         self.producer, self.admin = producer, admin
-        self.prefix, self.partitions = prefix, partitions
+        self.prefix, self.partitions, self.replication = prefix, partitions, replication
         self.tiers: list[float] = []
         self._created: set[str] = set()
 
-    async def ensure_tiers(self, tiers: Iterable[float]) -> None:
-        """Create missing tier topics (idempotent; 'already exists' is fine)."""
+    @property
+    def topics(self) -> list[str]:
+        """Every tier topic known: this config's and those earlier configs left behind."""
+        return sorted(self._created)
+
+    async def ensure_tiers(self, tiers: Iterable[float]) -> bool:
+        """Create missing tier topics (idempotent) and find older ones still holding
+        parked records; True when the set of topics to consume changed."""
+        before = set(self._created)
+        if self.admin is not None and not self._created:
+            try:
+                pattern = re.compile(rf"^{re.escape(self.prefix)}\..+")
+                self._created.update(t for t in await self.admin.list_topics()
+                                     if pattern.match(t))
+            except Exception as exc:  # listing is a convenience; creation below matters
+                log.warning("could not list topics", error=str(exc))
         from aiokafka.admin import NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
@@ -113,13 +123,14 @@ class ParkingLot:
         if missing and self.admin is not None:
             try:
                 await self.admin.create_topics(
-                    [NewTopic(n, self.partitions, -1) for n in missing])
+                    [NewTopic(n, self.partitions, self.replication) for n in missing])
             except TopicAlreadyExistsError:
                 pass
             except Exception as exc:  # a broker that auto-creates topics still works
                 log.warning("could not create retry topics", topics=missing, error=str(exc))
         self._created.update(names)
         self.tiers = wanted
+        return self._created != before
 
     async def park(self, parked: Parked, delay: float) -> str:
         """Produce, wait for the broker's ack; returns the topic. Raises on failure."""

@@ -248,9 +248,10 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
                                       if isinstance(hook.auth, ApiKeyAuth) else None)
     static_headers = static_auth_headers(hook.auth)
     for name, value in static_headers:
-        if name in {k.lower() for k in req.headers}:
-            errors.append(SpecError(f"header {name} is also set by auth; keep one",
-                                    ("request", "headers", name)))
+        for given in req.headers:
+            if given.lower() == name.lower():
+                errors.append(SpecError(f"header {given} is also set by auth; keep one",
+                                        ("request", "headers", given)))
         if _BAD_HEADER_CHARS.search(value):
             errors.append(SpecError("auth value contains CR, LF or NUL", ("auth",)))
     predicate: Predicate | None = None

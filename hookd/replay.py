@@ -57,23 +57,25 @@ async def replay(runtime: Runtime, hook_id: str | None, limit: int | None, dry_r
             if committed is None:
                 await consumer.seek_to_beginning(tp)
         end = await consumer.end_offsets(tps)
-        lot = ParkingLot(producer, admin, kafka.retry_topic_prefix, kafka.retry_partitions)
+        lot = ParkingLot(producer, admin, kafka.retry_topic_prefix, kafka.retry_partitions,
+                         kafka.retry_replication)
         await lot.ensure_tiers(tiers_of(runtime))
-        done = {tp for tp in tps if await consumer.position(tp) >= end[tp]}
-        idle = 0
-        while len(done) < len(tps) and (limit is None or report.replayed < limit) and idle < 20:
+        # Read up to the end offsets seen at the start, and on until a poll comes back
+        # empty (some brokers report end offsets late). Letters arriving later wait for
+        # the next replay.
+        idle, behind = 0, True
+        while (idle < 2 or (behind and idle < 20)) and (limit is None
+                                                        or report.replayed < limit):
             batches = await consumer.getmany(timeout_ms=500)
             idle = 0 if batches else idle + 1
+            behind = any([await consumer.position(tp) < end[tp] for tp in tps])
             progress: dict[TopicPartition, int] = {}
             for tp, records in batches.items():
                 for record in records:
-                    if record.offset >= end[tp] or (limit is not None
-                                                    and report.replayed >= limit):
+                    if limit is not None and report.replayed >= limit:
                         break
                     progress[tp] = record.offset + 1
                     await _one(record, runtime, hook_id, dry_run, lot, report, out)
-                if progress.get(tp, 0) >= end[tp]:
-                    done.add(tp)
             if progress and not dry_run:
                 await consumer.commit(progress)
     finally:

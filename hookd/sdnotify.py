@@ -21,7 +21,8 @@ class Notifier:
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
         mine = not pid or pid == str(os.getpid())
-        self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and mine else None
+        enabled = usec.isdigit() and int(usec) > 0 and mine  # as sd_watchdog_enabled()
+        self.watchdog_interval = int(usec) / 2e6 if enabled else None
 
     @property
     def enabled(self) -> bool:

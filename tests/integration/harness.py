@@ -45,7 +45,7 @@ def write_config(folder: Path, bootstrap: str, topic: str, hooks: list[dict[str,
     config: dict[str, Any] = {
         "kafka": {"bootstrap_servers": [bootstrap], "topics": [topic],
                   "group_id": group or unique("g"), "dead_letter_topic": dlq or f"{topic}.dlq",
-                  "consumer": dict(FAST_CONSUMER)},
+                  "consumer": dict(FAST_CONSUMER), "retry_replication": 1},
         "delivery": {"allow_networks": ["127.0.0.0/8"], "timeout": "5s",
                      "retry": {"schedule": ["50ms", "100ms"]}},
         "health": {"listen": f"127.0.0.1:{health_port}"},

@@ -1,0 +1,263 @@
+"""Durable retries, isolation, replay, OAuth2 and mTLS — real broker, real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trustme
+import yaml
+from aiohttp import web
+
+from hookd.cli import main as cli_main
+from hookd.signing import webhook_id
+from tests.integration.broker import create_topic
+from tests.integration.harness import (
+    committed,
+    hook,
+    produce,
+    read_topic,
+    running,
+    unique,
+    until,
+    wait_ready,
+    write_config,
+)
+from tests.integration.receiver import Receiver
+
+PARTS = 2
+# attempt 1, attempt 2 after 50 ms in memory, attempt 3 after ~1 s from a retry topic
+DELIVERY = {"allow_networks": ["127.0.0.0/8"], "timeout": "2s",
+            "retry": {"schedule": ["50ms", "1s"], "inline_max": "200ms", "jitter": 0.0}}
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rcv = await Receiver().start()
+    yield rcv
+    await rcv.stop()
+
+
+async def _topic(broker: Any) -> str:
+    name = unique("rt")
+    await create_topic(broker.bootstrap, name, PARTS)
+    return name
+
+
+def _cfg(tmp_path: Path, broker: Any, topic: str, hooks: list[dict[str, Any]],
+         **extra: Any) -> Path:
+    """A test config with its own retry topics (tiers are shared by prefix otherwise)."""
+    extra.setdefault("delivery", DELIVERY)
+    path = write_config(tmp_path, broker.bootstrap, topic, hooks, **extra)
+    data = yaml.safe_load(path.read_text())
+    data["kafka"]["retry_topic_prefix"] = unique("retry")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+async def test_down_endpoint_is_retried_from_a_retry_topic_while_others_flow(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    topic, group = await _topic(broker), unique("g")
+    receiver.plan["/down"].extend([503, 503])  # down for the two in-memory attempts
+    cfg = _cfg(tmp_path, broker, topic, [
+        hook("down", "Answered", receiver.url("/down"), filter={"id": "e0"}),
+        hook("ok", "Answered", receiver.url("/ok"))], group=group)
+    events = [(f"k{i}".encode(), {"event": "Answered", "id": f"e{i}"}) for i in range(10)]
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+        await produce(broker.bootstrap, topic, events)
+        await receiver.wait_for(10, "/ok")  # the healthy hook is not held up
+        await until(lambda: daemon.dispatcher.counters.parked >= 1)  # type: ignore[union-attr]
+        # the parked delivery no longer holds its source offset
+        await until(lambda: daemon.source.tracker.in_flight() == 0  # type: ignore[union-attr]
+                    and daemon.source.tracker.committable() == {})  # type: ignore[union-attr]
+        offsets = await committed(broker.bootstrap, group, topic, PARTS)
+        assert sum(max(o, 0) for o in offsets.values()) == 10
+        assert len(receiver.at("/down")) == 2  # attempt 3 waits in the retry topic
+        await receiver.wait_for(3, "/down")
+    ids = {r.headers["webhook-id"] for r in receiver.at("/down")}
+    assert ids == {webhook_id("e0", "down")}  # attempts 1, 2 and 3 share the id
+
+
+async def test_parked_delivery_survives_a_restart_and_uses_the_url_fixed_by_reload(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    topic = await _topic(broker)
+    delivery = {**DELIVERY, "retry": {"schedule": ["50ms", "3s"], "inline_max": "200ms",
+                                      "jitter": 0.0}}
+    receiver.plan["/broken"].extend([503] * 10)
+    cfg = _cfg(tmp_path, broker, topic, [hook("crm", "Answered", receiver.url("/broken"))],
+               delivery=delivery, group=unique("g"))
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "p1"})])
+        await until(lambda: daemon.dispatcher.counters.parked == 1)  # type: ignore[union-attr]
+    # hookd is down while the delivery is parked; meanwhile ops fix the URL
+    text = cfg.read_text().replace(receiver.url("/broken"), receiver.url("/fixed"))
+    cfg.write_text(text)
+    async with running(cfg) as daemon:
+        await receiver.wait_for(1, "/fixed", timeout=30)
+    fixed = receiver.at("/fixed")[0]
+    assert fixed.headers["webhook-id"] == webhook_id("p1", "crm")
+    assert len(receiver.at("/broken")) == 2
+
+
+async def test_exhausted_retries_are_dead_lettered_with_the_attempt_count(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    topic, dlq = await _topic(broker), unique("dlq")
+    receiver.plan["/always"].extend([500] * 10)
+    cfg = _cfg(tmp_path, broker, topic, [hook("x", "Answered", receiver.url("/always"))],
+               dlq=dlq, group=unique("g"))
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "x1"})])
+        [letter] = await read_topic(broker.bootstrap, dlq, 1, timeout=30)
+    rec = orjson.loads(letter.value)
+    assert rec["attempts"] == 3 and len(receiver.at("/always")) == 3
+    assert rec["error"] == {"kind": "http_status", "status": 500, "message": "HTTP 500: no"}
+    assert rec["first_attempt_at"] < rec["last_attempt_at"]
+    assert rec["source"]["topic"] == topic  # the original event, not the retry topic
+
+
+async def test_black_holed_endpoint_opens_its_circuit_and_healthy_hooks_flow(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def swallow(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)  # accept, read nothing, answer nothing
+
+    hole = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    topic = await _topic(broker)
+    delivery = {**DELIVERY, "timeout": "500ms", "per_endpoint_in_flight": 4,
+                "circuit_breaker": {"failures": 3, "cooldown": "30s"},
+                "retry": {"schedule": ["5m"], "inline_max": "1s"}}
+    cfg = _cfg(tmp_path, broker, topic, [
+        hook("hole", "Answered", f"http://127.0.0.1:{port}/void"),
+        hook("ok", "Answered", receiver.url("/ok"))], delivery=delivery, group=unique("g"))
+    n = 300
+    try:
+        async with running(cfg) as daemon:
+            await wait_ready(daemon)
+            await produce(broker.bootstrap, topic,
+                          [(f"k{i % 50}".encode(), {"event": "Answered", "id": f"b{i}"})
+                           for i in range(n)])
+            await receiver.wait_for(n, "/ok", timeout=60)
+            await until(lambda: daemon.dispatcher.counters.parked == n)  # type: ignore[union-attr]
+            _, state = daemon.state()
+    finally:
+        hole.close()
+        for w in accepted:
+            w.close()
+    assert f"http://127.0.0.1:{port}" in state["open_circuits"]
+    # not hammered: the circuit opened after a handful of timed-out connections
+    assert len(accepted) <= 3 + 4
+
+
+async def test_replay_delivers_dead_letters_once(
+        broker: Any, receiver: Receiver, tmp_path: Path, capsys: Any) -> None:
+    topic, dlq = await _topic(broker), unique("dlq")
+    receiver.plan["/r"].extend([404, 404])
+    cfg = _cfg(tmp_path, broker, topic, [hook("r", "Answered", receiver.url("/r"))],
+               dlq=dlq, group=unique("g"))
+    await produce(broker.bootstrap, topic, [(b"a", {"event": "Answered", "id": "r1"}),
+                                            (b"b", {"event": "Answered", "id": "r2"})])
+    async with running(cfg) as daemon:
+        await read_topic(broker.bootstrap, dlq, 2)  # both failed with 404
+        assert await asyncio.to_thread(cli_main, ["replay", "-c", str(cfg), "--dry-run"]) == 0
+        assert "would replay 2 dead letter(s)" in capsys.readouterr().out
+        assert await asyncio.to_thread(cli_main, ["replay", "-c", str(cfg)]) == 0
+        assert "replayed 2 dead letter(s)" in capsys.readouterr().out
+        await receiver.wait_for(4, "/r", timeout=40)  # the receiver was fixed: 200 now
+        assert await asyncio.to_thread(cli_main, ["replay", "-c", str(cfg)]) == 0
+        assert "replayed 0 dead letter(s)" in capsys.readouterr().out
+        await asyncio.sleep(1.5)
+        assert daemon.dispatcher.counters.delivered == 2  # type: ignore[union-attr]
+    ids = [r.headers["webhook-id"] for r in receiver.at("/r")]
+    assert sorted(ids) == sorted([webhook_id("r1", "r"), webhook_id("r2", "r")] * 2)
+
+
+async def test_oauth2_token_is_fetched_cached_and_refreshed_on_401(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    issued: list[dict[str, str]] = []
+
+    async def token(request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        issued.append({**form, "authorization": request.headers.get("Authorization", "")})
+        return web.json_response({"access_token": f"tok-{len(issued)}", "expires_in": 3600,
+                                  "token_type": "Bearer"})
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    receiver.plan["/api"].extend([200, 200, 401, 200])
+    topic = await _topic(broker)
+    cfg = _cfg(tmp_path, broker, topic, [hook(
+        "o", "Answered", receiver.url("/api"),
+        auth={"type": "oauth2", "token_url": f"http://127.0.0.1:{port}/oauth/token",
+              "client_id": "hookd", "client_secret": "s3cret", "scope": "events"})],
+        group=unique("g"))
+    try:
+        async with running(cfg) as daemon:
+            await wait_ready(daemon)
+            for i in range(3):  # one at a time, so the 401 hits the third
+                await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered",
+                                                                 "id": f"o{i}"})])
+                await until(lambda i=i: daemon.dispatcher.counters.delivered == i + 1)  # type: ignore[union-attr,misc]
+    finally:
+        await runner.cleanup()
+    auths = [r.headers["authorization"] for r in receiver.at("/api")]
+    assert auths == ["Bearer tok-1", "Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]
+    assert len(issued) == 2
+    assert issued[0]["grant_type"] == "client_credentials" and issued[0]["scope"] == "events"
+    assert issued[0]["authorization"].startswith("Basic ")
+
+
+async def test_mtls_with_a_private_ca(broker: Any, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("hookd-client")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # no client certificate, no handshake
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert")  # type: ignore[union-attr]
+        seen.append(",".join(v for _, v in peer.get("subjectAltName", ())) if peer else "")
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/secure", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    ca_file, cert_file = tmp_path / "ca.pem", tmp_path / "client.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    client_cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    topic = await _topic(broker)
+    cfg = _cfg(tmp_path, broker, topic, [
+        hook("mtls", "Answered", f"https://127.0.0.1:{port}/secure",
+             tls={"ca_file": str(ca_file), "cert_file": str(cert_file)}),
+        hook("no-cert", "Answered", f"https://127.0.0.1:{port}/secure",
+             tls={"ca_file": str(ca_file)})], dlq=unique("dlq"), group=unique("g"))
+    try:
+        async with running(cfg) as daemon:
+            await wait_ready(daemon)
+            await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "t1"})])
+            await until(lambda: daemon.dispatcher.counters.delivered == 1  # type: ignore[union-attr]
+                        and daemon.dispatcher.counters.parked >= 1)  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+    assert seen == ["hookd-client"]  # only the hook with a client certificate got through

@@ -1,0 +1,484 @@
+"""hookd.dispatch.Dispatcher with a fake Sender and a fake dead-letter sink, a real
+OffsetTracker and a Runtime loaded from a config written to tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+
+from hookd.config import TlsConfig
+from hookd.deadletter import DeadLetter
+from hookd.dispatch import Dispatcher
+from hookd.loader import Runtime, load_config
+from hookd.offsets import OffsetTracker
+from hookd.redact import Redactor
+from hookd.render import Request
+from hookd.retries import ErrorKind, Outcome, Verdict, classify_status, failure
+from hookd.signing import Signer
+
+from .conftest import WriteConfig
+
+TOPIC = "cc.events"
+TP = TopicPartition(TOPIC, 0)
+
+CONFIG = """
+delivery:
+  retry: {schedule: [10ms, 20ms], jitter: 0.0}
+hooks:
+  - id: a
+    event: Answered
+    request: {url: "http://127.0.0.1/a"}
+  - id: b
+    event: [Answered, Joined]
+    request: {url: "http://127.0.0.1/b"}
+  - id: c
+    event: Joined
+    request: {url: "http://127.0.0.1/c"}
+  - id: disabled-hook
+    enabled: false
+    event: Answered
+    request: {url: "http://127.0.0.1/disabled"}
+  - id: solo
+    event: Solo
+    request: {url: "http://127.0.0.1/solo"}
+  - id: bad-render
+    event: Render
+    request: {url: "http://127.0.0.1/{{ no_such_field }}"}
+"""
+
+
+@dataclass
+class Record:
+    """What the dispatcher reads of an aiokafka ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int | None = 1_700_000_000_000
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def record(offset: int, event: str = "Answered", key: bytes | None = b"member-1",
+           partition: int = 0, **payload: Any) -> Record:
+    value = orjson.dumps({"event": event, "seq": offset, **payload})
+    return Record(TOPIC, partition, offset, key, value)
+
+
+@dataclass(frozen=True)
+class Call:
+    hook: str
+    seq: int
+    attempt: int  # 1, 2, ... per (hook, seq)
+
+
+Respond = Callable[[Call], Outcome | Awaitable[Outcome]]
+OK = Outcome(Verdict.DELIVERED, status=200)
+
+
+class FakeSender:
+    """The Sender protocol; answers through `respond` (default: 200), records every call."""
+
+    def __init__(self, respond: Respond | None = None) -> None:
+        self.respond: Respond = respond or (lambda call: OK)
+        self.calls: list[Call] = []
+        self.log: list[tuple[str, str, int]] = []  # ("start"|"end", hook, seq)
+
+    async def attempt(self, request: Request, signer: Signer | None, timeout: float,
+                      tls: TlsConfig | None = None,
+                      extra_headers: Mapping[str, str] | None = None) -> Outcome:
+        seq = orjson.loads(request.body)["seq"]
+        n = 1 + sum(1 for c in self.calls if (c.hook, c.seq) == (request.hook_id, seq))
+        call = Call(request.hook_id, seq, n)
+        self.calls.append(call)
+        self.log.append(("start", call.hook, seq))
+        result = self.respond(call)
+        if inspect.isawaitable(result):
+            result = await result
+        self.log.append(("end", call.hook, seq))
+        return result
+
+    def hooks_for(self, seq: int) -> set[str]:
+        return {c.hook for c in self.calls if c.seq == seq}
+
+
+class FakeSink:
+    """The DeadLetterSink protocol: a list; fails the first `failures` publishes."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.letters: list[DeadLetter] = []
+        self.failures = failures
+        self.publishes = 0
+
+    async def publish(self, letter: DeadLetter) -> None:
+        self.publishes += 1
+        if self.publishes <= self.failures:
+            raise ConnectionError("broker unreachable")
+        self.letters.append(letter)
+
+
+@pytest.fixture
+def runtime(write_config: WriteConfig) -> Runtime:
+    return load_config(write_config(CONFIG).main, environ={})
+
+
+class Harness:
+    """A Dispatcher wired as the daemon wires it: a real OffsetTracker, `done` finishing the
+    record's ticket."""
+
+    def __init__(self, runtime: Runtime, sender: FakeSender | None = None,
+                 sink: FakeSink | None = None) -> None:
+        self.sender = sender or FakeSender()
+        self.sink = sink or FakeSink()
+        self.tracker = OffsetTracker()
+        self.dispatcher = Dispatcher(self.sender, self.sink, lambda: runtime,
+                                     lambda: Redactor(runtime.secrets))
+        self.counters = self.dispatcher.counters
+
+    def submit(self, rec: Record) -> None:
+        ticket = self.tracker.start(TopicPartition(rec.topic, rec.partition), rec.offset)
+        self.dispatcher.submit(rec, lambda: self.tracker.finish(ticket))
+
+    @property
+    def pending(self) -> int:
+        return self.dispatcher.pending
+
+    @property
+    def letters(self) -> list[DeadLetter]:
+        return self.sink.letters
+
+    async def drain(self, timeout: float) -> int:
+        return await self.dispatcher.drain(timeout)
+
+    async def settle(self) -> None:
+        assert await self.drain(5.0) == 0, "records left unfinished"
+
+
+Make = Callable[..., Harness]
+
+
+@pytest.fixture
+def make(runtime: Runtime) -> Make:
+    def build(sender: FakeSender | None = None, sink: FakeSink | None = None) -> Harness:
+        return Harness(runtime, sender, sink)
+    return build
+
+
+# ------------------------------------------------------------------------- fan-out
+
+async def test_fan_out_to_every_matching_enabled_hook(make: Make) -> None:
+    d = make()
+    d.submit(record(0, "Answered"))
+    d.submit(record(1, "Joined"))
+    d.submit(record(2, "answered"))  # names match case-insensitively
+    d.submit(record(3, "Nobody"))
+    await d.settle()
+    sender = d.sender
+    assert sender.hooks_for(0) == {"a", "b"}
+    assert sender.hooks_for(1) == {"b", "c"}
+    assert sender.hooks_for(2) == {"a", "b"}
+    assert sender.hooks_for(3) == set()
+    assert len(sender.calls) == 6  # one request per (event, hook)
+    assert d.letters == []
+    assert d.tracker.committable() == {TP: 4}
+    assert (d.counters.events, d.counters.delivered, d.counters.failed) == (4, 6, 0)
+
+
+# ------------------------------------------------------------------------- ordering
+
+async def test_same_key_same_hook_in_offset_order_even_when_the_first_is_slow(make: Make) -> None:
+    async def respond(call: Call) -> Outcome:
+        await asyncio.sleep(0.15 if call.seq == 0 else 0.0)
+        return OK
+
+    d = make(FakeSender(respond))
+    for offset in range(4):
+        d.submit(record(offset, "Solo", key=b"member-1"))
+    await d.settle()
+    assert d.sender.log == [(step, "solo", seq) for seq in range(4)
+                                for step in ("start", "end")]
+
+
+async def test_order_holds_through_retries_and_failures(make: Make) -> None:
+    async def respond(call: Call) -> Outcome:
+        if call.seq == 0:
+            await asyncio.sleep(0.02)
+            return classify_status(503) if call.attempt < 3 else OK
+        return classify_status(404) if call.seq == 1 else OK
+
+    d = make(FakeSender(respond))
+    for offset in range(3):
+        d.submit(record(offset, "Solo"))
+    await d.settle()
+    assert [c.seq for c in d.sender.calls] == [0, 0, 0, 1, 2]
+    assert [dl.source.offset for dl in d.letters] == [1]
+
+
+async def test_different_keys_run_concurrently(make: Make) -> None:
+    arrived: list[int] = []
+    both = asyncio.Event()
+
+    async def respond(call: Call) -> Outcome:
+        arrived.append(call.seq)
+        if len(arrived) == 2:
+            both.set()
+        try:
+            await asyncio.wait_for(both.wait(), 1.0)
+        except TimeoutError:
+            return failure(ErrorKind.BLOCKED, "ran alone: not concurrent")
+        return OK
+
+    d = make(FakeSender(respond))
+    d.submit(record(0, "Solo", key=b"member-1"))
+    d.submit(record(1, "Solo", key=b"member-2"))
+    await d.settle()
+    assert d.letters == []
+    assert d.counters.delivered == 2
+
+
+async def test_same_key_different_hooks_run_concurrently(make: Make) -> None:
+    both = asyncio.Event()
+    seen: set[str] = set()
+
+    async def respond(call: Call) -> Outcome:
+        seen.add(call.hook)
+        if seen == {"a", "b"}:
+            both.set()
+        try:
+            await asyncio.wait_for(both.wait(), 1.0)
+        except TimeoutError:
+            return failure(ErrorKind.BLOCKED, "not concurrent")
+        return OK
+
+    d = make(FakeSender(respond))
+    d.submit(record(0, "Answered", key=b"member-1"))
+    await d.settle()
+    assert d.letters == [] and d.counters.delivered == 2
+
+
+async def test_offsets_commit_in_order_although_events_finish_out_of_order(make: Make) -> None:
+    release = asyncio.Event()
+
+    async def respond(call: Call) -> Outcome:
+        if call.seq == 0:
+            await release.wait()
+        return OK
+
+    d = make(FakeSender(respond))
+    d.submit(record(0, "Solo", key=b"member-1"))
+    d.submit(record(1, "Solo", key=b"member-2"))
+    d.submit(record(2, "Nobody"))
+    for _ in range(100):
+        if d.pending == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert d.pending == 1
+    assert d.tracker.committable() == {}  # 1 and 2 are done, 0 is not
+    release.set()
+    await d.settle()
+    assert d.tracker.committable() == {TP: 3}
+
+
+# ------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("value", [b"\xff\xfe", b"not json", b"[1, 2]", b"{}",
+                                   b'{"event": ""}', None],
+                         ids=["not-utf8", "not-json", "array", "no-name", "empty-name",
+                              "tombstone"])
+async def test_decode_error_is_one_dead_letter_and_the_offset_finishes(
+        make: Make, value: bytes | None) -> None:
+    d = make()
+    d.submit(Record(TOPIC, 0, 41, b"member-1", value))
+    d.submit(record(42, "Solo"))  # consumption goes on
+    await d.settle()
+    (letter,) = d.letters
+    assert letter.kind is ErrorKind.DECODE
+    assert letter.hook is None and letter.payload is None and letter.event is None
+    assert letter.raw == (value or b"")
+    assert letter.attempts == 0
+    assert letter.key == b"member-1"
+    assert (letter.source.topic, letter.source.partition, letter.source.offset) == (TOPIC, 0, 41)
+    doc = orjson.loads(letter.to_json())
+    assert doc["error"]["kind"] == "decode" and doc["hook"] is None and doc["payload"] is None
+    assert d.tracker.committable() == {TP: 43}
+    assert d.counters.decode_errors == 1 and d.counters.dead_lettered == 1
+    assert d.sender.hooks_for(42) == {"solo"}
+
+
+async def test_render_error_dead_letters_with_no_attempts(make: Make) -> None:
+    d = make()
+    d.submit(record(7, "Render", call_id="c-9"))
+    await d.settle()
+    assert d.sender.calls == []
+    (letter,) = d.letters
+    assert letter.kind is ErrorKind.RENDER
+    assert letter.hook == "bad-render"
+    assert letter.attempts == 0
+    assert letter.status is None
+    assert "no_such_field" in letter.message
+    assert letter.event == "Render"
+    assert letter.payload is not None and letter.payload["call_id"] == "c-9"
+    assert letter.source.offset == 7
+    assert d.tracker.committable() == {TP: 8}
+
+
+# ------------------------------------------------------------------------- outcomes
+
+async def test_404_dead_letters_after_one_attempt(make: Make) -> None:
+    d = make(FakeSender(lambda call: classify_status(404, message="HTTP 404: nope")))
+    d.submit(record(0, "Solo"))
+    await d.settle()
+    assert len(d.sender.calls) == 1
+    (letter,) = d.letters
+    assert (letter.kind, letter.status, letter.attempts) == (ErrorKind.HTTP_STATUS, 404, 1)
+    assert letter.hook == "solo" and letter.event == "Solo" and letter.event_id
+    assert letter.message == "HTTP 404: nope"
+    assert letter.first_attempt_at is not None and letter.last_attempt_at is not None
+    assert letter.first_attempt_at <= letter.last_attempt_at
+    assert letter.key == b"member-1"
+    assert d.tracker.committable() == {TP: 1}
+    assert (d.counters.delivered, d.counters.failed, d.counters.dead_lettered) == (0, 1, 1)
+
+
+async def test_retries_then_success(make: Make) -> None:
+    d = make(FakeSender(lambda call: classify_status(503) if call.attempt < 3 else OK))
+    d.submit(record(0, "Solo"))
+    await d.settle()
+    assert [c.attempt for c in d.sender.calls] == [1, 2, 3]
+    assert d.letters == []
+    assert (d.counters.delivered, d.counters.failed, d.counters.retrying) == (1, 0, 0)
+
+
+@pytest.mark.parametrize(("outcome", "kind", "status"), [
+    (classify_status(503, message="HTTP 503: busy"), ErrorKind.HTTP_STATUS, 503),
+    (failure(ErrorKind.TIMEOUT, "no answer"), ErrorKind.TIMEOUT, None),
+    (failure(ErrorKind.CONNECT, "refused"), ErrorKind.CONNECT, None),
+])
+async def test_exhausted_retries(make: Make, runtime: Runtime, outcome: Outcome,
+                                 kind: ErrorKind, status: int | None) -> None:
+    d = make(FakeSender(lambda call: outcome))
+    d.submit(record(0, "Solo"))
+    await d.settle()
+    schedule = runtime.hook("solo").schedule  # type: ignore[union-attr]
+    assert schedule == (0.01, 0.02)
+    assert len(d.sender.calls) == len(schedule) + 1
+    (letter,) = d.letters
+    assert letter.attempts == len(schedule) + 1
+    assert (letter.kind, letter.status) == (kind, status)
+    assert letter.message == outcome.message
+    assert d.tracker.committable() == {TP: 1}
+
+
+async def test_blocked_is_not_retried(make: Make) -> None:
+    d = make(FakeSender(lambda call: failure(ErrorKind.BLOCKED, "10.0.0.1 not allowed")))
+    d.submit(record(0, "Solo"))
+    await d.settle()
+    (letter,) = d.letters
+    assert (letter.kind, letter.attempts) == (ErrorKind.BLOCKED, 1)
+
+
+async def test_410_disables_the_hook_until_reset(make: Make) -> None:
+    d = make(FakeSender(lambda call: classify_status(410) if call.hook == "a" else OK))
+    d.submit(record(0, "Answered"))
+    await d.settle()
+    (letter,) = d.letters
+    assert (letter.hook, letter.status, letter.attempts) == ("a", 410, 1)
+    assert "a" in d.dispatcher.disabled and "b" not in d.dispatcher.disabled
+    d.submit(record(1, "Answered"))
+    await d.settle()
+    assert d.sender.hooks_for(1) == {"b"}  # a is skipped now
+    assert len(d.letters) == 1  # skipping is not a failure
+    d.dispatcher.reset_disabled()  # what a reload does
+    assert d.dispatcher.disabled == {}
+    d.submit(record(2, "Answered"))
+    await d.settle()
+    assert d.sender.hooks_for(2) == {"a", "b"}
+    assert d.tracker.committable() == {TP: 3}
+
+
+async def test_410_dead_letters_what_was_already_queued_behind_it(make: Make) -> None:
+    """Same key, same hook: the second event waits behind the first; once the first gets
+    410 the second is not sent to the gone endpoint, and still ends in the dead letters."""
+    async def respond(call: Call) -> Outcome:
+        await asyncio.sleep(0.05)
+        return classify_status(410)
+
+    d = make(FakeSender(respond))
+    d.submit(record(0, "Solo"))
+    d.submit(record(1, "Solo"))
+    await d.settle()
+    assert [c.seq for c in d.sender.calls] == [0]
+    assert [(dl.source.offset, dl.kind) for dl in d.letters] == [
+        (0, ErrorKind.HTTP_STATUS), (1, ErrorKind.HTTP_STATUS)]
+    assert d.letters[0].status == 410
+    assert d.tracker.committable() == {TP: 2}
+
+
+# ------------------------------------------------------------------------- dead-letter ack
+
+@pytest.mark.parametrize(("value", "failures"), [(b"not json", 1), (None, 2)],
+                         ids=["decode", "delivery-404"])
+async def test_offset_finishes_only_after_the_dead_letter_is_published(
+        make: Make, value: bytes | None, failures: int) -> None:
+    sink = FakeSink(failures=failures)
+    d = make(FakeSender(lambda call: classify_status(404)), sink)
+    d.submit(Record(TOPIC, 0, 0, b"k", value) if value else record(0, "Solo"))
+    for _ in range(100):
+        if sink.publishes >= 1:
+            break
+        await asyncio.sleep(0.01)
+    assert sink.publishes >= 1 and sink.letters == []
+    assert d.tracker.committable() == {}
+    assert d.tracker.in_flight(TP) == 1
+    await asyncio.sleep(0.2)  # still failing (the second try comes 0.5 s after the first)
+    assert d.tracker.committable() == {}
+    await d.settle()
+    assert sink.publishes == failures + 1
+    assert len(sink.letters) == 1
+    assert d.tracker.committable() == {TP: 1}
+    assert d.counters.dead_lettered == 1
+
+
+# ------------------------------------------------------------------------- drain
+
+async def test_drain_cancels_what_is_left(make: Make) -> None:
+    never = asyncio.Event()
+
+    async def respond(call: Call) -> Outcome:
+        if call.seq > 0:
+            await never.wait()
+        return OK
+
+    d = make(FakeSender(respond))
+    d.submit(record(0, "Solo", key=b"k0"))
+    d.submit(record(1, "Solo", key=b"k1"))
+    d.submit(record(2, "Solo", key=b"k2"))
+    for _ in range(100):
+        if d.pending == 2 and len(d.sender.calls) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert d.pending == 2
+    assert await d.drain(0.1) == 2
+    assert d.pending == 0
+    assert d.tracker.committable() == {TP: 1}  # the cancelled events are not committed
+    assert d.letters == []
+    assert await d.drain(0.1) == 0
+
+
+async def test_drain_waits_for_work_that_finishes_in_time(make: Make) -> None:
+    async def respond(call: Call) -> Outcome:
+        await asyncio.sleep(0.05)
+        return OK
+
+    d = make(FakeSender(respond))
+    d.submit(record(0, "Solo"))
+    assert await d.drain(2.0) == 0
+    assert d.tracker.committable() == {TP: 1}

@@ -1,0 +1,138 @@
+"""hookd.logs + hookd.redact: JSON lines on stdout, `event`/`msg` keys, secrets masked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+
+from hookd import logs
+from hookd.logs import REDACTOR, configure_logging
+from hookd.redact import MASK, Redactor
+
+SECRET = "s3cr3t-token-value"
+OTHER = "hunter2-password"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    saved = structlog.get_config()
+    redactor = REDACTOR.current
+    yield
+    structlog.configure(**saved)
+    REDACTOR.current = redactor
+    structlog.contextvars.clear_contextvars()
+
+
+def lines(out: str) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_json_line_with_secrets_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    logs.REDACTOR.current = Redactor({SECRET, OTHER})
+    log = structlog.get_logger("hookd.test")
+    log.info("delivery", _event="Answered", hook="crm", url=f"https://x.example/?t={SECRET}",
+             headers={"authorization": f"Bearer {SECRET}"}, attempts=[OTHER, "fine"], status=200)
+    out = capsys.readouterr().out
+    assert SECRET not in out and OTHER not in out
+    (line,) = lines(out)
+    assert line["msg"] == "delivery"
+    assert line["event"] == "Answered"
+    assert "_event" not in line
+    assert line["hook"] == "crm"
+    assert line["url"] == f"https://x.example/?t={MASK}"
+    assert line["headers"] == {"authorization": f"Bearer {MASK}"}
+    assert line["attempts"] == [MASK, "fine"]
+    assert line["status"] == 200
+    assert line["level"] == "info"
+    assert line["timestamp"].endswith("Z")
+
+
+def test_without_an_event_name_there_is_no_event_key(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    structlog.get_logger().warning("reload rejected", generation=2)
+    (line,) = lines(capsys.readouterr().out)
+    assert line["msg"] == "reload rejected"
+    assert "event" not in line
+    assert line["level"] == "warning"
+    assert line["generation"] == 2
+
+
+def test_secret_in_the_message_and_url_userinfo(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("debug", "json")
+    REDACTOR.current = Redactor([SECRET])
+    structlog.get_logger().debug(f"token {SECRET} used", target="https://user:pw@crm.example/x")
+    out = capsys.readouterr().out
+    assert SECRET not in out and "user:pw" not in out
+    (line,) = lines(out)
+    assert line["msg"] == f"token {MASK} used"
+    assert line["target"] == f"https://{MASK}@crm.example/x"
+
+
+def test_bound_context_is_redacted_too(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    REDACTOR.current = Redactor([SECRET])
+    structlog.contextvars.bind_contextvars(token=SECRET)
+    structlog.get_logger().bind(auth=f"x-{SECRET}-y").info("x")
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    (line,) = lines(out)
+    assert line["token"] == MASK and line["auth"] == f"x-{MASK}-y"
+
+
+def test_exception_text_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    REDACTOR.current = Redactor([SECRET])
+    try:
+        raise RuntimeError(f"bad token {SECRET}")
+    except RuntimeError:
+        structlog.get_logger().exception("boom")
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    (line,) = lines(out)
+    assert "RuntimeError: bad token ***" in line["exception"]
+
+
+def test_reload_swaps_the_redactor(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    log = structlog.get_logger()
+    REDACTOR.current = Redactor([SECRET])
+    log.info("one", value=SECRET)
+    REDACTOR.current = Redactor([OTHER])  # the old secret is no longer a secret
+    log.info("two", value=OTHER, old=SECRET)
+    first, second = lines(capsys.readouterr().out)
+    assert first["value"] == MASK
+    assert second["value"] == MASK and second["old"] == SECRET
+
+
+def test_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("warning", "json")
+    log = structlog.get_logger()
+    log.info("hidden")
+    log.debug("hidden")
+    log.warning("shown")
+    log.error("shown too")
+    assert [line["msg"] for line in lines(capsys.readouterr().out)] == ["shown", "shown too"]
+
+
+def test_console_format_is_redacted_too(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "console")
+    REDACTOR.current = Redactor([SECRET])
+    structlog.get_logger().info("delivery", _event="Answered", token=SECRET)
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    assert "delivery" in out and "Answered" in out and MASK in out
+
+
+def test_short_values_are_not_treated_as_secrets() -> None:
+    redactor = Redactor(["abc", "", SECRET])
+    assert redactor("abc and " + SECRET) == f"abc and {MASK}"
+
+
+def test_longest_secret_wins() -> None:
+    redactor = Redactor(["token", "token-long-version"])
+    assert redactor("token-long-version") == MASK
