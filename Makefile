@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test unit integration lint typecheck demo bench check clean
+.PHONY: test unit integration chaos lint typecheck demo bench check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
+
+## make chaos: many kill -9 rounds under steady load (make test runs 3); prints lost/duplicates
+CHAOS_ROUNDS ?= 12
+chaos: $(STAMP)
+	HOOKD_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/pytest -q -s tests/integration/test_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check hookd tests

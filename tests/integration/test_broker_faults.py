@@ -1,0 +1,103 @@
+"""Broker faults: down at start, and gone then back mid-run. A private broker per test.
+
+The test broker keeps no data across its own restart (memory storage): topics, records
+and committed offsets are gone, so the test recreates the topic after the restart. A
+real Kafka keeps them; what this proves is that hookd reconnects and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.broker import TansuBroker, create_topic
+from tests.integration.harness import (
+    DaemonProcess,
+    free_port,
+    get_json,
+    hook,
+    produce,
+    unique,
+    wait_process_ready,
+    write_config,
+)
+from tests.integration.receiver import Receiver
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rcv = await Receiver().start()
+    yield rcv
+    await rcv.stop()
+
+
+def _broker_on(port: int, workdir: Path) -> TansuBroker:
+    broker = TansuBroker(workdir)
+    broker._port = port  # start() keeps a port it was given: the daemon already knows it
+    return broker
+
+
+async def test_broker_down_at_start_hookd_waits_then_delivers(
+        receiver: Receiver, tmp_path: Path) -> None:
+    port, health = free_port(), free_port()
+    topic = unique("late")
+    cfg = write_config(tmp_path, f"127.0.0.1:{port}", topic,
+                       [hook("h", "Answered", receiver.url("/h"))], health_port=health)
+    proc = DaemonProcess(cfg).start()
+    broker = _broker_on(port, tmp_path / "tansu")
+    try:
+        async with asyncio.timeout(20):  # health answers while Kafka is unreachable
+            while True:
+                try:
+                    status, body = await get_json(f"http://127.0.0.1:{health}/readyz")
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        assert status == 503 and body["assigned_partitions"] == []
+        await asyncio.sleep(3)
+        assert proc.proc is not None and proc.proc.poll() is None  # waiting, not crashing
+        await asyncio.to_thread(broker.start)
+        await create_topic(broker.bootstrap, topic, 2)
+        await wait_process_ready(health, timeout=60)
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "1"})])
+        await receiver.wait_for(1, "/h", timeout=30)
+        assert any(line.get("msg") == "kafka not reachable, retrying" for line in proc.lines())
+    finally:
+        proc.stop_now()
+        broker.stop()
+
+
+async def test_broker_restart_mid_run_hookd_reconnects(
+        receiver: Receiver, tmp_path: Path) -> None:
+    broker = TansuBroker(tmp_path / "tansu")
+    await asyncio.to_thread(broker.start)
+    health = free_port()
+    topic = unique("bounce")
+    await create_topic(broker.bootstrap, topic, 2)
+    cfg = write_config(tmp_path, broker.bootstrap, topic,
+                       [hook("h", "Answered", receiver.url("/h"))], health_port=health)
+    proc = DaemonProcess(cfg).start()
+    try:
+        await wait_process_ready(health, timeout=60)
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "before"})])
+        await receiver.wait_for(1, "/h")
+        await asyncio.to_thread(broker.restart)  # comes back empty: recreate the topic
+        await create_topic(broker.bootstrap, topic, 2)
+        assert proc.proc is not None and proc.proc.poll() is None
+        for i in range(60):  # keep producing until the reconnected consumer picks one up
+            await produce(broker.bootstrap, topic,
+                          [(b"k", {"event": "Answered", "id": f"after-{i}"})])
+            try:
+                await receiver.wait_for(2, "/h", timeout=1)
+                break
+            except AssertionError:
+                continue
+        ids = {r.body for r in receiver.at("/h")}
+        assert len(ids) >= 2 and any(b"after-" in b for b in ids)
+    finally:
+        proc.stop_now()
+        broker.stop()
+
