@@ -223,6 +223,7 @@ class Daemon:
         rt, d = self._runtime, self.dispatcher
         assigned = self.source.assignment() if self.source else []
         lag = self.source.lag() if self.source else {}
+        parked_lag = self.retries.lag() if self.retries else {}
         c = d.counters if d else None
         body: dict[str, Any] = {
             "config": {"generation": rt.generation if rt else None,
@@ -236,9 +237,11 @@ class Daemon:
             "counters": {
                 "delivered": c.delivered if c else 0,
                 "failed": c.failed if c else 0,
-                "retrying": (c.retrying + c.parked) if c else 0,
+                # waiting for a next attempt: in memory, plus records in the retry topics
+                # this member has not consumed yet (as of their last fetch)
+                "retrying": (c.retrying if c else 0) + sum(parked_lag.values()),
                 "retrying_in_memory": c.retrying if c else 0,
-                "parked": c.parked if c else 0,
+                "parked_total": c.parked if c else 0,
                 "dead_lettered": c.dead_lettered if c else 0,
                 "in_flight": self.sender.limits.in_flight if self.sender else 0,
                 "records_pending": d.pending if d else 0,

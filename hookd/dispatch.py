@@ -32,7 +32,7 @@ class Counters:
     delivered: int = 0
     failed: int = 0
     dead_lettered: int = 0
-    parked: int = 0
+    parked: int = 0  # deliveries parked in retry topics so far (a total, not a gauge)
     retrying: int = 0  # deliveries waiting in memory for their next attempt right now
     decode_errors: int = 0
     events: int = 0
@@ -183,7 +183,10 @@ class Dispatcher:
         if outcome.verdict is Verdict.GONE:
             self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"
             bound.warning("hook disabled until the next reload", reason="410 Gone")
-        if outcome.verdict is Verdict.PARK:
+        if outcome.verdict is Verdict.PARK:  # circuit open: nothing was sent
+            if self.parking is None:  # no retry topics: wait in memory, no attempt spent
+                await self._backoff(outcome.retry_after or 0.0)
+                return await self._deliver(job, hook)
             return await self._park(job, outcome, outcome.retry_after or 0.0, bound)
         if outcome.verdict is Verdict.RETRY:
             delay = next_delay(hook.schedule, job.attempts, outcome.retry_after,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -73,6 +74,66 @@ def make_environment() -> ImmutableSandboxedEnvironment:
 
 
 ENV = make_environment()
+_GLOBALS: dict[str, Any] = dict(ENV.globals)  # range, dict, namespace…: visible to templates
+_JINJA_SYNTAX = ("{{", "{%", "{#", "\r")  # without any, a template renders to its own text
+_BARE_NAME = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_SPECIAL_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop",
+                            "super", "caller", "varargs", "kwargs", *_GLOBALS})
+
+
+class Text:
+    """One compiled template of a hook (url, header, query value or body).
+
+    Rendering is on the hot path, so the common shapes skip Jinja2's per-render set-up:
+    text without template syntax is rendered once, at load; `{{ name }}` alone is a
+    lookup (falling back to Jinja2 when the name is missing, for its error); anything
+    else runs the compiled Jinja2 code directly on a context built once per request
+    (`Template.render` would copy the variables twice and walk the globals per template).
+    The output is what `Template.render` gives, character for character.
+    """
+
+    __slots__ = ("const", "name", "source", "template")
+
+    def __init__(self, source: str, template: jinja2.Template) -> None:
+        self.source = source
+        self.template = template
+        self.const: str | None = (source if not any(m in source for m in _JINJA_SYNTAX)
+                                  else None)
+        bare = _BARE_NAME.match(source)
+        self.name = bare.group(1) if bare and bare.group(1) not in _SPECIAL_NAMES else None
+
+    def render(self, variables: dict[str, Any], what: str) -> str:
+        """`variables` from :meth:`CompiledHook.variables` (globals included); it is not
+        modified. RenderError says what went wrong."""
+        if self.const is not None:
+            return self.const
+        if self.name is not None:
+            value = variables.get(self.name, _ABSENT)
+            if value is not _ABSENT:
+                return value if value.__class__ is str else str(value)
+        template = self.template
+        ctx = ENV.context_class(ENV, variables, template.name, template.blocks)
+        try:
+            return ENV.concat(template.root_render_func(ctx))
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{what}: {exc}") from None
+        except Exception as exc:
+            raise RenderError(f"{what}: {exc.__class__.__name__}: {exc}") from None
+
+
+_ABSENT = object()
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_url(text: str) -> tuple[URL, str]:
+    """The URL a template rendered, parsed and checked (cached: most URLs repeat)."""
+    try:
+        url = URL(text)
+    except ValueError as exc:
+        raise RenderError(f"url {text[:200]!r}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise RenderError(f"url is not an absolute http(s) URL: {str(url)[:200]!r}")
+    return url, str(url)
 
 
 def _is_json(content_type: str) -> bool:
@@ -127,9 +188,9 @@ class CompiledHook:
 
     config: HookConfig
     predicate: Predicate
-    url: jinja2.Template
-    headers: tuple[tuple[str, jinja2.Template], ...]
-    query: tuple[tuple[str, jinja2.Template], ...]
+    url: Text
+    headers: tuple[tuple[str, Text], ...]
+    query: tuple[tuple[str, Text], ...]
     body: BodyFn | None
     field_query: bool  # GET with the default body: payload fields go to the query string
     static_headers: Headers
@@ -142,27 +203,30 @@ class CompiledHook:
         return self.config.id
 
     def context(self, event: Event) -> dict[str, Any]:
+        """What templates see: payload fields at top level, event, payload, meta, hook."""
         ctx = dict(event.payload)
+        ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
+                   hook={"id": self.config.id, "description": self.config.description})
+        return ctx
+
+    def variables(self, event: Event) -> dict[str, Any]:
+        """The context plus the template globals, built once per request."""
+        ctx = {**_GLOBALS, **event.payload}
         ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
                    hook={"id": self.config.id, "description": self.config.description})
         return ctx
 
     def render(self, event: Event) -> Request:
         """Build the request for `event`; RenderError says what went wrong."""
-        ctx = self.context(event)
-        url_text = _render(self.url, ctx, "url template").strip()
-        query = [(k, _render(t, ctx, f"query {k} template")) for k, t in self.query]
-        headers = [(k, _render(t, ctx, f"header {k} template")) for k, t in self.headers]
-        try:
-            url = URL(url_text)
-        except ValueError as exc:
-            raise RenderError(f"url {url_text[:200]!r}: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise RenderError(f"url is not an absolute http(s) URL: {str(url)[:200]!r}")
+        ctx = self.variables(event)
+        url_text = self.url.render(ctx, "url template").strip()
+        query = [(k, t.render(ctx, f"query {k} template")) for k, t in self.query]
+        headers = [(k, t.render(ctx, f"header {k} template")) for k, t in self.headers]
+        url, url_str = _checked_url(url_text)
         if self.field_query:
             query += [(k, _query_value(v)) for k, v in _select(self.config, event.payload)]
         if query:
-            url = url.extend_query(query)
+            url_str = str(url.extend_query(query))
         for name, value in headers:
             if _BAD_HEADER_CHARS.search(value):
                 raise RenderError(f"header {name}: value contains CR, LF or NUL")
@@ -171,7 +235,7 @@ class CompiledHook:
         all_headers = (*headers, *self.static_headers,
                        ("content-type", self.config.request.content_type),
                        ("user-agent", USER_AGENT), ("webhook-id", msg_id))
-        return Request(self.config.id, self.config.request.method, str(url), all_headers,
+        return Request(self.config.id, self.config.request.method, url_str, all_headers,
                        body, msg_id)
 
 
@@ -195,9 +259,9 @@ def _compile(text: str, loc: tuple[str | int, ...]) -> jinja2.Template:
         raise SpecError(f"template syntax: {exc.message}{where}", loc) from None
 
 
-def _template_body(template: jinja2.Template, as_json: bool) -> BodyFn:
+def _template_body(template: Text, as_json: bool) -> BodyFn:
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
-        data = _render(template, ctx, "body template").encode()
+        data = template.render(ctx, "body template").encode()  # type: ignore[arg-type]
         if as_json:
             try:
                 orjson.loads(data)
@@ -208,7 +272,12 @@ def _template_body(template: jinja2.Template, as_json: bool) -> BodyFn:
 
 
 def _raw_body(text: str, as_json: bool) -> BodyFn:
-    """The oldest systems' `${field}` placeholders; inside JSON, strings are escaped."""
+    """The oldest systems' `${field}` placeholders; inside JSON, strings are escaped.
+    The text is split once, at load, into literal parts and field paths."""
+    parts = _PLACEHOLDER.split(text)  # literal, path, literal, path, ..., literal
+    literals = parts[0::2]
+    paths = [p.strip() for p in parts[1::2]]
+
     def value(payload: Mapping[str, Any], path: str) -> str:
         found = get_path(payload, path)
         if found is MISSING:
@@ -218,11 +287,20 @@ def _raw_body(text: str, as_json: bool) -> BodyFn:
         return _tojson(found)
 
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
-        return _PLACEHOLDER.sub(lambda m: value(payload, m.group(1).strip()), text).encode()
+        out = [literals[0]]
+        for path, literal in zip(paths, literals[1:], strict=True):
+            out.append(value(payload, path))
+            out.append(literal)
+        return "".join(out).encode()
     return render
 
 
 def _fields_body(hook: HookConfig) -> BodyFn:
+    if hook.request.fields is None and not hook.request.map:
+        def whole(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
+            return orjson.dumps(payload, default=str)  # = every field, as they are
+        return whole
+
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
         return orjson.dumps(dict(_select(hook, payload)), default=str)
     return render
@@ -234,9 +312,9 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
     errors: list[SpecError] = []
     req = hook.request
 
-    def attempt(loc: tuple[str | int, ...], text: str) -> jinja2.Template | None:
+    def attempt(loc: tuple[str | int, ...], text: str) -> Text | None:
         try:
-            return _compile(text, loc)
+            return Text(text, _compile(text, loc))
         except SpecError as exc:
             errors.append(exc)
             return None
