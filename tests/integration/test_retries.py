@@ -261,3 +261,43 @@ async def test_mtls_with_a_private_ca(broker: Any, tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert seen == ["hookd-client"]  # only the hook with a client certificate got through
+
+
+async def test_410_disables_the_hook_until_the_next_reload(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    topic = await _topic(broker)
+    receiver.plan["/gone"].extend([410])
+    cfg = _cfg(tmp_path, broker, topic, [hook("g", "Answered", receiver.url("/gone")),
+                                         hook("other", "Answered", receiver.url("/other"))],
+               group=unique("g"))
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "1"})])
+        await receiver.wait_for(1, "/gone")
+        await until(lambda: "g" in daemon.state()[1]["disabled_hooks"])
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "2"})])
+        await receiver.wait_for(2, "/other")
+        assert len(receiver.at("/gone")) == 1  # disabled: event 2 was not sent to it
+        daemon.request_reload()
+        await until(lambda: daemon.state()[1]["disabled_hooks"] == {})
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "3"})])
+        await receiver.wait_for(2, "/gone")
+
+
+async def test_rate_limit_spaces_deliveries_of_one_hook(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    topic = await _topic(broker)
+    cfg = _cfg(tmp_path, broker, topic, [
+        hook("slow", "Answered", receiver.url("/slow"), rate_limit="10/s"),
+        hook("free", "Answered", receiver.url("/free"))], group=unique("g"))
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+        await produce(broker.bootstrap, topic, [(f"k{i}".encode(), {"event": "Answered",
+                                                                     "id": f"{i}"})
+                                                for i in range(25)])
+        await receiver.wait_for(25, "/slow", timeout=30)
+    slow = sorted(r.at for r in receiver.at("/slow"))
+    free = sorted(r.at for r in receiver.at("/free"))
+    # a bucket of 10, then 10 per second: the last 15 need at least 1.5 s (lower bound only)
+    assert slow[-1] - slow[0] >= 1.2
+    assert free[-1] - free[0] < slow[-1] - slow[0]  # the limit is per hook
