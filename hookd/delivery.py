@@ -52,25 +52,45 @@ class EndpointLimits:
         self._endpoints: dict[str, tuple[asyncio.Semaphore, int]] = {}
         self.in_flight = 0
 
-    @asynccontextmanager
-    async def slot(self, endpoint: str) -> AsyncIterator[None]:
+    async def acquire(self, endpoint: str) -> asyncio.Semaphore:
+        """Take the endpoint's slot, then a global one; give both back with release()."""
         sem, users = self._endpoints.get(endpoint, (None, 0))
         if sem is None:
             sem = asyncio.Semaphore(self.per_endpoint)
         self._endpoints[endpoint] = (sem, users + 1)
         try:
-            async with sem, self.total:
-                self.in_flight += 1
-                try:
-                    yield
-                finally:
-                    self.in_flight -= 1
+            await sem.acquire()
+            try:
+                await self.total.acquire()
+            except BaseException:
+                sem.release()
+                raise
+        except BaseException:
+            self._leave(endpoint)
+            raise
+        self.in_flight += 1
+        return sem
+
+    def release(self, endpoint: str, sem: asyncio.Semaphore) -> None:
+        self.in_flight -= 1
+        self.total.release()
+        sem.release()
+        self._leave(endpoint)
+
+    def _leave(self, endpoint: str) -> None:
+        sem, users = self._endpoints[endpoint]
+        if users == 1:
+            del self._endpoints[endpoint]  # idle endpoints cost nothing
+        else:
+            self._endpoints[endpoint] = (sem, users - 1)
+
+    @asynccontextmanager
+    async def slot(self, endpoint: str) -> AsyncIterator[None]:
+        sem = await self.acquire(endpoint)
+        try:
+            yield
         finally:
-            sem, users = self._endpoints[endpoint]
-            if users == 1:
-                del self._endpoints[endpoint]  # idle endpoints cost nothing
-            else:
-                self._endpoints[endpoint] = (sem, users - 1)
+            self.release(endpoint, sem)
 
 
 def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | bool:
@@ -125,13 +145,16 @@ class HttpSender:
         endpoint = endpoint_of(url)
         wait = self.breakers.open_for(endpoint)
         if wait is None:
-            async with self.limits.slot(endpoint):
+            slot = await self.limits.acquire(endpoint)
+            try:
                 wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
                 if wait is None:
                     outcome = await self._attempt(url, request, signer, timeout, tls,
                                                   extra_headers)
                     self.breakers.record(endpoint, outcome)
                     return outcome
+            finally:
+                self.limits.release(endpoint, slot)
         return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}",
                        wait)
 

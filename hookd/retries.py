@@ -135,12 +135,15 @@ async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter
     The decision is `Outcome.verdict` (the pure functions above); tenacity supplies only
     the schedule and the limit. `attempt` must not raise.
     """
-    number = first - 1
+    made = await attempt(first)  # the common case, delivered at once, skips tenacity
+    if made.verdict is not Verdict.RETRY:
+        return made, first
+    number, already = first - 1, [made]
 
     async def once() -> Outcome:
         nonlocal number
         number += 1
-        return await attempt(number)
+        return already.pop() if already else await attempt(number)
 
     plan = _Plan(schedule, first, jitter, inline_max)
     retrying = AsyncRetrying(

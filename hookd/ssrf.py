@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -23,8 +24,17 @@ class AddressPolicy:
     def __init__(self, allow_networks: Sequence[str] = ()) -> None:
         self.allowed: tuple[IPNetwork, ...] = tuple(
             ipaddress.ip_network(n, strict=False) for n in allow_networks)
+        self._seen: dict[str, bool] = {}  # per address, bounded: checked on every attempt
 
     def permits(self, address: str) -> bool:
+        known = self._seen.get(address)
+        if known is None:
+            if len(self._seen) >= 4096:
+                self._seen.clear()
+            known = self._seen[address] = self._decide(address)
+        return known
+
+    def _decide(self, address: str) -> bool:
         try:
             ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
@@ -63,6 +73,7 @@ class GuardedResolver(AbstractResolver):
         await self.inner.close()
 
 
+@functools.lru_cache(maxsize=4096)
 def literal_ip(host: str) -> str | None:
     """The host if it is an IP literal (aiohttp skips the resolver for those)."""
     try:
