@@ -96,6 +96,7 @@ class KafkaConfig(Model):
     retry_topic_prefix: NonEmptyStr = "hookd.retry"
     retry_partitions: int = Field(default=4, ge=1)  # of each retry topic created by hookd
     retry_replication: int = Field(default=3, ge=1)  # 1 for a single-broker test cluster
+    max_request_size: int = Field(default=1 << 20, ge=65536)  # bytes, the producer's limit
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
     client_id: NonEmptyStr = "hookd"
     consumer: ConsumerTuning = ConsumerTuning()

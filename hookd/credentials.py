@@ -42,7 +42,7 @@ class SecretResolver:
             path = Path(name) if Path(name).is_absolute() else self.base_dir / name
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: NUL in name
             raise SpecError(f"cannot read secret {kind}:{name}: {exc.__class__.__name__}") from None
 
     def substitute(self, text: str) -> str:

@@ -91,10 +91,12 @@ class Daemon:
             return
         kafka = cfg.kafka
         self.parking = ParkingLot(self.producer, self.clients[-1], kafka.retry_topic_prefix,
-                                  kafka.retry_partitions, kafka.retry_replication)
+                                  kafka.retry_partitions, kafka.retry_replication,
+                                  kafka.max_request_size)
         await self.parking.ensure_tiers(tiers_of(self.runtime))
         self.dispatcher = Dispatcher(
-            self.sender, KafkaDeadLetters(self.producer, kafka.dead_letter_topic),
+            self.sender, KafkaDeadLetters(self.producer, kafka.dead_letter_topic,
+                                          kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
         high = lambda: 2 * self.runtime.config.delivery.max_in_flight  # noqa: E731
         pending = lambda: self.dispatcher.pending if self.dispatcher else 0  # noqa: E731
@@ -152,14 +154,20 @@ class Daemon:
             try:
                 new = await asyncio.to_thread(load_config, self.config_path, self.environ,
                                               old.generation + 1)
-            except ConfigError as exc:
-                self.last_reload = {"ok": False, "at": datetime.now(UTC),
-                                    "error": [str(i) for i in exc.issues]}
+            except Exception as exc:  # ConfigError, or anything unforeseen: keep the old one
+                errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError)
+                          else [f"{type(exc).__name__}: {exc}"])
+                self.last_reload = {"ok": False, "at": datetime.now(UTC), "error": errors}
                 log.error("reload rejected; the previous config stays in force",
-                          generation=old.generation, errors=[str(i) for i in exc.issues])
+                          generation=old.generation, errors=errors)
             else:
                 if new.config.kafka != old.config.kafka or new.config.health != old.config.health:
                     log.warning("kafka and health settings change only on restart")
+                if self.sender is not None:
+                    later = await self.sender.reconfigure(new.config.delivery)
+                    if later:
+                        log.warning("these delivery settings change only on restart",
+                                    settings=[f"delivery.{n}" for n in later])
                 if self.parking is not None and self.retries is not None and \
                         await self.parking.ensure_tiers(tiers_of(new)):
                     self.retries.consumer.subscribe(self.parking.topics,

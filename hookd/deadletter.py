@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -42,8 +42,30 @@ class DeadLetter:
     last_attempt_at: float | None
     source: Source
     key: bytes | None = None
+    note: str | None = None  # set when raw or payload had to be cut to fit the topic
+
+    def slimmed(self, limit: int) -> DeadLetter:
+        """A copy that fits a record of about `limit` bytes: raw cut, a big payload left out.
+        The note says what was cut and how big it was."""
+        notes = []
+        raw = self.raw
+        if raw is not None and len(raw) > limit // 2:
+            raw = raw[:limit // 2]
+            notes.append(f"raw cut to its first {len(raw)} of {len(self.raw or b'')} bytes")
+        payload = self.payload
+        if payload is not None and len(_dumps(payload)) > limit // 2:
+            payload = None
+            notes.append("payload left out: too large for the dead-letter topic")
+        return replace(self, raw=raw, payload=payload, note="; ".join(notes) or self.note)
 
     def to_json(self) -> bytes:
+        try:
+            return self._encode()
+        except TypeError:  # nested deeper than orjson writes (it reads deeper than that)
+            return replace(self, payload=None,
+                           note="payload left out: not serializable").to_json()
+
+    def _encode(self) -> bytes:
         return orjson.dumps({
             "hook": self.hook,
             "event_id": self.event_id,
@@ -56,7 +78,15 @@ class DeadLetter:
             "last_attempt_at": rfc3339(self.last_attempt_at) if self.last_attempt_at else None,
             "source": {"topic": self.source.topic, "partition": self.source.partition,
                        "offset": self.source.offset},
+            **({"note": self.note} if self.note else {}),
         }, default=str)
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:
+        return b""
 
 
 class DeadLetterSink(Protocol):
@@ -68,13 +98,16 @@ class DeadLetterSink(Protocol):
 class KafkaDeadLetters:
     """The dead-letter topic, written with acks=all through the daemon's producer."""
 
-    def __init__(self, producer: Any, topic: str) -> None:
+    def __init__(self, producer: Any, topic: str, max_bytes: int = 1 << 20) -> None:
         self.producer = producer
         self.topic = topic
+        self.max_bytes = max_bytes
 
     async def publish(self, letter: DeadLetter) -> None:
         headers = [("hookd-error-kind", str(letter.kind).encode())]
         if letter.hook:
             headers.append(("hookd-hook", letter.hook.encode()))
-        await self.producer.send_and_wait(self.topic, letter.to_json(), key=letter.key,
-                                          headers=headers)
+        value = letter.to_json()
+        if len(value) > self.max_bytes * 9 // 10:  # leave room for key, headers, framing
+            value = letter.slimmed(self.max_bytes // 2).to_json()
+        await self.producer.send_and_wait(self.topic, value, key=letter.key, headers=headers)

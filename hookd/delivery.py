@@ -114,6 +114,7 @@ class HttpSender:
         self.policy = AddressPolicy(config.allow_networks)
         self.limits = EndpointLimits(config.per_endpoint_in_flight, config.max_in_flight)
         self._session: aiohttp.ClientSession | None = None
+        self._retired: list[aiohttp.ClientSession] = []  # replaced on reload, closing soon
         self._ssl: dict[TlsConfig, ssl.SSLContext | bool] = {}
 
     async def start(self) -> None:
@@ -124,7 +125,30 @@ class HttpSender:
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
 
+    async def reconfigure(self, config: DeliveryConfig) -> list[str]:
+        """Apply a reloaded `delivery` section; returns the settings that need a restart.
+
+        A changed SSRF guard takes effect at once: decisions and DNS answers are dropped,
+        and a fresh connection pool replaces the old one (whose in-flight requests finish;
+        its kept-alive connections, checked under the old rules, are not reused)."""
+        old, self.config = self.config, config
+        if config.allow_networks != old.allow_networks and self._session is not None:
+            self.policy.update(config.allow_networks)
+            self._retired.append(self._session)
+            await self.start()
+            asyncio.get_running_loop().call_later(60.0, self._close_retired)
+        return [name for name in ("max_in_flight", "per_endpoint_in_flight", "circuit_breaker")
+                if getattr(config, name) != getattr(old, name)]
+
+    def _close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for session in retired:
+            asyncio.get_running_loop().create_task(session.close())
+
     async def close(self) -> None:
+        retired, self._retired = self._retired, []
+        for session in retired:
+            await session.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

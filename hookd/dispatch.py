@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -14,11 +14,11 @@ from aiolimiter import AsyncLimiter
 from hookd.config import OAuth2Auth, parse_rate
 from hookd.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.delivery import Sender
-from hookd.errors import DecodeError, RenderError
+from hookd.errors import BlockedDestination, DecodeError, RenderError
 from hookd.events import Event, decode_event, make_meta
 from hookd.loader import Runtime
 from hookd.oauth import TokenCache
-from hookd.parking import Parked, ParkingLot
+from hookd.parking import Parked, ParkingLot, TooLargeToPark
 from hookd.redact import Redactor
 from hookd.render import CompiledHook, Request
 from hookd.retries import ErrorKind, Outcome, Verdict, failure, next_delay, run_with_retries
@@ -145,7 +145,7 @@ class Dispatcher:
     async def _ordered(self, job: _Job, hook: CompiledHook) -> None:
         """Deliveries of one key to one hook go out in offset order."""
         if job.key is None:
-            return await self._deliver(job, hook)
+            return await self._safely(job, hook)
         chain_key = (hook.id, job.key)
         previous = self._chains.get(chain_key)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -153,13 +153,22 @@ class Dispatcher:
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            await self._deliver(job, hook)
+            await self._safely(job, hook)
         finally:
             mine.set_result(None)
             if self._chains.get(chain_key) is mine:
                 del self._chains[chain_key]
 
     # -- one delivery -------------------------------------------------------------------------
+    async def _safely(self, job: _Job, hook: CompiledHook) -> None:
+        """A bug must not wedge a partition: what raises is dead-lettered as `internal`."""
+        try:
+            await self._deliver(job, hook)
+        except Exception as exc:
+            log.exception("internal error in a delivery; dead-lettered", hook=hook.id,
+                          event_id=job.event.id)
+            await self._fail(job, failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"))
+
     async def _deliver(self, job: _Job, hook: CompiledHook) -> None:
         event, meta = job.event, job.event.meta
         if hook.id in self.disabled:
@@ -168,6 +177,9 @@ class Dispatcher:
             request = hook.render(event)
         except RenderError as exc:
             return await self._fail(job, failure(ErrorKind.RENDER, str(exc)))
+        except (TypeError, ValueError) as exc:  # what a template filter may still raise
+            return await self._fail(job, failure(ErrorKind.RENDER, f"{type(exc).__name__}: "
+                                                 f"{exc}"))
         bound = log.bind(hook=hook.id, _event=event.name, webhook_id=request.webhook_id,
                          url=self.redactor()(request.url), topic=meta.topic,
                          partition=meta.partition, offset=meta.offset)
@@ -224,7 +236,9 @@ class Dispatcher:
                 self.tokens.invalidate(auth)
             try:
                 token = await self.tokens.token(auth, hook.timeout)
-            except Exception as exc:  # TokenError, refused, blocked, timeout: retried later
+            except BlockedDestination as exc:  # the SSRF guard: fails at once, like a hook
+                return failure(ErrorKind.BLOCKED, f"oauth2 token: {exc}")
+            except Exception as exc:  # TokenError, refused, timeout: retried later
                 return failure(ErrorKind.CONNECT, f"oauth2 token: {type(exc).__name__}: {exc}")
             outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
                                                 hook.config.tls,
@@ -255,9 +269,13 @@ class Dispatcher:
         assert self.parking is not None
         parked = Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
                         time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
-                                              "message": outcome.message})
-        topic = await self._until_acked(lambda: self.parking.park(parked, delay),  # type: ignore[union-attr]
-                                        "park")
+                                              "message": self.redactor()(outcome.message)})
+        try:
+            topic = await self._until_acked(lambda: self.parking.park(parked, delay),  # type: ignore[union-attr]
+                                            "park")
+        except TooLargeToPark as exc:
+            return await self._fail(job, replace(outcome, message=f"{outcome.message} "
+                                                 f"(not parked: {exc})"))
         self.counters.parked += 1
         bound.info("delivery", outcome="parked", attempt=job.attempts, retry_in_s=round(delay, 1),
                    retry_topic=topic)
@@ -267,7 +285,8 @@ class Dispatcher:
         meta = job.event.meta
         await self._dead_letter(DeadLetter(
             job.hook_id, job.event.id, job.event.name, job.event.payload, None,
-            outcome.kind or ErrorKind.CONNECT, outcome.status, outcome.message, job.attempts,
+            outcome.kind or ErrorKind.CONNECT, outcome.status,
+            self.redactor()(outcome.message), job.attempts,
             job.first_attempt_at, time.time() if job.attempts else None,
             Source(meta.topic, meta.partition, meta.offset), job.key))
         log.warning("delivery", outcome="dead_lettered", hook=job.hook_id,
@@ -285,6 +304,8 @@ class Dispatcher:
         while True:
             try:
                 return await produce()
+            except TooLargeToPark:
+                raise  # no retry makes it fit
             except Exception as exc:  # any broker trouble: keep trying, the offset waits
                 log.error(f"{what} publish failed, retrying", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)

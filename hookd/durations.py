@@ -7,8 +7,8 @@ import re
 from hookd.errors import SpecError
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
+_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+", re.ASCII)
 
 
 def parse_duration(value: object) -> float:
@@ -18,7 +18,9 @@ def parse_duration(value: object) -> float:
     text = value.strip()
     if not _WHOLE.fullmatch(text):
         raise SpecError(f"invalid duration {value!r} (use a number and a unit: ms, s, m, h, d)")
-    return sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(text))
+    # milliseconds divided, not multiplied by 0.001: '9ms' is exactly the float 9/1000
+    return sum(float(num) / 1000 if unit == "ms" else float(num) * _UNITS[unit]
+               for num, unit in _PART.findall(text))
 
 
 def format_duration(seconds: float) -> str:

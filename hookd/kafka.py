@@ -44,7 +44,8 @@ def make_consumer(cfg: KafkaConfig, group_id: str | None = None) -> AIOKafkaCons
 
 
 def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:
-    return AIOKafkaProducer(acks="all", linger_ms=2, **_common(cfg))
+    return AIOKafkaProducer(acks="all", linger_ms=2, max_request_size=cfg.max_request_size,
+                            **_common(cfg))
 
 
 def make_admin(cfg: KafkaConfig) -> AIOKafkaAdminClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +16,7 @@ from hookd.config import Config, HookConfig, HooksFile
 from hookd.credentials import SecretResolver
 from hookd.errors import ConfigError, ConfigIssue
 from hookd.matching import HookIndex
+from hookd.redact import Redactor
 from hookd.render import CompiledHook, compile_hook, lint_raw_hook
 from hookd.yamlsrc import Loc, Source, load_yaml_file
 
@@ -152,8 +153,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None,
         secrets.add(config.kafka.security.password)
 
     if issues or config is None:
-        raise ConfigError(sorted(issues, key=lambda i: (i.file != str(main), i.file,
-                                                        i.line or 0)))
+        # a message may quote a value that came from a secret (not an unresolved reference)
+        mask = Redactor(s for s in secrets if "${" not in s)
+        raise ConfigError(sorted((replace(i, message=mask(i.message)) for i in issues),
+                                 key=lambda i: (i.file != str(main), i.file, i.line or 0)))
     index = HookIndex([(h.config.event, h.predicate, h) for h in compiled if h.config.enabled])
     config = config.model_copy(update={"hooks": [e.hook for e in located]})
     return Runtime(config, tuple(compiled), index, frozenset(s for s in secrets if s),

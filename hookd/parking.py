@@ -20,6 +20,7 @@ import orjson
 import structlog
 
 from hookd.durations import format_duration
+from hookd.errors import HookdError
 from hookd.events import Event, Meta
 from hookd.loader import Runtime
 
@@ -88,12 +89,16 @@ def pick_tier(tiers: list[float], delay: float) -> float:
     return tiers[at - 1] if at else tiers[0]
 
 
+class TooLargeToPark(HookdError):
+    """The delivery cannot be written to a retry topic (too big, or not serializable)."""
+
+
 class ParkingLot:
     """Writes parked deliveries (acks=all) and creates the tier topics."""
 
     def __init__(self, producer: Any, admin: Any, prefix: str, partitions: int,
-                 replication: int = 3) -> None:
-        self.producer, self.admin = producer, admin
+                 replication: int = 3, max_bytes: int = 1 << 20) -> None:
+        self.producer, self.admin, self.max_bytes = producer, admin, max_bytes
         self.prefix, self.partitions, self.replication = prefix, partitions, replication
         self.tiers: list[float] = []
         self._created: set[str] = set()
@@ -133,10 +138,17 @@ class ParkingLot:
         return self._created != before
 
     async def park(self, parked: Parked, delay: float) -> str:
-        """Produce, wait for the broker's ack; returns the topic. Raises on failure."""
+        """Produce, wait for the broker's ack; returns the topic. Raises on failure;
+        TooLargeToPark when the delivery cannot be written as a record."""
         tiers = self.tiers or [delay]
         topic = tier_topic(self.prefix, pick_tier(tiers, delay))
-        await self.producer.send_and_wait(topic, parked.to_json(), key=parked.key,
+        try:
+            value = parked.to_json()
+        except TypeError as exc:  # nested deeper than orjson writes
+            raise TooLargeToPark(f"cannot encode the event: {exc}") from None
+        if len(value) > self.max_bytes * 9 // 10:
+            raise TooLargeToPark(f"{len(value)} bytes, over kafka.max_request_size")
+        await self.producer.send_and_wait(topic, value, key=parked.key,
                                           headers=[("hookd-hook", parked.hook.encode())])
         return topic
 

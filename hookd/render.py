@@ -230,7 +230,10 @@ class CompiledHook:
         for name, value in headers:
             if _BAD_HEADER_CHARS.search(value):
                 raise RenderError(f"header {name}: value contains CR, LF or NUL")
-        body = self.body(ctx, event.payload) if self.body is not None else b""
+        try:
+            body = self.body(ctx, event.payload) if self.body is not None else b""
+        except (TypeError, ValueError) as exc:  # JSON nested too deep, a lone surrogate...
+            raise RenderError(f"body: {type(exc).__name__}: {exc}") from None
         msg_id = webhook_id(event.id, self.config.id)
         all_headers = (*headers, *self.static_headers,
                        ("content-type", self.config.request.content_type),

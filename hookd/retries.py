@@ -32,6 +32,7 @@ class ErrorKind(enum.StrEnum):
     RENDER = "render"
     BLOCKED = "blocked"
     DECODE = "decode"
+    INTERNAL = "internal"  # a bug in hookd: dead-lettered rather than wedging a partition
 
 
 @dataclass(frozen=True, slots=True)

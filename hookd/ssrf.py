@@ -22,9 +22,14 @@ class AddressPolicy:
     are forbidden unless inside an allowed network."""
 
     def __init__(self, allow_networks: Sequence[str] = ()) -> None:
-        self.allowed: tuple[IPNetwork, ...] = tuple(
-            ipaddress.ip_network(n, strict=False) for n in allow_networks)
+        self.allowed: tuple[IPNetwork, ...] = ()
         self._seen: dict[str, bool] = {}  # per address, bounded: checked on every attempt
+        self.update(allow_networks)
+
+    def update(self, allow_networks: Sequence[str]) -> None:
+        """New allowed networks (a reload): decisions made under the old ones are dropped."""
+        self.allowed = tuple(ipaddress.ip_network(n, strict=False) for n in allow_networks)
+        self._seen = {}
 
     def permits(self, address: str) -> bool:
         known = self._seen.get(address)

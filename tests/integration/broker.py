@@ -32,8 +32,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -56,11 +58,14 @@ __all__ = [
 
 HOST: Final = "127.0.0.1"
 
-#: Consumer settings that make consumer groups fast *and* stable against tansu
-#: (measured: first assignment 1.0 s, second member joining 2.0 s, take-over of the
-#: partitions of a SIGKILLed member ~4 s, resumed partitions fetched within ~50 ms).
-#: session_timeout_ms must stay >= 1000: tansu's join window is ceil(session/2) s with a
-#: 1 s floor, and groups of two or more never stabilise below 1000 ms.
+#: Consumer settings that make consumer groups fast *and* stable against tansu.  Measured:
+#: first assignment 1.0 s; a second member joining 2.0 s; two members starting together
+#: 1-2 s; a member leaving gracefully 1.1 s; partitions of a SIGKILLed member - or of a
+#: stopped *sole* member, which never sends LeaveGroup because tansu starts at generation
+#: 0 - are taken over after ~4.1 s; a resumed partition is fetched within fetch_max_wait_ms.
+#: session_timeout_ms must stay >= 1000: tansu parks JoinGroup for ceil(session/2) s (at
+#: least 1 s) and groups of two or more never stabilise below 1000 ms.  Exactly 1000 makes
+#: take-overs 1.0 s but is on that edge; 1500 keeps a margin.
 FAST_GROUP_CONFIG: Final[Mapping[str, int]] = {
     "session_timeout_ms": 1500,
     "heartbeat_interval_ms": 150,
@@ -127,35 +132,55 @@ def _kafka_string(value: str) -> bytes:
     return struct.pack(">h", len(raw)) + raw
 
 
-def _metadata_probe(port: int, timeout: float) -> list[tuple[int, str, int]]:
-    """Send a Kafka ``Metadata`` v0 request (all topics) and return the advertised brokers.
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
 
-    Raises ``OSError`` / ``ValueError`` when the broker does not (yet) answer correctly.
+    def unpack(self, fmt: str) -> tuple[Any, ...]:
+        values = struct.unpack_from(fmt, self._data, self._pos)
+        self._pos += struct.calcsize(fmt)
+        return values
+
+    def int32(self) -> int:
+        value: int = self.unpack(">i")[0]
+        return value
+
+    def string(self) -> str | None:
+        (length,) = self.unpack(">h")
+        if length < 0:
+            return None
+        raw = self._data[self._pos : self._pos + length]
+        self._pos += length
+        return raw.decode()
+
+
+def _metadata_probe(port: int, timeout: float) -> tuple[str | None, list[tuple[int, str, int]]]:
+    """Send a Kafka ``Metadata`` v2 request; return ``(cluster_id, [(node, host, port)])``.
+
+    Raises ``OSError`` / ``ValueError`` / ``struct.error`` while the broker does not (yet)
+    answer correctly.
     """
     correlation_id = 0x7A5
-    body = struct.pack(">hhi", 3, 0, correlation_id) + _kafka_string("hookd-tests-probe")
-    body += struct.pack(">i", 0)  # topics: empty array == all topics in v0
+    body = struct.pack(">hhi", 3, 2, correlation_id) + _kafka_string("hookd-tests-probe")
+    body += struct.pack(">i", 0)  # topics: empty array, we only need brokers + cluster id
     with socket.create_connection((HOST, port), timeout=timeout) as sock:
         sock.sendall(struct.pack(">i", len(body)) + body)
-        header = _recv_exact(sock, 4)
-        (size,) = struct.unpack(">i", header)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
         if not 4 <= size <= 64 * 1024 * 1024:
             raise ValueError(f"implausible Kafka response size {size}")
-        payload = _recv_exact(sock, size)
-    (got_id, n_brokers) = struct.unpack_from(">ii", payload, 0)
-    if got_id != correlation_id:
-        raise ValueError(f"correlation id mismatch: {got_id} != {correlation_id}")
-    pos = 8
+        reader = _Reader(_recv_exact(sock, size))
+    if (got := reader.int32()) != correlation_id:
+        raise ValueError(f"correlation id mismatch: {got} != {correlation_id}")
     brokers: list[tuple[int, str, int]] = []
-    for _ in range(n_brokers):
-        node_id, host_len = struct.unpack_from(">ih", payload, pos)
-        pos += 6
-        host = payload[pos : pos + host_len].decode()
-        pos += host_len
-        (broker_port,) = struct.unpack_from(">i", payload, pos)
-        pos += 4
+    for _ in range(reader.int32()):
+        node_id = reader.int32()
+        host = reader.string() or ""
+        broker_port = reader.int32()
+        reader.string()  # rack
         brokers.append((node_id, host, broker_port))
-    return brokers
+    cluster_id = reader.string()
+    return cluster_id, brokers
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -168,23 +193,37 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Ask Linux to SIGTERM the broker when the test process dies (even by SIGKILL)."""
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the broker when its parent dies (even by
+    SIGKILL), so an aborted test run leaves no broker behind.
+
+    Only used when spawning from the main thread: the signal is tied to the spawning
+    *thread*, and a broker started from e.g. ``asyncio.to_thread`` would die with that
+    worker thread.  libc is resolved here, in the parent, so the forked child only makes
+    the one system call.
+    """
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except Exception:
-        pass
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:  # pragma: no cover - runs in the forked child
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return preexec
 
 
 class TansuBroker:
     """One tansu broker process listening on ``127.0.0.1:<port>``.
 
-    ``start()`` picks a free port on first use and keeps it for later ``start()`` /
-    ``restart()`` calls, so clients configured with :attr:`bootstrap` can reconnect.
+    ``start()`` picks a free port on first use (unless ``port`` is given) and keeps it for
+    later ``start()`` / ``restart()`` calls, so clients configured with :attr:`bootstrap`
+    can reconnect.
     The broker keeps **no data across restarts** (memory storage): topics, records and
     committed offsets are gone afterwards.
 
@@ -197,6 +236,7 @@ class TansuBroker:
         workdir: Path | None = None,
         *,
         binary: str | None = None,
+        port: int | None = None,
         startup_timeout: float = 20.0,
         stop_timeout: float = 5.0,
     ) -> None:
@@ -205,7 +245,10 @@ class TansuBroker:
         self._stop_timeout = stop_timeout
         self._owns_workdir = workdir is None
         self._workdir = workdir
-        self._port: int | None = None
+        self._port = port
+        # unique, so the readiness probe can tell *our* broker from anything else that
+        # may answer Kafka requests on the same port
+        self.cluster_id = f"hookd-test-{uuid.uuid4().hex[:12]}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -260,23 +303,23 @@ class TansuBroker:
         self._workdir.mkdir(parents=True, exist_ok=True)
         binary = self._binary or tansu_binary()
         keep_port = self._port is not None
-        # A freshly picked port can be taken by someone else before tansu binds it; a
-        # port we already used (restart) can briefly fail to bind.  Retry both cases.
-        attempts = 5 if keep_port else 3
-        last_error: BrokerStartError | None = None
-        for _ in range(attempts):
+        # A freshly picked port can be grabbed by someone else before tansu binds it, and
+        # a port we used before (restart) can briefly stay busy: tansu then exits with
+        # "Address in use".  Retry that case only (new port, or same port after a pause).
+        for attempt in range(1, 6):
             if not keep_port:
                 self._port = _free_port()
+            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self._spawn(binary)
             try:
-                self._spawn(binary)
                 self._wait_ready()
                 return
-            except BrokerStartError as exc:
-                last_error = exc
+            except BrokerStartError:
                 self._terminate()
-                time.sleep(0.2)
-        assert last_error is not None
-        raise last_error
+                fresh_output = self.log_path.read_bytes()[log_offset:].lower()
+                if attempt == 5 or b"in use" not in fresh_output:
+                    raise
+                time.sleep(0.1 * attempt)
 
     def stop(self) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL after ``stop_timeout``)."""
@@ -322,6 +365,7 @@ class TansuBroker:
     def _spawn(self, binary: str) -> None:
         url = f"tcp://{HOST}:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_VARS}
+        env["NO_COLOR"] = "1"  # plain log lines (tracing-subscriber honours NO_COLOR)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
         self._log.write(f"\n=== starting tansu on {url} at {time.ctime()} ===\n".encode())
         self._log.flush()
@@ -335,12 +379,14 @@ class TansuBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                "--cluster-id",
+                self.cluster_id,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_parent_death_signal(),
         )
 
     def _wait_ready(self) -> None:
@@ -355,13 +401,15 @@ class TansuBroker:
                     f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
                 )
             try:
-                brokers = _metadata_probe(self.port, timeout=1.0)
+                cluster_id, brokers = _metadata_probe(self.port, timeout=1.0)
             except (OSError, ValueError, struct.error) as exc:
                 last = exc
             else:
-                if any(port == self.port for _, _, port in brokers):
+                if cluster_id == self.cluster_id and [b[1:] for b in brokers] == [
+                    (HOST, self.port)
+                ]:
                     return
-                last = ValueError(f"unexpected advertised brokers {brokers}")
+                last = ValueError(f"foreign broker answered: {cluster_id!r} {brokers}")
             time.sleep(0.05)
         raise BrokerStartError(
             f"tansu did not answer a Kafka Metadata request on {self.bootstrap} within "

@@ -16,7 +16,7 @@ for such tests (see ``test_broker_smoke.py``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the broker log tail to the report of a failed test that used the broker."""
+    report = yield
+    funcargs = getattr(item, "funcargs", {})
+    instance = funcargs.get("broker")
+    if report.failed and isinstance(instance, TansuBroker):
+        report.sections.append(("tansu log (tail)", instance.log_tail(30)))
+    return report
 
 
 @pytest.fixture(scope="session")
