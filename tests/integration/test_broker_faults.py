@@ -34,12 +34,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     await rcv.stop()
 
 
-def _broker_on(port: int, workdir: Path) -> TansuBroker:
-    broker = TansuBroker(workdir)
-    broker._port = port  # start() keeps a port it was given: the daemon already knows it
-    return broker
-
-
 async def test_broker_down_at_start_hookd_waits_then_delivers(
         receiver: Receiver, tmp_path: Path) -> None:
     port, health = free_port(), free_port()
@@ -47,7 +41,7 @@ async def test_broker_down_at_start_hookd_waits_then_delivers(
     cfg = write_config(tmp_path, f"127.0.0.1:{port}", topic,
                        [hook("h", "Answered", receiver.url("/h"))], health_port=health)
     proc = DaemonProcess(cfg).start()
-    broker = _broker_on(port, tmp_path / "tansu")
+    broker = TansuBroker(tmp_path / "tansu", port=port)  # the daemon already knows the port
     try:
         async with asyncio.timeout(20):  # health answers while Kafka is unreachable
             while True:
