@@ -7,6 +7,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -42,55 +43,70 @@ def endpoint_of(url: URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port}"
 
 
+@dataclass(eq=False)
+class _Endpoint:
+    sem: asyncio.Semaphore
+    users: int = 0  # waiting or in flight
+    progress: float = field(default_factory=time.monotonic)  # last answer (or first use)
+
+
 class EndpointLimits:
     """Per-endpoint in-flight caps taken before the global one, so a slow endpoint queues
-    behind its own cap and never holds the slots the healthy ones need."""
+    behind its own cap and never holds the slots the healthy ones need. An endpoint with a
+    full queue that has not answered for `stall_after` seconds is *stalled*: new requests
+    for it are parked instead of queued (see HttpSender.attempt)."""
 
-    def __init__(self, per_endpoint: int, total: int) -> None:
+    def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0) -> None:
         self.per_endpoint = per_endpoint
         self.total = asyncio.Semaphore(total)
-        self._endpoints: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self.stall_after = stall_after
+        self._endpoints: dict[str, _Endpoint] = {}
         self.in_flight = 0
 
-    async def acquire(self, endpoint: str) -> asyncio.Semaphore:
+    def stalled(self, endpoint: str) -> bool:
+        state = self._endpoints.get(endpoint)
+        return (state is not None and state.users >= 2 * self.per_endpoint
+                and time.monotonic() - state.progress > self.stall_after)
+
+    async def acquire(self, endpoint: str) -> _Endpoint:
         """Take the endpoint's slot, then a global one; give both back with release()."""
-        sem, users = self._endpoints.get(endpoint, (None, 0))
-        if sem is None:
-            sem = asyncio.Semaphore(self.per_endpoint)
-        self._endpoints[endpoint] = (sem, users + 1)
+        state = self._endpoints.get(endpoint)
+        if state is None:
+            state = self._endpoints[endpoint] = _Endpoint(asyncio.Semaphore(self.per_endpoint))
+        state.users += 1
         try:
-            await sem.acquire()
+            await state.sem.acquire()
             try:
                 await self.total.acquire()
             except BaseException:
-                sem.release()
+                state.sem.release()
                 raise
         except BaseException:
-            self._leave(endpoint)
+            self._leave(endpoint, state)
             raise
         self.in_flight += 1
-        return sem
+        return state
 
-    def release(self, endpoint: str, sem: asyncio.Semaphore) -> None:
+    def release(self, endpoint: str, state: _Endpoint, answered: bool = True) -> None:
         self.in_flight -= 1
         self.total.release()
-        sem.release()
-        self._leave(endpoint)
+        state.sem.release()
+        if answered:
+            state.progress = time.monotonic()
+        self._leave(endpoint, state)
 
-    def _leave(self, endpoint: str) -> None:
-        sem, users = self._endpoints[endpoint]
-        if users == 1:
+    def _leave(self, endpoint: str, state: _Endpoint) -> None:
+        state.users -= 1
+        if state.users == 0:
             del self._endpoints[endpoint]  # idle endpoints cost nothing
-        else:
-            self._endpoints[endpoint] = (sem, users - 1)
 
     @asynccontextmanager
     async def slot(self, endpoint: str) -> AsyncIterator[None]:
-        sem = await self.acquire(endpoint)
+        state = await self.acquire(endpoint)
         try:
             yield
         finally:
-            self.release(endpoint, sem)
+            self.release(endpoint, state)
 
 
 def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | bool:
@@ -168,17 +184,23 @@ class HttpSender:
         url = URL(request.url, encoded=True)
         endpoint = endpoint_of(url)
         wait = self.breakers.open_for(endpoint)
+        if wait is None and self.limits.stalled(endpoint):
+            # a full queue and no answer for a while (a black hole): park, do not pile up
+            return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None,
+                           f"{endpoint} is not answering", self.breakers.cooldown)
         if wait is None:
             slot = await self.limits.acquire(endpoint)
+            answered = False
             try:
                 wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
                 if wait is None:
                     outcome = await self._attempt(url, request, signer, timeout, tls,
                                                   extra_headers)
+                    answered = outcome.status is not None
                     self.breakers.record(endpoint, outcome)
                     return outcome
             finally:
-                self.limits.release(endpoint, slot)
+                self.limits.release(endpoint, slot, answered)
         return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}",
                        wait)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,43 +62,18 @@ class Dispatcher:
     counters: Counters = field(default_factory=Counters)
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _records: int = 0
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
 
     @property
     def pending(self) -> int:
         """Records not final yet (for backpressure)."""
-        return len(self._tasks)
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return self._records
 
     def submit(self, record: Any, done: Done) -> None:
-        """A source record: decoded, matched and delivered as a task; `done` when final."""
-        self._spawn(self._process(record, done))
-
-    def submit_parked(self, record: Any, done: Done) -> None:
-        """A record of a retry topic whose time has come."""
-        self._spawn(self._unpark(record, done))
-
-    async def drain(self, timeout: float) -> int:
-        """Wait up to `timeout` for in-flight records; cancel the rest. Returns how many."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
-        left = list(self._tasks)
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.gather(*left, return_exceptions=True)
-        return len(left)
-
-    def reset_disabled(self) -> None:
-        self.disabled.clear()
-
-    # -- intake -----------------------------------------------------------------------------
-    async def _process(self, record: Any, done: Done) -> None:
+        """A source record: decoded and matched now, one task per delivery; `done()` once
+        every delivery it caused is final."""
         runtime = self.runtime()  # the config generation current at dispatch time
         meta = make_meta(record.topic, record.partition, record.offset, record.key,
                          record.timestamp, record.headers)
@@ -109,19 +84,59 @@ class Dispatcher:
             self.counters.decode_errors += 1
             log.warning("bad record", topic=meta.topic, partition=meta.partition,
                         offset=meta.offset, error=str(exc))
-            await self._dead_letter(DeadLetter(
-                None, None, None, None, record.value or b"", ErrorKind.DECODE, None, str(exc),
-                0, None, None, Source(meta.topic, meta.partition, meta.offset), record.key))
-            done()
-            return
+            letter = DeadLetter(None, None, None, None, record.value or b"", ErrorKind.DECODE,
+                                None, str(exc), 0, None, None,
+                                Source(meta.topic, meta.partition, meta.offset), record.key)
+            return self._run(done, [self._dead_letter(letter)])
         hooks = [h for h in runtime.index.match(event.name, event.payload)
                  if h.id not in self.disabled]
-        if hooks:
-            await asyncio.gather(*(self._ordered(_Job(h.id, event, record.key), h)
-                                   for h in hooks))
-        done()
+        if not hooks:
+            return done()
+        self._run(done, [self._ordered(_Job(h.id, event, record.key), h) for h in hooks])
 
-    async def _unpark(self, record: Any, done: Done) -> None:
+    def submit_parked(self, record: Any, done: Done) -> None:
+        """A record of a retry topic whose time has come."""
+        self._run(done, [self._unpark(record)])
+
+    def _run(self, done: Done, work: list[Coroutine[Any, Any, None]]) -> None:
+        """Run a record's work as tasks; `done()` when all of them finished (not when one
+        was cancelled: then the record stays unfinished and is redelivered)."""
+        self._records += 1
+        left, whole = len(work), True
+
+        def finished(task: asyncio.Task[None]) -> None:
+            nonlocal left, whole
+            self._tasks.discard(task)
+            whole = whole and not task.cancelled()
+            left -= 1
+            if left == 0:
+                self._records -= 1
+                if whole:
+                    done()
+
+        for coro in work:
+            task = asyncio.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(finished)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` for in-flight work; cancel the rest. Returns the records
+        left unfinished."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        left = self._records
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return left
+
+    def reset_disabled(self) -> None:
+        self.disabled.clear()
+
+    # -- intake -----------------------------------------------------------------------------
+    async def _unpark(self, record: Any) -> None:
         try:
             parked = Parked.from_json(record.value)
         except (ValueError, KeyError, TypeError) as exc:
@@ -131,16 +146,14 @@ class Dispatcher:
                 None, None, None, None, record.value or b"", ErrorKind.DECODE, None,
                 f"retry record: {exc}", 0, None, None,
                 Source(record.topic, record.partition, record.offset), record.key))
-            done()
             return
         hook = self.runtime().hook(parked.hook)  # re-rendered from the current definition
         if hook is None or not hook.config.enabled:
             log.warning("parked delivery dropped: its hook was removed or disabled",
                         hook=parked.hook, _event=parked.event.name, event_id=parked.event.id)
-        else:
-            await self._ordered(_Job(parked.hook, parked.event, parked.key, parked.attempts,
-                                     parked.first_attempt_at), hook)
-        done()
+            return
+        await self._ordered(_Job(parked.hook, parked.event, parked.key, parked.attempts,
+                                 parked.first_attempt_at), hook)
 
     async def _ordered(self, job: _Job, hook: CompiledHook) -> None:
         """Deliveries of one key to one hook go out in offset order."""

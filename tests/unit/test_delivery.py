@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from yarl import URL
 
 from hookd import USER_AGENT
 from hookd import delivery as delivery_mod
@@ -294,7 +295,8 @@ async def test_timestamp_is_fresh_on_each_attempt(server: Server, sender: HttpSe
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     now = int(time.time())
     clock = iter([now, now + 7])
-    monkeypatch.setattr(delivery_mod, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    monkeypatch.setattr(delivery_mod, "time",
+                        types.SimpleNamespace(time=lambda: next(clock), monotonic=time.monotonic))
     signer = Signer.from_secrets([SECRET])
     req = request(server.url("/ok"))
     for _ in range(2):
@@ -579,3 +581,33 @@ async def test_guarded_resolver_filters_and_refuses() -> None:
     await resolver.close()
     assert inner.closed
 
+
+
+async def test_a_stalled_endpoint_parks_new_requests_instead_of_queueing_them(
+        make_sender: SenderFactory) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def swallow(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)  # accept, answer nothing
+
+    hole = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{hole.sockets[0].getsockname()[1]}/void"
+    sender = await make_sender(per_endpoint_in_flight=2)
+    sender.limits.stall_after = 0.3
+    queued = [asyncio.create_task(sender.attempt(request(url), None, 30.0)) for _ in range(4)]
+    try:
+        await asyncio.sleep(0.1)
+        assert not sender.limits.stalled(endpoint_of(URL(url)))  # full, but not for long
+        await asyncio.sleep(0.4)
+        assert sender.limits.stalled(endpoint_of(URL(url)))
+        outcome = await asyncio.wait_for(sender.attempt(request(url), None, 30.0), 1.0)
+        assert outcome.verdict is Verdict.PARK and outcome.kind is ErrorKind.TIMEOUT
+        assert len(accepted) == 2  # only the per-endpoint cap ever reached the hole
+    finally:
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        hole.close()
+        for w in accepted:
+            w.close()
+    assert sender.limits.in_flight == 0
