@@ -6,6 +6,10 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: test unit integration chaos lint typecheck demo bench check clean
 
+BENCH_STAMP := $(VENV)/.installed-bench
+DURATION ?= 60
+RATE    ?= 20
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -34,6 +38,20 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## make demo: local broker + receiver + hookd (config/ samples) + simulated traffic, live
+## summary; stops after $(DURATION) s or on Ctrl-C, leaving no process behind
+demo: $(STAMP)
+	$(BIN)/python -m bench.demo --duration $(DURATION) --rate $(RATE)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+## make bench: hookd vs a plain aiohttp client vs a hand-written loop; table + chart in
+## bench/results/, table in README.md (BENCH_ARGS=--quick for a short try)
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## make check: validate the sample configuration
 check: $(STAMP)

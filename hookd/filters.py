@@ -13,6 +13,7 @@ on a JSON-like payload.
 from __future__ import annotations
 
 import enum
+import functools
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,8 @@ from typing import Any, Final
 
 from hookd.errors import SpecError
 
-__all__ = ["MISSING", "OPERATORS", "Predicate", "compile_filter", "get_path"]
+__all__ = ["MISSING", "OPERATORS", "Predicate", "compile_filter", "equality_key", "get_path",
+           "required_equalities"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -65,12 +67,48 @@ def compile_filter(spec: Mapping[str, Any] | None) -> Predicate:
     """Compile a filter spec; None or an empty mapping matches every payload."""
     if spec is None:
         return _always
-    return _compile_mapping(spec, ())
+    predicate = _compile_mapping(spec, ())
+    equalities = _top_equalities(spec)
+    if equalities and predicate is not _always:
+        predicate._hookd_equalities = equalities  # type: ignore[attr-defined]
+    return predicate
+
+
+def required_equalities(predicate: Predicate) -> tuple[tuple[str, Any], ...]:
+    """(path, value) pairs that every payload the predicate accepts has (`field: value` or
+    `field: {eq: value}` at the top of the filter), so an index may look them up."""
+    found: tuple[tuple[str, Any], ...] = getattr(predicate, "_hookd_equalities", ())
+    return found
+
+
+def equality_key(value: Any) -> Any:
+    """A dict key that two values share whenever a filter's equality holds between them
+    (7 and 7.0 do, True and 1 do not); None for values no equality can hold for."""
+    if value is MISSING or isinstance(value, list | dict):
+        return None
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return (isinstance(value, bool), value)
+
+
+def _top_equalities(spec: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    out = []
+    for key, value in spec.items():
+        if not isinstance(key, str) or key in _COMBINATORS:
+            continue
+        if isinstance(value, Mapping) and len(value) == 1 and "eq" in value:
+            value = value["eq"]
+        if isinstance(value, _SCALARS):
+            out.append((key, value))
+    return tuple(out)
 
 
 # --- paths -------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=2048)  # paths come from the config: few, and used per event
 def _split(dotted: str) -> tuple[_Step, ...]:
     return tuple(
         (part, int(part) if part.isascii() and part.isdigit() else None)

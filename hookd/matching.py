@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 from hookd.errors import SpecError
-from hookd.filters import Predicate
+from hookd.filters import Predicate, equality_key, get_path, required_equalities
 
 __all__ = ["EventPattern", "HookIndex"]
 
@@ -24,6 +24,8 @@ T = TypeVar("T")
 _WILDCARDS: Final = frozenset("*?[")
 _CACHE_SIZE: Final = 4096  # distinct event names whose candidates are remembered
 _MAX_CACHED_NAME: Final = 256  # longer names are looked up every time instead of cached
+_MIN_INDEXED: Final = 8  # candidates for a name before an equality index is worth having
+_MAX_MERGED: Final = 200_000  # entries the per-value candidate tuples may hold in all
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,53 @@ class EventPattern:
 class _Entry(Generic[T]):
     predicate: Predicate
     item: T
+    position: int = 0
+
+
+@dataclass(frozen=True)
+class _Candidates(Generic[T]):
+    """The entries a name can reach; when many of them require one field to equal some
+    value (`domain: tenant-7`, one hook per tenant), they are also split by that value, so
+    an event is checked only against the entries of its own value and the others."""
+
+    entries: tuple[_Entry[T], ...]
+    path: str | None = None
+    by_value: Mapping[Any, tuple[_Entry[T], ...]] = field(default_factory=dict)
+    rest: tuple[_Entry[T], ...] = ()
+
+    def pick(self, payload: Mapping[str, Any]) -> tuple[_Entry[T], ...]:
+        if self.path is None:
+            return self.entries
+        key = equality_key(get_path(payload, self.path))
+        return self.by_value.get(key, self.rest) if key is not None else self.rest
+
+
+def _split_by_value(entries: tuple[_Entry[T], ...]) -> _Candidates[T]:
+    if len(entries) < _MIN_INDEXED:
+        return _Candidates(entries)
+    paths: dict[str, int] = {}
+    for entry in entries:
+        for path in {p for p, _ in required_equalities(entry.predicate)}:
+            paths[path] = paths.get(path, 0) + 1
+    if not paths:
+        return _Candidates(entries)
+    path, count = max(paths.items(), key=lambda kv: kv[1])
+    if count < _MIN_INDEXED // 2:
+        return _Candidates(entries)
+    groups: dict[Any, list[_Entry[T]]] = {}
+    rest: list[_Entry[T]] = []
+    for entry in entries:
+        values = {equality_key(v) for p, v in required_equalities(entry.predicate) if p == path}
+        key = values.pop() if len(values) == 1 else None
+        if key is not None:
+            groups.setdefault(key, []).append(entry)
+        else:  # no equality on the path (or one no payload value can meet): always checked
+            rest.append(entry)
+    if len(groups) * len(rest) > _MAX_MERGED:
+        return _Candidates(entries)
+    by_value = {key: tuple(sorted([*group, *rest], key=lambda e: e.position))
+                for key, group in groups.items()}
+    return _Candidates(entries, path, by_value, tuple(rest))
 
 
 class HookIndex(Generic[T]):
@@ -71,7 +120,7 @@ class HookIndex(Generic[T]):
         for index, (patterns, predicate, item) in enumerate(entries):
             if isinstance(patterns, str):
                 raise TypeError(f"entry {index}: patterns must be a sequence of str, not a str")
-            self._entries.append(_Entry(predicate, item))
+            self._entries.append(_Entry(predicate, item, index))
             for text in patterns:
                 pattern = EventPattern(text)
                 if pattern.is_glob:
@@ -91,9 +140,12 @@ class HookIndex(Generic[T]):
             candidates = self._cached_candidates(lowered)
         else:
             candidates = self._candidates(lowered)
-        return [entry.item for entry in candidates if entry.predicate(payload)]
+        return [entry.item for entry in candidates.pick(payload) if entry.predicate(payload)]
 
-    def _candidates(self, lowered: str) -> tuple[_Entry[T], ...]:
+    def _candidates(self, lowered: str) -> _Candidates[T]:
+        return _split_by_value(self._reachable(lowered))
+
+    def _reachable(self, lowered: str) -> tuple[_Entry[T], ...]:
         """The entries with a pattern matching the name, in entry order, each once."""
         hits = set(self._exact.get(lowered, ()))
         for length in self._prefix_lengths:  # only prefix lengths some glob has

@@ -1,0 +1,1 @@
+"""Benchmarks and the demo: `make bench`, `make demo` (run from the repository root)."""
