@@ -43,6 +43,10 @@ def endpoint_of(url: URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port}"
 
 
+class Stalled(Exception):
+    """The endpoint has a full queue and has not answered for a while."""
+
+
 @dataclass(eq=False)
 class _Endpoint:
     sem: asyncio.Semaphore
@@ -52,9 +56,9 @@ class _Endpoint:
 
 class EndpointLimits:
     """Per-endpoint in-flight caps taken before the global one, so a slow endpoint queues
-    behind its own cap and never holds the slots the healthy ones need. An endpoint with a
-    full queue that has not answered for `stall_after` seconds is *stalled*: new requests
-    for it are parked instead of queued (see HttpSender.attempt)."""
+    behind its own cap and never holds the slots the healthy ones need. An endpoint with
+    every slot taken that has not answered for `stall_after` seconds is *stalled*: requests
+    waiting for it, and new ones, are parked instead of queued (see HttpSender.attempt)."""
 
     def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0) -> None:
         self.per_endpoint = per_endpoint
@@ -65,17 +69,27 @@ class EndpointLimits:
 
     def stalled(self, endpoint: str) -> bool:
         state = self._endpoints.get(endpoint)
-        return (state is not None and state.users >= 2 * self.per_endpoint
+        return (state is not None and state.users >= self.per_endpoint
                 and time.monotonic() - state.progress > self.stall_after)
 
     async def acquire(self, endpoint: str) -> _Endpoint:
-        """Take the endpoint's slot, then a global one; give both back with release()."""
+        """Take the endpoint's slot, then a global one; give both back with release().
+        Raises Stalled when the endpoint stalls while this request waits for its slot."""
         state = self._endpoints.get(endpoint)
         if state is None:
             state = self._endpoints[endpoint] = _Endpoint(asyncio.Semaphore(self.per_endpoint))
         state.users += 1
         try:
-            await state.sem.acquire()
+            while True:  # wait for the endpoint's slot, but not behind a black hole
+                if not state.sem.locked():
+                    await state.sem.acquire()
+                    break
+                try:
+                    await asyncio.wait_for(state.sem.acquire(), self.stall_after)
+                    break
+                except TimeoutError:
+                    if self.stalled(endpoint):
+                        raise Stalled(endpoint) from None
             try:
                 await self.total.acquire()
             except BaseException:
@@ -184,12 +198,14 @@ class HttpSender:
         url = URL(request.url, encoded=True)
         endpoint = endpoint_of(url)
         wait = self.breakers.open_for(endpoint)
-        if wait is None and self.limits.stalled(endpoint):
-            # a full queue and no answer for a while (a black hole): park, do not pile up
-            return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None,
-                           f"{endpoint} is not answering", self.breakers.cooldown)
         if wait is None:
-            slot = await self.limits.acquire(endpoint)
+            try:
+                if self.limits.stalled(endpoint):
+                    raise Stalled(endpoint)
+                slot = await self.limits.acquire(endpoint)
+            except Stalled:  # a full queue and no answer for a while (a black hole): park
+                return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None,
+                               f"{endpoint} is not answering", self.breakers.cooldown)
             answered = False
             try:
                 wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
