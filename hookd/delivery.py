@@ -85,7 +85,8 @@ class EndpointLimits:
                     await state.sem.acquire()
                     break
                 try:
-                    await asyncio.wait_for(state.sem.acquire(), self.stall_after)
+                    async with asyncio.timeout(self.stall_after):
+                        await state.sem.acquire()
                     break
                 except TimeoutError:
                     if self.stalled(endpoint):
