@@ -165,10 +165,11 @@ class Dispatcher:
         self._chains[chain_key] = mine
         try:
             if previous is not None:
-                await asyncio.shield(previous)
+                await previous  # its owner only ever sets a result (or is cancelled with us)
             await self._safely(job, hook)
         finally:
-            mine.set_result(None)
+            if not mine.done():
+                mine.set_result(None)
             if self._chains.get(chain_key) is mine:
                 del self._chains[chain_key]
 
