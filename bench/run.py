@@ -329,11 +329,14 @@ class Bench:
             log("  profile summary written to bench/results/profile.txt")
 
     # -- 4. latency -----------------------------------------------------------------------------
-    def latency(self, rate: float, seconds: float) -> dict[str, Any]:
-        log(f"4. latency: {rate:.0f} events/s for {seconds:.0f} s, 3 hooks per event")
-        topic = "bench.latency"
+    def latency(self, rate: float, seconds: float, name: str = "latency",
+                extra_hooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        log(f"4. latency: {rate:.0f} events/s for {seconds:.0f} s, 3 hooks per event"
+            + (f" + {len(extra_hooks)} black-holed" if extra_hooks else ""))
+        topic = f"bench.{name}"
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
-        config, health = self.config("latency", bench_hooks(self.base()), topic)
+        config, health = self.config(name, [*bench_hooks(self.base()), *(extra_hooks or [])],
+                                     topic)
         child = self.hookd("latency", config)
         try:
             wait_ready(health, 60, child)
@@ -356,8 +359,8 @@ class Bench:
         out = {"p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99),
                "max_ms": pct(1.0), "samples": len(lat), "delivery_rate": self.rate(st),
                "sim": produced, **res}
-        self.report.raw["latency"] = out
-        self.report.raw["latency_ms"] = lat[:: max(1, len(lat) // 5000)]
+        self.report.raw[name] = out
+        self.report.raw[f"{name}_ms"] = lat[:: max(1, len(lat) // 5000)]
         log(f"  latency p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms over "
             f"{len(lat)} deliveries ({out['delivery_rate']:,.0f}/s)")
         return out
@@ -371,6 +374,10 @@ class Bench:
                 self.naive(a.naive_events)
             elif name == "latency":
                 self.latency(a.rate, a.latency_seconds)
+            elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
+                hole_hook = {"id": "partner-blackholed", "event": "*",
+                             "request": {"url": f"http://127.0.0.1:{self.hole_port}/hook"}}
+                self.latency(a.rate, a.latency_seconds, "latency_blackhole", [hole_hook])
             elif name == "e2e":
                 self.hookd_run("e2e", bench_hooks(self.base()), a.events, a.events * 3)
             elif name == "hooks1000":
