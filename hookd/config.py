@@ -127,6 +127,9 @@ class DeliveryConfig(Model):
     timeout: Duration = 10.0
     max_in_flight: int = Field(default=512, ge=1)
     per_endpoint_in_flight: int = Field(default=64, ge=1)
+    # an endpoint with every slot busy and no answer for this long is stalled: deliveries
+    # waiting for it are parked in a retry topic instead of holding up the consumer
+    stall_after: Duration = 1.0
     retry: RetryConfig = RetryConfig()
     circuit_breaker: BreakerConfig = BreakerConfig()
     allow_networks: list[str] = Field(default_factory=list)

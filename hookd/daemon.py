@@ -99,7 +99,7 @@ class Daemon:
             self.sender, KafkaDeadLetters(self.producer, kafka.dead_letter_topic,
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
-        high = lambda: self.runtime.config.delivery.max_in_flight  # noqa: E731
+        high = lambda: 2 * self.runtime.config.delivery.max_in_flight  # noqa: E731
         pending = lambda: self.dispatcher.pending if self.dispatcher else 0  # noqa: E731
         self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
                                    kafka.consumer, pending, high)

@@ -143,7 +143,8 @@ class HttpSender:
         cb = config.circuit_breaker
         self.breakers = breakers or Breakers(cb.failures, cb.cooldown, cb.max_cooldown)
         self.policy = AddressPolicy(config.allow_networks)
-        self.limits = EndpointLimits(config.per_endpoint_in_flight, config.max_in_flight)
+        self.limits = EndpointLimits(config.per_endpoint_in_flight, config.max_in_flight,
+                                     config.stall_after)
         self._session: aiohttp.ClientSession | None = None
         self._retired: list[aiohttp.ClientSession] = []  # replaced on reload, closing soon
         self._ssl: dict[TlsConfig, ssl.SSLContext | bool] = {}
@@ -163,6 +164,7 @@ class HttpSender:
         and a fresh connection pool replaces the old one (whose in-flight requests finish;
         its kept-alive connections, checked under the old rules, are not reused)."""
         old, self.config = self.config, config
+        self.limits.stall_after = config.stall_after
         if config.allow_networks != old.allow_networks and self._session is not None:
             self.policy.update(config.allow_networks)
             self._retired.append(self._session)

@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from tests.integration.broker import TansuBroker, create_topic
+from tests.integration.receiver import Receiver
 
 _HERE = Path(__file__).resolve().parent
 
@@ -75,3 +76,11 @@ async def topic(bootstrap: str, request: pytest.FixtureRequest) -> AsyncIterator
     name = f"{base}-{uuid.uuid4().hex[:8]}"
     await create_topic(bootstrap, name, TOPIC_PARTITIONS)
     yield name
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real HTTP receiver on 127.0.0.1 (see receiver.py), stopped after the test."""
+    rcv = await Receiver().start()
+    yield rcv
+    await rcv.stop()

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from hookd.signing import webhook_id
@@ -41,13 +40,6 @@ DEEP_5000 = b'{"a":' * 5000 + b"1" + b"}" * 5000
 def _corpus(prefix: str) -> list[tuple[str, bytes]]:
     files = sorted(p for p in CORPUS.iterdir() if p.name.startswith(prefix))
     return [(p.name, p.read_bytes()) for p in files]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
 
 
 async def _topic(broker: Any) -> str:

@@ -8,10 +8,7 @@ real Kafka keeps them; what this proves is that hookd reconnects and carries on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.broker import TansuBroker, create_topic
 from tests.integration.harness import (
@@ -25,13 +22,6 @@ from tests.integration.harness import (
     write_config,
 )
 from tests.integration.receiver import Receiver
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
 
 
 async def test_broker_down_at_start_hookd_waits_then_delivers(

@@ -11,12 +11,10 @@ import os
 import random
 import signal
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.integration.broker import create_topic
@@ -34,13 +32,6 @@ from tests.integration.receiver import Receiver
 ROUNDS = int(os.environ.get("HOOKD_CHAOS_ROUNDS", "3"))
 SEED = int(os.environ.get("HOOKD_CHAOS_SEED", "20261121"))
 RATE = 200  # events per second, steady, for the whole run
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
 
 
 async def _steady_load(bootstrap: str, topic: str, stop: asyncio.Event,

@@ -32,13 +32,6 @@ PARTITIONS = 4
 
 
 @pytest.fixture
-async def receiver() -> Any:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
-
-
-@pytest.fixture
 async def topic(broker: Any) -> str:
     name = unique("events")
     await create_topic(broker.bootstrap, name, PARTITIONS)

@@ -7,7 +7,6 @@ import contextlib
 import signal
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,6 @@ from tests.integration.harness import (
 from tests.integration.receiver import Receiver
 
 TRACE_BODY = ('{"id": {{ id|tojson }}, "p": {{ meta.partition }}, "o": {{ meta.offset }}}')
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
 
 
 @pytest.fixture

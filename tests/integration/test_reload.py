@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.integration.broker import create_topic
@@ -20,13 +19,6 @@ from tests.integration.harness import (
     write_config,
 )
 from tests.integration.receiver import Receiver
-
-
-@pytest.fixture
-async def receiver() -> Any:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
 
 
 def _rewrite(path: Path, change: Any) -> None:

@@ -8,13 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 import yaml
 
 from hookd.daemon import Daemon
@@ -37,13 +35,6 @@ PARTS = 4
 EVENTS = 2000
 RELOADS = 100
 KEYS = 40
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:

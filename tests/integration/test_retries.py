@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 import trustme
 import yaml
 from aiohttp import web
@@ -34,13 +32,6 @@ PARTS = 2
 # attempt 1, attempt 2 after 50 ms in memory, attempt 3 after ~1 s from a retry topic
 DELIVERY = {"allow_networks": ["127.0.0.0/8"], "timeout": "2s",
             "retry": {"schedule": ["50ms", "1s"], "inline_max": "200ms", "jitter": 0.0}}
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
 
 
 async def _topic(broker: Any) -> str:

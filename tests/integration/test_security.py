@@ -47,13 +47,6 @@ LOOPBACK_OK = {"allow_networks": ["127.0.0.0/8"], "timeout": "2s",
                "retry": {"schedule": ["50ms"], "jitter": 0.0}}
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rcv = await Receiver().start()
-    yield rcv
-    await rcv.stop()
-
-
 async def _topic(broker: Any) -> str:
     name = unique("sec")
     await create_topic(broker.bootstrap, name, PARTS)
