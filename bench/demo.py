@@ -241,6 +241,8 @@ def outcomes_in(log: Path) -> dict[str, int]:
                 line = json.loads(raw)
                 if isinstance(line, dict) and line.get("msg") == "delivery":
                     outcome = str(line.get("outcome"))
+                    if outcome == "failed" and line.get("retryable"):
+                        outcome = "retrying"  # an attempt that failed and will be retried
                     counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 

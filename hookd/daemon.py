@@ -99,12 +99,10 @@ class Daemon:
             self.sender, KafkaDeadLetters(self.producer, kafka.dead_letter_topic,
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
-        high = lambda: 2 * self.runtime.config.delivery.max_in_flight  # noqa: E731
-        pending = lambda: self.dispatcher.pending if self.dispatcher else 0  # noqa: E731
         self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
-                                   kafka.consumer, pending, high)
+                                   kafka.consumer, self._pending, self._high_water)
         self.retries = ConsumerLoop("retry", self.clients[1], self.dispatcher.submit_parked,
-                                    kafka.consumer, pending, high, due=_due)
+                                    kafka.consumer, self._pending, self._high_water, due=_due)
         self.source.consumer.subscribe(list(kafka.topics), listener=self.source.listener())
         self.retries.consumer.subscribe(self.parking.topics, listener=self.retries.listener())
         log.info("started", config=self.config_path, hooks=len(self.runtime.hooks),
@@ -112,6 +110,13 @@ class Daemon:
                  retry_tiers=list(self.parking.tiers),
                  health=f"{cfg.health.listen.rpartition(':')[0]}:{self.health.port}")
         self.notifier.ready(self._status())
+
+    def _pending(self) -> int:
+        return self.dispatcher.pending if self.dispatcher else 0
+
+    def _high_water(self) -> int:
+        """Records in flight (both loops) at which consumption pauses: bounded memory."""
+        return 2 * self.runtime.config.delivery.max_in_flight
 
     async def _connect_kafka(self) -> bool:
         """Wait for the broker (no crash loop while it is down); /readyz says 503 meanwhile."""

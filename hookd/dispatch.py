@@ -235,10 +235,11 @@ class Dispatcher:
             bound.info("delivery", outcome="delivered", status=outcome.status, attempt=attempt,
                        duration_ms=duration_ms)
         else:
-            bound.warning("delivery", outcome="failed" if outcome.verdict is not Verdict.RETRY
-                          else "retrying", status=outcome.status, attempt=attempt,
-                          duration_ms=duration_ms, error_kind=str(outcome.kind),
-                          error=self.redactor()(outcome.message))
+            # what happens next (a retry in memory, parked, dead-lettered) has its own line
+            bound.warning("delivery", outcome="failed",
+                          retryable=outcome.verdict is Verdict.RETRY, status=outcome.status,
+                          attempt=attempt, duration_ms=duration_ms,
+                          error_kind=str(outcome.kind), error=self.redactor()(outcome.message))
         return outcome
 
     async def _send(self, hook: CompiledHook, request: Request) -> Outcome:
@@ -280,13 +281,13 @@ class Dispatcher:
 
     # -- endings --------------------------------------------------------------------------------
     async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: Any) -> None:
-        assert self.parking is not None
+        lot = self.parking
+        assert lot is not None
         parked = Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
                         time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
                                               "message": self.redactor()(outcome.message)})
         try:
-            topic = await self._until_acked(lambda: self.parking.park(parked, delay),  # type: ignore[union-attr]
-                                            "park")
+            topic = await self._until_acked(lambda: lot.park(parked, delay), "park")
         except TooLargeToPark as exc:
             return await self._fail(job, replace(outcome, message=f"{outcome.message} "
                                                  f"(not parked: {exc})"))
