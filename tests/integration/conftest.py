@@ -64,7 +64,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 @pytest.fixture
 def bootstrap(broker: TansuBroker) -> str:
     """``bootstrap_servers`` of the session broker, restarting it if a test killed it."""
-    if not broker.is_running:
+    if not broker.running:
         broker.start()
     return broker.bootstrap
 

