@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+
+async def serve(app: web.Application, ssl_context: ssl.SSLContext | None = None
+                ) -> tuple[web.AppRunner, int]:
+    """Run `app` on 127.0.0.1 on a free port: (runner to clean up, port)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    server: Any = site._server
+    return runner, int(server.sockets[0].getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -37,12 +49,7 @@ class Receiver:
     async def start(self) -> Receiver:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server: Any = site._server
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve(app)
         self._arrived = asyncio.Condition()
         return self
 

@@ -26,7 +26,7 @@ from tests.integration.harness import (
     wait_ready,
     write_config,
 )
-from tests.integration.receiver import Receiver
+from tests.integration.receiver import Receiver, serve
 
 PARTS = 2
 # attempt 1, attempt 2 after 50 ms in memory, attempt 3 after ~1 s from a retry topic
@@ -184,11 +184,7 @@ async def test_oauth2_token_is_fetched_cached_and_refreshed_on_401(
 
     app = web.Application()
     app.router.add_post("/oauth/token", token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve(app)
     receiver.plan["/api"].extend([200, 200, 401, 200])
     topic = await _topic(broker)
     cfg = _cfg(tmp_path, broker, topic, [hook(
@@ -229,11 +225,7 @@ async def test_mtls_with_a_private_ca(broker: Any, tmp_path: Path) -> None:
 
     app = web.Application()
     app.router.add_post("/secure", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve(app, server_ctx)
     ca_file, cert_file = tmp_path / "ca.pem", tmp_path / "client.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     client_cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))

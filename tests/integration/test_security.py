@@ -39,7 +39,7 @@ from tests.integration.harness import (
     wait_ready,
     write_config,
 )
-from tests.integration.receiver import Receiver
+from tests.integration.receiver import Receiver, serve
 
 PARTS = 2
 BLOCK_ALL = {"allow_networks": [], "timeout": "2s", "retry": {"schedule": ["50ms"]}}
@@ -283,11 +283,7 @@ class EchoServer:
     async def start(self) -> EchoServer:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         return self
 
     async def stop(self) -> None:
