@@ -189,13 +189,10 @@ class Dispatcher:
             return await self._fail(job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
         try:
             request = hook.render(event)
-        except RenderError as exc:
+        except RenderError as exc:  # render() turns every template/body error into this
             return await self._fail(job, failure(ErrorKind.RENDER, str(exc)))
-        except (TypeError, ValueError) as exc:  # what a template filter may still raise
-            return await self._fail(job, failure(ErrorKind.RENDER, f"{type(exc).__name__}: "
-                                                 f"{exc}"))
         bound = log.bind(hook=hook.id, _event=event.name, webhook_id=request.webhook_id,
-                         url=self.redactor()(request.url), topic=meta.topic,
+                         url=request.url, topic=meta.topic,  # the log processor masks secrets
                          partition=meta.partition, offset=meta.offset)
         delivery = self.runtime().config.delivery
         inline_max = delivery.retry.inline_max if self.parking is not None else float("inf")
@@ -239,7 +236,7 @@ class Dispatcher:
             bound.warning("delivery", outcome="failed",
                           retryable=outcome.verdict is Verdict.RETRY, status=outcome.status,
                           attempt=attempt, duration_ms=duration_ms,
-                          error_kind=str(outcome.kind), error=self.redactor()(outcome.message))
+                          error_kind=str(outcome.kind), error=outcome.message)
         return outcome
 
     async def _send(self, hook: CompiledHook, request: Request) -> Outcome:
@@ -306,7 +303,7 @@ class Dispatcher:
             Source(meta.topic, meta.partition, meta.offset), job.key))
         log.warning("delivery", outcome="dead_lettered", hook=job.hook_id,
                     _event=job.event.name, attempts=job.attempts, status=outcome.status,
-                    error_kind=str(outcome.kind), error=self.redactor()(outcome.message),
+                    error_kind=str(outcome.kind), error=outcome.message,
                     topic=meta.topic, partition=meta.partition, offset=meta.offset)
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
