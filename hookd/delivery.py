@@ -1,4 +1,4 @@
-"""One HTTP attempt: a shared keep-alive pool, limits per endpoint, the SSRF guard."""
+"""One HTTP attempt: limits per endpoint, circuit breakers, the SSRF guard, the pool."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
-import aiohttp
 import orjson
 from yarl import URL
 
+from hookd import USER_AGENT
 from hookd.auth import basic_authorization
 from hookd.breaker import Breakers
 from hookd.config import DeliveryConfig, TlsConfig
 from hookd.errors import BlockedDestination
+from hookd.http1 import Pool, ProtocolError, target_of
 from hookd.render import Request
 from hookd.retries import (
     ErrorKind,
@@ -28,7 +30,7 @@ from hookd.retries import (
     parse_retry_after,
 )
 from hookd.signing import Signer
-from hookd.ssrf import AddressPolicy, GuardedResolver, literal_ip
+from hookd.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
 
 
 class Sender(Protocol):
@@ -124,11 +126,14 @@ class EndpointLimits:
             self.release(endpoint, state)
 
 
-def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | bool:
+def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext:
     if tls is None:
-        return True
+        return ssl.create_default_context()
     if not tls.verify:
-        return False
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
     ctx = ssl.create_default_context(cafile=tls.ca_file)
     if tls.cert_file:
         ctx.load_cert_chain(tls.cert_file, tls.key_file)
@@ -136,70 +141,61 @@ def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | bool:
 
 
 class HttpSender:
-    """Sends rendered requests with one aiohttp session for the whole daemon."""
+    """Sends rendered requests over one keep-alive pool (hookd.http1) for the whole daemon."""
 
-    def __init__(self, config: DeliveryConfig, breakers: Breakers | None = None) -> None:
+    def __init__(self, config: DeliveryConfig, breakers: Breakers | None = None,
+                 lookup: Lookup = system_lookup) -> None:
         self.config = config
         cb = config.circuit_breaker
         self.breakers = breakers or Breakers(cb.failures, cb.cooldown, cb.max_cooldown)
         self.policy = AddressPolicy(config.allow_networks)
+        self.resolver = GuardedResolver(self.policy, lookup)
         self.limits = EndpointLimits(config.per_endpoint_in_flight, config.max_in_flight,
                                      config.stall_after)
-        self._session: aiohttp.ClientSession | None = None
-        self._retired: list[aiohttp.ClientSession] = []  # replaced on reload, closing soon
-        self._ssl: dict[TlsConfig, ssl.SSLContext | bool] = {}
+        self._pool: Pool | None = None
+        self._ssl: dict[TlsConfig | None, ssl.SSLContext] = {}
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=0,  # EndpointLimits is the limit
-            resolver=GuardedResolver(self.policy), ttl_dns_cache=10,
-            keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("Accept-Encoding",))
+        self._pool = Pool(self.resolver.resolve, keepalive=30.0)
 
     async def reconfigure(self, config: DeliveryConfig) -> list[str]:
         """Apply a reloaded `delivery` section; returns the settings that need a restart.
 
         A changed SSRF guard takes effect at once: decisions and DNS answers are dropped,
-        and a fresh connection pool replaces the old one (whose in-flight requests finish;
-        its kept-alive connections, checked under the old rules, are not reused)."""
+        and kept-alive connections (checked under the old rules) are closed; requests in
+        flight finish, and their connections are not reused."""
         old, self.config = self.config, config
         self.limits.stall_after = config.stall_after
-        if config.allow_networks != old.allow_networks and self._session is not None:
+        if config.allow_networks != old.allow_networks:
             self.policy.update(config.allow_networks)
-            self._retired.append(self._session)
-            await self.start()
-            asyncio.get_running_loop().call_later(60.0, self._close_retired)
+            self.resolver.forget()
+            if self._pool is not None:
+                self._pool.reset()
         return [name for name in ("max_in_flight", "per_endpoint_in_flight", "circuit_breaker")
                 if getattr(config, name) != getattr(old, name)]
 
-    def _close_retired(self) -> None:
-        retired, self._retired = self._retired, []
-        for session in retired:
-            asyncio.get_running_loop().create_task(session.close())
-
     async def close(self) -> None:
-        retired, self._retired = self._retired, []
-        for session in retired:
-            await session.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
-    def _tls(self, tls: TlsConfig | None) -> ssl.SSLContext | bool:
-        if tls is None:
-            return True
-        if tls not in self._ssl:
-            self._ssl[tls] = _ssl_context(tls)
-        return self._ssl[tls]
+    def _tls(self, scheme: str, tls: TlsConfig | None) -> ssl.SSLContext | None:
+        if scheme != "https":
+            return None
+        ctx = self._ssl.get(tls)
+        if ctx is None:
+            ctx = self._ssl[tls] = _ssl_context(tls)
+        return ctx
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
                       tls: TlsConfig | None = None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
         """One attempt, unless the endpoint's circuit is open (then PARK, nothing sent)."""
-        assert self._session is not None, "HttpSender.start() first"
-        url = URL(request.url, encoded=True)
-        endpoint = endpoint_of(url)
+        try:
+            target = target_of(request.url)
+        except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
+            return failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300])
+        endpoint = target.endpoint
         wait = self.breakers.open_for(endpoint)
         if wait is None:
             try:
@@ -213,8 +209,8 @@ class HttpSender:
             try:
                 wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
                 if wait is None:
-                    outcome = await self._attempt(url, request, signer, timeout, tls,
-                                                  extra_headers)
+                    outcome = await self._attempt(target.scheme, request, signer, timeout,
+                                                  tls, extra_headers)
                     answered = outcome.status is not None
                     self.breakers.record(endpoint, outcome)
                     return outcome
@@ -223,69 +219,40 @@ class HttpSender:
         return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}",
                        wait)
 
-    async def _attempt(self, url: URL, request: Request, signer: Signer | None,
+    async def _attempt(self, scheme: str, request: Request, signer: Signer | None,
                        timeout: float, tls: TlsConfig | None,
                        extra_headers: Mapping[str, str] | None) -> Outcome:
+        assert self._pool is not None, "HttpSender.start() first"
+        headers = request.signed_headers(signer, int(time.time()))
+        if extra_headers:
+            headers.update(extra_headers)
         try:
-            ip = literal_ip(url.host or "")
-            if ip is not None:
-                self.policy.check(url.host or "", ip)
-            return await self._send(url, request, signer, timeout, tls, extra_headers)
+            resp = await self._pool.request(
+                request.method, request.url, headers, request.body, timeout,
+                self.config.max_response_bytes, self._tls(scheme, tls))
         except BlockedDestination as exc:
             return failure(ErrorKind.BLOCKED, str(exc))
-        except aiohttp.InvalidURL as exc:  # e.g. host 127.1: it can never work, not retried
-            return failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300])
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+        except TimeoutError:
             return failure(ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s")
-        except (aiohttp.ClientError, OSError) as exc:
+        except (ProtocolError, OSError) as exc:  # ssl.SSLError is an OSError
             return failure(ErrorKind.CONNECT, f"{type(exc).__name__}: {exc}"[:300])
-        except ValueError as exc:  # a header aiohttp refuses to write (CR/LF): nothing sent
+        except ValueError as exc:  # a header that would break the framing: nothing sent
             return failure(ErrorKind.RENDER, f"invalid request: {exc}"[:300])
-        except ssl.SSLError as exc:  # pragma: no cover - OSError covers it; kept explicit
-            return failure(ErrorKind.CONNECT, f"TLS: {exc}")
-
-    async def _send(self, url: URL, request: Request, signer: Signer | None, timeout: float,
-                    tls: TlsConfig | None, extra: Mapping[str, str] | None) -> Outcome:
-        assert self._session is not None
-        headers = request.signed_headers(signer, int(time.time()))
-        if extra:
-            headers.update(extra)
-        async with self._session.request(
-                request.method, url, data=request.body if request.body else None,
-                headers=headers, allow_redirects=False, ssl=self._tls(tls),
-                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            head = await self._read_capped(resp)
-            message = f"HTTP {resp.status}: {head[:200].decode('utf-8', 'replace')}"
-            return classify_status(resp.status, parse_retry_after(resp.headers.get("Retry-After")),
-                                   message)
+        message = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
+        return classify_status(resp.status, parse_retry_after(resp.retry_after), message)
 
     async def post_form(self, url: str, form: dict[str, str], basic: tuple[str, str],
                         timeout: float) -> tuple[int, Any]:
         """For OAuth2 token endpoints: the same pool and SSRF guard as deliveries."""
-        assert self._session is not None, "HttpSender.start() first"
-        target = URL(url)
-        ip = literal_ip(target.host or "")
-        if ip is not None:
-            self.policy.check(target.host or "", ip)
-        async with self._session.post(
-                target, data=form, headers={"Authorization": basic_authorization(*basic)},
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            raw = await self._read_capped(resp)
-            try:
-                return resp.status, orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                return resp.status, None
-
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
-        """Read at most max_response_bytes; a longer body closes the connection instead."""
-        limit = self.config.max_response_bytes
-        data = bytearray()
-        while len(data) < limit:
-            chunk = await resp.content.read(limit - len(data))
-            if not chunk:
-                return bytes(data)
-            data += chunk
-        if not resp.content.at_eof():
-            resp.close()  # the rest is not wanted; the connection cannot be reused
-        return bytes(data)
+        assert self._pool is not None, "HttpSender.start() first"
+        target = target_of(url)
+        headers = {"Authorization": basic_authorization(*basic), "Accept": "application/json",
+                   "Content-Type": "application/x-www-form-urlencoded",
+                   "User-Agent": USER_AGENT}
+        resp = await self._pool.request("POST", url, headers, urlencode(form).encode(),
+                                        timeout, self.config.max_response_bytes,
+                                        self._tls(target.scheme, None))
+        try:
+            return resp.status, orjson.loads(resp.body)
+        except orjson.JSONDecodeError:
+            return resp.status, None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import socket
-from collections.abc import Sequence
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from hookd.errors import BlockedDestination
 
@@ -57,30 +56,56 @@ class AddressPolicy:
                                      "allowed (delivery.allow_networks)")
 
 
-class GuardedResolver(AbstractResolver):
-    """Wraps the real resolver; only addresses the policy permits reach the connector."""
+Lookup = Callable[[str, int], Awaitable[list[str]]]
 
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+
+async def system_lookup(host: str, port: int) -> list[str]:
+    """The addresses getaddrinfo gives for host, in its order, without repeats."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class GuardedResolver:
+    """Where a host may be connected to: its addresses (cached for `ttl` seconds) that the
+    policy permits. An IP literal is checked as it is; a host with no permitted address
+    raises BlockedDestination."""
+
+    def __init__(self, policy: AddressPolicy, lookup: Lookup = system_lookup,
+                 ttl: float = 10.0) -> None:
         self.policy = policy
-        self.inner = inner or DefaultResolver()
+        self.lookup = lookup
+        self.ttl = ttl
+        self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self.inner.resolve(host, port, family)
-        allowed = [r for r in results if self.policy.permits(r["host"])]
+    async def resolve(self, host: str, port: int) -> list[str]:
+        ip = literal_ip(host)
+        if ip is not None:
+            self.policy.check(host, ip)
+            return [ip]
+        now = time.monotonic()
+        cached = self._cache.get((host, port))
+        if cached is not None and cached[0] > now:
+            addresses = cached[1]
+        else:
+            addresses = await self.lookup(host, port)
+            if len(self._cache) >= 4096:
+                self._cache.clear()
+            self._cache[(host, port)] = (now + self.ttl, addresses)
+        allowed = [a for a in addresses if self.policy.permits(a)]
         if not allowed:
-            addresses = ", ".join(sorted({r["host"] for r in results}))
-            raise BlockedDestination(f"destination {host} resolves to {addresses}, which is "
+            shown = ", ".join(sorted(set(addresses))) or "no address"
+            raise BlockedDestination(f"destination {host} resolves to {shown}, which is "
                                      "not allowed (delivery.allow_networks)")
         return allowed
 
-    async def close(self) -> None:
-        await self.inner.close()
+    def forget(self) -> None:
+        """Drop cached answers (the rules changed)."""
+        self._cache.clear()
 
 
 @functools.lru_cache(maxsize=4096)
 def literal_ip(host: str) -> str | None:
-    """The host if it is an IP literal (aiohttp skips the resolver for those)."""
+    """The host if it is an IP literal (checked as it is, never resolved)."""
     try:
         return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from yarl import URL
 
@@ -549,37 +548,43 @@ def test_literal_ip(host: str, ip: str | None) -> None:
     assert literal_ip(host) == ip
 
 
-class FakeResolver(AbstractResolver):
-    """Answers from a table; no DNS traffic at all."""
+def table_lookup(answers: dict[str, list[str]]) -> Callable[[str, int], Awaitable[list[str]]]:
+    """Answers from a table; no DNS traffic at all. Counts the lookups."""
+    calls: list[str] = []
 
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-        self.closed = False
+    async def lookup(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return answers[host]
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        return [ResolveResult(hostname=host, host=a, port=port,
-                              family=socket.AF_INET6 if ":" in a else socket.AF_INET,
-                              proto=0, flags=0) for a in self.answers[host]]
-
-    async def close(self) -> None:
-        self.closed = True
+    lookup.calls = calls  # type: ignore[attr-defined]
+    return lookup
 
 
 async def test_guarded_resolver_filters_and_refuses() -> None:
-    inner = FakeResolver({"mixed.example": ["10.0.0.1", "93.184.216.34", "::1"],
-                          "internal.example": ["10.0.0.1", "192.168.1.1"],
-                          "rebind.example": ["169.254.169.254"]})
-    resolver = GuardedResolver(AddressPolicy(), inner)
-    got = await resolver.resolve("mixed.example", 443)
-    assert [r["host"] for r in got] == ["93.184.216.34"]
+    lookup = table_lookup({"mixed.example": ["10.0.0.1", "93.184.216.34", "::1"],
+                           "internal.example": ["10.0.0.1", "192.168.1.1"],
+                           "rebind.example": ["169.254.169.254"]})
+    resolver = GuardedResolver(AddressPolicy(), lookup)
+    assert await resolver.resolve("mixed.example", 443) == ["93.184.216.34"]
     for host in ("internal.example", "rebind.example"):
         with pytest.raises(BlockedDestination, match=host):
             await resolver.resolve(host, 443)
-    allowing = GuardedResolver(AddressPolicy(["10.0.0.0/8"]), inner)
-    assert [r["host"] for r in await allowing.resolve("internal.example")] == ["10.0.0.1"]
-    await resolver.close()
-    assert inner.closed
+    allowing = GuardedResolver(AddressPolicy(["10.0.0.0/8"]), lookup)
+    assert await allowing.resolve("internal.example", 80) == ["10.0.0.1"]
+    with pytest.raises(BlockedDestination, match=r"127\.0\.0\.1"):
+        await resolver.resolve("127.0.0.1", 80)  # a literal is checked, never looked up
+    assert "127.0.0.1" not in lookup.calls  # type: ignore[attr-defined]
+
+
+async def test_guarded_resolver_caches_answers_until_forget() -> None:
+    lookup = table_lookup({"crm.example": ["93.184.216.34"]})
+    resolver = GuardedResolver(AddressPolicy(), lookup, ttl=60.0)
+    for _ in range(3):
+        assert await resolver.resolve("crm.example", 443) == ["93.184.216.34"]
+    assert lookup.calls == ["crm.example"]  # type: ignore[attr-defined]
+    resolver.forget()
+    await resolver.resolve("crm.example", 443)
+    assert lookup.calls == ["crm.example"] * 2  # type: ignore[attr-defined]
 
 
 
