@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from hookd.errors import ConfigError, ConfigIssue
 from hookd.loader import load_config
+
+# The daemon runs on uvloop, whose transports differ from asyncio's: the HTTP client's
+# tests run on both loops, every other test on asyncio's.
+BOTH_LOOPS = ("test_http1.py", "test_endpoint_faults.py")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item,
+                                  ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    if item.path.name in BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CONFIG = REPO / "config" / "hookd.yaml"
