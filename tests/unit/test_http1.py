@@ -19,8 +19,6 @@ from hookd.http1 import (
     target_of,
 )
 
-
-
 Answer = Callable[[bytes], bytes | None]  # request bytes -> raw answer (None: close)
 
 
