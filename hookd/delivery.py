@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -20,6 +17,7 @@ from hookd.breaker import Breakers
 from hookd.config import DeliveryConfig, TlsConfig
 from hookd.errors import BlockedDestination
 from hookd.http1 import Pool, ProtocolError, target_of
+from hookd.limits import EndpointLimits, Stalled
 from hookd.render import Request
 from hookd.retries import (
     ErrorKind,
@@ -43,87 +41,6 @@ class Sender(Protocol):
 
 def endpoint_of(url: URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port}"
-
-
-class Stalled(Exception):
-    """The endpoint has a full queue and has not answered for a while."""
-
-
-@dataclass(eq=False)
-class _Endpoint:
-    sem: asyncio.Semaphore
-    users: int = 0  # waiting or in flight
-    progress: float = field(default_factory=time.monotonic)  # last answer (or first use)
-
-
-class EndpointLimits:
-    """Per-endpoint in-flight caps taken before the global one, so a slow endpoint queues
-    behind its own cap and never holds the slots the healthy ones need. An endpoint with
-    every slot taken that has not answered for `stall_after` seconds is *stalled*: requests
-    waiting for it, and new ones, are parked instead of queued (see HttpSender.attempt)."""
-
-    def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0) -> None:
-        self.per_endpoint = per_endpoint
-        self.total = asyncio.Semaphore(total)
-        self.stall_after = stall_after
-        self._endpoints: dict[str, _Endpoint] = {}
-        self.in_flight = 0
-
-    def stalled(self, endpoint: str) -> bool:
-        state = self._endpoints.get(endpoint)
-        return (state is not None and state.users >= self.per_endpoint
-                and time.monotonic() - state.progress > self.stall_after)
-
-    async def acquire(self, endpoint: str) -> _Endpoint:
-        """Take the endpoint's slot, then a global one; give both back with release().
-        Raises Stalled when the endpoint stalls while this request waits for its slot."""
-        state = self._endpoints.get(endpoint)
-        if state is None:
-            state = self._endpoints[endpoint] = _Endpoint(asyncio.Semaphore(self.per_endpoint))
-        state.users += 1
-        try:
-            while True:  # wait for the endpoint's slot, but not behind a black hole
-                if not state.sem.locked():
-                    await state.sem.acquire()
-                    break
-                try:
-                    async with asyncio.timeout(self.stall_after):
-                        await state.sem.acquire()
-                    break
-                except TimeoutError:
-                    if self.stalled(endpoint):
-                        raise Stalled(endpoint) from None
-            try:
-                await self.total.acquire()
-            except BaseException:
-                state.sem.release()
-                raise
-        except BaseException:
-            self._leave(endpoint, state)
-            raise
-        self.in_flight += 1
-        return state
-
-    def release(self, endpoint: str, state: _Endpoint, answered: bool = True) -> None:
-        self.in_flight -= 1
-        self.total.release()
-        state.sem.release()
-        if answered:
-            state.progress = time.monotonic()
-        self._leave(endpoint, state)
-
-    def _leave(self, endpoint: str, state: _Endpoint) -> None:
-        state.users -= 1
-        if state.users == 0:
-            del self._endpoints[endpoint]  # idle endpoints cost nothing
-
-    @asynccontextmanager
-    async def slot(self, endpoint: str) -> AsyncIterator[None]:
-        state = await self.acquire(endpoint)
-        try:
-            yield
-        finally:
-            self.release(endpoint, state)
 
 
 def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext:
@@ -199,9 +116,11 @@ class HttpSender:
         wait = self.breakers.open_for(endpoint)
         if wait is None:
             try:
-                if self.limits.stalled(endpoint):
-                    raise Stalled(endpoint)
-                slot = await self.limits.acquire(endpoint)
+                slot = self.limits.try_acquire(endpoint)
+                if slot is None:
+                    if self.limits.stalled(endpoint):
+                        raise Stalled(endpoint)
+                    slot = await self.limits.acquire(endpoint)
             except Stalled:  # a full queue and no answer for a while (a black hole): park
                 return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None,
                                f"{endpoint} is not answering", self.breakers.cooldown)

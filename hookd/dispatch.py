@@ -65,6 +65,9 @@ class Dispatcher:
     _records: int = 0
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
+    # a logger of the logging set-up in force when the dispatcher is made: the module's
+    # lazy proxy would look the configuration up again for every delivery
+    _log: Any = field(default_factory=lambda: log.bind())
 
     @property
     def pending(self) -> int:
@@ -191,7 +194,7 @@ class Dispatcher:
             request = hook.render(event)
         except RenderError as exc:  # render() turns every template/body error into this
             return await self._fail(job, failure(ErrorKind.RENDER, str(exc)))
-        bound = log.bind(hook=hook.id, _event=event.name, webhook_id=request.webhook_id,
+        bound = self._log.bind(hook=hook.id, _event=event.name, webhook_id=request.webhook_id,
                          url=request.url, topic=meta.topic,  # the log processor masks secrets
                          partition=meta.partition, offset=meta.offset)
         delivery = self.runtime().config.delivery

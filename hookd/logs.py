@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -67,6 +71,55 @@ class RedactorHolder:
 REDACTOR = RedactorHolder()
 
 
+class BatchedBytesLogger:
+    """Writes JSON lines to a binary stream and flushes once per event-loop iteration:
+    a busy daemon writes a line per delivery, and a write(2) for each was a cost of its
+    own. Lines reach the stream before the loop next waits for I/O; outside a running
+    loop (the CLI, start-up) each line is flushed at once."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._pending = False
+
+    def msg(self, message: bytes) -> None:
+        self._stream.write(message + b"\n")
+        if self._pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._stream.flush()
+            return
+        self._pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._pending = False
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout
+            self._stream.flush()
+
+    log = debug = info = warn = warning = err = error = critical = exception = msg
+    fatal = failure = msg
+
+
+class FastTimeStamper:
+    """ISO-8601 UTC timestamps like structlog's TimeStamper(fmt="iso", utc=True), with the
+    date and time up to the second formatted once per second rather than once per line."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _logger: Any, _name: str, event_dict: Any) -> Any:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event_dict
+
+
 class _SharedLogger:
     """A logger factory that hands out one logger: structlog asks for one on every
     `bind()` of a module-level logger (caching is off so reconfiguring works), and a
@@ -83,7 +136,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        FastTimeStamper(),
         structlog.processors.format_exc_info,
         REDACTOR.processor,
         # the message goes to "msg", so "event" can carry the event name (bound as _event)
@@ -91,7 +144,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     ]
     if fmt == "json":
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
-        factory: Any = _SharedLogger(structlog.BytesLogger(sys.stdout.buffer))
+        factory: Any = _SharedLogger(BatchedBytesLogger(sys.stdout.buffer))
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
         factory = structlog.PrintLoggerFactory(sys.stdout)

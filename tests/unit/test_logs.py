@@ -136,3 +136,44 @@ def test_short_values_are_not_treated_as_secrets() -> None:
 def test_longest_secret_wins() -> None:
     redactor = Redactor(["token", "token-long-version"])
     assert redactor("token-long-version") == MASK
+
+
+def test_fast_timestamps_match_structlogs() -> None:
+    ours = logs.FastTimeStamper()
+    theirs = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    for _ in range(3):
+        a = ours(None, "info", {})["timestamp"]
+        b = theirs(None, "info", {})["timestamp"]
+        assert len(a) == len(b) == len("2026-11-21T14:07:03.788611Z")
+        assert a[:19] == b[:19] or a[:17] == b[:17]  # the same second (or a tick apart)
+        assert a.endswith("Z") and a[19] == "."
+
+
+async def test_lines_written_in_one_loop_iteration_are_flushed_together() -> None:
+    import asyncio
+    import io
+
+    class Counting(io.BytesIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+
+    stream = Counting()
+    logger = logs.BatchedBytesLogger(stream)
+    for n in range(5):
+        logger.info(b'{"n": %d}' % n)
+    assert stream.flushes == 0  # not yet: at the end of this iteration
+    await asyncio.sleep(0)
+    assert stream.flushes == 1
+    assert stream.getvalue().count(b"\n") == 5
+
+
+def test_outside_a_loop_each_line_is_flushed() -> None:
+    import io
+
+    stream = io.BytesIO()
+    flushed: list[int] = []
+    stream.flush = lambda: flushed.append(len(stream.getvalue()))  # type: ignore[method-assign]
+    logs.BatchedBytesLogger(stream).warning(b"{}")
+    assert flushed == [3]

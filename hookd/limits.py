@@ -1,0 +1,169 @@
+"""In-flight caps: per endpoint, then global; a stalled endpoint's queue is turned away.
+
+On the hot path: a free slot is taken without suspending (`try_acquire`), and an endpoint
+whose queue is waiting has one stall timer, not one timeout per waiting request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class Stalled(Exception):
+    """The endpoint has a full queue and has not answered for a while."""
+
+
+class Slots:
+    """A counting semaphore, first come first served, that can be taken synchronously."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.give()  # handed a slot, then cancelled: pass it on
+            raise
+
+    def give(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+    def fail_waiters(self, exc: BaseException) -> None:
+        waiters, self.waiters = self.waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+    def waiting(self) -> bool:
+        return any(not w.done() for w in self.waiters)
+
+
+class _Endpoint:
+    __slots__ = ("progress", "slots", "users", "watch")
+
+    def __init__(self, per_endpoint: int) -> None:
+        self.slots = Slots(per_endpoint)
+        self.users = 0  # waiting or in flight
+        self.progress = time.monotonic()  # last answer (or first use)
+        self.watch: asyncio.TimerHandle | None = None
+
+
+class EndpointLimits:
+    """Per-endpoint in-flight caps taken before the global one, so a slow endpoint queues
+    behind its own cap and never holds the slots the healthy ones need. An endpoint with
+    every slot taken that has not answered for `stall_after` seconds is *stalled*: requests
+    waiting for it, and new ones, are parked instead of queued (see HttpSender.attempt)."""
+
+    def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0) -> None:
+        self.per_endpoint = per_endpoint
+        self.total = Slots(total)
+        self.stall_after = stall_after
+        self._endpoints: dict[str, _Endpoint] = {}
+        self.in_flight = 0
+
+    def stalled(self, endpoint: str) -> bool:
+        state = self._endpoints.get(endpoint)
+        return (state is not None and state.users >= self.per_endpoint
+                and time.monotonic() - state.progress > self.stall_after)
+
+    def try_acquire(self, endpoint: str) -> _Endpoint | None:
+        """Both slots if they are free right now (no waiting); else None."""
+        state = self._endpoints.get(endpoint)
+        if state is None:
+            state = self._endpoints[endpoint] = _Endpoint(self.per_endpoint)
+        if state.slots.try_take():
+            if self.total.try_take():
+                state.users += 1
+                self.in_flight += 1
+                return state
+            state.slots.give()
+        if state.users == 0:
+            del self._endpoints[endpoint]
+        return None
+
+    async def acquire(self, endpoint: str) -> _Endpoint:
+        """Take the endpoint's slot, then a global one; give both back with release().
+        Raises Stalled when the endpoint stalls while this request waits for its slot."""
+        state = self._endpoints.get(endpoint)
+        if state is None:
+            state = self._endpoints[endpoint] = _Endpoint(self.per_endpoint)
+        state.users += 1
+        try:
+            if not state.slots.try_take():
+                self._watch(endpoint, state)
+                await state.slots.take()
+            if not self.total.try_take():
+                try:
+                    await self.total.take()
+                except BaseException:
+                    state.slots.give()
+                    raise
+        except BaseException:
+            self._leave(endpoint, state)
+            raise
+        self.in_flight += 1
+        return state
+
+    def _watch(self, endpoint: str, state: _Endpoint) -> None:
+        """One timer per endpoint with a queue: turns the queue away once it stalls."""
+        if state.watch is None:
+            state.watch = asyncio.get_running_loop().call_later(
+                self.stall_after, self._check, endpoint, state)
+
+    def _check(self, endpoint: str, state: _Endpoint) -> None:
+        state.watch = None
+        if not state.slots.waiting():
+            return
+        if self.stalled(endpoint):
+            state.slots.fail_waiters(Stalled(endpoint))
+        else:
+            self._watch(endpoint, state)
+
+    def release(self, endpoint: str, state: _Endpoint, answered: bool = True) -> None:
+        self.in_flight -= 1
+        self.total.give()
+        state.slots.give()
+        if answered:
+            state.progress = time.monotonic()
+        self._leave(endpoint, state)
+
+    def _leave(self, endpoint: str, state: _Endpoint) -> None:
+        state.users -= 1
+        if state.users == 0:
+            if state.watch is not None:
+                state.watch.cancel()
+                state.watch = None
+            if self._endpoints.get(endpoint) is state:
+                del self._endpoints[endpoint]  # idle endpoints cost nothing
+
+    @asynccontextmanager
+    async def slot(self, endpoint: str) -> AsyncIterator[None]:
+        state = self.try_acquire(endpoint) or await self.acquire(endpoint)
+        try:
+            yield
+        finally:
+            self.release(endpoint, state)

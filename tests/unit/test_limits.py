@@ -1,0 +1,106 @@
+"""hookd.limits: the slots' order, cancellation, and the stall watch (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hookd.limits import EndpointLimits, Slots, Stalled
+
+
+async def test_slots_are_first_come_first_served() -> None:
+    slots = Slots(1)
+    assert slots.try_take()
+    order: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await slots.take()
+        order.append(n)
+
+    tasks = [asyncio.create_task(waiter(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    assert not slots.try_take()  # others queue: no barging in
+    for _ in range(3):
+        slots.give()
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2]
+    slots.give()
+    assert slots.free == 1 and not slots.waiting()
+
+
+async def test_a_cancelled_waiter_that_was_handed_a_slot_passes_it_on() -> None:
+    slots = Slots(1)
+    assert slots.try_take()
+    first = asyncio.create_task(slots.take())
+    second = asyncio.create_task(slots.take())
+    await asyncio.sleep(0)
+    slots.give()  # handed to `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, 1.0)  # the slot went on to `second`
+    assert slots.free == 0
+
+
+async def test_fail_waiters_raises_in_each_waiter() -> None:
+    slots = Slots(0)
+    tasks = [asyncio.create_task(slots.take()) for _ in range(2)]
+    await asyncio.sleep(0)
+    slots.fail_waiters(Stalled("e"))
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        assert isinstance(result, Stalled)
+
+
+async def test_try_acquire_takes_both_slots_or_none() -> None:
+    limits = EndpointLimits(per_endpoint=2, total=1)
+    a = limits.try_acquire("http://a:80")
+    assert a is not None and limits.in_flight == 1
+    assert limits.try_acquire("http://b:80") is None  # the global cap is full
+    assert "http://b:80" not in limits._endpoints  # nothing left behind
+    limits.release("http://a:80", a)
+    assert limits.in_flight == 0 and limits._endpoints == {}
+
+
+async def test_one_stall_timer_turns_the_whole_queue_away() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=10, stall_after=0.1)
+    held = limits.try_acquire("http://hole:80")  # in flight, never answered
+    assert held is not None
+    waiting = [asyncio.create_task(limits.acquire("http://hole:80")) for _ in range(5)]
+    await asyncio.sleep(0)
+    assert limits._endpoints["http://hole:80"].watch is not None
+    results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 2.0)
+    assert all(isinstance(r, Stalled) for r in results)
+    assert limits.stalled("http://hole:80")
+    limits.release("http://hole:80", held, answered=False)
+    assert limits.in_flight == 0 and limits._endpoints == {}
+
+
+async def test_a_slow_but_answering_endpoint_is_not_stalled() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=10, stall_after=0.1)
+    held = limits.try_acquire("http://slow:80")
+    assert held is not None
+    waiter = asyncio.create_task(limits.acquire("http://slow:80"))
+    for _ in range(3):  # answers keep coming, each a little under stall_after apart
+        await asyncio.sleep(0.06)
+        limits.release("http://slow:80", held)
+        held = await asyncio.wait_for(waiter, 1.0)
+        waiter = asyncio.create_task(limits.acquire("http://slow:80"))
+    limits.release("http://slow:80", held)
+    state = await asyncio.wait_for(waiter, 1.0)
+    limits.release("http://slow:80", state)
+    assert limits.in_flight == 0
+
+
+async def test_acquire_cancelled_while_waiting_leaves_nothing_behind() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=10, stall_after=5.0)
+    held = limits.try_acquire("http://e:80")
+    assert held is not None
+    waiter = asyncio.create_task(limits.acquire("http://e:80"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    limits.release("http://e:80", held)
+    assert limits._endpoints == {} and limits.in_flight == 0
+    assert limits.try_acquire("http://e:80") is not None
