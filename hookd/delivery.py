@@ -128,8 +128,8 @@ class HttpSender:
             try:
                 wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
                 if wait is None:
-                    outcome = await self._attempt(target.scheme, request, signer, timeout,
-                                                  tls, extra_headers)
+                    outcome = await self._send(target.scheme, request, signer, timeout, tls,
+                                               extra_headers)
                     answered = outcome.status is not None
                     self.breakers.record(endpoint, outcome)
                     return outcome
@@ -138,9 +138,9 @@ class HttpSender:
         return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}",
                        wait)
 
-    async def _attempt(self, scheme: str, request: Request, signer: Signer | None,
-                       timeout: float, tls: TlsConfig | None,
-                       extra_headers: Mapping[str, str] | None) -> Outcome:
+    async def _send(self, scheme: str, request: Request, signer: Signer | None,
+                    timeout: float, tls: TlsConfig | None,
+                    extra_headers: Mapping[str, str] | None) -> Outcome:
         assert self._pool is not None, "HttpSender.start() first"
         headers = request.signed_headers(signer, int(time.time()))
         if extra_headers:

@@ -49,6 +49,22 @@ class _Job:
     first_attempt_at: float | None = None
 
 
+class _Line:
+    """A delivery's log context, given to each of its lines (cheaper than a bound logger,
+    which copies its context and builds a new logger)."""
+
+    __slots__ = ("context", "logger")
+
+    def __init__(self, logger: Any, context: dict[str, Any]) -> None:
+        self.logger, self.context = logger, context
+
+    def info(self, msg: str, **fields: Any) -> None:
+        self.logger.info(msg, **self.context, **fields)
+
+    def warning(self, msg: str, **fields: Any) -> None:
+        self.logger.warning(msg, **self.context, **fields)
+
+
 @dataclass
 class Dispatcher:
     """Owns every in-flight record until all of its deliveries are final or parked."""
@@ -159,33 +175,29 @@ class Dispatcher:
                                  parked.first_attempt_at), hook)
 
     async def _ordered(self, job: _Job, hook: CompiledHook) -> None:
-        """Deliveries of one key to one hook go out in offset order."""
-        if job.key is None:
-            return await self._safely(job, hook)
-        chain_key = (hook.id, job.key)
-        previous = self._chains.get(chain_key)
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._chains[chain_key] = mine
+        """Deliveries of one key to one hook go out in offset order. A bug must not wedge a
+        partition: what raises is dead-lettered as `internal`."""
+        previous = mine = None
+        if job.key is not None:
+            chain_key = (hook.id, job.key)
+            previous = self._chains.get(chain_key)
+            mine = self._chains[chain_key] = asyncio.get_running_loop().create_future()
         try:
             if previous is not None:
                 await previous  # its owner only ever sets a result (or is cancelled with us)
-            await self._safely(job, hook)
-        finally:
-            if not mine.done():
-                mine.set_result(None)
-            if self._chains.get(chain_key) is mine:
-                del self._chains[chain_key]
-
-    # -- one delivery -------------------------------------------------------------------------
-    async def _safely(self, job: _Job, hook: CompiledHook) -> None:
-        """A bug must not wedge a partition: what raises is dead-lettered as `internal`."""
-        try:
             await self._deliver(job, hook)
         except Exception as exc:
             log.exception("internal error in a delivery; dead-lettered", hook=hook.id,
                           event_id=job.event.id)
             await self._fail(job, failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"))
+        finally:
+            if mine is not None:
+                if not mine.done():
+                    mine.set_result(None)
+                if self._chains.get(chain_key) is mine:
+                    del self._chains[chain_key]
 
+    # -- one delivery -------------------------------------------------------------------------
     async def _deliver(self, job: _Job, hook: CompiledHook) -> None:
         event, meta = job.event, job.event.meta
         if hook.id in self.disabled:
@@ -194,9 +206,10 @@ class Dispatcher:
             request = hook.render(event)
         except RenderError as exc:  # render() turns every template/body error into this
             return await self._fail(job, failure(ErrorKind.RENDER, str(exc)))
-        bound = self._log.bind(hook=hook.id, _event=event.name, webhook_id=request.webhook_id,
-                         url=request.url, topic=meta.topic,  # the log processor masks secrets
-                         partition=meta.partition, offset=meta.offset)
+        bound = _Line(self._log, {  # the log processor masks secrets
+            "hook": hook.id, "_event": event.name, "webhook_id": request.webhook_id,
+            "url": request.url, "topic": meta.topic, "partition": meta.partition,
+            "offset": meta.offset})
         delivery = self.runtime().config.delivery
         inline_max = delivery.retry.inline_max if self.parking is not None else float("inf")
         outcome, last = await run_with_retries(
@@ -222,10 +235,15 @@ class Dispatcher:
         return await self._fail(job, outcome)
 
     async def _attempt(self, job: _Job, hook: CompiledHook, request: Request, attempt: int,
-                       bound: Any) -> Outcome:
-        await self._rate(hook)
+                       bound: _Line) -> Outcome:
+        if hook.config.rate_limit is not None:
+            await self._rate(hook)
         started = time.monotonic()
-        outcome = await self._send(hook, request)
+        if self.tokens is not None and isinstance(hook.config.auth, OAuth2Auth):
+            outcome = await self._send_oauth2(hook, request, hook.config.auth, self.tokens)
+        else:
+            outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
+                                                hook.config.tls)
         if outcome.verdict is Verdict.PARK:  # the endpoint's circuit is open: nothing sent
             return outcome
         if job.first_attempt_at is None:
@@ -242,15 +260,13 @@ class Dispatcher:
                           error_kind=str(outcome.kind), error=outcome.message)
         return outcome
 
-    async def _send(self, hook: CompiledHook, request: Request) -> Outcome:
-        auth = hook.config.auth
-        if not isinstance(auth, OAuth2Auth) or self.tokens is None:
-            return await self.sender.attempt(request, hook.signer, hook.timeout, hook.config.tls)
+    async def _send_oauth2(self, hook: CompiledHook, request: Request, auth: OAuth2Auth,
+                           tokens: TokenCache) -> Outcome:
         for fresh in (False, True):  # a 401 refreshes the token once
             if fresh:
-                self.tokens.invalidate(auth)
+                tokens.invalidate(auth)
             try:
-                token = await self.tokens.token(auth, hook.timeout)
+                token = await tokens.token(auth, hook.timeout)
             except BlockedDestination as exc:  # the SSRF guard: fails at once, like a hook
                 return failure(ErrorKind.BLOCKED, f"oauth2 token: {exc}")
             except Exception as exc:  # TokenError, refused, timeout: retried later
@@ -264,8 +280,7 @@ class Dispatcher:
 
     async def _rate(self, hook: CompiledHook) -> None:
         rate = hook.config.rate_limit
-        if rate is None:
-            return
+        assert rate is not None
         current = self._limiters.get(hook.id)
         if current is None or current[0] != rate:
             count, period = parse_rate(rate)
@@ -280,7 +295,7 @@ class Dispatcher:
             self.counters.retrying -= 1
 
     # -- endings --------------------------------------------------------------------------------
-    async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: Any) -> None:
+    async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: _Line) -> None:
         lot = self.parking
         assert lot is not None
         parked = Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,

@@ -48,10 +48,7 @@ class Target:
     port: int
     host_header: str
     path: str  # path and query, as sent
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
+    endpoint: str  # scheme://host:port, the key of limits and circuit breakers
 
 
 @functools.lru_cache(maxsize=4096)
@@ -67,7 +64,8 @@ def target_of(url: str) -> Target:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     shown = f"[{host}]" if ":" in host else host
     host_header = f"{shown}:{port}" if parsed.explicit_port else shown
-    return Target(parsed.scheme, host, port, host_header, parsed.raw_path_qs or "/")
+    return Target(parsed.scheme, host, port, host_header, parsed.raw_path_qs or "/",
+                  f"{parsed.scheme}://{host}:{port}")
 
 
 def _is_dotted_quad(host: str) -> bool:

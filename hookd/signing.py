@@ -30,6 +30,6 @@ class Signer:
     def signature(self, msg_id: str, timestamp: int, body: bytes) -> str:
         signed = f"{msg_id}.{timestamp}.".encode() + body
         return " ".join(
-            "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+            "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
             for key in self.keys
         )
