@@ -17,6 +17,7 @@ import orjson
 import structlog
 from aiokafka.errors import KafkaError
 
+from hookd.batching import BatchedProducer
 from hookd.consumer import ConsumerLoop
 from hookd.deadletter import KafkaDeadLetters
 from hookd.delivery import HttpSender
@@ -56,6 +57,7 @@ class Daemon:
         self.last_reload: dict[str, Any] = {"ok": None, "at": None, "error": None}
         self.clients: list[Any] = []  # consumers, producer, admin: stopped at shutdown
         self.producer: Any = None
+        self.batches: BatchedProducer | None = None  # parked and dead-lettered records
         self.sender: HttpSender | None = None
         self.dispatcher: Dispatcher | None = None
         self.parking: ParkingLot | None = None
@@ -91,12 +93,13 @@ class Daemon:
         if not await self._connect_kafka():
             return
         kafka = cfg.kafka
-        self.parking = ParkingLot(self.producer, self.clients[-1], kafka.retry_topic_prefix,
+        self.batches = BatchedProducer(self.producer)
+        self.parking = ParkingLot(self.batches, self.clients[-1], kafka.retry_topic_prefix,
                                   kafka.retry_partitions, kafka.retry_replication,
                                   kafka.max_request_size)
         await self.parking.ensure_tiers(tiers_of(self.runtime))
         self.dispatcher = Dispatcher(
-            self.sender, KafkaDeadLetters(self.producer, kafka.dead_letter_topic,
+            self.sender, KafkaDeadLetters(self.batches, kafka.dead_letter_topic,
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
         self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
@@ -213,6 +216,8 @@ class Daemon:
             if abandoned:
                 log.warning("shutdown timeout: records left uncommitted, they will be redelivered",
                             records=abandoned)
+        if self.batches is not None:
+            await self.batches.flush()
         for loop in loops:
             await loop.commit()
         for client in self.clients:
@@ -292,8 +297,8 @@ async def _stop_client(client: Any) -> None:
 
 
 def tune_gc() -> None:
-    """Every delivery allocates hundreds of short-lived objects (aiohttp's request and
-    response, futures, log events) while thousands of long-lived ones stay (config,
+    """Every delivery allocates hundreds of short-lived objects (requests, responses,
+    futures, log events) while thousands of long-lived ones stay (config,
     compiled templates, in-flight records): with the default thresholds (700, 10, 10) the
     collector runs every few deliveries and keeps walking the survivors. Freeze what is
     loaded so far and collect the young generation far less often; reference counting
