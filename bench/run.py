@@ -289,7 +289,7 @@ class Bench:
         try:
             wait_ready(health, 60, child)
             cpu_ready = cpu_seconds(child.pid)
-            if self.args.profile and name == "e2e" and round_ == 0:
+            if self.args.profile == name and round_ == 0:
                 profiler = self.start_profiler(child)
             st = self.wait_count(expected, 300, child)
             ready = http_json(f"http://127.0.0.1:{health}/readyz")[1] or {}
@@ -605,8 +605,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3,
                    help="runs of the limit and of each hookd throughput run (best kept)")
     p.add_argument("--quick", action="store_true", help="small runs, to try the bench out")
-    p.add_argument("--profile", action="store_true",
-                   help="py-spy hookd during the end-to-end run (bench/results/profile.txt)")
+    p.add_argument("--profile", nargs="?", const="e2e", default=None, metavar="RUN",
+                   help="py-spy hookd during one throughput run (default e2e; or hooks1000, "
+                        "blackhole): bench/results/profile.txt")
     p.add_argument("--src", help="run hookd from this source tree (e.g. with a proposal)")
     p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,latency,hooks1000,"
