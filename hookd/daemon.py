@@ -121,9 +121,9 @@ class Daemon:
         """Records in flight (both loops) at which consumption pauses: bounded memory.
 
         Four times max_in_flight: when an endpoint turns into a black hole, its deliveries
-        queue until `stall_after` says so, and each holds its record; at 2× the queue
+        queue until `stall_after` says so, and each holds its record; at 2x the queue
         filled the budget first and paused the healthy hooks too (black-holed neighbour
-        in `make bench`: 0.56-0.64× at 2×, 0.72-0.74× at 4×; peak RSS 125 MB)."""
+        in `make bench`: 0.56-0.64x at 2x, 0.72-0.74x at 4x; peak RSS 125 MB)."""
         return 4 * self.runtime.config.delivery.max_in_flight
 
     async def _connect_kafka(self) -> bool:

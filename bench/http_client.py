@@ -1,0 +1,94 @@
+"""CPU per request: aiohttp's client against hookd.http1's pool, same requests, same receiver.
+
+    python -m bench.http_client [--requests 30000] [--concurrency 64]
+
+Starts `bench.receiver` in its own process on 127.0.0.1, then POSTs the same signed-looking
+JSON request with each client at the given concurrency; prints requests/s and CPU µs per
+request of this process (user + system), best of three rounds each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import orjson
+import uvloop
+
+from bench.common import start_receiver
+from hookd.http1 import Pool
+
+BODY = orjson.dumps({"event": "Joined", "queue": "sales", "call_id": "c" * 20,
+                     "fields": list(range(50))})
+HEADERS = {"content-type": "application/json", "webhook-id": "msg_0123456789abcdef",
+           "webhook-timestamp": "1700000000", "webhook-signature": "v1," + "a" * 44,
+           "user-agent": "hookd-bench"}
+
+
+async def measure(send: Callable[[], Awaitable[None]], requests: int,
+                  concurrency: int) -> tuple[float, float]:
+    left = requests
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await send()
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return requests / wall, cpu / requests * 1e6
+
+
+async def run(url: str, requests: int, concurrency: int) -> None:
+    async def loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    pool = Pool(loopback)
+
+    async def hookd_send() -> None:
+        response = await pool.request("POST", url, HEADERS, BODY, 5.0, 1024, None)
+        assert response.status == 200
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                     skip_auto_headers=("Accept-Encoding",)) as session:
+
+        async def aiohttp_send() -> None:
+            async with session.post(url, data=BODY, headers=HEADERS,
+                                    allow_redirects=False) as resp:
+                await resp.read()
+                assert resp.status == 200
+
+        for name, send in (("aiohttp", aiohttp_send), ("hookd.http1", hookd_send)):
+            rounds = [await measure(send, requests, concurrency) for _ in range(3)]
+            rate, cpu = max(rounds)
+            print(f"{name:12} {rate:9,.0f} requests/s  {min(c for _, c in rounds):6.1f} µs "
+                  "CPU per request (best of 3)")
+    pool.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.http_client")
+    p.add_argument("--requests", type=int, default=30_000)
+    p.add_argument("--concurrency", type=int, default=64)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hookd-http-") as tmp:
+        receiver, info = start_receiver(Path(tmp))
+        try:
+            uvloop.run(run(f"http://127.0.0.1:{info['port']}/hook", args.requests,
+                           args.concurrency))
+        finally:
+            receiver.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
