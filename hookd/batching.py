@@ -5,8 +5,9 @@ aiokafka's `send_and_wait` cost about 63 µs of CPU per record here with 1,000 r
 waiting, and 730 µs each with 5,000: enough to make an open circuit, which parks every
 delivery to its endpoint, slow down the healthy hooks. Appending to a batch per (topic,
 partition), sent with `send_batch` a couple of milliseconds later, costs 24 and 35 µs
-(`python -m bench.batching`, a task per record in both). Records are placed by the producer's default
-partitioner (murmur2 of the key, as Kafka's own clients do), so a key keeps its partition.
+(`python -m bench.batching`, a task per record in both). Records are placed by the
+producer's default partitioner (murmur2 of the key, as Kafka's own clients do), so a key
+keeps its partition.
 """
 
 from __future__ import annotations
