@@ -6,7 +6,8 @@ of a delivery (decode, match, render, sign, log) put together; this does a reque
 about 25 µs (`python -m bench.http_client`: 9,300 against 39,800 requests/s). It does
 only what a webhook needs: one request at a time per connection, Content-Length request
 bodies, answers of any framing (length, chunked, until close) read up to a cap; no
-redirects, cookies, proxies or compression. Where to connect is decided by the caller's resolver (the SSRF guard).
+redirects, cookies, proxies or compression. Where to connect is decided by the caller's
+resolver (the SSRF guard).
 """
 
 from __future__ import annotations
