@@ -38,6 +38,11 @@ class Sender(Protocol):
                       tls: TlsConfig | None = None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome: ...
 
+    def unavailable(self, endpoint: str) -> Outcome | None:
+        """PARK when the endpoint's circuit is open or it has stalled: checked before a
+        request is even rendered (hooks with a fixed URL); None otherwise."""
+        ...
+
 
 def endpoint_of(url: URL) -> str:
     return f"{url.scheme}://{url.host}:{url.port}"
@@ -103,6 +108,16 @@ class HttpSender:
         if ctx is None:
             ctx = self._ssl[tls] = _ssl_context(tls)
         return ctx
+
+    def unavailable(self, endpoint: str) -> Outcome | None:
+        wait = self.breakers.open_for(endpoint)
+        if wait is not None:
+            return Outcome(Verdict.PARK, ErrorKind.CONNECT, None,
+                           f"circuit open for {endpoint}", wait)
+        if self.limits.stalled(endpoint):
+            return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None,
+                           f"{endpoint} is not answering", self.breakers.cooldown)
+        return None
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
                       tls: TlsConfig | None = None,

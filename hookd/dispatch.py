@@ -22,6 +22,7 @@ from hookd.parking import Parked, ParkingLot, TooLargeToPark
 from hookd.redact import Redactor
 from hookd.render import CompiledHook, Request
 from hookd.retries import ErrorKind, Outcome, Verdict, failure, next_delay, run_with_retries
+from hookd.signing import webhook_id
 
 log = structlog.get_logger("hookd.dispatch")
 Done = Callable[[], None]
@@ -202,6 +203,14 @@ class Dispatcher:
         event, meta = job.event, job.event.meta
         if hook.id in self.disabled:
             return await self._fail(job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
+        if self.parking is not None and hook.endpoint is not None:
+            closed = self.sender.unavailable(hook.endpoint)
+            if closed is not None:  # park at once: the request is rendered when it is due
+                return await self._park(job, closed, closed.retry_after or 0.0, _Line(
+                    self._log, {"hook": hook.id, "_event": event.name,
+                                "webhook_id": webhook_id(event.id, hook.id),
+                                "url": hook.url.source, "topic": meta.topic,
+                                "partition": meta.partition, "offset": meta.offset}))
         try:
             request = hook.render(event)
         except RenderError as exc:  # render() turns every template/body error into this

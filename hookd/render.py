@@ -21,6 +21,7 @@ from hookd.config import ApiKeyAuth, HookConfig
 from hookd.errors import RenderError, SpecError
 from hookd.events import Event
 from hookd.filters import MISSING, Predicate, compile_filter, get_path
+from hookd.http1 import target_of
 from hookd.signing import Signer, webhook_id
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
@@ -197,6 +198,7 @@ class CompiledHook:
     signer: Signer | None
     timeout: float
     schedule: tuple[float, ...]
+    endpoint: str | None = None  # scheme://host:port when the URL is fixed (no template)
 
     @property
     def id(self) -> str:
@@ -362,7 +364,18 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
         signer=Signer.from_secrets(hook.signing.secret) if hook.signing else None,
         timeout=req.timeout if req.timeout is not None else default_timeout,
         schedule=tuple(hook.retry.schedule) if hook.retry else default_schedule,
+        endpoint=_fixed_endpoint(url),
     ), []
+
+
+def _fixed_endpoint(url: Text) -> str | None:
+    """The endpoint of a URL without template syntax (its query may still be templated)."""
+    if url.const is None:
+        return None
+    try:
+        return target_of(url.const.strip()).endpoint
+    except ValueError:
+        return None
 
 
 def _reserved_header_errors(headers: Mapping[Any, Any], api_key_header: Any) -> list[SpecError]:

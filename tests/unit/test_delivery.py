@@ -25,7 +25,7 @@ from hookd.config import DeliveryConfig
 from hookd.delivery import EndpointLimits, HttpSender, endpoint_of
 from hookd.errors import BlockedDestination
 from hookd.render import Request
-from hookd.retries import ErrorKind, Verdict
+from hookd.retries import ErrorKind, Verdict, failure
 from hookd.signing import Signer
 from hookd.ssrf import AddressPolicy, GuardedResolver, literal_ip
 
@@ -621,3 +621,16 @@ async def test_a_stalled_endpoint_parks_new_requests_instead_of_queueing_them(
         for w in accepted:
             w.close()
     assert sender.limits.in_flight == 0
+
+
+async def test_unavailable_reports_an_open_circuit_before_any_request(
+        make_sender: SenderFactory) -> None:
+    sender = await make_sender()
+    endpoint = "https://crm.example:443"
+    assert sender.unavailable(endpoint) is None
+    for _ in range(sender.breakers.threshold):
+        sender.breakers.record(endpoint, failure(ErrorKind.CONNECT, "refused"))
+    closed = sender.unavailable(endpoint)
+    assert closed is not None and closed.verdict is Verdict.PARK
+    assert closed.retry_after is not None and closed.retry_after > 0
+    assert sender.unavailable("https://other.example:443") is None

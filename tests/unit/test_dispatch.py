@@ -106,6 +106,9 @@ class FakeSender:
         self.log.append(("end", call.hook, seq))
         return result
 
+    def unavailable(self, endpoint: str) -> Outcome | None:
+        return None
+
     def hooks_for(self, seq: int) -> set[str]:
         return {c.hook for c in self.calls if c.seq == seq}
 
@@ -482,3 +485,52 @@ async def test_drain_waits_for_work_that_finishes_in_time(make: Make) -> None:
     d.submit(record(0, "Solo"))
     assert await d.drain(2.0) == 0
     assert d.tracker.committable() == {TP: 1}
+
+
+# ------------------------------------------------------------------------- parking
+
+class FakeLot:
+    """The ParkingLot part the dispatcher uses: parked deliveries in a list."""
+
+    def __init__(self) -> None:
+        self.parked: list[tuple[Any, float]] = []
+
+    async def park(self, parked: Any, delay: float) -> str:
+        self.parked.append((parked, delay))
+        return "hookd.retry.30s"
+
+
+class ClosedSender(FakeSender):
+    """Reports one endpoint unavailable (circuit open) before anything is rendered."""
+
+    def __init__(self, closed: str) -> None:
+        super().__init__()
+        self.closed = closed
+        self.asked: list[str] = []
+
+    def unavailable(self, endpoint: str) -> Outcome | None:
+        self.asked.append(endpoint)
+        if endpoint != self.closed:
+            return None
+        return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}",
+                       30.0)
+
+
+async def test_a_hook_with_a_fixed_url_is_parked_unrendered_while_its_endpoint_is_closed(
+        runtime: Runtime) -> None:
+    sender, lot = ClosedSender("http://127.0.0.1:80"), FakeLot()
+    dispatcher = Dispatcher(sender, FakeSink(), lambda: runtime,
+                            lambda: Redactor(runtime.secrets), lot)  # type: ignore[arg-type]
+    done: list[int] = []
+    dispatcher.submit(record(0, "Answered"), lambda: done.append(0))
+    dispatcher.submit(record(1, "Render"), lambda: done.append(1))  # templated URL
+    await dispatcher.drain(5.0)
+    assert done == [0, 1]
+    assert sender.calls == []  # nothing was sent...
+    assert sorted(p.hook for p, _ in lot.parked) == ["a", "b"]  # ...a and b were parked
+    assert all(delay == 30.0 for _, delay in lot.parked)
+    assert dispatcher.counters.parked == 2
+    # bad-render's URL is a template: its endpoint is not known before rendering, so it
+    # was rendered (and failed), not parked
+    assert sorted(sender.asked) == ["http://127.0.0.1:80"] * 2
+    assert dispatcher.counters.failed == 1
