@@ -17,9 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## make test: lint, type-check, then every test (unit + integration against a real broker)
-test: $(STAMP)
-	$(BIN)/ruff check hookd tests
-	$(BIN)/mypy
+test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -33,11 +31,13 @@ CHAOS_ROUNDS ?= 12
 chaos: $(STAMP)
 	HOOKD_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/pytest -q -s tests/integration/test_chaos.py
 
+## make lint / make typecheck: ruff, and mypy --strict (pyproject's packages, then bench/)
 lint: $(STAMP)
-	$(BIN)/ruff check hookd tests
+	$(BIN)/ruff check hookd tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy -p bench
 
 ## make demo: local broker + receiver + hookd (config/ samples) + simulated traffic, live
 ## summary; stops after $(DURATION) s or on Ctrl-C, leaving no process behind

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +36,7 @@ class Child:
         self.name = name
         self.log = log
         self._files: list[IO[bytes]] = []
+        self._stopped = False
         logfile: int | IO[bytes] = subprocess.DEVNULL
         if log is not None:
             logfile = open(log, "ab")  # noqa: SIM115 - closed in stop()
@@ -76,7 +77,10 @@ class Child:
                 os.killpg(self.proc.pid, sig)
 
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
-        """SIGTERM the group, SIGKILL after `timeout`; returns the exit code."""
+        """SIGTERM the group, SIGKILL after `timeout`; returns the exit code. Only the first
+        call acts (and takes the child off CHILDREN); later ones return the exit code."""
+        if self._stopped:
+            return self.proc.returncode
         if self.alive():
             self.send(sig)
             try:
@@ -90,16 +94,38 @@ class Child:
             if fh is not None:
                 with contextlib.suppress(OSError):
                     fh.close()
+        self._stopped = True
+        with contextlib.suppress(ValueError):
+            CHILDREN.remove(self)
         return self.proc.returncode
 
 
-CHILDREN: list[Child] = []
+CHILDREN: list[Child] = []  # started and not yet stopped, oldest first
 
 
 def stop_children() -> None:
-    """Stop every child still running, newest first (hookd before the broker)."""
+    """Stop every child not stopped yet, newest first (hookd before the broker)."""
     while CHILDREN:
         CHILDREN.pop().stop()
+
+
+def proc_status(pid: int, field_name: str) -> int:
+    """A kB figure from /proc/PID/status (VmRSS = RSS, VmHWM = peak RSS); 0 once it is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int, which: str = "both") -> float:
+    """CPU time of a process: user, system or both."""
+    with contextlib.suppress(OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        user, system = int(fields[11]), int(fields[12])
+        ticks = {"user": user, "system": system}.get(which, user + system)
+        return ticks / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def http_json(url: str, *, method: str = "GET", timeout: float = 5.0) -> tuple[int, Any]:
@@ -146,10 +172,14 @@ def receiver_stats(port: int) -> dict[str, Any]:
 
 
 def write_config(folder: Path, *, bootstrap: str, topic: str, group: str, hooks: list[Any],
-                 health_port: int, **delivery: Any) -> Path:
-    """A main config for a benchmark run (loopback allowed, fast consumer timings)."""
+                 health_port: int, overrides: Mapping[str, Any] | None = None,
+                 **delivery: Any) -> Path:
+    """A main config for a benchmark run (loopback allowed, fast consumer timings).
+
+    `delivery` goes into the `delivery` section; `overrides` is merged into the whole
+    config last (mappings key by key, anything else replaced)."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = {
+    config: dict[str, Any] = {
         "kafka": {"bootstrap_servers": [bootstrap], "topics": [topic], "group_id": group,
                   "dead_letter_topic": f"{topic}.dlq",
                   "retry_topic_prefix": f"{topic}.retry",
@@ -162,8 +192,18 @@ def write_config(folder: Path, *, bootstrap: str, topic: str, group: str, hooks:
         "hooks": hooks,
     }
     path = folder / "hookd.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(yaml.safe_dump(_merged(config, overrides or {}), sort_keys=False))
     return path
+
+
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def bench_hooks(base: str, count: int = 3, events: str | list[str] = "*",

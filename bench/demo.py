@@ -29,7 +29,16 @@ from typing import IO, Any
 
 import yaml
 
-from bench.common import PY, REPO, Child, http_json, stop_children, wait_ready
+from bench.common import (
+    CHILDREN,
+    PY,
+    REPO,
+    Child,
+    http_json,
+    start_receiver,
+    stop_children,
+    wait_ready,
+)
 from hookd.devbroker import DevBroker, create_topic, free_port
 
 SAMPLE = REPO / "config"
@@ -144,13 +153,11 @@ def run(args: argparse.Namespace) -> int:
               flush=True)
         secrets = [str(SAMPLE / "secrets" / n) for n in
                    ("crm_whsec", "billing_whsec", "billing_whsec_old")]
-        receiver = Child("receiver", [PY, "-m", "bench.receiver", "--print", "--fail-rate",
-                                      str(args.fail_rate), "--reject-rate",
-                                      str(args.reject_rate), "--seed", str(args.seed),
-                                      "--max-seconds", str(args.duration + 120),
-                                      *(x for s in secrets for x in ("--secret-file", s))],
-                         pipe=True, log=work / "receiver.err")
-        rport = receiver.json_line()["port"]
+        receiver, info = start_receiver(
+            work, "--print", "--fail-rate", str(args.fail_rate), "--reject-rate",
+            str(args.reject_rate), "--seed", str(args.seed), "--max-seconds",
+            str(args.duration + 120), *(x for s in secrets for x in ("--secret-file", s)))
+        rport = info["port"]
         pump(receiver.proc.stdout, lines)
         print(f"  receiver  http://127.0.0.1:{rport} (pid {receiver.pid}): answers 200, "
               f"{args.fail_rate:.0%} 503 (retried), {args.reject_rate:.1%} 422 "
@@ -202,10 +209,11 @@ def run(args: argparse.Namespace) -> int:
         screen.done()
         if interrupted:
             print("\nCtrl-C: stopping …", flush=True)
-        if hookd is not None and hookd.alive() and health:
-            # a last look, then hookd first: it stops fetching, finishes, commits
+        pids = [c.pid for c in CHILDREN]  # before any stop() takes a child off the list
+        if hookd is not None and hookd.alive():
+            # a second for the simulator's last events to be fetched, then hookd first: it
+            # stops fetching, finishes, commits
             time.sleep(0 if interrupted else 1.0)
-            ready = http_json(f"http://127.0.0.1:{health}/readyz", timeout=2)[1] or ready
             code = hookd.stop(timeout=25)
             print(f"  hookd stopped (exit {code})", flush=True)
         if rport:
@@ -214,10 +222,10 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(0.2)
         while not lines.empty():
             screen.line(lines.get_nowait())
-        pids = [c.pid for c in list(_children())]
+        broker_pid = broker.pid  # None once stopped
         stop_children()
         broker.stop()
-        pids += [p for p in (broker.pid,) if p]
+        pids += [p for p in (broker_pid,) if p]
     left = [p for p in pids if _alive(p)]
     outcomes = outcomes_in(work / "hookd.log")
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.get("statuses", {}).items()))
@@ -245,12 +253,6 @@ def outcomes_in(log: Path) -> dict[str, int]:
                         outcome = "retrying"  # an attempt that failed and will be retried
                     counts[outcome] = counts.get(outcome, 0) + 1
     return counts
-
-
-def _children() -> list[Child]:
-    from bench.common import CHILDREN
-
-    return list(CHILDREN)
 
 
 def _alive(pid: int) -> bool:

@@ -11,38 +11,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from aiokafka import AIOKafkaProducer
 
-from bench.common import Child, wait_ready
+from bench.common import PY, Child, proc_status, wait_ready, write_config
 from hookd.devbroker import DevBroker, create_topic, free_port
 from hookd.events import Event, Meta
 from hookd.parking import Parked, tier_topic
 
-PY = sys.executable
-
 
 def _config(folder: Path, bootstrap: str, prefix: str, health: int) -> Path:
-    config = {
-        "kafka": {"bootstrap_servers": [bootstrap], "topics": [f"{prefix}.events"],
-                  "group_id": f"{prefix}-g", "retry_topic_prefix": f"{prefix}.retry",
-                  "retry_replication": 1, "dead_letter_topic": f"{prefix}.dlq",
-                  "consumer": {"session_timeout": "2s", "heartbeat_interval": "200ms"}},
-        "delivery": {"allow_networks": ["127.0.0.0/8"],
-                     "retry": {"schedule": ["1h"], "inline_max": "10s"}},
-        "health": {"listen": f"127.0.0.1:{health}"},
-        "logging": {"level": "warning"},
-        "hooks": [{"id": "crm", "event": "*", "request": {"url": "http://127.0.0.1:9/x"}}],
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "hookd.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    """One hook to a closed port, retries parked for an hour in `{prefix}.retry` tiers."""
+    return write_config(
+        folder, bootstrap=bootstrap, topic=f"{prefix}.events", group=f"{prefix}-g",
+        hooks=[{"id": "crm", "event": "*", "request": {"url": "http://127.0.0.1:9/x"}}],
+        health_port=health, retry={"schedule": ["1h"], "inline_max": "10s"},
+        overrides={"kafka": {"retry_topic_prefix": f"{prefix}.retry", "retry_replication": 1,
+                             "consumer": {"session_timeout": "2s",
+                                          "heartbeat_interval": "200ms"}},
+                   "logging": {"level": "warning"}})
 
 
 async def _park(bootstrap: str, topic: str, count: int) -> None:
@@ -68,13 +58,6 @@ async def _park(bootstrap: str, topic: str, count: int) -> None:
         await producer.stop()
 
 
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def measure(parked: int, workdir: Path) -> int:
     """Peak-settled RSS (KiB) of a hookd whose retry topics hold `parked` deliveries."""
     prefix = f"p{parked}"
@@ -91,7 +74,10 @@ def measure(parked: int, workdir: Path) -> int:
             state = wait_ready(health, child=hookd)
             peak = 0
             for _ in range(20):  # 10 s: the retry consumer fetches, finds heads not due, pauses
-                peak = max(peak, _rss_kb(hookd.pid))
+                if not hookd.alive():
+                    raise RuntimeError(f"hookd exited (code {hookd.proc.returncode}); "
+                                       f"see {hookd.log}")
+                peak = max(peak, proc_status(hookd.pid, "VmRSS"))
                 time.sleep(0.5)
             assert state["config"]["hooks"] == 1
             return peak
