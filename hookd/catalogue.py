@@ -36,6 +36,8 @@ _CALL = dict.fromkeys(
      "duration_time", "billing_duration_time", "did_number", "did_name",
      "queue_disposition", "ivr_name", "call_state", "queue_name"], _S) | {
     "duration": _N, "ring_duration": _N, "billing_duration": _N}
+CALL_FIELDS: tuple[str, ...] = tuple(_CALL)
+"""The fields of every call event (``Call:*``, ``Ivr:*``), in catalogue order."""
 
 QUEUE_EVENTS = ("Joined", "Offering", "Answered", "Active", "Bridged", "Missed",
                 "Processing", "Leaving")

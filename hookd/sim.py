@@ -34,26 +34,20 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
+from hookd.catalogue import CALL_FIELDS
+
 __all__ = ["BASE_TIME", "SimEvent", "Simulator", "main"]
 
 BASE_TIME: Final = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 """Where simulated time starts unless told otherwise (fixed, so runs are reproducible)."""
 
-QUEUE_EVENTS: Final = ("Joined", "Offering", "Answered", "Active", "Bridged", "Missed",
-                       "Processing", "Leaving")
-CALL_FIELDS: Final = (
-    "direction", "uuid", "type", "created_at", "contact_number", "caller_id_number",
-    "destination", "duration", "ring_duration", "start_at", "answer_at", "environment_name",
-    "user_fullname", "user_name", "extension_username", "cause", "sip_status",
-    "recording_url", "duration_time", "billing_duration", "billing_duration_time",
-    "did_number", "did_name", "queue_disposition", "ivr_name", "call_state", "queue_name")
 DIALER_END: Final = "CUSTOM->engine::dialer_member_end"
 
 
@@ -512,7 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     return int(runner(_produce(args, sim)))
 
 
-async def _produce(args: argparse.Namespace, sim: Simulator) -> int:
+async def _produce(args: argparse.Namespace, sim: Simulator, *,
+                   clock: Callable[[], float] = time.monotonic,
+                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> int:
+    """Produce until the count or duration is reached. `clock` and `sleep` pace the sends
+    (injectable, so the pacing can be tested against a simulated clock)."""
     from aiokafka import AIOKafkaProducer
 
     if args.create_topic:
@@ -527,7 +525,7 @@ async def _produce(args: argparse.Namespace, sim: Simulator) -> int:
                                 max_batch_size=256 * 1024, request_timeout_ms=15000)
     await producer.start()
     progress = _Progress()
-    started = time.monotonic()
+    started = clock()
     last_report = started
     pending: list[asyncio.Future[Any]] = []
 
@@ -538,7 +536,7 @@ async def _produce(args: argparse.Namespace, sim: Simulator) -> int:
             progress.acked += 1
 
     def report(final: bool = False) -> None:
-        elapsed = time.monotonic() - started
+        elapsed = clock() - started
         line = {"produced": progress.produced, "acked": progress.acked,
                 "failed": progress.failed, "elapsed": round(elapsed, 3),
                 "rate": round(progress.produced / elapsed, 1) if elapsed else 0.0}
@@ -551,13 +549,13 @@ async def _produce(args: argparse.Namespace, sim: Simulator) -> int:
     deadline = started + args.duration if args.duration is not None else math.inf
     try:
         while not stop.is_set():
-            now = time.monotonic()
+            now = clock()
             if now >= deadline or (args.count is not None and progress.produced >= args.count):
                 break
             if args.rate:
                 due = int((now - started) * args.rate) + 1 - progress.produced
                 if due <= 0:
-                    await asyncio.sleep(min(0.005, 1 / args.rate))
+                    await sleep(min(0.005, 1 / args.rate))
                     continue
             else:
                 due = 500

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,6 +18,8 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from hookd.daemon import Daemon
+from hookd.devbroker import free_port as free_port  # re-exported for the tests
+from tests.integration.broker import create_topic
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -27,15 +28,15 @@ FAST_CONSUMER = {"session_timeout": "6s", "heartbeat_interval": "500ms",
                  "fetch_max_wait": "50ms", "commit_interval": "200ms", "revoke_grace": "1s"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def new_topic(bootstrap: str, partitions: int, prefix: str = "topic") -> str:
+    """A freshly created topic with a unique name starting with `prefix`."""
+    name = unique(prefix)
+    await create_topic(bootstrap, name, partitions)
+    return name
 
 
 def write_config(folder: Path, bootstrap: str, topic: str, hooks: list[dict[str, Any]], *,
@@ -78,25 +79,35 @@ async def produce(bootstrap: str, topic: str,
         await producer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, count: int,
-                     timeout: float = 20.0) -> list[Any]:
-    """Read `count` records from the start of `topic` (no group)."""
+async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 20.0, *,
+                     settle: float = 0.0) -> list[Any]:
+    """Records from the start of `topic` (no group): at least `count` of them. With `settle`,
+    go on until none arrived for `settle` s, so the result is everything on the topic (for
+    tests that assert there is nothing more than `count`)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=50,
                                 metadata_max_age_ms=500)
     await consumer.start()
     out: list[Any] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    quiet_since = loop.time()
     try:
-        async with asyncio.timeout(timeout):
-            while len(out) < count:
-                batch = await consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    out.extend(records)
-    except TimeoutError:
-        raise AssertionError(f"only {len(out)} of {count} records on {topic}") from None
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            got = [r for records in batch.values() for r in records]
+            out.extend(got)
+            now = loop.time()
+            if got:
+                quiet_since = now
+            if len(out) >= count and now - quiet_since >= settle:
+                return out
+            if now > deadline:
+                raise AssertionError(f"{len(out)} of {count} records on {topic} in {timeout}s"
+                                     + (f" (still arriving after {settle}s)"
+                                        if len(out) >= count else ""))
     finally:
         await consumer.stop()
-    return out
 
 
 async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:

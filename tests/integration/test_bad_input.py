@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from hookd.signing import webhook_id
-from tests.integration.broker import create_topic
 from tests.integration.harness import (
     committed,
     get_json,
     hook,
+    new_topic,
+    read_topic,
     running,
     unique,
     until,
@@ -42,12 +43,6 @@ def _corpus(prefix: str) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in files]
 
 
-async def _topic(broker: Any) -> str:
-    name = unique("bad")
-    await create_topic(broker.bootstrap, name, PARTS)
-    return name
-
-
 Sent = tuple[int, int]  # (partition, offset)
 
 
@@ -68,34 +63,6 @@ async def _send(bootstrap: str, topic: str,
         return sent
     finally:
         await producer.stop()
-
-
-async def _read_all(bootstrap: str, topic: str, at_least: int, timeout: float = 20.0,
-                    settle: float = 1.0) -> list[Any]:
-    """Every record of `topic`: at least `at_least` of them, then `settle` s with no more."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=50,
-                                metadata_max_age_ms=500)
-    await consumer.start()
-    out: list[Any] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    quiet_since = loop.time()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=100)
-            got = [r for records in batch.values() for r in records]
-            out.extend(got)
-            now = loop.time()
-            if got:
-                quiet_since = now
-            if len(out) >= at_least and now - quiet_since >= settle:
-                return out
-            if now > deadline:
-                raise AssertionError(f"{len(out)} of {at_least} records on {topic} "
-                                     f"in {timeout}s")
-    finally:
-        await consumer.stop()
 
 
 async def _wait_committed(bootstrap: str, group: str, topic: str, ends: dict[int, int],
@@ -139,7 +106,8 @@ def test_the_corpus_is_complete() -> None:
 
 async def test_bad_records_are_dead_lettered_and_consumption_goes_on(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, dlq, group = await _topic(broker), unique("dlq"), unique("g")
+    topic = await new_topic(broker.bootstrap, PARTS, "bad")
+    dlq, group = unique("dlq"), unique("g")
     gate = {**GATE, "request": {"url": receiver.url("/gate")}}
     cfg = write_config(tmp_path, broker.bootstrap, topic, [gate], dlq=dlq, group=group)
 
@@ -159,7 +127,7 @@ async def test_bad_records_are_dead_lettered_and_consumption_goes_on(
     async with running(cfg) as daemon:
         await wait_ready(daemon)
         sent = await _send(broker.bootstrap, topic, records)
-        letters = await _read_all(broker.bootstrap, dlq, len(undecodable))
+        letters = await read_topic(broker.bootstrap, dlq, len(undecodable), settle=1.0)
         # the corpus is through; now one valid event per partition, after the garbage
         valid = [(p, orjson.dumps({"event": "Joined", "id": f"after-{p}", "queue_id": 7}),
                   None) for p in range(PARTS)]
@@ -169,7 +137,7 @@ async def test_bad_records_are_dead_lettered_and_consumption_goes_on(
         await until(lambda: daemon.dispatcher.counters.events == len(sent))  # type: ignore[union-attr]
         counters = daemon.dispatcher.counters  # type: ignore[union-attr]
         status, health = await get_json(f"http://127.0.0.1:{daemon.health.port}/healthz")  # type: ignore[union-attr]
-        letters = await _read_all(broker.bootstrap, dlq, len(undecodable), settle=0.5)
+        letters = await read_topic(broker.bootstrap, dlq, len(undecodable), settle=0.5)
 
     # every undecodable record, and nothing else, is on the dead-letter topic, byte for byte
     by_source = {}
@@ -200,7 +168,8 @@ async def test_bad_records_are_dead_lettered_and_consumption_goes_on(
 
 async def test_a_10_mib_undecodable_record_is_dead_lettered_and_the_partition_moves_on(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, dlq, group = await _topic(broker), unique("dlq"), unique("g")
+    topic = await new_topic(broker.bootstrap, PARTS, "bad")
+    dlq, group = unique("dlq"), unique("g")
     gate = {**GATE, "request": {"url": receiver.url("/gate")}}
     cfg = write_config(tmp_path, broker.bootstrap, topic, [gate], dlq=dlq, group=group,
                        shutdown_timeout="1s")
@@ -213,7 +182,7 @@ async def test_a_10_mib_undecodable_record_is_dead_lettered_and_the_partition_mo
             (0, big, None),
             (0, orjson.dumps({"event": "Joined", "id": "after-big", "queue_id": 7}), None)])
         await receiver.wait_for(1, "/gate")  # a later record of the same partition flows
-        letters = await _read_all(broker.bootstrap, dlq, 1, timeout=10, settle=0.2)
+        letters = await read_topic(broker.bootstrap, dlq, 1, timeout=10, settle=0.2)
         await _wait_committed(broker.bootstrap, group, topic, _ends(sent), timeout=6)
     [letter] = letters
     rec = orjson.loads(letter.value)
@@ -221,13 +190,15 @@ async def test_a_10_mib_undecodable_record_is_dead_lettered_and_the_partition_mo
     assert rec["source"] == {"topic": topic, "partition": 0, "offset": sent[0][1]}
     # either all of it, or a documented truncation that says how big the record was
     raw = base64.b64decode(rec["raw"])
+    assert raw, "the dead letter carries none of the record"
     assert raw == big or (big.startswith(raw) and str(BIG) in letter.value.decode())
     assert daemon.dispatcher.counters.delivered == 1  # type: ignore[union-attr]
 
 
 async def test_an_event_nested_300_deep_is_final_and_its_partition_commits(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, dlq, group = await _topic(broker), unique("dlq"), unique("g")
+    topic = await new_topic(broker.bootstrap, PARTS, "bad")
+    dlq, group = unique("dlq"), unique("g")
     # the default body: the payload as JSON
     cfg = write_config(tmp_path, broker.bootstrap, topic,
                        [hook("all", "Joined", receiver.url("/all"))], dlq=dlq, group=group,
@@ -241,5 +212,15 @@ async def test_an_event_nested_300_deep_is_final_and_its_partition_commits(
             (0, deep, None), (0, orjson.dumps({"event": "Joined", "id": "after-deep"}), None)])
         await receiver.wait_for(1, "/all")
         await _wait_committed(broker.bootstrap, group, topic, _ends(sent), timeout=6)
+        letters = await read_topic(broker.bootstrap, dlq, 1, timeout=10, settle=0.2)
         counters = daemon.dispatcher.counters  # type: ignore[union-attr]
-    assert counters.delivered + counters.dead_lettered == 2
+    # the deep event decodes but cannot be written back out (orjson writes 254 levels at
+    # most): a render error, dead-lettered; the event after it is delivered
+    [letter] = letters
+    rec = orjson.loads(letter.value)
+    assert rec["error"]["kind"] == "render"
+    assert rec["hook"] == "all"
+    assert rec["source"] == {"topic": topic, "partition": 0, "offset": sent[0][1]}
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [
+        webhook_id("after-deep", "all")]
+    assert counters.delivered == 1 and counters.dead_lettered == 1

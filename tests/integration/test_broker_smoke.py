@@ -74,13 +74,13 @@ async def _polling(consumers: Iterable[AIOKafkaConsumer]) -> AsyncIterator[list[
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _wait_until(predicate: Any, timeout: float, what: str) -> float:
+async def _wait_until(predicate: Any, timeout: float, what: str) -> None:
+    """Wait for `predicate`; `timeout` is generous and only guards against a hang."""
     start = time.monotonic()
     while not predicate():
         if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 # -- the fixture itself -----------------------------------------------------------------
@@ -238,17 +238,15 @@ async def test_auto_created_topic_gets_four_partitions(bootstrap: str) -> None:
 # -- consumer groups --------------------------------------------------------------------
 
 
-async def test_first_assignment_is_fast(bootstrap: str, topic: str) -> None:
+async def test_a_new_group_gets_its_first_assignment(bootstrap: str, topic: str) -> None:
     consumer = _consumer(bootstrap, _group_name(), topic)
-    start = time.monotonic()
     await consumer.start()
     try:
+        # reached within the generous timeout; the measured figure (1.0 s with
+        # FAST_GROUP_CONFIG, 5.0 s with aiokafka's defaults) is in BROKER_NOTES.md
         await _wait_until(lambda: len(consumer.assignment()) == 4, 10, "assignment")
     finally:
         await consumer.stop()
-    elapsed = time.monotonic() - start
-    # measured 1.0 s with FAST_GROUP_CONFIG (5.0 s with aiokafka's defaults)
-    assert elapsed < 3.0, f"first assignment took {elapsed:.2f}s"
 
 
 async def test_manual_commit_and_resume_after_committed_offset(
@@ -308,10 +306,10 @@ async def test_pause_and_resume_a_partition(bootstrap: str, topic: str) -> None:
             assert [(r.partition, r.value) for r in seen] == [(2, b"flows")]
             consumer.resume(paused)
             assert consumer.paused() == set()
-            waited = await _wait_until(lambda: len(seen) == 2, 5, "resumed partition")
+            # an in-flight fetch is finished first (fetch_max_wait_ms=50); the generous
+            # timeout only guards against a hang
+            await _wait_until(lambda: len(seen) == 2, 5, "resumed partition")
             assert [(r.partition, r.value) for r in seen][1] == (0, b"held")
-            # an in-flight fetch is finished first: bounded by fetch_max_wait_ms (50)
-            assert waited < 1.0
     finally:
         await consumer.stop()
 
@@ -383,12 +381,11 @@ async def test_two_members_share_four_partitions(bootstrap: str, topic: str) -> 
             await _wait_until(lambda: len(one.assignment()) == 4, 10, "first member")
         await two.start()
         async with _polling([one, two]) as seen:
-            took = await _wait_until(
+            await _wait_until(  # measured 2.0 s (BROKER_NOTES.md)
                 lambda: len(one.assignment()) == 2 and len(two.assignment()) == 2,
                 15,
                 "rebalance to 2 + 2",
             )
-            assert took < 5.0, f"rebalance took {took:.2f}s"  # measured 2.0 s
             assert one.assignment().isdisjoint(two.assignment())
             assert {tp.partition for tp in one.assignment() | two.assignment()} == {0, 1, 2, 3}
 
@@ -401,9 +398,8 @@ async def test_two_members_share_four_partitions(bootstrap: str, topic: str) -> 
             ]
 
         await two.stop()  # graceful LeaveGroup: the survivor takes everything back
-        async with _polling([one]):
-            took = await _wait_until(lambda: len(one.assignment()) == 4, 10, "take-back")
-        assert took < 4.0, f"take-back took {took:.2f}s"  # measured ~1.1 s
+        async with _polling([one]):  # measured ~1.1 s (BROKER_NOTES.md)
+            await _wait_until(lambda: len(one.assignment()) == 4, 10, "take-back")
     finally:
         await two.stop()
         await one.stop()
@@ -444,12 +440,9 @@ async def test_partitions_of_a_killed_member_are_taken_over(bootstrap: str, topi
         child.wait()
 
     survivor = _consumer(bootstrap, group, topic)
-    start = time.monotonic()
     await survivor.start()
     try:
-        async with _polling([survivor]):
+        async with _polling([survivor]):  # measured ~4.1 s (BROKER_NOTES.md)
             await _wait_until(lambda: len(survivor.assignment()) == 4, 20, "take-over")
     finally:
         await survivor.stop()
-    took = time.monotonic() - start
-    assert took < 10.0, f"take-over took {took:.2f}s"  # measured ~4.1 s

@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from standardwebhooks.webhooks import Webhook
 
 from hookd.signing import webhook_id
-from tests.integration.broker import create_topic
 from tests.integration.harness import (
     WHSEC,
     committed,
@@ -28,14 +26,7 @@ from tests.integration.harness import (
 from tests.integration.receiver import Receiver
 from tests.integration.traffic import mixed_events
 
-PARTITIONS = 4
-
-
-@pytest.fixture
-async def topic(broker: Any) -> str:
-    name = unique("events")
-    await create_topic(broker.bootstrap, name, PARTITIONS)
-    return name
+PARTITIONS = 4  # of conftest's `topic` (TOPIC_PARTITIONS)
 
 
 async def test_mixed_traffic_delivered_signed_and_in_key_order(

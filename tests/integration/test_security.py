@@ -24,12 +24,12 @@ import pytest
 import yaml
 from aiohttp import web
 
-from tests.integration.broker import create_topic
 from tests.integration.harness import (
     DaemonProcess,
     free_port,
     get_json,
     hook,
+    new_topic,
     produce,
     read_topic,
     running,
@@ -45,12 +45,6 @@ PARTS = 2
 BLOCK_ALL = {"allow_networks": [], "timeout": "2s", "retry": {"schedule": ["50ms"]}}
 LOOPBACK_OK = {"allow_networks": ["127.0.0.0/8"], "timeout": "2s",
                "retry": {"schedule": ["50ms"], "jitter": 0.0}}
-
-
-async def _topic(broker: Any) -> str:
-    name = unique("sec")
-    await create_topic(broker.bootstrap, name, PARTS)
-    return name
 
 
 def _letters(records: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -85,7 +79,7 @@ _SSRF_EVENTS = [(b"k", {"event": "Literal", "id": "lit"}),
 
 async def test_ssrf_guard_refuses_loopback_by_address_by_name_and_from_event_data(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "sec"), unique("dlq")
     cfg = write_config(tmp_path, broker.bootstrap, topic, _ssrf_hooks(receiver.port), dlq=dlq,
                        delivery=BLOCK_ALL)
     async with running(cfg) as daemon:
@@ -110,7 +104,7 @@ async def test_ssrf_control_the_same_hooks_deliver_when_127_0_0_1_is_allowed(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
     """The refusals above are the guard's doing: allow 127.0.0.1/32 (only) and the same
     hooks reach the receiver, except ::1, which stays outside the allowed network."""
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "sec"), unique("dlq")
     delivery = {**BLOCK_ALL, "allow_networks": ["127.0.0.1/32"]}
     cfg = write_config(tmp_path, broker.bootstrap, topic, _ssrf_hooks(receiver.port), dlq=dlq,
                        delivery=delivery)
@@ -128,7 +122,7 @@ async def test_ssrf_control_the_same_hooks_deliver_when_127_0_0_1_is_allowed(
 
 async def test_ssrf_guard_tightened_by_reload_applies_to_the_next_attempt(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "sec"), unique("dlq")
     port = receiver.port
     hooks = [hook("literal", "Literal", f"http://127.0.0.1:{port}/literal"),
              hook("name", "Name", f"http://localhost:{port}/name")]
@@ -154,7 +148,7 @@ async def test_ssrf_guard_tightened_by_reload_applies_to_the_next_attempt(
 
 async def test_ssrf_guard_refuses_an_oauth2_token_url_on_loopback(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "sec"), unique("dlq")
     cfg = write_config(tmp_path, broker.bootstrap, topic, [hook(
         "o", "Answered", receiver.url("/api"),
         auth={"type": "oauth2", "token_url": receiver.url("/oauth/token"),
@@ -176,7 +170,7 @@ SSTI = {"a": "{{ 7*7 }}", "b": "{% raw %}", "c": "${env:HOME}",
 
 async def test_template_syntax_in_event_fields_arrives_literally(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic = await _topic(broker)
+    topic = await new_topic(broker.bootstrap, PARTS, "sec")
     fields = sorted(SSTI)
     body = "{" + ", ".join(f'"{k}": {{{{ {k}|tojson }}}}' for k in fields) + "}"
     raw_body = "{" + ", ".join(f'"{k}": "${{{k}}}"' for k in fields) + "}"
@@ -222,7 +216,7 @@ _EVIL = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
 
 async def test_template_escapes_and_header_injection_are_render_errors_nothing_sent(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "sec"), unique("dlq")
     hooks = [
         hook("evil-body", "Evil", receiver.url("/evil-body"),
              request={"body": _EVIL, "content_type": "text/plain"}),
@@ -374,7 +368,7 @@ def _leaks(text: str, forbidden: dict[str, str]) -> list[str]:
 
 async def test_secrets_never_appear_in_logs_health_or_check(
         broker: Any, echo: EchoServer, tmp_path: Path) -> None:
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "sec"), unique("dlq")
     values = _secret_values()
     forbidden = _forbidden(values)
     health_port = free_port()
@@ -432,7 +426,7 @@ async def test_secrets_never_appear_in_logs_health_or_check(
 
 async def test_secrets_are_masked_in_dead_letter_messages(
         broker: Any, echo: EchoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "sec"), unique("dlq")
     values = _secret_values()
     for name, value in _environ(values).items():
         monkeypatch.setenv(name, value)
@@ -466,7 +460,7 @@ async def _raw_http(port: int, request: bytes) -> int:
 
 async def test_health_server_serves_nothing_else(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic = await _topic(broker)
+    topic = await new_topic(broker.bootstrap, PARTS, "sec")
     cfg = write_config(tmp_path, broker.bootstrap, topic,
                        [hook("h", "Answered", receiver.url("/h"))])
     async with running(cfg) as daemon:

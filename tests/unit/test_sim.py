@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from hookd import sim
-from hookd.catalogue import EVENTS
+from hookd.catalogue import EVENTS, QUEUE_EVENTS
 from hookd.sim import DIALER_END, SimEvent, Simulator
 
 COUNT = 6000
@@ -114,14 +114,14 @@ def test_queue_flows_in_order_per_call(events: list[SimEvent]) -> None:
     complete = 0
     for key, flow in by_key(events).items():
         steps = [f"{e.name}:{e.value['result']}" if e.name == "Leaving" else e.name
-                 for e in flow if e.name in sim.QUEUE_EVENTS]
+                 for e in flow if e.name in QUEUE_EVENTS]
         if key not in started_early or not steps:
             continue
         assert QUEUE_FLOW.fullmatch(" ".join(steps)), (key, steps)
         complete += 1
-        assert len({e.value["queue_id"] for e in flow if e.name in sim.QUEUE_EVENTS}) == 1
+        assert len({e.value["queue_id"] for e in flow if e.name in QUEUE_EVENTS}) == 1
         if "Processing" in steps:  # only queues with post-processing have it
-            assert all(e.value["reporting"] for e in flow if e.name in sim.QUEUE_EVENTS)
+            assert all(e.value["reporting"] for e in flow if e.name in QUEUE_EVENTS)
     assert complete > 300
 
 
@@ -142,7 +142,7 @@ def test_call_events_in_order_per_call(events: list[SimEvent]) -> None:
             report = next(e for e in flow if e.name == "Call:Hangup").value
             assert report["cause"] in ("answer", "busy", "no_answer")
             assert re.fullmatch(r"\d\d:\d\d:\d\d", report["duration_time"])
-        queue = [e.name for e in flow if e.name in sim.QUEUE_EVENTS]
+        queue = [e.name for e in flow if e.name in QUEUE_EVENTS]
         if "Answered" in queue and "Call:Hangup" in names:  # the agent answered the call
             assert "Call:Answer" in names
         if "Call:Reporting" in names:
@@ -232,14 +232,47 @@ def test_produces_a_bounded_count_keyed_by_call_id_with_a_stamp(
     assert final["produced"] == final["acked"] == 1200 and final["done"]
 
 
-def test_paces_to_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
+class FakeClock:
+    """Simulated time for the produce loop: `sleep` advances it instead of waiting."""
 
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.naps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # still a yield point, as a real sleep is
+
+
+def test_paces_to_the_rate(monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
     import aiokafka
 
-    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", FakeProducer)
-    started = time.monotonic()
-    assert sim.main(["--rate", "400", "--duration", "0.5", "--seed", "1"]) == 0
-    elapsed = time.monotonic() - started
-    assert 0.45 <= elapsed < 3
-    assert 150 <= len(FakeProducer.sent) <= 260
+    clock = FakeClock()
+    sent_at: list[float] = []
+
+    class TimedProducer(FakeProducer):
+        async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+            sent_at.append(clock())
+            return await super().send(topic, value, key)
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", TimedProducer)
+    # 256/s: a tick of 1/256 s is exact in binary, so the simulated times are exact too
+    args = sim._parser().parse_args(["--rate", "256", "--duration", "0.5", "--seed", "1"])
+    simulator = Simulator(args.seed, concurrency=args.concurrency)
+    assert asyncio.run(sim._produce(args, simulator, clock=clock, sleep=clock.sleep)) == 0
+
+    assert len(FakeProducer.sent) == 128  # rate x duration, exactly
+    # one event per tick, each at its slot on the schedule: never ahead, never in a burst
+    assert sent_at == [i / 256 for i in range(128)]
+    assert set(clock.naps) == {1 / 256}
+    assert clock.now == 0.5  # stopped at the deadline
+    expected = Simulator(seed=1).take(128)
+    assert [orjson.loads(v) for _, v, _ in FakeProducer.sent] == [e.value for e in expected]
+    final = orjson.loads(capsys.readouterr().out.splitlines()[-1])
+    assert final == {"produced": 128, "acked": 128, "failed": 0, "elapsed": 0.5,
+                     "rate": 256.0, "done": True}
