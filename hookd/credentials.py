@@ -37,6 +37,8 @@ class SecretResolver:
             if not cred_dir:
                 raise SpecError(f"${{cred:{name}}} needs $CREDENTIALS_DIRECTORY "
                                 "(systemd LoadCredential=)")
+            if "/" in name or name in (".", ".."):  # a credential is a name, not a path
+                raise SpecError(f"credential name {name!r} is not a plain name")
             path = Path(cred_dir) / name
         else:
             path = Path(name) if Path(name).is_absolute() else self.base_dir / name

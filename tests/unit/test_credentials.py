@@ -62,6 +62,10 @@ def test_absolute_file(tmp_path: Path) -> None:
     pytest.param("${cred:nope}", "cannot read secret cred:nope: FileNotFoundError",
                  id="cred-missing"),
     pytest.param("${env:}", "empty name in ${env:}", id="empty-name"),
+    # the file exists (tmp_path/secrets/token): a credential name must not reach it
+    pytest.param("${cred:../secrets/token}",
+                 "credential name '../secrets/token' is not a plain name", id="cred-traversal"),
+    pytest.param("${cred:..}", "credential name '..' is not a plain name", id="cred-dot-dot"),
 ])
 def test_substitute_errors(resolver: SecretResolver, tmp_path: Path, text: str,
                            message: str) -> None:
