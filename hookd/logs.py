@@ -146,7 +146,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
         factory: Any = _SharedLogger(BatchedBytesLogger(sys.stdout.buffer))
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        processors.append(structlog.dev.ConsoleRenderer(colors=False, event_key="msg"))
         factory = structlog.PrintLoggerFactory(sys.stdout)
     structlog.configure(
         processors=processors,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import Any
 
 from ahocorasick_rs import AhoCorasick, MatchKind
@@ -48,10 +48,3 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
-
-    def processor(self, _logger: Any, _name: str,
-                  event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        """A structlog processor: the last line of defence before a log line is written."""
-        for key, value in event_dict.items():
-            event_dict[key] = self.value(value)
-        return event_dict

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import types
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -126,6 +129,8 @@ def test_console_format_is_redacted_too(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert SECRET not in out
     assert "delivery" in out and "Answered" in out and MASK in out
+    # the message is the line's message column, the event name a key like any other
+    assert re.search(r"\[info\s*\] delivery\s+event=Answered token=\*\*\*", out), out
 
 
 def test_short_values_are_not_treated_as_secrets() -> None:
@@ -144,9 +149,23 @@ def test_fast_timestamps_match_structlogs() -> None:
     for _ in range(3):
         a = ours(None, "info", {})["timestamp"]
         b = theirs(None, "info", {})["timestamp"]
-        assert len(a) == len(b) == len("2026-11-21T14:07:03.788611Z")
-        assert a[:19] == b[:19] or a[:17] == b[:17]  # the same second (or a tick apart)
-        assert a.endswith("Z") and a[19] == "."
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", a), a
+        # the same instant, read from the clock a moment apart: whatever boundary lies between
+        assert abs(datetime.fromisoformat(a) - datetime.fromisoformat(b)) < timedelta(seconds=2)
+
+
+def test_fast_timestamps_follow_the_clock_across_seconds_and_days(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    midnight = datetime(2026, 11, 22, tzinfo=UTC).timestamp()
+    # binary fractions, so the microseconds are exact
+    ticks = [midnight - 1.5, midnight - 1.25, midnight - 0.03125, midnight, midnight + 0.5]
+    clock = iter(ticks)
+    monkeypatch.setattr(logs, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    ours = logs.FastTimeStamper()
+    got = [ours(None, "info", {})["timestamp"] for _ in ticks]
+    assert got == ["2026-11-21T23:59:58.500000Z", "2026-11-21T23:59:58.750000Z",
+                   "2026-11-21T23:59:59.968750Z", "2026-11-22T00:00:00.000000Z",
+                   "2026-11-22T00:00:00.500000Z"]
 
 
 async def test_lines_written_in_one_loop_iteration_are_flushed_together() -> None:
