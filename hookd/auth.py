@@ -15,7 +15,7 @@ def _basic_token(user: str, password: str) -> str:
 
 def basic_authorization(user: str, password: str) -> str:
     """The value of an `Authorization: Basic` header."""
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return "Basic " + _basic_token(user, password)
 
 
 def static_auth_headers(auth: Auth | None) -> Headers:
@@ -24,7 +24,7 @@ def static_auth_headers(auth: Auth | None) -> Headers:
         case ApiKeyAuth(header=header, value=value):
             return ((header, value),)
         case BasicAuth(username=user, password=password):
-            return (("authorization", f"Basic {_basic_token(user, password)}"),)
+            return (("authorization", basic_authorization(user, password)),)
         case BearerAuth(token=token):
             return (("authorization", f"Bearer {token}"),)
         case OAuth2Auth() | None:

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from hookd.durations import PATTERN as DURATION_PATTERN
 from hookd.durations import parse_duration
 from hookd.errors import SpecError
 
@@ -36,12 +37,11 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-# Written "250ms", "5s", "2h" (a bare number is taken as seconds); the JSON schema says so,
-# so that editors validating the YAML against `hookd schema config` accept "10s".
+# Written "250ms", "5s", "2h", always with a unit; the JSON schema says so, so that
+# editors validating the YAML against `hookd schema config` accept "10s" and refuse 10.
 Duration = Annotated[float, BeforeValidator(_duration), WithJsonSchema({
-    "anyOf": [{"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d))+\s*$"},
-              {"type": "number", "minimum": 0}],
-    "description": "a duration: 250ms, 5s, 5m, 2h, 1d (or a number of seconds)"})]
+    "type": "string", "pattern": rf"^\s*{DURATION_PATTERN}\s*$",
+    "description": "a duration with its unit: 250ms, 5s, 5m, 2h, 1d, 1h30m"})]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 HOOK_ID = r"^[A-Za-z0-9_.-]+$"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

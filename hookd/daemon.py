@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from aiokafka.errors import KafkaError
 
@@ -28,7 +27,7 @@ from hookd.kafka import make_admin, make_consumer, make_producer
 from hookd.loader import Runtime, load_config
 from hookd.logs import REDACTOR, configure_logging
 from hookd.oauth import TokenCache
-from hookd.parking import ParkingLot, tiers_of
+from hookd.parking import ParkingLot, due_of, tiers_of
 from hookd.redact import Redactor
 from hookd.sdnotify import Notifier
 
@@ -38,11 +37,8 @@ EX_CONFIG = 78  # sysexits.h: configuration error (hookd.service does not restar
 
 def _due(record: Any) -> float | None:
     """A retry-topic record is held back until its due time (unreadable ones pass on)."""
-    try:
-        due = float(orjson.loads(record.value)["due_at"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
-    return due if due > time.time() else None
+    due = due_of(record)
+    return due if due is not None and due > time.time() else None
 
 
 class Daemon:
@@ -65,6 +61,7 @@ class Daemon:
         self.source: ConsumerLoop | None = None
         self.retries: ConsumerLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.failed = False  # a loop died: main() returns 1
 
     # -- signals: set an event, nothing else ---------------------------------------------
     def request_stop(self) -> None:
@@ -82,7 +79,7 @@ class Daemon:
     async def startup(self) -> None:
         """Load config (ConfigError if invalid), then health, HTTP and Kafka clients."""
         self._runtime = load_config(self.config_path, self.environ)
-        cfg = self.runtime.config
+        cfg = self._started_with = self.runtime.config
         configure_logging(cfg.logging.level, cfg.logging.format)
         REDACTOR.current = Redactor(self.runtime.secrets)
         self.last_reload = {"ok": True, "at": self.runtime.loaded_at, "error": None}
@@ -123,15 +120,17 @@ class Daemon:
         Four times max_in_flight: when an endpoint turns into a black hole, its deliveries
         queue until `stall_after` says so, and each holds its record; at 2x the queue
         filled the budget first and paused the healthy hooks too (black-holed neighbour
-        in `make bench`: 0.56-0.64x at 2x, 0.72-0.74x at 4x; peak RSS 125 MB)."""
-        return 4 * self.runtime.config.delivery.max_in_flight
+        in `make bench`: 0.56-0.64x at 2x, 0.72-0.74x at 4x; peak RSS 125 MB). Like
+        max_in_flight itself, it changes on restart only (hence the start-up config)."""
+        return 4 * self._started_with.delivery.max_in_flight
 
     async def _connect_kafka(self) -> bool:
         """Wait for the broker (no crash loop while it is down); /readyz says 503 meanwhile."""
         kafka = self.runtime.config.kafka
         delay = 0.5
         while not self._stop.is_set():
-            clients = [make_consumer(kafka), make_consumer(kafka, f"{kafka.group_id}.retry"),
+            clients = [make_consumer(kafka),
+                       make_consumer(kafka, f"{kafka.group_id}.retry", from_start=True),
                        make_producer(kafka), make_admin(kafka)]
             try:
                 for client in clients:
@@ -153,10 +152,23 @@ class Daemon:
     async def run(self) -> None:
         if self._stop.is_set() or self.source is None or self.retries is None:
             return
-        self._tasks = [asyncio.create_task(self._reload_loop()),
-                       asyncio.create_task(self._watchdog_loop()),
-                       asyncio.create_task(self.retries.run(self._stop))]
+        self._tasks = [asyncio.create_task(self._reload_loop(), name="reload loop"),
+                       asyncio.create_task(self._watchdog_loop(), name="watchdog loop"),
+                       asyncio.create_task(self.retries.run(self._stop), name="retry loop")]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
         await self.source.run(self._stop)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A helper loop that dies is a daemon that no longer does its job: stop (exit 1,
+        so systemd restarts it) rather than go on with, say, parked deliveries unread."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("a daemon loop failed; stopping", task=task.get_name(),
+                  error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        self.failed = True
+        self.request_stop()
 
     async def _reload_loop(self) -> None:
         """SIGHUP: build the new config aside, swap one reference; a burst is one reload."""
@@ -164,35 +176,45 @@ class Daemon:
             await self._reload.wait()
             self._reload.clear()
             self.notifier.reloading()
-            old = self.runtime
             try:
-                new = await asyncio.to_thread(load_config, self.config_path, self.environ,
-                                              old.generation + 1)
-            except Exception as exc:  # ConfigError, or anything unforeseen: keep the old one
-                errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError)
-                          else [f"{type(exc).__name__}: {exc}"])
-                self.last_reload = {"ok": False, "at": datetime.now(UTC), "error": errors}
-                log.error("reload rejected; the previous config stays in force",
-                          generation=old.generation, errors=errors)
-            else:
-                if new.config.kafka != old.config.kafka or new.config.health != old.config.health:
-                    log.warning("kafka and health settings change only on restart")
-                if self.sender is not None:
-                    later = await self.sender.reconfigure(new.config.delivery)
-                    if later:
-                        log.warning("these delivery settings change only on restart",
-                                    settings=[f"delivery.{n}" for n in later])
-                if self.parking is not None and self.retries is not None and \
-                        await self.parking.ensure_tiers(tiers_of(new)):
-                    self.retries.consumer.subscribe(self.parking.topics,
-                                                    listener=self.retries.listener())
-                self._runtime = new
-                REDACTOR.current = Redactor(new.secrets)
-                if self.dispatcher is not None:
-                    self.dispatcher.reset_disabled()
-                self.last_reload = {"ok": True, "at": new.loaded_at, "error": None}
-                log.info("reloaded", generation=new.generation, hooks=len(new.hooks))
-            self.notifier.ready(self._status())
+                await self._reload_once()
+            except Exception as exc:  # applying failed half-way: say so, keep reloading
+                self.last_reload = {"ok": False, "at": datetime.now(UTC),
+                                    "error": [f"{type(exc).__name__}: {exc}"]}
+                log.exception("reload failed while being applied")
+            finally:  # systemd must not be left in "reloading", whatever happened
+                self.notifier.ready(self._status())
+
+    async def _reload_once(self) -> None:
+        """Build the new config aside and swap one reference; on failure keep the old."""
+        old = self.runtime
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path, self.environ,
+                                          old.generation + 1)
+        except Exception as exc:  # ConfigError, or anything unforeseen: keep the old one
+            errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError)
+                      else [f"{type(exc).__name__}: {exc}"])
+            self.last_reload = {"ok": False, "at": datetime.now(UTC), "error": errors}
+            log.error("reload rejected; the previous config stays in force",
+                      generation=old.generation, errors=errors)
+        else:
+            if new.config.kafka != old.config.kafka or new.config.health != old.config.health:
+                log.warning("kafka and health settings change only on restart")
+            if self.sender is not None:
+                later = await self.sender.reconfigure(new.config.delivery)
+                if later:
+                    log.warning("these delivery settings change only on restart",
+                                settings=[f"delivery.{n}" for n in later])
+            if self.parking is not None and self.retries is not None and \
+                    await self.parking.ensure_tiers(tiers_of(new)):
+                self.retries.consumer.subscribe(self.parking.topics,
+                                                listener=self.retries.listener())
+            self._runtime = new
+            REDACTOR.current = Redactor(new.secrets)
+            if self.dispatcher is not None:
+                self.dispatcher.reset_disabled()
+            self.last_reload = {"ok": True, "at": new.loaded_at, "error": None}
+            log.info("reloaded", generation=new.generation, hooks=len(new.hooks))
 
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval
@@ -293,7 +315,7 @@ class Daemon:
             await self.run()
         finally:
             await self.shutdown()
-        return 0
+        return 1 if self.failed else 0
 
 
 async def _stop_client(client: Any) -> None:

@@ -9,14 +9,13 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import orjson
-from yarl import URL
 
 from hookd import USER_AGENT
 from hookd.auth import basic_authorization
 from hookd.breaker import Breakers
-from hookd.config import DeliveryConfig, TlsConfig
+from hookd.config import DeliveryConfig
 from hookd.errors import BlockedDestination
-from hookd.http1 import Pool, ProtocolError, target_of
+from hookd.http1 import Pool, ProtocolError, target_of, tls_context
 from hookd.limits import EndpointLimits, Stalled
 from hookd.render import Request
 from hookd.retries import (
@@ -35,7 +34,7 @@ class Sender(Protocol):
     """The seam between dispatching and HTTP: tests may fake it, the daemon uses HttpSender."""
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
-                      tls: TlsConfig | None = None,
+                      tls: ssl.SSLContext | None = None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome: ...
 
     def unavailable(self, endpoint: str) -> Outcome | None:
@@ -44,22 +43,14 @@ class Sender(Protocol):
         ...
 
 
-def endpoint_of(url: URL) -> str:
-    return f"{url.scheme}://{url.host}:{url.port}"
+def _circuit_open(endpoint: str, wait: float) -> Outcome:
+    return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}", wait)
 
 
-def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext:
-    if tls is None:
-        return ssl.create_default_context()
-    if not tls.verify:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    return ctx
+def _stalled(endpoint: str, cooldown: float) -> Outcome:
+    """All of its slots busy and no answer for `stall_after` (a black hole)."""
+    return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None, f"{endpoint} is not answering",
+                   cooldown)
 
 
 class HttpSender:
@@ -75,7 +66,7 @@ class HttpSender:
         self.limits = EndpointLimits(config.per_endpoint_in_flight, config.max_in_flight,
                                      config.stall_after)
         self._pool: Pool | None = None
-        self._ssl: dict[TlsConfig | None, ssl.SSLContext] = {}
+        self._default_tls = tls_context()  # for hooks without a `tls` section
 
     async def start(self) -> None:
         self._pool = Pool(self.resolver.resolve, keepalive=30.0)
@@ -101,60 +92,51 @@ class HttpSender:
             self._pool.close()
             self._pool = None
 
-    def _tls(self, scheme: str, tls: TlsConfig | None) -> ssl.SSLContext | None:
+    def _tls(self, scheme: str, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
         if scheme != "https":
             return None
-        ctx = self._ssl.get(tls)
-        if ctx is None:
-            ctx = self._ssl[tls] = _ssl_context(tls)
-        return ctx
+        return tls or self._default_tls
 
     def unavailable(self, endpoint: str) -> Outcome | None:
         wait = self.breakers.open_for(endpoint)
         if wait is not None:
-            return Outcome(Verdict.PARK, ErrorKind.CONNECT, None,
-                           f"circuit open for {endpoint}", wait)
+            return _circuit_open(endpoint, wait)
         if self.limits.stalled(endpoint):
-            return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None,
-                           f"{endpoint} is not answering", self.breakers.cooldown)
+            return _stalled(endpoint, self.breakers.cooldown)
         return None
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
-                      tls: TlsConfig | None = None,
+                      tls: ssl.SSLContext | None = None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
-        """One attempt, unless the endpoint's circuit is open (then PARK, nothing sent)."""
+        """One attempt, unless the endpoint's circuit is open or it has stalled (then PARK,
+        nothing sent)."""
         try:
             target = target_of(request.url)
         except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
             return failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300])
         endpoint = target.endpoint
-        wait = self.breakers.open_for(endpoint)
-        if wait is None:
-            try:
-                slot = self.limits.try_acquire(endpoint)
-                if slot is None:
-                    if self.limits.stalled(endpoint):
-                        raise Stalled(endpoint)
-                    slot = await self.limits.acquire(endpoint)
-            except Stalled:  # a full queue and no answer for a while (a black hole): park
-                return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None,
-                               f"{endpoint} is not answering", self.breakers.cooldown)
-            answered = False
-            try:
-                wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
-                if wait is None:
-                    outcome = await self._send(target.scheme, request, signer, timeout, tls,
-                                               extra_headers)
-                    answered = outcome.status is not None
-                    self.breakers.record(endpoint, outcome)
-                    return outcome
-            finally:
-                self.limits.release(endpoint, slot, answered)
-        return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}",
-                       wait)
+        closed = self.unavailable(endpoint)
+        if closed is not None:
+            return closed
+        try:
+            slot = self.limits.try_acquire(endpoint) or await self.limits.acquire(endpoint)
+        except Stalled:  # stalled while this request waited for its slot: park
+            return _stalled(endpoint, self.breakers.cooldown)
+        answered = False
+        try:
+            wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
+            if wait is not None:
+                return _circuit_open(endpoint, wait)
+            outcome = await self._send(target.scheme, request, signer, timeout, tls,
+                                       extra_headers)
+            answered = outcome.status is not None
+            self.breakers.record(endpoint, outcome)
+            return outcome
+        finally:
+            self.limits.release(endpoint, slot, answered)
 
     async def _send(self, scheme: str, request: Request, signer: Signer | None,
-                    timeout: float, tls: TlsConfig | None,
+                    timeout: float, tls: ssl.SSLContext | None,
                     extra_headers: Mapping[str, str] | None) -> Outcome:
         assert self._pool is not None, "HttpSender.start() first"
         headers = request.signed_headers(signer, int(time.time()))
@@ -172,6 +154,8 @@ class HttpSender:
             return failure(ErrorKind.CONNECT, f"{type(exc).__name__}: {exc}"[:300])
         except ValueError as exc:  # a header that would break the framing: nothing sent
             return failure(ErrorKind.RENDER, f"invalid request: {exc}"[:300])
+        if 200 <= resp.status < 300:
+            return classify_status(resp.status)
         message = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
         return classify_status(resp.status, parse_retry_after(resp.retry_after), message)
 

@@ -21,7 +21,7 @@ from hookd.oauth import TokenCache
 from hookd.parking import Parked, ParkingLot, TooLargeToPark
 from hookd.redact import Redactor
 from hookd.render import CompiledHook, Request
-from hookd.retries import ErrorKind, Outcome, Verdict, failure, next_delay, run_with_retries
+from hookd.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
 from hookd.signing import webhook_id
 
 log = structlog.get_logger("hookd.dispatch")
@@ -221,7 +221,7 @@ class Dispatcher:
             "offset": meta.offset})
         delivery = self.runtime().config.delivery
         inline_max = delivery.retry.inline_max if self.parking is not None else float("inf")
-        outcome, last = await run_with_retries(
+        outcome, last, delay = await run_with_retries(
             lambda n: self._attempt(job, hook, request, n, bound), hook.schedule,
             delivery.retry.jitter, self._backoff, first=job.attempts + 1, inline_max=inline_max)
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
@@ -236,11 +236,8 @@ class Dispatcher:
                 await self._backoff(outcome.retry_after or 0.0)
                 return await self._deliver(job, hook)
             return await self._park(job, outcome, outcome.retry_after or 0.0, bound)
-        if outcome.verdict is Verdict.RETRY:
-            delay = next_delay(hook.schedule, job.attempts, outcome.retry_after,
-                               delivery.retry.jitter)
-            if delay is not None and self.parking is not None:
-                return await self._park(job, outcome, delay, bound)
+        if outcome.verdict is Verdict.RETRY and delay is not None and self.parking is not None:
+            return await self._park(job, outcome, delay, bound)  # the delay that was drawn
         return await self._fail(job, outcome)
 
     async def _attempt(self, job: _Job, hook: CompiledHook, request: Request, attempt: int,
@@ -252,7 +249,7 @@ class Dispatcher:
             outcome = await self._send_oauth2(hook, request, hook.config.auth, self.tokens)
         else:
             outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
-                                                hook.config.tls)
+                                                hook.tls)
         if outcome.verdict is Verdict.PARK:  # the endpoint's circuit is open: nothing sent
             return outcome
         if job.first_attempt_at is None:
@@ -281,7 +278,7 @@ class Dispatcher:
             except Exception as exc:  # TokenError, refused, timeout: retried later
                 return failure(ErrorKind.CONNECT, f"oauth2 token: {type(exc).__name__}: {exc}")
             outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
-                                                hook.config.tls,
+                                                hook.tls,
                                                 {"authorization": f"Bearer {token}"})
             if outcome.status != 401:
                 break
@@ -307,6 +304,8 @@ class Dispatcher:
     async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: _Line) -> None:
         lot = self.parking
         assert lot is not None
+        if lot.tiers:  # a record holds its partition until due: never longer than its tier
+            delay = min(delay, lot.tiers[-1])  # (a Retry-After of a week waits a day)
         parked = Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
                         time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
                                               "message": self.redactor()(outcome.message)})

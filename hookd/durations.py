@@ -8,7 +8,8 @@ from hookd.errors import SpecError
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", re.ASCII)
-_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+", re.ASCII)
+PATTERN = r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+"  # a whole duration (also in the JSON schema)
+_WHOLE = re.compile(PATTERN, re.ASCII)
 
 
 def parse_duration(value: object) -> float:

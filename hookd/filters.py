@@ -209,10 +209,10 @@ def _compile_operator(op: str, operand: Any, path: _Path) -> _Test:
     if op in ("in", "nin"):
         if not isinstance(operand, list):
             raise SpecError(f"'{op}' needs a list, got {_describe(operand)}", path)
-        candidates = _scalar_list(operand, path)
-        if op == "in":
-            return lambda found: any(_equal(found, c) for c in candidates)
-        return lambda found: not any(_equal(found, c) for c in candidates)
+        keys = frozenset(equality_key(c) for c in _scalar_list(operand, path))
+        if op == "in":  # one set lookup, with _equal's rules (7 is 7.0, True is not 1)
+            return lambda found: equality_key(found) in keys
+        return lambda found: equality_key(found) not in keys
     if op in _ORDERINGS:
         return _ordering(_ORDERINGS[op], operand, path, op)
     if op == "regex":

@@ -90,6 +90,20 @@ def encode_request(method: str, target: Target, headers: Mapping[str, str],
     return "".join(lines).encode() + body
 
 
+def tls_context(verify: bool = True, ca_file: str | None = None,
+                cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
+    """A client TLS context: the system's CAs (or `ca_file`), optionally a client
+    certificate (mTLS); `verify=False` checks neither the chain nor the name. Raises
+    OSError or ssl.SSLError when a file cannot be used."""
+    ctx = ssl.create_default_context(cafile=ca_file if verify else None)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
@@ -107,7 +121,6 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
-        self.used = 0  # requests sent on it
         self.idle_since = 0.0
         self._waiter: asyncio.Future[Response] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -203,7 +216,6 @@ class Connection(asyncio.Protocol):
         self._reset(cap)
         self._waiter = waiter = self.loop.create_future()
         self._timer = self.loop.call_at(deadline, self._expire)
-        self.used += 1
         self.transport.write(data)
         return waiter
 
@@ -327,12 +339,13 @@ class Pool:
 
     async def _connect(self, target: Target, tls: ssl.SSLContext | None,
                        loop: asyncio.AbstractEventLoop) -> Connection:
+        generation = self.generation  # the rules these addresses are checked under
         addresses = await self.resolve(target.host, target.port)
         error: OSError | None = None
         for address in addresses:
             try:
                 _, conn = await loop.create_connection(
-                    lambda: Connection(loop, self.generation), address, target.port,
+                    lambda: Connection(loop, generation), address, target.port,
                     ssl=tls, server_hostname=target.host if tls is not None else None)
                 return conn
             except OSError as exc:

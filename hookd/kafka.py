@@ -28,12 +28,16 @@ def _common(cfg: KafkaConfig) -> dict[str, Any]:
     return kwargs
 
 
-def make_consumer(cfg: KafkaConfig, group_id: str | None = None) -> AIOKafkaConsumer:
+def make_consumer(cfg: KafkaConfig, group_id: str | None = None,
+                  from_start: bool = False) -> AIOKafkaConsumer:
+    """`from_start`: a partition without a committed offset is read from its beginning
+    whatever `auto_offset_reset` says: hookd's own topics (retry tiers, dead letters)
+    hold nothing that may be skipped."""
     tune = cfg.consumer
     return AIOKafkaConsumer(
         group_id=group_id or cfg.group_id,
         enable_auto_commit=False,  # offsets move only when deliveries are final
-        auto_offset_reset=cfg.auto_offset_reset,
+        auto_offset_reset="earliest" if from_start else cfg.auto_offset_reset,
         session_timeout_ms=int(tune.session_timeout * 1000),
         heartbeat_interval_ms=int(tune.heartbeat_interval * 1000),
         max_poll_interval_ms=int(tune.max_poll_interval * 1000),

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 
 class Stalled(Exception):
@@ -107,7 +105,9 @@ class EndpointLimits:
 
     async def acquire(self, endpoint: str) -> _Endpoint:
         """Take the endpoint's slot, then a global one; give both back with release().
-        Raises Stalled when the endpoint stalls while this request waits for its slot."""
+        Raises Stalled when the endpoint has stalled, or stalls while this one waits."""
+        if self.stalled(endpoint):
+            raise Stalled(endpoint)
         state = self._endpoints.get(endpoint)
         if state is None:
             state = self._endpoints[endpoint] = _Endpoint(self.per_endpoint)
@@ -159,11 +159,3 @@ class EndpointLimits:
                 state.watch = None
             if self._endpoints.get(endpoint) is state:
                 del self._endpoints[endpoint]  # idle endpoints cost nothing
-
-    @asynccontextmanager
-    async def slot(self, endpoint: str) -> AsyncIterator[None]:
-        state = self.try_acquire(endpoint) or await self.acquire(endpoint)
-        try:
-            yield
-        finally:
-            self.release(endpoint, state)

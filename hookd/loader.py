@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -41,8 +42,13 @@ class Runtime:
     generation: int = 1
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    @functools.cached_property
+    def _by_id(self) -> dict[str, CompiledHook]:
+        return {h.id: h for h in self.hooks}
+
     def hook(self, hook_id: str) -> CompiledHook | None:
-        return next((h for h in self.hooks if h.id == hook_id), None)
+        """By id (each parked delivery coming back looks its hook up)."""
+        return self._by_id.get(hook_id)
 
 
 def _message(err: Mapping[str, Any]) -> str:

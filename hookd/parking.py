@@ -41,12 +41,10 @@ class Parked:
     error: Mapping[str, Any] = field(default_factory=dict)  # the last attempt's error
 
     def to_json(self) -> bytes:
-        m = self.event.meta
         return orjson.dumps({
             "v": FORMAT, "hook": self.hook, "event": self.event.name,
             "event_id": self.event.id, "payload": self.event.payload,
-            "meta": {"topic": m.topic, "partition": m.partition, "offset": m.offset,
-                     "key": m.key, "timestamp": m.timestamp, "headers": dict(m.headers)},
+            "meta": self.event.meta.as_dict(),
             "key": base64.b64encode(self.key).decode() if self.key is not None else None,
             "attempts": self.attempts, "first_attempt_at": self.first_attempt_at,
             "due_at": self.due_at, "error": dict(self.error),
@@ -68,6 +66,25 @@ class Parked:
                    float(doc["due_at"]), doc.get("error") or {})
 
 
+DUE_HEADER = "hookd-due"  # epoch seconds: read without parsing the record
+
+
+def due_of(record: Any) -> float | None:
+    """When a retry-topic record is due (epoch seconds); None when it says nothing
+    readable (such a record is taken at once, and dead-lettered if it is not hookd's).
+    The header is enough; records parked before it existed are read whole."""
+    for name, value in record.headers or ():
+        if name == DUE_HEADER:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    try:
+        return float(orjson.loads(record.value)["due_at"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
 def tier_topic(prefix: str, delay: float) -> str:
     return f"{prefix}.{format_duration(delay)}"
 
@@ -78,8 +95,10 @@ def tiers_of(runtime: Runtime) -> list[float]:
     delays = set(delivery.retry.schedule)
     for hook in runtime.hooks:
         delays.update(hook.schedule)
-    delays.add(delivery.circuit_breaker.cooldown)
-    return sorted(round(d, 3) for d in delays if d > delivery.retry.inline_max)
+    tiers = {round(d, 3) for d in delays if d > delivery.retry.inline_max}
+    # an open circuit parks whatever the schedules say: there is always a tier for it
+    tiers.add(round(delivery.circuit_breaker.cooldown, 3))
+    return sorted(tiers)
 
 
 def pick_tier(tiers: list[float], delay: float) -> float:
@@ -140,15 +159,16 @@ class ParkingLot:
     async def park(self, parked: Parked, delay: float) -> str:
         """Produce, wait for the broker's ack; returns the topic. Raises on failure;
         TooLargeToPark when the delivery cannot be written as a record."""
-        tiers = self.tiers or [delay]
-        topic = tier_topic(self.prefix, pick_tier(tiers, delay))
+        if not self.tiers:
+            raise RuntimeError("ParkingLot.ensure_tiers() first")
+        topic = tier_topic(self.prefix, pick_tier(self.tiers, delay))
         try:
             value = parked.to_json()
         except TypeError as exc:  # nested deeper than orjson writes
             raise TooLargeToPark(f"cannot encode the event: {exc}") from None
         if len(value) > self.max_bytes * 9 // 10:
             raise TooLargeToPark(f"{len(value)} bytes, over kafka.max_request_size")
-        await self.producer.send_and_wait(topic, value, key=parked.key,
-                                          headers=[("hookd-hook", parked.hook.encode())])
+        await self.producer.send_and_wait(topic, value, key=parked.key, headers=[
+            ("hookd-hook", parked.hook.encode()), (DUE_HEADER, repr(parked.due_at).encode())])
         return topic
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from hookd.config import ApiKeyAuth, HookConfig
 from hookd.errors import RenderError, SpecError
 from hookd.events import Event
 from hookd.filters import MISSING, Predicate, compile_filter, get_path
-from hookd.http1 import target_of
+from hookd.http1 import InvalidTarget, target_of, tls_context
 from hookd.signing import Signer, webhook_id
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
@@ -77,7 +78,7 @@ def make_environment() -> ImmutableSandboxedEnvironment:
 ENV = make_environment()
 _GLOBALS: dict[str, Any] = dict(ENV.globals)  # range, dict, namespace…: visible to templates
 _JINJA_SYNTAX = ("{{", "{%", "{#", "\r")  # without any, a template renders to its own text
-_BARE_NAME = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_BARE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")  # used with fullmatch
 _SPECIAL_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop",
                             "super", "caller", "varargs", "kwargs", *_GLOBALS})
 
@@ -100,7 +101,7 @@ class Text:
         self.template = template
         self.const: str | None = (source if not any(m in source for m in _JINJA_SYNTAX)
                                   else None)
-        bare = _BARE_NAME.match(source)
+        bare = _BARE_NAME.fullmatch(source)
         self.name = bare.group(1) if bare and bare.group(1) not in _SPECIAL_NAMES else None
 
     def render(self, variables: dict[str, Any], what: str) -> str:
@@ -123,34 +124,28 @@ class Text:
 
 
 _ABSENT = object()
+_NO_CONTEXT: dict[str, Any] = {}  # given to fixed texts, which never read it
 
 
 @functools.lru_cache(maxsize=4096)
 def _checked_url(text: str) -> tuple[URL, str]:
-    """The URL a template rendered, parsed and checked (cached: most URLs repeat)."""
+    """The URL a template rendered, parsed and checked: what the HTTP client can send to
+    (hookd.http1.target_of decides; its answers are cached, most URLs repeat)."""
     try:
         url = URL(text)
     except ValueError as exc:
         raise RenderError(f"url {text[:200]!r}: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise RenderError(f"url is not an absolute http(s) URL: {str(url)[:200]!r}")
-    return url, str(url)
+    url_str = str(url)
+    try:
+        target_of(url_str)
+    except InvalidTarget as exc:
+        raise RenderError(f"url is {exc}") from None
+    return url, url_str
 
 
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
-
-
-def _render(template: jinja2.Template, ctx: Mapping[str, Any], what: str) -> str:
-    """Render one template; whatever it raises (undefined name, sandbox refusal, an
-    OverflowError or ZeroDivisionError from its expressions) is a RenderError."""
-    try:
-        return template.render(ctx)
-    except jinja2.TemplateError as exc:
-        raise RenderError(f"{what}: {exc}") from None
-    except Exception as exc:
-        raise RenderError(f"{what}: {exc.__class__.__name__}: {exc}") from None
 
 
 def _query_value(value: Any) -> str:
@@ -199,20 +194,17 @@ class CompiledHook:
     timeout: float
     schedule: tuple[float, ...]
     endpoint: str | None = None  # scheme://host:port when the URL is fixed (no template)
+    tls: ssl.SSLContext | None = None  # from the hook's `tls` section (None: the defaults)
+    fixed_url: tuple[URL, str] | None = None  # the URL, parsed at load, when it is fixed
+    templated: bool = True  # False: no template reads the context (it is not built)
 
     @property
     def id(self) -> str:
         return self.config.id
 
-    def context(self, event: Event) -> dict[str, Any]:
-        """What templates see: payload fields at top level, event, payload, meta, hook."""
-        ctx = dict(event.payload)
-        ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
-                   hook={"id": self.config.id, "description": self.config.description})
-        return ctx
-
     def variables(self, event: Event) -> dict[str, Any]:
-        """The context plus the template globals, built once per request."""
+        """What templates see, built once per request: the template globals, payload
+        fields at top level, event, payload, meta and hook."""
         ctx = {**_GLOBALS, **event.payload}
         ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
                    hook={"id": self.config.id, "description": self.config.description})
@@ -220,11 +212,11 @@ class CompiledHook:
 
     def render(self, event: Event) -> Request:
         """Build the request for `event`; RenderError says what went wrong."""
-        ctx = self.variables(event)
-        url_text = self.url.render(ctx, "url template").strip()
+        ctx = self.variables(event) if self.templated else _NO_CONTEXT
         query = [(k, t.render(ctx, f"query {k} template")) for k, t in self.query]
         headers = [(k, t.render(ctx, f"header {k} template")) for k, t in self.headers]
-        url, url_str = _checked_url(url_text)
+        url, url_str = self.fixed_url or _checked_url(
+            self.url.render(ctx, "url template").strip())
         if self.field_query:
             query += [(k, _query_value(v)) for k, v in _select(self.config, event.payload)]
         if query:
@@ -337,6 +329,22 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
                                         ("request", "headers", given)))
         if _BAD_HEADER_CHARS.search(value):
             errors.append(SpecError("auth value contains CR, LF or NUL", ("auth",)))
+    endpoint = fixed_url = None  # known at load when the URL has no template syntax
+    if url is not None and url.const is not None:
+        try:
+            fixed_url = _checked_url(url.const.strip())
+            endpoint = target_of(fixed_url[1]).endpoint
+        except RenderError as exc:  # every event would fail the same way: say so now
+            errors.append(SpecError(str(exc), ("request", "url")))
+    texts = [url, *(t for _, t in headers), *(t for _, t in query)]
+    templated = req.body is not None or any(t is not None and t.const is None for t in texts)
+    tls = None
+    if hook.tls is not None:  # files read once per load: a reload picks up rotated ones
+        try:
+            tls = tls_context(hook.tls.verify, hook.tls.ca_file, hook.tls.cert_file,
+                              hook.tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(SpecError(f"cannot use the TLS files: {exc}", ("tls",)))
     predicate: Predicate | None = None
     try:
         predicate = compile_filter(hook.filter)
@@ -364,18 +372,11 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
         signer=Signer.from_secrets(hook.signing.secret) if hook.signing else None,
         timeout=req.timeout if req.timeout is not None else default_timeout,
         schedule=tuple(hook.retry.schedule) if hook.retry else default_schedule,
-        endpoint=_fixed_endpoint(url),
+        endpoint=endpoint,
+        tls=tls,
+        fixed_url=fixed_url,
+        templated=templated,
     ), []
-
-
-def _fixed_endpoint(url: Text) -> str | None:
-    """The endpoint of a URL without template syntax (its query may still be templated)."""
-    if url.const is None:
-        return None
-    try:
-        return target_of(url.const.strip()).endpoint
-    except ValueError:
-        return None
 
 
 def _reserved_header_errors(headers: Mapping[Any, Any], api_key_header: Any) -> list[SpecError]:

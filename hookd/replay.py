@@ -1,9 +1,12 @@
 """`hookd replay`: move dead letters back for delivery, exactly once per letter.
 
-Letters are read with the consumer group `{group_id}.replay` and parked, due now, in the
-shortest retry tier: the running daemons deliver them with fresh attempts and the same
-webhook-id (it derives from event id and hook id). The group's committed offsets record
-the progress, so a second replay does not repeat the first.
+Letters are read with the consumer group `{group_id}.replay` (`{group_id}.replay.{hook}`
+with `--hook`: a filtered replay must not move past the other hooks' letters) and parked,
+due now, in the shortest retry tier: the running daemons deliver them with fresh attempts
+and the same webhook-id (it derives from event id and hook id). The group's committed
+offsets record the progress, so a second replay does not repeat the first. Letters that
+cannot be replayed (unreadable, a hook no longer configured, an event too large to have
+been kept in the letter) are counted as skipped and said why.
 """
 
 from __future__ import annotations
@@ -15,23 +18,26 @@ from typing import Any, TextIO
 import orjson
 from aiokafka import TopicPartition
 
-from hookd.events import Event, Meta
+from hookd.events import Event, make_meta
 from hookd.kafka import make_admin, make_consumer, make_producer
 from hookd.loader import Runtime
-from hookd.parking import Parked, ParkingLot, tiers_of
+from hookd.parking import Parked, ParkingLot, TooLargeToPark, tiers_of
 
 
 @dataclass
 class ReplayReport:
     replayed: int = 0
-    skipped: int = 0  # undecodable records, other hooks, hooks no longer configured
+    skipped: int = 0  # unreadable letters, other hooks, hooks gone, events not kept
 
 
 def letter_to_parked(letter: dict[str, Any], key: bytes | None) -> Parked:
+    """KeyError, TypeError or ValueError when the letter lacks what a delivery needs."""
     src = letter["source"]
-    meta = Meta(str(src["topic"]), int(src["partition"]), int(src["offset"]),
-                key.decode("utf-8", "replace") if key is not None else None)
-    event = Event(str(letter["event"]), str(letter["event_id"]), letter["payload"] or {}, meta)
+    if not isinstance(letter["payload"], dict):  # left out of a letter too large to keep
+        raise ValueError(f"the event was not kept in the letter ({letter.get('note')})")
+    meta = make_meta(str(src["topic"]), int(src["partition"]), int(src["offset"]), key,
+                     None, None)
+    event = Event(str(letter["event"]), str(letter["event_id"]), letter["payload"], meta)
     return Parked(str(letter["hook"]), event, key, attempts=0, first_attempt_at=None,
                   due_at=time.time(), error={"kind": "replay"})
 
@@ -39,7 +45,8 @@ def letter_to_parked(letter: dict[str, Any], key: bytes | None) -> Parked:
 async def replay(runtime: Runtime, hook_id: str | None, limit: int | None, dry_run: bool,
                  out: TextIO) -> ReplayReport:
     kafka = runtime.config.kafka
-    consumer = make_consumer(kafka, f"{kafka.group_id}.replay")
+    group = f"{kafka.group_id}.replay" + (f".{hook_id}" if hook_id is not None else "")
+    consumer = make_consumer(kafka, group, from_start=True)
     producer, admin = make_producer(kafka), make_admin(kafka)
     report = ReplayReport()
     await consumer.start()
@@ -58,7 +65,7 @@ async def replay(runtime: Runtime, hook_id: str | None, limit: int | None, dry_r
                 await consumer.seek_to_beginning(tp)
         end = await consumer.end_offsets(tps)
         lot = ParkingLot(producer, admin, kafka.retry_topic_prefix, kafka.retry_partitions,
-                         kafka.retry_replication)
+                         kafka.retry_replication, kafka.max_request_size)
         await lot.ensure_tiers(tiers_of(runtime))
         # Read up to the end offsets seen at the start, and on until a poll comes back
         # empty (some brokers report end offsets late). Letters arriving later wait for
@@ -89,17 +96,22 @@ async def _one(record: Any, runtime: Runtime, hook_id: str | None, dry_run: bool
                lot: ParkingLot, report: ReplayReport, out: TextIO) -> None:
     try:
         letter = orjson.loads(record.value)
-    except orjson.JSONDecodeError:
+        hook = letter.get("hook")
+    except (orjson.JSONDecodeError, AttributeError):  # not JSON, or not an object
         report.skipped += 1
         return
-    hook = letter.get("hook")
     if not hook or (hook_id is not None and hook != hook_id) or runtime.hook(hook) is None:
         report.skipped += 1
         return
-    parked = letter_to_parked(letter, record.key)
+    try:
+        parked = letter_to_parked(letter, record.key)
+        if not dry_run:
+            await lot.park(parked, 0.0)
+    except (KeyError, TypeError, ValueError, AttributeError, TooLargeToPark) as exc:
+        print(f"skipped: hook={hook} offset={record.offset}: {exc}", file=out)
+        report.skipped += 1
+        return
     print(f"{'would replay' if dry_run else 'replayed'}: hook={hook} "
           f"event={parked.event.name} event_id={parked.event.id} "
           f"error={letter.get('error', {}).get('kind')}", file=out)
-    if not dry_run:
-        await lot.park(parked, 0.0)
     report.replayed += 1

@@ -75,7 +75,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") raises
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -128,17 +128,19 @@ class _Plan(wait_base):
 
 async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter: float = 0.2,
                            sleep: SleepFn = asyncio.sleep, *, first: int = 1,
-                           inline_max: float = math.inf) -> tuple[Outcome, int]:
+                           inline_max: float = math.inf) -> tuple[Outcome, int, float | None]:
     """Call `attempt(n)` from n = `first` until the outcome is final, the schedule is spent,
     or the next delay is longer than `inline_max` (the caller then parks the delivery
-    durably). Returns (last outcome, number of the last attempt made).
+    durably). Returns (last outcome, number of the last attempt made, the delay before the
+    next attempt when one is due: what the caller parks for; None when the outcome is final
+    or the schedule is spent).
 
     The decision is `Outcome.verdict` (the pure functions above); tenacity supplies only
     the schedule and the limit. `attempt` must not raise.
     """
     made = await attempt(first)  # the common case, delivered at once, skips tenacity
     if made.verdict is not Verdict.RETRY:
-        return made, first
+        return made, first, None
     number, already = first - 1, [made]
 
     async def once() -> Outcome:
@@ -155,4 +157,4 @@ async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter
         sleep=sleep,
     )
     outcome: Outcome = await retrying(once)
-    return outcome, number
+    return outcome, number, plan.upcoming if outcome.verdict is Verdict.RETRY else None

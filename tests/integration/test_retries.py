@@ -14,10 +14,10 @@ from aiohttp import web
 
 from hookd.cli import main as cli_main
 from hookd.signing import webhook_id
-from tests.integration.broker import create_topic
 from tests.integration.harness import (
     committed,
     hook,
+    new_topic,
     produce,
     read_topic,
     running,
@@ -34,12 +34,6 @@ DELIVERY = {"allow_networks": ["127.0.0.0/8"], "timeout": "2s",
             "retry": {"schedule": ["50ms", "1s"], "inline_max": "200ms", "jitter": 0.0}}
 
 
-async def _topic(broker: Any) -> str:
-    name = unique("rt")
-    await create_topic(broker.bootstrap, name, PARTS)
-    return name
-
-
 def _cfg(tmp_path: Path, broker: Any, topic: str, hooks: list[dict[str, Any]],
          **extra: Any) -> Path:
     """A test config with its own retry topics (tiers are shared by prefix otherwise)."""
@@ -53,7 +47,7 @@ def _cfg(tmp_path: Path, broker: Any, topic: str, hooks: list[dict[str, Any]],
 
 async def test_down_endpoint_is_retried_from_a_retry_topic_while_others_flow(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, group = await _topic(broker), unique("g")
+    topic, group = await new_topic(broker.bootstrap, PARTS, "rt"), unique("g")
     receiver.plan["/down"].extend([503, 503])  # down for the two in-memory attempts
     cfg = _cfg(tmp_path, broker, topic, [
         hook("down", "Answered", receiver.url("/down"), filter={"id": "e0"}),
@@ -77,7 +71,7 @@ async def test_down_endpoint_is_retried_from_a_retry_topic_while_others_flow(
 
 async def test_parked_delivery_survives_a_restart_and_uses_the_url_fixed_by_reload(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic = await _topic(broker)
+    topic = await new_topic(broker.bootstrap, PARTS, "rt")
     delivery = {**DELIVERY, "retry": {"schedule": ["50ms", "3s"], "inline_max": "200ms",
                                       "jitter": 0.0}}
     receiver.plan["/broken"].extend([503] * 10)
@@ -99,7 +93,7 @@ async def test_parked_delivery_survives_a_restart_and_uses_the_url_fixed_by_relo
 
 async def test_exhausted_retries_are_dead_lettered_with_the_attempt_count(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "rt"), unique("dlq")
     receiver.plan["/always"].extend([500] * 10)
     cfg = _cfg(tmp_path, broker, topic, [hook("x", "Answered", receiver.url("/always"))],
                dlq=dlq, group=unique("g"))
@@ -123,7 +117,7 @@ async def test_black_holed_endpoint_opens_its_circuit_and_healthy_hooks_flow(
 
     hole = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = hole.sockets[0].getsockname()[1]
-    topic = await _topic(broker)
+    topic = await new_topic(broker.bootstrap, PARTS, "rt")
     delivery = {**DELIVERY, "timeout": "500ms", "per_endpoint_in_flight": 4,
                 "circuit_breaker": {"failures": 3, "cooldown": "30s"},
                 "retry": {"schedule": ["5m"], "inline_max": "1s"}}
@@ -151,7 +145,7 @@ async def test_black_holed_endpoint_opens_its_circuit_and_healthy_hooks_flow(
 
 async def test_replay_delivers_dead_letters_once(
         broker: Any, receiver: Receiver, tmp_path: Path, capsys: Any) -> None:
-    topic, dlq = await _topic(broker), unique("dlq")
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "rt"), unique("dlq")
     receiver.plan["/r"].extend([404, 404])
     cfg = _cfg(tmp_path, broker, topic, [hook("r", "Answered", receiver.url("/r"))],
                dlq=dlq, group=unique("g"))
@@ -172,6 +166,25 @@ async def test_replay_delivers_dead_letters_once(
     assert sorted(ids) == sorted([webhook_id("r1", "r"), webhook_id("r2", "r")] * 2)
 
 
+async def test_a_replay_of_one_hook_leaves_the_other_hooks_letters_for_later(
+        broker: Any, receiver: Receiver, tmp_path: Path, capsys: Any) -> None:
+    topic, dlq = await new_topic(broker.bootstrap, PARTS, "rt"), unique("dlq")
+    receiver.plan["/r"].append(404)
+    receiver.plan["/s"].append(404)
+    cfg = _cfg(tmp_path, broker, topic, [hook("r", "Answered", receiver.url("/r")),
+                                         hook("s", "Answered", receiver.url("/s"))],
+               dlq=dlq, group=unique("g"))
+    await produce(broker.bootstrap, topic, [(b"a", {"event": "Answered", "id": "f1"})])
+    async with running(cfg):
+        await read_topic(broker.bootstrap, dlq, 2)  # r and s both failed with 404
+        assert await asyncio.to_thread(cli_main, ["replay", "-c", str(cfg), "--hook", "r"]) == 0
+        assert "replayed 1 dead letter(s)" in capsys.readouterr().out
+        assert await asyncio.to_thread(cli_main, ["replay", "-c", str(cfg), "--hook", "s"]) == 0
+        assert "replayed 1 dead letter(s)" in capsys.readouterr().out  # s's was not skipped
+        await receiver.wait_for(2, "/s", timeout=40)
+        await receiver.wait_for(2, "/r", timeout=40)
+
+
 async def test_oauth2_token_is_fetched_cached_and_refreshed_on_401(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
     issued: list[dict[str, str]] = []
@@ -186,7 +199,7 @@ async def test_oauth2_token_is_fetched_cached_and_refreshed_on_401(
     app.router.add_post("/oauth/token", token)
     runner, port = await serve(app)
     receiver.plan["/api"].extend([200, 200, 401, 200])
-    topic = await _topic(broker)
+    topic = await new_topic(broker.bootstrap, PARTS, "rt")
     cfg = _cfg(tmp_path, broker, topic, [hook(
         "o", "Answered", receiver.url("/api"),
         auth={"type": "oauth2", "token_url": f"http://127.0.0.1:{port}/oauth/token",
@@ -229,7 +242,7 @@ async def test_mtls_with_a_private_ca(broker: Any, tmp_path: Path) -> None:
     ca_file, cert_file = tmp_path / "ca.pem", tmp_path / "client.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     client_cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    topic = await _topic(broker)
+    topic = await new_topic(broker.bootstrap, PARTS, "rt")
     cfg = _cfg(tmp_path, broker, topic, [
         hook("mtls", "Answered", f"https://127.0.0.1:{port}/secure",
              tls={"ca_file": str(ca_file), "cert_file": str(cert_file)}),
@@ -248,7 +261,7 @@ async def test_mtls_with_a_private_ca(broker: Any, tmp_path: Path) -> None:
 
 async def test_410_disables_the_hook_until_the_next_reload(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic = await _topic(broker)
+    topic = await new_topic(broker.bootstrap, PARTS, "rt")
     receiver.plan["/gone"].extend([410])
     cfg = _cfg(tmp_path, broker, topic, [hook("g", "Answered", receiver.url("/gone")),
                                          hook("other", "Answered", receiver.url("/other"))],
@@ -269,7 +282,7 @@ async def test_410_disables_the_hook_until_the_next_reload(
 
 async def test_rate_limit_spaces_deliveries_of_one_hook(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
-    topic = await _topic(broker)
+    topic = await new_topic(broker.bootstrap, PARTS, "rt")
     cfg = _cfg(tmp_path, broker, topic, [
         hook("slow", "Answered", receiver.url("/slow"), rate_limit="10/s"),
         hook("free", "Answered", receiver.url("/free"))], group=unique("g"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -356,7 +357,10 @@ def test_schema_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(hook["required"]) == {"id", "event", "request"}
     assert hook["properties"]["id"]["pattern"] == "^[A-Za-z0-9_.-]+$"
     timeout = schema["properties"]["shutdown_timeout"]
-    assert {"type": "string", "pattern": timeout["anyOf"][0]["pattern"]} in timeout["anyOf"]
+    assert timeout["type"] == "string"  # with its unit: a bare number is refused
+    pattern = re.compile(timeout["pattern"])
+    assert all(pattern.match(d) for d in ("250ms", "5s", " 1h30m ", "1.5d"))
+    assert not any(pattern.match(d) for d in ("30", "5 s", "5sec", "-1s"))
 
 
 def test_schema_events(capsys: pytest.CaptureFixture[str]) -> None:

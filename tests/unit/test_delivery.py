@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from yarl import URL
 
 from hookd import USER_AGENT
 from hookd import delivery as delivery_mod
 from hookd.config import DeliveryConfig
-from hookd.delivery import EndpointLimits, HttpSender, endpoint_of
+from hookd.delivery import HttpSender
 from hookd.errors import BlockedDestination
+from hookd.http1 import target_of
 from hookd.render import Request
 from hookd.retries import ErrorKind, Verdict, failure
 from hookd.signing import Signer
@@ -214,9 +214,9 @@ async def test_redirect_is_not_followed(server: Server, sender: HttpSender) -> N
 
 
 async def test_timeout(server: Server, sender: HttpSender) -> None:
-    started = time.monotonic()
-    outcome = await sender.attempt(request(server.url("/slow")), None, 0.3)
-    assert time.monotonic() - started < 3.0
+    # the hook's 0.3 s timeout ends the attempt; wait_for only guards against a hang
+    outcome = await asyncio.wait_for(sender.attempt(request(server.url("/slow")), None, 0.3),
+                                     30.0)
     assert outcome.verdict is Verdict.RETRY
     assert outcome.kind is ErrorKind.TIMEOUT
     assert outcome.status is None
@@ -240,9 +240,8 @@ async def test_response_body_over_the_limit_is_cut(
     """The server sends more than max_response_bytes and then stalls: reading stops at the
     limit, so the outcome comes at once instead of a timeout; the sender keeps working."""
     sender = await make_sender(max_response_bytes=limit)
-    started = time.monotonic()
-    outcome = await sender.attempt(request(server.url(path)), None, 3.0)
-    assert time.monotonic() - started < 2.0
+    outcome = await asyncio.wait_for(sender.attempt(request(server.url(path)), None, 3.0),
+                                     30.0)
     assert outcome.verdict is verdict
     assert outcome.kind is not ErrorKind.TIMEOUT
     if verdict is Verdict.RETRY:
@@ -376,54 +375,6 @@ async def test_a_slow_endpoint_does_not_take_the_global_slots(
     assert all(o.ok for o in await asyncio.gather(*stuck))
     assert slow.max_active == 2
     assert sender.limits.in_flight == 0
-
-
-async def test_endpoint_limits_alone() -> None:
-    limits = EndpointLimits(per_endpoint=1, total=2)
-    order: list[str] = []
-    gate = asyncio.Event()
-
-    async def use(endpoint: str, name: str) -> None:
-        async with limits.slot(endpoint):
-            order.append(f"+{name}")
-            await gate.wait()
-            order.append(f"-{name}")
-
-    tasks = [asyncio.create_task(use("http://a:80", "a1")),
-             asyncio.create_task(use("http://a:80", "a2")),
-             asyncio.create_task(use("http://b:80", "b1"))]
-    await asyncio.sleep(0.01)
-    assert order == ["+a1", "+b1"]  # a2 waits for a's slot, not b's
-    assert limits.in_flight == 2
-    gate.set()
-    await asyncio.gather(*tasks)
-    assert limits.in_flight == 0
-    assert order.index("+a2") > order.index("-a1")
-    assert limits._endpoints == {}  # idle endpoints are dropped
-
-
-async def test_a_cancelled_waiter_gives_everything_back() -> None:
-    limits = EndpointLimits(per_endpoint=1, total=1)
-    gate = asyncio.Event()
-
-    async def use() -> None:
-        async with limits.slot("http://a:80"):
-            await gate.wait()
-
-    first, second = asyncio.create_task(use()), asyncio.create_task(use())
-    await asyncio.sleep(0.01)
-    second.cancel()
-    gate.set()
-    await first
-    with pytest.raises(asyncio.CancelledError):
-        await second
-    assert limits.in_flight == 0 and limits._endpoints == {}
-
-
-def test_endpoint_of() -> None:
-    from yarl import URL
-    assert endpoint_of(URL("https://crm.example.com/x?y=1")) == "https://crm.example.com:443"
-    assert endpoint_of(URL("http://127.0.0.1:8080/a")) == "http://127.0.0.1:8080"
 
 
 # ------------------------------------------------------------------------- SSRF, for real
@@ -602,7 +553,7 @@ async def test_a_stalled_endpoint_parks_new_requests_instead_of_queueing_them(
     queued = [asyncio.create_task(sender.attempt(request(url), None, 30.0)) for _ in range(4)]
     try:
         await asyncio.sleep(0.1)
-        assert not sender.limits.stalled(endpoint_of(URL(url)))  # full, but not for long
+        assert not sender.limits.stalled(target_of(url).endpoint)  # full, but not for long
         assert not any(t.done() for t in queued)
         # the two waiting behind the cap give up once the endpoint has been silent a while
         await asyncio.wait(queued, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
@@ -611,7 +562,11 @@ async def test_a_stalled_endpoint_parks_new_requests_instead_of_queueing_them(
         assert len(parked) == 2 and len(accepted) == 2  # only the cap reached the hole
         assert all(o.verdict is Verdict.PARK and o.kind is ErrorKind.TIMEOUT for o in parked)
         # still silent: a newcomer is parked at once, without waiting its turn
-        outcome = await asyncio.wait_for(sender.attempt(request(url), None, 30.0), 0.2)
+        newcomer = asyncio.create_task(sender.attempt(request(url), None, 30.0))
+        for _ in range(3):  # a few turns of the loop, no waiting for any timer
+            await asyncio.sleep(0)
+        assert newcomer.done()
+        outcome = newcomer.result()
         assert outcome.verdict is Verdict.PARK
     finally:
         for task in queued:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,11 +15,11 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
-from hookd.config import TlsConfig
 from hookd.deadletter import DeadLetter
 from hookd.dispatch import Dispatcher
 from hookd.loader import Runtime, load_config
 from hookd.offsets import OffsetTracker
+from hookd.parking import Parked, ParkingLot
 from hookd.redact import Redactor
 from hookd.render import Request
 from hookd.retries import ErrorKind, Outcome, Verdict, classify_status, failure
@@ -93,7 +95,7 @@ class FakeSender:
         self.log: list[tuple[str, str, int]] = []  # ("start"|"end", hook, seq)
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
-                      tls: TlsConfig | None = None,
+                      tls: ssl.SSLContext | None = None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
         seq = orjson.loads(request.body)["seq"]
         n = 1 + sum(1 for c in self.calls if (c.hook, c.seq) == (request.hook_id, seq))
@@ -489,15 +491,15 @@ async def test_drain_waits_for_work_that_finishes_in_time(make: Make) -> None:
 
 # ------------------------------------------------------------------------- parking
 
-class FakeLot:
-    """The ParkingLot part the dispatcher uses: parked deliveries in a list."""
+class FakeProducer:
+    """What ParkingLot writes with: the records, in a list."""
 
     def __init__(self) -> None:
-        self.parked: list[tuple[Any, float]] = []
+        self.records: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
 
-    async def park(self, parked: Any, delay: float) -> str:
-        self.parked.append((parked, delay))
-        return "hookd.retry.30s"
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
+                            headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.records.append((topic, value, key, list(headers or ())))
 
 
 class ClosedSender(FakeSender):
@@ -518,19 +520,41 @@ class ClosedSender(FakeSender):
 
 async def test_a_hook_with_a_fixed_url_is_parked_unrendered_while_its_endpoint_is_closed(
         runtime: Runtime) -> None:
-    sender, lot = ClosedSender("http://127.0.0.1:80"), FakeLot()
+    sender, producer = ClosedSender("http://127.0.0.1:80"), FakeProducer()
+    lot = ParkingLot(producer, None, "hookd.retry", 4)
+    await lot.ensure_tiers([30.0])
     dispatcher = Dispatcher(sender, FakeSink(), lambda: runtime,
-                            lambda: Redactor(runtime.secrets), lot)  # type: ignore[arg-type]
+                            lambda: Redactor(runtime.secrets), lot)
     done: list[int] = []
     dispatcher.submit(record(0, "Answered"), lambda: done.append(0))
     dispatcher.submit(record(1, "Render"), lambda: done.append(1))  # templated URL
     await dispatcher.drain(5.0)
     assert done == [0, 1]
     assert sender.calls == []  # nothing was sent...
-    assert sorted(p.hook for p, _ in lot.parked) == ["a", "b"]  # ...a and b were parked
-    assert all(delay == 30.0 for _, delay in lot.parked)
+    parked = [Parked.from_json(value) for _, value, _, _ in producer.records]
+    assert sorted(p.hook for p in parked) == ["a", "b"]  # ...a and b were parked
+    assert {topic for topic, *_ in producer.records} == {"hookd.retry.30s"}
+    assert all(p.attempts == 0 for p in parked)
     assert dispatcher.counters.parked == 2
     # bad-render's URL is a template: its endpoint is not known before rendering, so it
     # was rendered (and failed), not parked
     assert sorted(sender.asked) == ["http://127.0.0.1:80"] * 2
     assert dispatcher.counters.failed == 1
+
+
+async def test_a_retry_after_longer_than_the_longest_tier_waits_that_tier(
+        runtime: Runtime) -> None:
+    """A record holds its retry partition until due: a week-long Retry-After must not
+    hold every other delivery parked behind it for a week."""
+    week = 7 * 86400.0
+    sender = FakeSender(lambda call: classify_status(429, week, "slow down"))
+    producer = FakeProducer()
+    lot = ParkingLot(producer, None, "hookd.retry", 4)
+    await lot.ensure_tiers([30.0, 3600.0])
+    dispatcher = Dispatcher(sender, FakeSink(), lambda: runtime,
+                            lambda: Redactor(runtime.secrets), lot)
+    dispatcher.submit(record(0, "Solo"), lambda: None)
+    await dispatcher.drain(5.0)
+    [(topic, value, _, _)] = producer.records
+    assert topic == "hookd.retry.1h"
+    assert Parked.from_json(value).due_at <= time.time() + 3600.0

@@ -262,6 +262,11 @@ def test_target_of(url: str, host: str, port: int, host_header: str, path: str) 
     assert (t.host, t.port, t.host_header, t.path) == (host, port, host_header, path)
 
 
+def test_endpoint_is_scheme_host_and_port() -> None:
+    assert target_of("https://crm.example.com/x?y=1").endpoint == "https://crm.example.com:443"
+    assert target_of("http://127.0.0.1:8080/a").endpoint == "http://127.0.0.1:8080"
+
+
 @pytest.mark.parametrize("url", ["http://127.1/", "http://0x7f.0.0.1/", "http://2130706433/",
                                  "http://010.0.0.1/", "ftp://crm.example/", "/relative"])
 def test_target_of_refuses_what_can_never_be_sent(url: str) -> None:

@@ -104,3 +104,49 @@ async def test_acquire_cancelled_while_waiting_leaves_nothing_behind() -> None:
     limits.release("http://e:80", held)
     assert limits._endpoints == {} and limits.in_flight == 0
     assert limits.try_acquire("http://e:80") is not None
+
+
+async def test_endpoint_limits_alone() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=2)
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def use(endpoint: str, name: str) -> None:
+        state = await limits.acquire(endpoint)
+        order.append(f"+{name}")
+        await gate.wait()
+        order.append(f"-{name}")
+        limits.release(endpoint, state)
+
+    tasks = [asyncio.create_task(use("http://a:80", "a1")),
+             asyncio.create_task(use("http://a:80", "a2")),
+             asyncio.create_task(use("http://b:80", "b1"))]
+    await asyncio.sleep(0.01)
+    assert order == ["+a1", "+b1"]  # a2 waits for a's slot, not b's
+    assert limits.in_flight == 2
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert limits.in_flight == 0
+    assert order.index("+a2") > order.index("-a1")
+    assert limits._endpoints == {}  # idle endpoints are dropped
+
+
+async def test_a_cancelled_waiter_gives_everything_back() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=1)
+    gate = asyncio.Event()
+
+    async def use() -> None:
+        state = await limits.acquire("http://a:80")
+        try:
+            await gate.wait()
+        finally:
+            limits.release("http://a:80", state)
+
+    first, second = asyncio.create_task(use()), asyncio.create_task(use())
+    await asyncio.sleep(0.01)
+    second.cancel()
+    gate.set()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert limits.in_flight == 0 and limits._endpoints == {}

@@ -253,8 +253,32 @@ def test_non_json_content_type_allows_any_body() -> None:
     pytest.param("{{ target }}", "javascript:alert(1)", id="templated-other-scheme"),
 ])
 def test_url_must_be_absolute_http(url: str, payload_url: str | None) -> None:
-    message = render_error({"url": url}, {**PAYLOAD, "target": payload_url})
+    if payload_url is None:  # a fixed URL: refused when the config is loaded, not per event
+        _, errors = compile_hook(hook_config({"url": url}), 10.0, (5.0,))
+        [error] = errors
+        assert error.path == ("request", "url")
+        message = error.message
+    else:
+        message = render_error({"url": url}, {**PAYLOAD, "target": payload_url})
     assert message.startswith("url is not an absolute http(s) URL: ")
+
+
+@pytest.mark.parametrize("host", ["127.1", "0x7f.0.0.1", "2130706433"])
+def test_a_non_canonical_ipv4_host_is_refused_at_load_and_at_render(host: str) -> None:
+    _, errors = compile_hook(hook_config({"url": f"http://{host}/x"}), 10.0, (5.0,))
+    assert [(e.path, "canonical IPv4" in e.message) for e in errors] == [
+        (("request", "url"), True)]
+    message = render_error({"url": "{{ target }}"}, {**PAYLOAD, "target": f"http://{host}/x"})
+    assert "is not a canonical IPv4 address" in message
+
+
+def test_a_fixed_url_gives_the_endpoint_the_sender_uses() -> None:
+    """Normalised as the request's URL is (case, IDNA), so the early circuit check matches."""
+    assert compile_one({"url": "https://API.Example.com/x"}).endpoint == (
+        "https://api.example.com:443")
+    assert compile_one({"url": "https://bücher.de/x"}).endpoint == (
+        "https://xn--bcher-kva.de:443")
+    assert compile_one({"url": "https://crm.example/{{ event }}"}).endpoint is None
 
 
 @pytest.mark.parametrize("target", ["https://[::1/", "https://x.example:99999/"])
@@ -422,3 +446,23 @@ def test_lint_raw_hook_reports_templates_filter_and_reserved_headers() -> None:
         ("request", "headers", "Host"), ("auth", "header"), ("filter", "a", "regex")])
     assert lint_raw_hook("not a mapping") == []
     assert lint_raw_hook({"request": "not a mapping"}) == []
+
+
+def test_unusable_tls_files_are_a_config_error_not_an_endpoint_failure(tmp_path: Any) -> None:
+    _, errors = compile_hook(hook_config(
+        {"url": "https://crm.example/x"}, tls={"ca_file": str(tmp_path / "missing.pem")}),
+        10.0, (5.0,))
+    assert [e.path for e in errors] == [("tls",)]
+    assert "cannot use the TLS files" in errors[0].message
+    hook = compile_one({"url": "https://crm.example/x"}, tls={"verify": False})
+    assert hook.tls is not None and not hook.tls.check_hostname
+
+
+@pytest.mark.parametrize("source", ["{{ call }}", "{{ call }}\n", "{{call}}\n\n", "{{ call }} ",
+                                    "\n{{ call }}", "plain\n", "{{ nope|default('d') }}\n"])
+def test_the_fast_shapes_render_as_jinja_does(source: str) -> None:
+    """A YAML block scalar (`body: |`) ends in a newline; Jinja keeps it, so must we."""
+    from hookd.render import ENV, Text
+    variables = {"call": "c-1"}
+    assert Text(source, ENV.from_string(source)).render(variables, "t") == (
+        ENV.from_string(source).render(variables))

@@ -120,6 +120,7 @@ RETRY_AFTER_TABLE: list[tuple[str | None, float | None]] = [
     ("soon", None),
     ("-5", None),
     ("1.5", None),  # delta-seconds is an integer
+    ("²", None),  # a digit to str.isdigit, not to float(): not a delay
     ("Mon, 99 Foo 2024", None),
     ("", None),
     ("   ", None),
@@ -249,7 +250,7 @@ class Sleeps:
 
 async def test_retries_exactly_len_schedule_times_then_returns_the_last_outcome() -> None:
     script, sleep = Script([retry(n) for n in range(1, 10)]), Sleeps()
-    outcome, attempts = await run_with_retries(script, [1.0, 2.0, 3.0], jitter=0, sleep=sleep)
+    outcome, attempts, _ = await run_with_retries(script, [1.0, 2.0, 3.0], jitter=0, sleep=sleep)
     assert attempts == 4
     assert script.calls == [1, 2, 3, 4]
     assert sleep.delays == [1.0, 2.0, 3.0]
@@ -271,7 +272,7 @@ async def test_retries_exactly_len_schedule_times_then_returns_the_last_outcome(
 async def test_stops_at_once_on_a_final_outcome(final: Outcome, position: int) -> None:
     outcomes = [retry(n) for n in range(1, position)] + [final] + [retry(99)] * 5
     script, sleep = Script(outcomes), Sleeps()
-    outcome, attempts = await run_with_retries(script, [1.0, 2.0, 3.0, 4.0], jitter=0,
+    outcome, attempts, _ = await run_with_retries(script, [1.0, 2.0, 3.0, 4.0], jitter=0,
                                                sleep=sleep)
     assert outcome == final
     assert attempts == position
@@ -282,7 +283,7 @@ async def test_stops_at_once_on_a_final_outcome(final: Outcome, position: int) -
 async def test_retry_after_stretches_the_wait() -> None:
     script = Script([retry(1, retry_after=50.0), retry(2, retry_after=0.5), Outcome(D, status=200)])
     sleep = Sleeps()
-    outcome, attempts = await run_with_retries(script, [1.0, 2.0, 3.0], jitter=0, sleep=sleep)
+    outcome, attempts, _ = await run_with_retries(script, [1.0, 2.0, 3.0], jitter=0, sleep=sleep)
     assert outcome.ok and attempts == 3
     assert sleep.delays == [50.0, 2.0]  # longer Retry-After wins; shorter one does not
 
@@ -290,13 +291,13 @@ async def test_retry_after_stretches_the_wait() -> None:
 async def test_timeouts_and_connect_errors_are_retried_by_the_loop() -> None:
     script = Script([failure(ErrorKind.TIMEOUT, "t"), failure(ErrorKind.CONNECT, "c"),
                      Outcome(D, status=200)])
-    outcome, attempts = await run_with_retries(script, [1.0, 1.0, 1.0], jitter=0, sleep=Sleeps())
+    outcome, attempts, _ = await run_with_retries(script, [1.0, 1.0, 1.0], jitter=0, sleep=Sleeps())
     assert outcome.ok and attempts == 3
 
 
 async def test_empty_schedule_means_one_attempt() -> None:
     script, sleep = Script([retry(1), Outcome(D, status=200)]), Sleeps()
-    outcome, attempts = await run_with_retries(script, [], sleep=sleep)
+    outcome, attempts, _ = await run_with_retries(script, [], sleep=sleep)
     assert (outcome, attempts) == (retry(1), 1)
     assert sleep.delays == []
 
@@ -304,7 +305,7 @@ async def test_empty_schedule_means_one_attempt() -> None:
 async def test_jittered_sleeps_stay_within_bounds() -> None:
     schedule = [1.0, 10.0, 100.0]
     script, sleep = Script([retry(n) for n in range(1, 5)]), Sleeps()
-    _, attempts = await run_with_retries(script, schedule, jitter=0.2, sleep=sleep)
+    _, attempts, _ = await run_with_retries(script, schedule, jitter=0.2, sleep=sleep)
     assert attempts == 4 and len(sleep.delays) == 3
     for base, delay in zip(schedule, sleep.delays, strict=True):
         assert base * 0.8 <= delay <= base * 1.2
@@ -313,7 +314,7 @@ async def test_jittered_sleeps_stay_within_bounds() -> None:
 async def test_first_continues_a_delivery_parked_earlier() -> None:
     """Back from a retry topic after 2 attempts: numbering and schedule continue at 3."""
     script, sleep = Script([retry(n) for n in range(1, 10)]), Sleeps()
-    outcome, last = await run_with_retries(script, [1.0, 2.0, 3.0, 4.0], jitter=0,
+    outcome, last, _ = await run_with_retries(script, [1.0, 2.0, 3.0, 4.0], jitter=0,
                                            sleep=sleep, first=3)
     assert script.calls == [3, 4, 5]
     assert sleep.delays == [3.0, 4.0]
@@ -322,7 +323,7 @@ async def test_first_continues_a_delivery_parked_earlier() -> None:
 
 async def test_first_past_the_schedule_is_one_last_attempt() -> None:
     script, sleep = Script([retry(n) for n in range(1, 10)]), Sleeps()
-    _, last = await run_with_retries(script, [1.0, 2.0], jitter=0, sleep=sleep, first=3)
+    _, last, _ = await run_with_retries(script, [1.0, 2.0], jitter=0, sleep=sleep, first=3)
     assert (script.calls, sleep.delays, last) == ([3], [], 3)
 
 
@@ -337,16 +338,32 @@ async def test_first_past_the_schedule_is_one_last_attempt() -> None:
 async def test_inline_max_stops_before_a_long_wait(inline_max: float, calls: list[int],
                                                    sleeps: list[float]) -> None:
     script, sleep = Script([retry(n) for n in range(1, 10)]), Sleeps()
-    outcome, last = await run_with_retries(script, [1.0, 5.0, 60.0], jitter=0, sleep=sleep,
+    outcome, last, _ = await run_with_retries(script, [1.0, 5.0, 60.0], jitter=0, sleep=sleep,
                                            inline_max=inline_max)
     assert script.calls == calls
     assert sleep.delays == sleeps
     assert (outcome, last) == (retry(calls[-1]), calls[-1])
 
 
+@pytest.mark.parametrize(("inline_max", "parked_for"), [
+    (float("inf"), None), (10.0, 60.0), (0.5, 1.0), (80.0, None)])
+async def test_the_delay_returned_is_the_one_that_stopped_the_waiting(
+        inline_max: float, parked_for: float | None) -> None:
+    """One draw of the jittered delay decides both "too long to wait in memory" and how
+    long the caller parks the delivery for."""
+    script, sleep = Script([retry(n) for n in range(1, 10)]), Sleeps()
+    *_, delay = await run_with_retries(script, [1.0, 5.0, 60.0], jitter=0.2, sleep=sleep,
+                                       inline_max=inline_max)
+    if parked_for is None:
+        assert delay is None  # the schedule is spent
+    else:
+        assert delay is not None and parked_for * 0.8 <= delay <= parked_for * 1.2
+        assert delay > inline_max
+
+
 async def test_inline_max_applies_to_a_long_retry_after() -> None:
     script, sleep = Script([retry(1, retry_after=3600.0), Outcome(D, status=200)]), Sleeps()
-    outcome, last = await run_with_retries(script, [1.0, 1.0], jitter=0, sleep=sleep,
+    outcome, last, _ = await run_with_retries(script, [1.0, 1.0], jitter=0, sleep=sleep,
                                            inline_max=10.0)
     assert (outcome.verdict, outcome.retry_after, last) == (R, 3600.0, 1)
     assert sleep.delays == []

@@ -1,0 +1,114 @@
+"""hookd.parking: the parked record's format, tiers, due times, and what ParkingLot writes
+(through a producer that keeps the records in a list; the real broker is in
+tests/integration/test_retries.py)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from hookd.events import Event, Meta
+from hookd.loader import load_config
+from hookd.parking import (
+    DUE_HEADER,
+    Parked,
+    ParkingLot,
+    TooLargeToPark,
+    due_of,
+    pick_tier,
+    tier_topic,
+    tiers_of,
+)
+
+from .conftest import WriteConfig
+
+EVENT = Event("Answered", "ev-1", {"event": "Answered", "call": "c-1"},
+              Meta("cc.events", 2, 41, "c-1", 1_700_000_000_000, {"trace": "t-1"}))
+
+
+def parked(due_at: float = 1_800_000_000.5) -> Parked:
+    return Parked("crm", EVENT, b"c-1", 2, 1_700_000_001.0, due_at,
+                  {"kind": "timeout", "status": None, "message": "no answer"})
+
+
+def test_a_parked_delivery_reads_back_as_written() -> None:
+    original = parked()
+    again = Parked.from_json(original.to_json())
+    assert again == original
+    assert orjson.loads(original.to_json())["meta"] == EVENT.meta.as_dict()
+
+
+@pytest.mark.parametrize("value", [b"{}", b'{"v": 99}', b"[1]"])
+def test_a_record_hookd_did_not_write_is_refused(value: bytes) -> None:
+    with pytest.raises(ValueError, match="not a hookd parked delivery"):
+        Parked.from_json(value)
+
+
+@pytest.mark.parametrize(("delay", "tier"), [
+    (0.0, 30.0), (29.0, 30.0), (30.0, 30.0), (299.0, 30.0), (300.0, 300.0), (1e9, 3600.0)])
+def test_pick_tier_takes_the_longest_not_longer_than_the_delay(delay: float,
+                                                               tier: float) -> None:
+    assert pick_tier([30.0, 300.0, 3600.0], delay) == tier
+
+
+def test_tiers_are_the_long_delays_and_always_the_circuit_cooldown(
+        write_config: WriteConfig) -> None:
+    runtime = load_config(write_config("""
+        delivery:
+          retry: {schedule: [1s, 5s, 2m], inline_max: 10s}
+          circuit_breaker: {cooldown: 5s}
+        hooks:
+          - id: a
+            event: Answered
+            request: {url: "http://127.0.0.1/a"}
+            retry: {schedule: [1s, 1h]}
+        """).main, environ={})
+    # 1 s and 5 s wait in memory; the 5 s cooldown still gets a tier: an open circuit
+    # parks whatever the schedules say
+    assert tiers_of(runtime) == [5.0, 120.0, 3600.0]
+
+
+@dataclass
+class Record:
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def test_due_of_reads_the_header_and_falls_back_to_the_record() -> None:
+    body = parked(due_at=1_800_000_123.25).to_json()
+    assert due_of(Record(b"not even json", [(DUE_HEADER, b"1800000000.5")])) == 1_800_000_000.5
+    assert due_of(Record(body)) == 1_800_000_123.25  # parked before the header existed
+    assert due_of(Record(b"garbage")) is None
+    assert due_of(Record(b"{}", [(DUE_HEADER, b"soon")])) is None
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
+                            headers: Any = None) -> None:
+        self.sent.append((topic, value, key, list(headers or ())))
+
+
+async def test_park_writes_to_its_tier_with_hook_and_due_headers() -> None:
+    producer = Producer()
+    lot = ParkingLot(producer, None, "hookd.retry", 4, max_bytes=10_000)
+    with pytest.raises(RuntimeError, match="ensure_tiers"):
+        await lot.park(parked(), 60.0)
+    await lot.ensure_tiers([30.0, 300.0])
+    due = time.time() + 60.0
+    assert await lot.park(parked(due_at=due), 60.0) == tier_topic("hookd.retry", 30.0)
+    [(topic, value, key, headers)] = producer.sent
+    assert (topic, key) == ("hookd.retry.30s", b"c-1")
+    assert headers == [("hookd-hook", b"crm"), (DUE_HEADER, repr(due).encode())]
+    assert due_of(Record(value, headers)) == due
+    big = Parked("crm", Event("Answered", "e", {"blob": "x" * 20_000}, EVENT.meta), None, 0,
+                 None, due)
+    with pytest.raises(TooLargeToPark):
+        await lot.park(big, 60.0)
+    assert len(producer.sent) == 1
