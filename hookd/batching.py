@@ -18,6 +18,8 @@ from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from hookd.loops import RunningLoop
+
 Headers = Sequence[tuple[str, bytes]]
 # Bigger records go one by one through send_and_wait, which checks them against
 # max_request_size (a batch would take one of any size, and the broker refuse it whole).
@@ -45,6 +47,7 @@ class BatchedProducer:
         self._open: dict[tuple[str, int], _Open] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
+        self._loop = RunningLoop()
 
     async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
                             headers: Headers | None = None) -> None:
@@ -58,7 +61,7 @@ class BatchedProducer:
             partitions = self._partitions[topic] = sorted(found)
         partition = self._partitioner(key, partitions, partitions)
         slot = (topic, partition)
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         waiter: asyncio.Future[None] = loop.create_future()
         current = self._open.get(slot)
         if current is None or not self._append(current, key, value, headers):
@@ -85,7 +88,7 @@ class BatchedProducer:
             self._send(slot, current)
 
     def _send(self, slot: tuple[str, int], current: _Open) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(slot, current))
+        task = self._loop().create_task(self._deliver(slot, current))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 

@@ -17,6 +17,8 @@ from hookd.delivery import Sender
 from hookd.errors import BlockedDestination, DecodeError, RenderError
 from hookd.events import Event, decode_event, make_meta
 from hookd.loader import Runtime
+from hookd.logs import Lines
+from hookd.loops import RunningLoop
 from hookd.oauth import TokenCache
 from hookd.parking import Parked, ParkingLot, TooLargeToPark
 from hookd.redact import Redactor
@@ -54,16 +56,16 @@ class _Line:
     """A delivery's log context, given to each of its lines (cheaper than a bound logger,
     which copies its context and builds a new logger)."""
 
-    __slots__ = ("context", "logger")
+    __slots__ = ("context", "lines")
 
-    def __init__(self, logger: Any, context: dict[str, Any]) -> None:
-        self.logger, self.context = logger, context
+    def __init__(self, lines: Lines, context: dict[str, Any]) -> None:
+        self.lines, self.context = lines, context
 
     def info(self, msg: str, **fields: Any) -> None:
-        self.logger.info(msg, **self.context, **fields)
+        self.lines.info(msg, self.context, fields)
 
     def warning(self, msg: str, **fields: Any) -> None:
-        self.logger.warning(msg, **self.context, **fields)
+        self.lines.warning(msg, self.context, fields)
 
 
 @dataclass
@@ -82,9 +84,10 @@ class Dispatcher:
     _records: int = 0
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
+    _loop: RunningLoop = field(default_factory=RunningLoop)
     # a logger of the logging set-up in force when the dispatcher is made: the module's
     # lazy proxy would look the configuration up again for every delivery
-    _log: Any = field(default_factory=lambda: log.bind())
+    _lines: Lines = field(default_factory=lambda: Lines(log.bind()))
 
     @property
     def pending(self) -> int:
@@ -134,8 +137,9 @@ class Dispatcher:
                 if whole:
                     done()
 
+        loop = self._loop()
         for coro in work:
-            task = asyncio.create_task(coro)
+            task = loop.create_task(coro)
             self._tasks.add(task)
             task.add_done_callback(finished)
 
@@ -182,7 +186,7 @@ class Dispatcher:
         if job.key is not None:
             chain_key = (hook.id, job.key)
             previous = self._chains.get(chain_key)
-            mine = self._chains[chain_key] = asyncio.get_running_loop().create_future()
+            mine = self._chains[chain_key] = self._loop().create_future()
         try:
             if previous is not None:
                 await previous  # its owner only ever sets a result (or is cancelled with us)
@@ -207,7 +211,7 @@ class Dispatcher:
             closed = self.sender.unavailable(hook.endpoint)
             if closed is not None:  # park at once: the request is rendered when it is due
                 return await self._park(job, closed, closed.retry_after or 0.0, _Line(
-                    self._log, {"hook": hook.id, "_event": event.name,
+                    self._lines, {"hook": hook.id, "_event": event.name,
                                 "webhook_id": webhook_id(event.id, hook.id),
                                 "url": hook.url.source, "topic": meta.topic,
                                 "partition": meta.partition, "offset": meta.offset}))
@@ -215,7 +219,7 @@ class Dispatcher:
             request = hook.render(event)
         except RenderError as exc:  # render() turns every template/body error into this
             return await self._fail(job, failure(ErrorKind.RENDER, str(exc)))
-        bound = _Line(self._log, {  # the log processor masks secrets
+        bound = _Line(self._lines, {  # the log processor masks secrets
             "hook": hook.id, "_event": event.name, "webhook_id": request.webhook_id,
             "url": request.url, "topic": meta.topic, "partition": meta.partition,
             "offset": meta.offset})

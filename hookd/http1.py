@@ -25,6 +25,7 @@ import httptools
 from yarl import URL
 
 from hookd.errors import HookdError
+from hookd.loops import RunningLoop
 
 MAX_HEAD = 64 * 1024  # bytes of status line and headers we accept in an answer
 _BAD_HEADER = re.compile(r"[\r\n\x00]")
@@ -268,6 +269,7 @@ class Pool:
         self.generation = 0
         self._idle: dict[tuple[str, int, ssl.SSLContext | None], list[Connection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        self._loop = RunningLoop()
 
     async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
                       timeout: float, cap: int, tls: ssl.SSLContext | None) -> Response:
@@ -276,7 +278,7 @@ class Pool:
         whatever `resolve` raises."""
         target = target_of(url)
         data = encode_request(method, target, headers, body)
-        loop = asyncio.get_running_loop()
+        loop = self._loop()
         deadline = loop.time() + timeout
         key = (target.host, target.port, tls)
         conn = self._take(key, loop.time())

@@ -10,6 +10,8 @@ import asyncio
 import time
 from collections import deque
 
+from hookd.loops import RunningLoop
+
 
 class Stalled(Exception):
     """The endpoint has a full queue and has not answered for a while."""
@@ -18,11 +20,12 @@ class Stalled(Exception):
 class Slots:
     """A counting semaphore, first come first served, that can be taken synchronously."""
 
-    __slots__ = ("free", "waiters")
+    __slots__ = ("free", "loop", "waiters")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, loop: RunningLoop | None = None) -> None:
         self.free = count
         self.waiters: deque[asyncio.Future[None]] = deque()
+        self.loop = loop or RunningLoop()
 
     def try_take(self) -> bool:
         if self.free > 0 and not self.waiters:
@@ -33,7 +36,7 @@ class Slots:
     async def take(self) -> None:
         if self.try_take():
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self.loop().create_future()
         self.waiters.append(waiter)
         try:
             await waiter
@@ -63,8 +66,8 @@ class Slots:
 class _Endpoint:
     __slots__ = ("progress", "slots", "users", "watch")
 
-    def __init__(self, per_endpoint: int) -> None:
-        self.slots = Slots(per_endpoint)
+    def __init__(self, per_endpoint: int, loop: RunningLoop) -> None:
+        self.slots = Slots(per_endpoint, loop)
         self.users = 0  # waiting or in flight
         self.progress = time.monotonic()  # last answer (or first use)
         self.watch: asyncio.TimerHandle | None = None
@@ -78,7 +81,8 @@ class EndpointLimits:
 
     def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0) -> None:
         self.per_endpoint = per_endpoint
-        self.total = Slots(total)
+        self.loop = RunningLoop()
+        self.total = Slots(total, self.loop)
         self.stall_after = stall_after
         self._endpoints: dict[str, _Endpoint] = {}
         self.in_flight = 0
@@ -92,7 +96,7 @@ class EndpointLimits:
         """Both slots if they are free right now (no waiting); else None."""
         state = self._endpoints.get(endpoint)
         if state is None:
-            state = self._endpoints[endpoint] = _Endpoint(self.per_endpoint)
+            state = self._endpoints[endpoint] = _Endpoint(self.per_endpoint, self.loop)
         if state.slots.try_take():
             if self.total.try_take():
                 state.users += 1
@@ -110,7 +114,7 @@ class EndpointLimits:
             raise Stalled(endpoint)
         state = self._endpoints.get(endpoint)
         if state is None:
-            state = self._endpoints[endpoint] = _Endpoint(self.per_endpoint)
+            state = self._endpoints[endpoint] = _Endpoint(self.per_endpoint, self.loop)
         state.users += 1
         try:
             if not state.slots.try_take():
@@ -131,7 +135,7 @@ class EndpointLimits:
     def _watch(self, endpoint: str, state: _Endpoint) -> None:
         """One timer per endpoint with a queue: turns the queue away once it stalls."""
         if state.watch is None:
-            state.watch = asyncio.get_running_loop().call_later(
+            state.watch = self.loop().call_later(
                 self.stall_after, self._check, endpoint, state)
 
     def _check(self, endpoint: str, state: _Endpoint) -> None:

@@ -23,10 +23,10 @@ OTHER = "hunter2-password"
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     saved = structlog.get_config()
-    redactor = REDACTOR.current
+    redactor, chain = REDACTOR.current, logs._JSON
     yield
     structlog.configure(**saved)
-    REDACTOR.current = redactor
+    REDACTOR.current, logs._JSON = redactor, chain
     structlog.contextvars.clear_contextvars()
 
 
@@ -196,3 +196,67 @@ def test_outside_a_loop_each_line_is_flushed() -> None:
     stream.flush = lambda: flushed.append(len(stream.getvalue()))  # type: ignore[method-assign]
     logs.BatchedBytesLogger(stream).warning(b"{}")
     assert flushed == [3]
+
+
+class Odd:
+    def __repr__(self) -> str:
+        return "<Odd>"
+
+
+FAST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("delivery", {"hook": "crm", "_event": "Answered", "url": f"https://x.example/?t={SECRET}",
+                  "topic": "cc.events", "partition": 3, "offset": 17},
+     {"outcome": "delivered", "status": 200, "attempt": 1, "duration_ms": 1.5}),
+    ("delivery", {"hook": "legacy", "url": "http://127.0.0.1/legacy"},  # no event name
+     {"outcome": "failed", "retryable": True, "status": None, "error": f"boom {SECRET}",
+      "nested": {"a": [SECRET, 1, 2.5], "b": None}, "odd": Odd()}),
+    (f"message with {OTHER}", {}, {"msg_field": "x", "when": datetime(2026, 11, 21, tzinfo=UTC)}),
+]
+
+
+def test_fast_lines_write_what_structlogs_chain_writes(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    configure_logging("info", "json")
+    REDACTOR.current = Redactor([SECRET, OTHER])
+    logger = structlog.get_logger("hookd.test").bind()
+    fast = logs.Lines(logger)
+    assert fast.json is not None  # the fast path is the one under test
+    for msg, context, fields in FAST_CASES:
+        for level in ("info", "warning"):
+            getattr(fast, level)(msg, context, fields)
+            getattr(logger, level)(msg, **context, **fields)
+    out = capsys.readouterr().out
+    assert SECRET not in out and OTHER not in out
+    written = lines(out)
+    assert len(written) == 2 * 2 * len(FAST_CASES)
+    for ours, theirs in zip(written[::2], written[1::2], strict=True):
+        assert ours.pop("timestamp").endswith("Z") and theirs.pop("timestamp").endswith("Z")
+        assert list(ours.items()) == list(theirs.items())  # same keys, same order
+
+
+def test_fast_lines_keep_the_level_filter(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("warning", "json")
+    fast = logs.Lines(structlog.get_logger().bind())
+    fast.info("hidden", {}, {})
+    fast.warning("shown", {"hook": "h"}, {})
+    assert [line["msg"] for line in lines(capsys.readouterr().out)] == ["shown"]
+
+
+def test_fast_lines_go_through_structlog_when_it_is_not_the_json_chain(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "console")
+    console = logs.Lines(structlog.get_logger().bind())
+    assert console.json is None
+    console.info("delivery", {"hook": "crm"}, {"status": 200})
+    assert re.search(r"\[info\s*\] delivery\s+hook=crm status=200", capsys.readouterr().out)
+
+    configure_logging("info", "json")
+    fast = logs.Lines(structlog.get_logger().bind())
+    with structlog.testing.capture_logs() as captured:  # changes the chain in place
+        fast.info("delivery", {"hook": "crm"}, {"status": 200})
+    assert captured == [{"event": "delivery", "hook": "crm", "status": 200,
+                         "log_level": "info"}]
+    assert capsys.readouterr().out == ""
+
+    structlog.configure(processors=[structlog.processors.JSONRenderer()])  # someone else's
+    assert logs.Lines(structlog.get_logger().bind()).json is None
