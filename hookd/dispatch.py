@@ -20,7 +20,7 @@ from hookd.loader import Runtime
 from hookd.logs import Lines
 from hookd.loops import RunningLoop
 from hookd.oauth import TokenCache
-from hookd.parking import Parked, ParkingLot, TooLargeToPark
+from hookd.parking import Parked, ParkingLot, TooLargeToPark, read_parked, until_acked
 from hookd.redact import Redactor
 from hookd.render import CompiledHook, Request
 from hookd.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
@@ -28,6 +28,7 @@ from hookd.signing import webhook_id
 
 log = structlog.get_logger("hookd.dispatch")
 Done = Callable[[], None]
+Work = Coroutine[Any, Any, None] | asyncio.Future[Any]  # a task to run, or a parking to await
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Dispatcher:
     tokens: TokenCache | None = None
     counters: Counters = field(default_factory=Counters)
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     _records: int = 0
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
@@ -115,19 +116,54 @@ class Dispatcher:
                  if h.id not in self.disabled]
         if not hooks:
             return done()
-        self._run(done, [self._ordered(_Job(h.id, event, record.key), h) for h in hooks])
+        self._run(done, [self._work(_Job(h.id, event, record.key), h) for h in hooks])
 
     def submit_parked(self, record: Any, done: Done) -> None:
-        """A record of a retry topic whose time has come."""
-        self._run(done, [self._unpark(record)])
+        """A record of a retry topic whose time has come: its deliveries (one, or a group
+        parked unsent), re-rendered from their hook's current definition."""
+        try:
+            parked = read_parked(record.value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("unreadable record in a retry topic, dead-lettered", topic=record.topic,
+                      offset=record.offset, error=str(exc))
+            return self._run(done, [self._dead_letter(DeadLetter(
+                None, None, None, None, record.value or b"", ErrorKind.DECODE, None,
+                f"retry record: {exc}", 0, None, None,
+                Source(record.topic, record.partition, record.offset), record.key))])
+        runtime, work = self.runtime(), []
+        for p in parked:
+            hook = runtime.hook(p.hook)
+            if hook is None or not hook.config.enabled:
+                log.warning("parked delivery dropped: its hook was removed or disabled",
+                            hook=p.hook, _event=p.event.name, event_id=p.event.id)
+                continue
+            work.append(self._work(_Job(p.hook, p.event, p.key, p.attempts,
+                                        p.first_attempt_at), hook))
+        if not work:
+            return done()
+        self._run(done, work)
 
-    def _run(self, done: Done, work: list[Coroutine[Any, Any, None]]) -> None:
-        """Run a record's work as tasks; `done()` when all of them finished (not when one
-        was cancelled: then the record stays unfinished and is redelivered)."""
+    def _work(self, job: _Job, hook: CompiledHook) -> Work:
+        """A delivery's work: a task, or, when its endpoint is known and unavailable right
+        now, its parking (unrendered, gathered with the others of its hook). A delivery
+        that waits behind one of its key is left to the task, to keep their order."""
+        lot = self.parking
+        if lot is None or hook.endpoint is None or hook.id in self.disabled or \
+                (job.key is not None and (hook.id, job.key) in self._chains):
+            return self._ordered(job, hook)
+        closed = self.sender.unavailable(hook.endpoint)
+        if closed is None:
+            return self._ordered(job, hook)
+        parking = self._gather(job, closed, closed.retry_after or 0.0)
+        return parking if parking is not None else self._ordered(job, hook)
+
+    def _run(self, done: Done, work: list[Work]) -> None:
+        """Run a record's work; `done()` when all of it finished (not when some was
+        cancelled: then the record stays unfinished and is redelivered)."""
         self._records += 1
         left, whole = len(work), True
 
-        def finished(task: asyncio.Task[None]) -> None:
+        def finished(task: asyncio.Future[Any]) -> None:
             nonlocal left, whole
             self._tasks.discard(task)
             whole = whole and not task.cancelled()
@@ -138,14 +174,16 @@ class Dispatcher:
                     done()
 
         loop = self._loop()
-        for coro in work:
-            task = loop.create_task(coro)
+        for item in work:
+            task = item if isinstance(item, asyncio.Future) else loop.create_task(item)
             self._tasks.add(task)
             task.add_done_callback(finished)
 
     async def drain(self, timeout: float) -> int:
         """Wait up to `timeout` for in-flight work; cancel the rest. Returns the records
         left unfinished."""
+        if self.parking is not None:
+            self.parking.write_gathered()  # now, not after the linger
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         left = self._records
@@ -154,30 +192,12 @@ class Dispatcher:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self.parking is not None:
+            await self.parking.stop_gathering()
         return left
 
     def reset_disabled(self) -> None:
         self.disabled.clear()
-
-    # -- intake -----------------------------------------------------------------------------
-    async def _unpark(self, record: Any) -> None:
-        try:
-            parked = Parked.from_json(record.value)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("unreadable record in a retry topic, dead-lettered", topic=record.topic,
-                      offset=record.offset, error=str(exc))
-            await self._dead_letter(DeadLetter(
-                None, None, None, None, record.value or b"", ErrorKind.DECODE, None,
-                f"retry record: {exc}", 0, None, None,
-                Source(record.topic, record.partition, record.offset), record.key))
-            return
-        hook = self.runtime().hook(parked.hook)  # re-rendered from the current definition
-        if hook is None or not hook.config.enabled:
-            log.warning("parked delivery dropped: its hook was removed or disabled",
-                        hook=parked.hook, _event=parked.event.name, event_id=parked.event.id)
-            return
-        await self._ordered(_Job(parked.hook, parked.event, parked.key, parked.attempts,
-                                 parked.first_attempt_at), hook)
 
     async def _ordered(self, job: _Job, hook: CompiledHook) -> None:
         """Deliveries of one key to one hook go out in offset order. A bug must not wedge a
@@ -305,16 +325,40 @@ class Dispatcher:
             self.counters.retrying -= 1
 
     # -- endings --------------------------------------------------------------------------------
-    async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: _Line) -> None:
+    def _parked(self, job: _Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
         lot = self.parking
         assert lot is not None
         if lot.tiers:  # a record holds its partition until due: never longer than its tier
             delay = min(delay, lot.tiers[-1])  # (a Retry-After of a week waits a day)
-        parked = Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
-                        time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
-                                              "message": self.redactor()(outcome.message)})
+        return Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
+                      time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
+                                            "message": self.redactor()(outcome.message)}), delay
+
+    def _gather(self, job: _Job, outcome: Outcome, delay: float) -> asyncio.Future[str] | None:
+        """Park a delivery that was not sent, with the others of its hook (one record and
+        one log line for them all); None when it cannot join them."""
+        assert self.parking is not None
+        parked, delay = self._parked(job, outcome, delay)
+        parking = self.parking.park_unsent(parked, delay)
+        if parking is not None:
+            parking.add_done_callback(self._count_parked)
+        return parking
+
+    def _count_parked(self, parking: asyncio.Future[str]) -> None:
+        if not parking.cancelled() and parking.exception() is None:
+            self.counters.parked += 1
+
+    async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: _Line) -> None:
+        lot = self.parking
+        assert lot is not None
+        if outcome.verdict is Verdict.PARK:  # unsent: the endpoint is unavailable
+            gathered = self._gather(job, outcome, delay)
+            if gathered is not None:  # shielded: the group is shared with other deliveries
+                await asyncio.shield(gathered)
+                return
+        parked, delay = self._parked(job, outcome, delay)
         try:
-            topic = await self._until_acked(lambda: lot.park(parked, delay), "park")
+            topic = await until_acked(lambda: lot.park(parked, delay), "park")
         except TooLargeToPark as exc:
             return await self._fail(job, replace(outcome, message=f"{outcome.message} "
                                                  f"(not parked: {exc})"))
@@ -337,18 +381,5 @@ class Dispatcher:
                     topic=meta.topic, partition=meta.partition, offset=meta.offset)
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
-        await self._until_acked(lambda: self.dead_letters.publish(letter), "dead-letter")
+        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter")
         self.counters.dead_lettered += 1
-
-    async def _until_acked(self, produce: Callable[[], Any], what: str) -> Any:
-        """Retry until the broker acks; the source offset must not move before that."""
-        delay = 0.5
-        while True:
-            try:
-                return await produce()
-            except TooLargeToPark:
-                raise  # no retry makes it fit
-            except Exception as exc:  # any broker trouble: keep trying, the offset waits
-                log.error(f"{what} publish failed, retrying", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)

@@ -2,19 +2,26 @@
 
 A delivery whose next delay is longer than `delivery.retry.inline_max` is written to
 `{retry_topic_prefix}.{tier}` (e.g. `hookd.retry.5m`) with its due time, and its source
-offset may then be committed. Within one tier every record waits about the same delay, so
-due times grow along a partition: the retry consumer pauses a partition until its head is
-due, and never holds more than what is due in memory.
+offset may then be committed. Deliveries parked unsent, because their endpoint's circuit
+is open or it stopped answering, are gathered per (tier, hook) for a couple of
+milliseconds and written as one record: an outage parks every delivery to the endpoint,
+and a record (and a log line) for each cost more than the healthy deliveries beside it.
+
+Within one tier every record waits about the same delay, so due times grow along a
+partition: the retry consumer pauses a partition until its head is due, and never holds
+more than what is due in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import bisect
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -23,9 +30,13 @@ from hookd.durations import format_duration
 from hookd.errors import HookdError
 from hookd.events import Event, Meta
 from hookd.loader import Runtime
+from hookd.loops import RunningLoop
 
 log = structlog.get_logger("hookd.parking")
-FORMAT = 1
+FORMAT = 1  # a record holds one delivery
+FORMAT_GROUP = 2  # a record holds deliveries of one hook parked unsent together
+GROUP_BYTES = 256 * 1024  # a group's record is closed at about this size
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,15 +51,18 @@ class Parked:
     due_at: float
     error: Mapping[str, Any] = field(default_factory=dict)  # the last attempt's error
 
-    def to_json(self) -> bytes:
-        return orjson.dumps({
-            "v": FORMAT, "hook": self.hook, "event": self.event.name,
-            "event_id": self.event.id, "payload": self.event.payload,
+    def entry(self) -> dict[str, Any]:
+        """What is this delivery's own (a group's record shares hook, due time, error)."""
+        return {
+            "event": self.event.name, "event_id": self.event.id, "payload": self.event.payload,
             "meta": self.event.meta.as_dict(),
             "key": base64.b64encode(self.key).decode() if self.key is not None else None,
             "attempts": self.attempts, "first_attempt_at": self.first_attempt_at,
-            "due_at": self.due_at, "error": dict(self.error),
-        }, default=str)
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({"v": FORMAT, "hook": self.hook, **self.entry(),
+                             "due_at": self.due_at, "error": dict(self.error)}, default=str)
 
     @classmethod
     def from_json(cls, value: bytes) -> Parked:
@@ -56,14 +70,61 @@ class Parked:
         doc = orjson.loads(value)
         if not isinstance(doc, dict) or doc.get("v") != FORMAT:
             raise ValueError("not a hookd parked delivery")
+        return cls.of(str(doc["hook"]), doc, float(doc["due_at"]), doc.get("error") or {})
+
+    @classmethod
+    def of(cls, hook: str, doc: Mapping[str, Any], due_at: float,
+           error: Mapping[str, Any]) -> Parked:
         m = doc["meta"]
         meta = Meta(str(m["topic"]), int(m["partition"]), int(m["offset"]), m.get("key"),
                     m.get("timestamp"), dict(m.get("headers") or {}))
         key = base64.b64decode(doc["key"]) if doc.get("key") is not None else None
-        return cls(str(doc["hook"]), Event(str(doc["event"]), str(doc["event_id"]),
-                                           doc["payload"], meta),
-                   key, int(doc["attempts"]), doc.get("first_attempt_at"),
-                   float(doc["due_at"]), doc.get("error") or {})
+        return cls(hook, Event(str(doc["event"]), str(doc["event_id"]), doc["payload"], meta),
+                   key, int(doc["attempts"]), doc.get("first_attempt_at"), due_at, error)
+
+
+def read_parked(value: bytes | None) -> list[Parked]:
+    """The deliveries of a retry-topic record: one, or a group. ValueError (or KeyError,
+    TypeError) when the record is not one hookd wrote."""
+    doc = orjson.loads(value or b"")
+    if not isinstance(doc, dict) or doc.get("v") not in (FORMAT, FORMAT_GROUP):
+        raise ValueError("not a hookd parked delivery")
+    hook, due_at, error = str(doc["hook"]), float(doc["due_at"]), doc.get("error") or {}
+    if doc["v"] == FORMAT:
+        return [Parked.of(hook, doc, due_at, error)]
+    return [Parked.of(hook, entry, due_at, error) for entry in doc["parked"]]
+
+
+async def until_acked(produce: Callable[[], Awaitable[T]], what: str) -> T:
+    """Retry until the broker acks: the source offset must not move before that."""
+    delay = 0.5
+    while True:
+        try:
+            return await produce()
+        except TooLargeToPark:
+            raise  # no retry makes it fit
+        except Exception as exc:  # any broker trouble: keep trying, the offset waits
+            log.error(f"{what} publish failed, retrying", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+class _Group:
+    """Deliveries of one hook parked unsent into one tier, written as one record."""
+
+    __slots__ = ("due_at", "entries", "error", "future", "hook", "size", "topic")
+
+    def __init__(self, topic: str, hook: str, due_at: float, error: Mapping[str, Any],
+                 future: asyncio.Future[str]) -> None:
+        self.topic, self.hook, self.due_at, self.error = topic, hook, due_at, error
+        self.future = future
+        self.entries: list[bytes] = []
+        self.size = 0
+
+    def value(self) -> bytes:
+        head = orjson.dumps({"v": FORMAT_GROUP, "hook": self.hook, "due_at": self.due_at,
+                             "error": dict(self.error)}, default=str)
+        return head[:-1] + b',"parked":[' + b",".join(self.entries) + b"]}"
 
 
 DUE_HEADER = "hookd-due"  # epoch seconds: read without parsing the record
@@ -116,11 +177,17 @@ class ParkingLot:
     """Writes parked deliveries (acks=all) and creates the tier topics."""
 
     def __init__(self, producer: Any, admin: Any, prefix: str, partitions: int,
-                 replication: int = 3, max_bytes: int = 1 << 20) -> None:
+                 replication: int = 3, max_bytes: int = 1 << 20, linger: float = 0.002) -> None:
         self.producer, self.admin, self.max_bytes = producer, admin, max_bytes
         self.prefix, self.partitions, self.replication = prefix, partitions, replication
+        self.linger = linger
+        self.group_bytes = min(GROUP_BYTES, max_bytes // 2)
         self.tiers: list[float] = []
         self._created: set[str] = set()
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing: set[asyncio.Task[None]] = set()
+        self._loop = RunningLoop()
 
     @property
     def topics(self) -> list[str]:
@@ -156,12 +223,15 @@ class ParkingLot:
         self.tiers = wanted
         return self._created != before
 
+    def topic_for(self, delay: float) -> str:
+        if not self.tiers:
+            raise RuntimeError("ParkingLot.ensure_tiers() first")
+        return tier_topic(self.prefix, pick_tier(self.tiers, delay))
+
     async def park(self, parked: Parked, delay: float) -> str:
         """Produce, wait for the broker's ack; returns the topic. Raises on failure;
         TooLargeToPark when the delivery cannot be written as a record."""
-        if not self.tiers:
-            raise RuntimeError("ParkingLot.ensure_tiers() first")
-        topic = tier_topic(self.prefix, pick_tier(self.tiers, delay))
+        topic = self.topic_for(delay)
         try:
             value = parked.to_json()
         except TypeError as exc:  # nested deeper than orjson writes
@@ -172,3 +242,71 @@ class ParkingLot:
             ("hookd-hook", parked.hook.encode()), (DUE_HEADER, repr(parked.due_at).encode())])
         return topic
 
+
+    # -- deliveries parked unsent, gathered --------------------------------------------------
+    def park_unsent(self, parked: Parked, delay: float) -> asyncio.Future[str] | None:
+        """Gather a delivery that was not sent (its endpoint is unavailable) with the others
+        of its hook and tier; they are written as one record after `linger` seconds. The
+        future is the topic, once the broker acked it (a failed write is tried again until
+        it is); cancelled if the daemon stops first. None when the delivery cannot join a
+        group (too large, or not serializable): park() it alone."""
+        topic = self.topic_for(delay)
+        try:
+            entry = orjson.dumps(parked.entry(), default=str)
+        except TypeError:  # nested deeper than orjson writes
+            return None
+        if len(entry) > self.group_bytes:
+            return None
+        slot = (topic, parked.hook)
+        group = self._groups.get(slot)
+        if group is not None and group.size + len(entry) > self.group_bytes:
+            self._write(self._groups.pop(slot))
+            group = None
+        if group is None:
+            loop = self._loop()
+            group = self._groups[slot] = _Group(topic, parked.hook, parked.due_at,
+                                                parked.error, loop.create_future())
+            if self._timer is None:
+                self._timer = loop.call_later(self.linger, self.write_gathered)
+        group.entries.append(entry)
+        group.size += len(entry) + 1
+        return group.future
+
+    def write_gathered(self) -> None:
+        """Start writing every group gathered so far (after `linger`; at shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        groups, self._groups = self._groups, {}
+        for group in groups.values():
+            self._write(group)
+
+    async def stop_gathering(self) -> None:
+        """Give up the writes still waiting for the broker (shutdown): their futures are
+        cancelled, so their source records stay uncommitted and come again."""
+        self.write_gathered()
+        for task in list(self._writing):
+            task.cancel()
+        if self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)
+
+    def _write(self, group: _Group) -> None:
+        task = self._loop().create_task(self._write_group(group))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+
+    async def _write_group(self, group: _Group) -> None:
+        value, key = group.value(), group.hook.encode()
+        headers = [("hookd-hook", key), (DUE_HEADER, repr(group.due_at).encode()),
+                   ("hookd-deliveries", str(len(group.entries)).encode())]
+        try:
+            await until_acked(lambda: self.producer.send_and_wait(
+                group.topic, value, key=key, headers=headers), "park")
+        except BaseException:
+            group.future.cancel()
+            raise
+        log.info("delivery", outcome="parked", hook=group.hook, deliveries=len(group.entries),
+                 retry_topic=group.topic, retry_in_s=round(max(0.0, group.due_at - time.time()), 1),
+                 error_kind=group.error.get("kind"), error=group.error.get("message"))
+        if not group.future.done():
+            group.future.set_result(group.topic)

@@ -19,7 +19,7 @@ from hookd.deadletter import DeadLetter
 from hookd.dispatch import Dispatcher
 from hookd.loader import Runtime, load_config
 from hookd.offsets import OffsetTracker
-from hookd.parking import Parked, ParkingLot
+from hookd.parking import FORMAT_GROUP, Parked, ParkingLot, read_parked
 from hookd.redact import Redactor
 from hookd.render import Request
 from hookd.retries import ErrorKind, Outcome, Verdict, classify_status, failure
@@ -492,13 +492,20 @@ async def test_drain_waits_for_work_that_finishes_in_time(make: Make) -> None:
 # ------------------------------------------------------------------------- parking
 
 class FakeProducer:
-    """What ParkingLot writes with: the records, in a list."""
+    """What ParkingLot writes with: the records, in a list; fails the first `failures`
+    writes; with `hold`, each write waits for it to be set."""
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 0, hold: asyncio.Event | None = None) -> None:
         self.records: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
+        self.failures, self.hold, self.writes = failures, hold, 0
 
     async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
                             headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.writes += 1
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.writes <= self.failures:
+            raise ConnectionError("broker unreachable")
         self.records.append((topic, value, key, list(headers or ())))
 
 
@@ -529,9 +536,9 @@ async def test_a_hook_with_a_fixed_url_is_parked_unrendered_while_its_endpoint_i
     dispatcher.submit(record(0, "Answered"), lambda: done.append(0))
     dispatcher.submit(record(1, "Render"), lambda: done.append(1))  # templated URL
     await dispatcher.drain(5.0)
-    assert done == [0, 1]
+    assert sorted(done) == [0, 1]
     assert sender.calls == []  # nothing was sent...
-    parked = [Parked.from_json(value) for _, value, _, _ in producer.records]
+    parked = [p for _, value, _, _ in producer.records for p in read_parked(value)]
     assert sorted(p.hook for p in parked) == ["a", "b"]  # ...a and b were parked
     assert {topic for topic, *_ in producer.records} == {"hookd.retry.30s"}
     assert all(p.attempts == 0 for p in parked)
@@ -558,3 +565,118 @@ async def test_a_retry_after_longer_than_the_longest_tier_waits_that_tier(
     [(topic, value, _, _)] = producer.records
     assert topic == "hookd.retry.1h"
     assert Parked.from_json(value).due_at <= time.time() + 3600.0
+
+
+# ------------------------------------------------------------ parked unsent, gathered
+async def closed_dispatcher(runtime: Runtime, producer: FakeProducer,
+                            sender: FakeSender | None = None) -> tuple[Dispatcher, ParkingLot]:
+    lot = ParkingLot(producer, None, "hookd.retry", 4)
+    await lot.ensure_tiers([30.0])
+    sender = sender or ClosedSender("http://127.0.0.1:80")
+    return Dispatcher(sender, FakeSink(), lambda: runtime,
+                      lambda: Redactor(runtime.secrets), lot), lot
+
+
+async def test_deliveries_to_an_unavailable_endpoint_are_parked_as_one_record_per_hook(
+        runtime: Runtime) -> None:
+    producer = FakeProducer(hold=asyncio.Event())
+    dispatcher, _ = await closed_dispatcher(runtime, producer)
+    done: list[int] = []
+    for n in range(50):
+        dispatcher.submit(record(n, "Answered", key=f"call-{n % 7}".encode()),
+                          lambda n=n: done.append(n))
+    await asyncio.sleep(0.05)
+    assert done == [] and dispatcher.pending == 50  # not before the broker's ack
+    assert producer.records == [] and producer.writes == 2  # one write per hook
+    assert producer.hold is not None
+    producer.hold.set()
+    assert await dispatcher.drain(5.0) == 0
+    assert sorted(done) == list(range(50))
+    assert dispatcher.counters.parked == 100
+    by_hook = {}
+    for topic, value, key, headers in producer.records:
+        assert topic == "hookd.retry.30s"
+        doc = orjson.loads(value)
+        assert doc["v"] == FORMAT_GROUP and key == doc["hook"].encode()
+        assert dict(headers)["hookd-deliveries"] == b"50"
+        assert float(dict(headers)["hookd-due"]) == doc["due_at"]
+        by_hook[doc["hook"]] = read_parked(value)
+    assert sorted(by_hook) == ["a", "b"]
+    for parked in by_hook.values():  # in the order they came, each as it was
+        assert [p.event.meta.offset for p in parked] == list(range(50))
+        assert [p.key for p in parked] == [f"call-{n % 7}".encode() for n in range(50)]
+        assert all(p.attempts == 0 and p.error["kind"] == "connect" for p in parked)
+
+
+async def test_a_gathered_record_the_broker_refuses_is_written_again_until_acked(
+        runtime: Runtime) -> None:
+    producer = FakeProducer(failures=1)
+    dispatcher, _ = await closed_dispatcher(runtime, producer)
+    done: list[int] = []
+    dispatcher.submit(record(0, "Solo"), lambda: done.append(0))
+    assert await dispatcher.drain(5.0) == 0
+    assert done == [0] and producer.writes == 2 and len(producer.records) == 1
+
+
+async def test_gathered_deliveries_not_acked_by_shutdown_stay_unfinished(
+        runtime: Runtime) -> None:
+    producer = FakeProducer(hold=asyncio.Event())  # never acks
+    dispatcher, lot = await closed_dispatcher(runtime, producer)
+    done: list[int] = []
+    for n in range(3):
+        dispatcher.submit(record(n, "Answered"), lambda n=n: done.append(n))
+    assert await dispatcher.drain(0.1) == 3
+    assert done == [] and producer.records == [] and dispatcher.counters.parked == 0
+    assert not lot._writing  # the writes were given up
+
+
+async def test_a_delivery_waiting_behind_its_key_is_not_gathered_ahead_of_it(
+        runtime: Runtime) -> None:
+    """Deliveries of one key to one hook keep their order: while one is in flight, the
+    next waits behind it rather than being parked ahead of it."""
+    release = asyncio.Event()
+
+    async def slow(call: Call) -> Outcome:
+        await release.wait()
+        return OK
+
+    class OpensLater(FakeSender):
+        closed = False
+
+        def unavailable(self, endpoint: str) -> Outcome | None:
+            return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, "circuit open", 30.0) \
+                if self.closed else None
+
+    sender = OpensLater(slow)
+    producer = FakeProducer()
+    dispatcher, _ = await closed_dispatcher(runtime, producer, sender)
+    dispatcher.submit(record(0, "Solo", key=b"k"), lambda: None)  # sent, and waiting
+    await asyncio.sleep(0.01)
+    sender.closed = True
+    dispatcher.submit(record(1, "Solo", key=b"k"), lambda: None)  # behind 0: a task
+    dispatcher.submit(record(2, "Solo", key=b"other"), lambda: None)  # nothing ahead
+    await asyncio.sleep(0.05)
+    [(_, first, _, _)] = producer.records  # 2 was gathered and written at once
+    assert [p.event.meta.offset for p in read_parked(first)] == [2]
+    release.set()
+    assert await dispatcher.drain(5.0) == 0
+    offsets = [p.event.meta.offset for _, v, _, _ in producer.records for p in read_parked(v)]
+    assert offsets == [2, 1]  # 1 parked once 0 was done, not ahead of it
+    assert [c.seq for c in sender.calls] == [0]
+
+
+async def test_a_group_comes_back_as_its_deliveries_in_order(runtime: Runtime) -> None:
+    producer = FakeProducer()
+    dispatcher, _ = await closed_dispatcher(runtime, producer)
+    for n in range(5):
+        dispatcher.submit(record(n, "Solo", key=b"k"), lambda: None)
+    await dispatcher.drain(5.0)
+    [(topic, value, key, headers)] = producer.records
+    sender = FakeSender()
+    back = Dispatcher(sender, FakeSink(), lambda: runtime, lambda: Redactor(runtime.secrets))
+    done: list[str] = []
+    back.submit_parked(Record(topic, 0, 0, key, value, headers=headers), lambda: done.append("x"))
+    assert await back.drain(5.0) == 0
+    assert done == ["x"]  # the record is finished once all of its deliveries are
+    assert [c.seq for c in sender.calls] == [0, 1, 2, 3, 4]
+    assert back.counters.delivered == 5

@@ -4,6 +4,7 @@ tests/integration/test_retries.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +16,13 @@ from hookd.events import Event, Meta
 from hookd.loader import load_config
 from hookd.parking import (
     DUE_HEADER,
+    FORMAT_GROUP,
     Parked,
     ParkingLot,
     TooLargeToPark,
     due_of,
     pick_tier,
+    read_parked,
     tier_topic,
     tiers_of,
 )
@@ -112,3 +115,63 @@ async def test_park_writes_to_its_tier_with_hook_and_due_headers() -> None:
     with pytest.raises(TooLargeToPark):
         await lot.park(big, 60.0)
     assert len(producer.sent) == 1
+
+
+@pytest.mark.parametrize("value", [b"{}", b'{"v": 99}', b"[1]", b'{"v": 2, "hook": "h"}'])
+def test_read_parked_refuses_what_hookd_did_not_write(value: bytes) -> None:
+    with pytest.raises((ValueError, KeyError)):
+        read_parked(value)
+
+
+def test_read_parked_reads_a_single_record_as_one_delivery() -> None:
+    assert read_parked(parked().to_json()) == [parked()]
+
+
+async def test_deliveries_parked_unsent_are_gathered_per_tier_and_hook() -> None:
+    producer = Producer()
+    lot = ParkingLot(producer, None, "hookd.retry", 4, linger=0.01)
+    await lot.ensure_tiers([30.0, 300.0])
+    due = time.time() + 30
+    futures = [lot.park_unsent(parked(due_at=due), 30.0),
+               lot.park_unsent(replace_hook(parked(due_at=due + 1), "erp"), 30.0),
+               lot.park_unsent(parked(due_at=due + 2), 30.0),
+               lot.park_unsent(parked(due_at=due + 3), 600.0)]
+    assert all(f is not None for f in futures)
+    assert futures[0] is futures[2]  # same hook and tier: one group
+    assert len({id(f) for f in futures}) == 3
+    assert producer.sent == []  # not before the linger
+    topics = await asyncio.gather(*(f for f in futures if f is not None))
+    assert topics == ["hookd.retry.30s", "hookd.retry.30s", "hookd.retry.30s",
+                      "hookd.retry.5m"]
+    groups = {(topic, key): read_parked(value) for topic, value, key, _ in producer.sent}
+    assert sorted(groups) == [("hookd.retry.30s", b"crm"), ("hookd.retry.30s", b"erp"),
+                              ("hookd.retry.5m", b"crm")]
+    first, second = groups[("hookd.retry.30s", b"crm")]
+    assert first == parked(due_at=due)
+    assert second == parked(due_at=due)  # a group's due time is its first delivery's
+
+
+def replace_hook(p: Parked, hook: str) -> Parked:
+    from dataclasses import replace
+    return replace(p, hook=hook)
+
+
+async def test_a_group_is_written_when_full_and_a_delivery_too_big_for_one_is_refused(
+        ) -> None:
+    producer = Producer()
+    lot = ParkingLot(producer, None, "hookd.retry", 4, max_bytes=8_000, linger=10.0)
+    await lot.ensure_tiers([30.0])
+    one = len(orjson.dumps(parked().entry()))
+    per_group = lot.group_bytes // (one + 1)
+    futures = [lot.park_unsent(parked(), 30.0) for _ in range(per_group + 1)]
+    await asyncio.sleep(0.01)
+    [(_, value, _, headers)] = producer.sent  # the first group, full: written at once
+    assert orjson.loads(value)["v"] == FORMAT_GROUP
+    assert len(read_parked(value)) == per_group == int(dict(headers)["hookd-deliveries"])
+    assert len(value) <= lot.max_bytes * 9 // 10
+    big = Parked("crm", Event("Answered", "e", {"blob": "x" * 5_000}, EVENT.meta), None, 0,
+                 None, time.time())
+    assert lot.park_unsent(big, 30.0) is None  # park() it alone (and be refused there)
+    lot.write_gathered()
+    await asyncio.gather(*(f for f in futures if f is not None))
+    assert [len(read_parked(v)) for _, v, _, _ in producer.sent] == [per_group, 1]
