@@ -147,12 +147,10 @@ class Dispatcher:
         """A delivery's work: a task, or, when its endpoint is known and unavailable right
         now, its parking (unrendered, gathered with the others of its hook). A delivery
         that waits behind one of its key is left to the task, to keep their order."""
-        lot = self.parking
-        if lot is None or hook.endpoint is None or hook.id in self.disabled or \
-                (job.key is not None and (hook.id, job.key) in self._chains):
+        if self.parking is None or hook.endpoint is None or hook.id in self.disabled:
             return self._ordered(job, hook)
-        closed = self.sender.unavailable(hook.endpoint)
-        if closed is None:
+        closed = self.sender.unavailable(hook.endpoint)  # (turns a stalled one's queue away)
+        if closed is None or (job.key is not None and (hook.id, job.key) in self._chains):
             return self._ordered(job, hook)
         parking = self._gather(job, closed, closed.retry_after or 0.0)
         return parking if parking is not None else self._ordered(job, hook)

@@ -64,12 +64,14 @@ class Slots:
 
 
 class _Endpoint:
-    __slots__ = ("progress", "slots", "users", "watch")
+    __slots__ = ("gap", "progress", "slots", "stalled", "users", "watch")
 
     def __init__(self, per_endpoint: int, loop: RunningLoop) -> None:
         self.slots = Slots(per_endpoint, loop)
         self.users = 0  # waiting or in flight
         self.progress = time.monotonic()  # last answer (or first use)
+        self.gap: float | None = None  # usual time between answers (moving average)
+        self.stalled = False  # found stalled, and not answered since
         self.watch: asyncio.TimerHandle | None = None
 
 
@@ -77,20 +79,48 @@ class EndpointLimits:
     """Per-endpoint in-flight caps taken before the global one, so a slow endpoint queues
     behind its own cap and never holds the slots the healthy ones need. An endpoint with
     every slot taken that has not answered for `stall_after` seconds is *stalled*: requests
-    waiting for it, and new ones, are parked instead of queued (see HttpSender.attempt)."""
+    waiting for it, and new ones, are parked instead of queued (see HttpSender.attempt).
 
-    def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0) -> None:
+    A deep queue (`deep_queue` requests waiting, by default 4 x per_endpoint) is turned
+    away sooner: once the endpoint has been silent, while other endpoints answered, for a
+    tenth of `stall_after` or ten of its usual gaps between answers, whichever is longer.
+    Each queued request holds its source record: a black hole fed by a busy topic would
+    otherwise fill the daemon's record budget (backpressure: 4 x max_in_flight) within
+    the second and pause the healthy hooks with it. Silence is counted against the
+    others' answers, not the clock, so a pause of hookd's own (its event loop busy, the
+    process descheduled) counts against no endpoint; and a slow endpoint is judged by its
+    own pace."""
+
+    def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0,
+                 deep_queue: int | None = None) -> None:
         self.per_endpoint = per_endpoint
         self.loop = RunningLoop()
         self.total = Slots(total, self.loop)
         self.stall_after = stall_after
+        self.deep_queue = 4 * per_endpoint if deep_queue is None else deep_queue
+        self.progress = time.monotonic()  # the last answer from any endpoint
         self._endpoints: dict[str, _Endpoint] = {}
         self.in_flight = 0
 
     def stalled(self, endpoint: str) -> bool:
+        """Whether the endpoint has stalled; if so, the requests waiting for it are turned
+        away (they raise Stalled) as new ones will be."""
         state = self._endpoints.get(endpoint)
-        return (state is not None and state.users >= self.per_endpoint
-                and time.monotonic() - state.progress > self.stall_after)
+        if state is None or state.users < self.per_endpoint:
+            return False
+        if state.stalled or time.monotonic() - state.progress > self.stall_after or (
+                state.users - self.per_endpoint >= self.deep_queue
+                and self.progress - state.progress > self._patience(state)):
+            state.stalled = True  # until it answers: its queue does not build up again
+            if state.slots.waiters:
+                state.slots.fail_waiters(Stalled(endpoint))
+            return True
+        return False
+
+    def _patience(self, state: _Endpoint) -> float:
+        """How long a deep queue waits for its endpoint's next answer."""
+        short = self.stall_after / 10
+        return short if state.gap is None else max(short, 10 * state.gap)
 
     def try_acquire(self, endpoint: str) -> _Endpoint | None:
         """Both slots if they are free right now (no waiting); else None."""
@@ -133,18 +163,16 @@ class EndpointLimits:
         return state
 
     def _watch(self, endpoint: str, state: _Endpoint) -> None:
-        """One timer per endpoint with a queue: turns the queue away once it stalls."""
+        """One timer per endpoint with a queue, ticking every tenth of `stall_after`: turns
+        the queue away once it stalls (records that wait for it may be all there is in
+        flight, with the consumer paused: no new delivery would come and ask)."""
         if state.watch is None:
             state.watch = self.loop().call_later(
-                self.stall_after, self._check, endpoint, state)
+                self.stall_after / 10, self._check, endpoint, state)
 
     def _check(self, endpoint: str, state: _Endpoint) -> None:
         state.watch = None
-        if not state.slots.waiting():
-            return
-        if self.stalled(endpoint):
-            state.slots.fail_waiters(Stalled(endpoint))
-        else:
+        if state.slots.waiting() and not self.stalled(endpoint):  # stalled: turned away
             self._watch(endpoint, state)
 
     def release(self, endpoint: str, state: _Endpoint, answered: bool = True) -> None:
@@ -152,7 +180,11 @@ class EndpointLimits:
         self.total.give()
         state.slots.give()
         if answered:
-            state.progress = time.monotonic()
+            now = time.monotonic()
+            gap = now - state.progress
+            state.gap = gap if state.gap is None else 0.8 * state.gap + 0.2 * gap
+            state.progress = self.progress = now
+            state.stalled = False
         self._leave(endpoint, state)
 
     def _leave(self, endpoint: str, state: _Endpoint) -> None:

@@ -150,3 +150,77 @@ async def test_a_cancelled_waiter_gives_everything_back() -> None:
     with pytest.raises(asyncio.CancelledError):
         await second
     assert limits.in_flight == 0 and limits._endpoints == {}
+
+
+def answer_elsewhere(limits: EndpointLimits) -> None:
+    other = limits.try_acquire("http://ok:80")
+    assert other is not None
+    limits.release("http://ok:80", other)
+
+
+async def test_a_deep_queue_is_turned_away_after_a_tenth_of_stall_after() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=10, stall_after=1.0, deep_queue=3)
+    held = limits.try_acquire("http://hole:80")  # in flight, never answered
+    assert held is not None
+    waiting = [asyncio.create_task(limits.acquire("http://hole:80")) for _ in range(2)]
+    await asyncio.sleep(0.15)
+    answer_elsewhere(limits)
+    assert not limits.stalled("http://hole:80")  # two waiting: not deep, a second to go
+    waiting.append(asyncio.create_task(limits.acquire("http://hole:80")))
+    await asyncio.sleep(0)
+    assert limits.stalled("http://hole:80")  # three waiting, silent while another answered
+    results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 0.5)
+    assert all(isinstance(r, Stalled) for r in results)
+    with pytest.raises(Stalled):  # at once: it stays stalled until it answers, its queue
+        await asyncio.wait_for(limits.acquire("http://hole:80"), 0.3)  # shallow or not
+    limits.release("http://hole:80", held)  # it answers
+    assert not limits.stalled("http://hole:80")
+    assert limits.in_flight == 0 and limits._endpoints == {}
+
+
+async def test_a_deep_queue_at_an_endpoint_that_answers_is_not_turned_away() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=10, stall_after=1.0, deep_queue=3)
+    held = limits.try_acquire("http://slow:80")
+    assert held is not None
+    waiting = [asyncio.create_task(limits.acquire("http://slow:80")) for _ in range(4)]
+    for task in waiting:  # an answer every 60 ms: under a tenth of stall_after apart
+        await asyncio.sleep(0.06)
+        assert not limits.stalled("http://slow:80")
+        limits.release("http://slow:80", held)
+        held = await asyncio.wait_for(task, 1.0)
+    limits.release("http://slow:80", held)
+    assert limits.in_flight == 0
+
+
+async def test_a_deep_queue_is_not_turned_away_while_nothing_else_answers_either() -> None:
+    """hookd's own pause (its loop busy, the process descheduled) silences every endpoint
+    at once: that counts against none of them before `stall_after`."""
+    limits = EndpointLimits(per_endpoint=1, total=10, stall_after=0.5, deep_queue=2)
+    held = limits.try_acquire("http://busy:80")
+    assert held is not None
+    waiting = [asyncio.create_task(limits.acquire("http://busy:80")) for _ in range(3)]
+    await asyncio.sleep(0.15)
+    assert not limits.stalled("http://busy:80")
+    await asyncio.sleep(0.4)  # past stall_after: the plain rule
+    assert limits.stalled("http://busy:80")
+    await asyncio.gather(*waiting, return_exceptions=True)
+    limits.release("http://busy:80", held, answered=False)
+
+
+async def test_a_slow_endpoint_with_a_deep_queue_is_judged_by_its_own_pace() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=10, stall_after=5.0, deep_queue=2)
+    held = limits.try_acquire("http://slow:80")
+    assert held is not None
+    waiting = [asyncio.create_task(limits.acquire("http://slow:80")) for _ in range(6)]
+    for _ in range(3):  # it answers every 80 ms: a usual gap of ~80 ms
+        await asyncio.sleep(0.08)
+        limits.release("http://slow:80", held)
+        held = await asyncio.wait_for(waiting.pop(0), 1.0)
+    await asyncio.sleep(0.6)  # silent for 0.6 s: over stall_after / 10, under ten gaps
+    answer_elsewhere(limits)
+    assert not limits.stalled("http://slow:80")
+    await asyncio.sleep(1.0)  # now 1.6 s: over ten of its gaps (even if each took 0.12 s)
+    answer_elsewhere(limits)
+    assert limits.stalled("http://slow:80")
+    await asyncio.gather(*waiting, return_exceptions=True)
+    limits.release("http://slow:80", held, answered=False)
