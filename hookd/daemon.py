@@ -99,6 +99,8 @@ class Daemon:
             self.sender, KafkaDeadLetters(self.batches, kafka.dead_letter_topic,
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
+        # a black hole's deep queue is turned away early while it eats the record budget
+        self.sender.limits.crowded = lambda: 2 * self._pending() >= self._high_water()
         self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
                                    kafka.consumer, self._pending, self._high_water)
         self.retries = ConsumerLoop("retry", self.clients[1], self.dispatcher.submit_parked,
@@ -118,10 +120,11 @@ class Daemon:
         """Records in flight (both loops) at which consumption pauses: bounded memory.
 
         Four times max_in_flight: when an endpoint turns into a black hole, its deliveries
-        queue until `stall_after` says so, and each holds its record; at 2x the queue
+        queue until it is found stalled, and each holds its record; at 2x the queue
         filled the budget first and paused the healthy hooks too (black-holed neighbour
-        in `make bench`: 0.56-0.64x at 2x, 0.72-0.74x at 4x; peak RSS 125 MB). Like
-        max_in_flight itself, it changes on restart only (hence the start-up config)."""
+        in `make bench`: 0.56-0.64x at 2x, 0.72-0.74x at 4x; peak RSS 125 MB). Half of it
+        in flight makes EndpointLimits turn a silent endpoint's deep queue away early.
+        Like max_in_flight itself, it changes on restart only (hence the start-up config)."""
         return 4 * self._started_with.delivery.max_in_flight
 
     async def _connect_kafka(self) -> bool:

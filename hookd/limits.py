@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 
 from hookd.loops import RunningLoop
 
@@ -81,15 +82,16 @@ class EndpointLimits:
     every slot taken that has not answered for `stall_after` seconds is *stalled*: requests
     waiting for it, and new ones, are parked instead of queued (see HttpSender.attempt).
 
-    A deep queue (`deep_queue` requests waiting, by default 4 x per_endpoint) is turned
-    away sooner: once the endpoint has been silent, while other endpoints answered, for a
-    tenth of `stall_after` or ten of its usual gaps between answers, whichever is longer.
-    Each queued request holds its source record: a black hole fed by a busy topic would
-    otherwise fill the daemon's record budget (backpressure: 4 x max_in_flight) within
-    the second and pause the healthy hooks with it. Silence is counted against the
-    others' answers, not the clock, so a pause of hookd's own (its event loop busy, the
-    process descheduled) counts against no endpoint; and a slow endpoint is judged by its
-    own pace."""
+    While the daemon is `crowded` (half its record budget in flight), a deep queue
+    (`deep_queue` requests waiting, by default 4 x per_endpoint) is turned away sooner:
+    once the endpoint has been silent, while other endpoints answered, for a tenth of
+    `stall_after` or ten of its usual gaps between answers, whichever is longer. Each
+    queued request holds its source record: a black hole fed by a busy topic would
+    otherwise fill the record budget (backpressure: 4 x max_in_flight) within the second
+    and pause the healthy hooks with it. Silence is counted against the others' answers,
+    not the clock, so a pause of hookd's own (its event loop busy, the process
+    descheduled) counts against no endpoint; a slow endpoint is judged by its own pace;
+    and a hiccup of a busy endpoint parks nothing while the budget is not at risk."""
 
     def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0,
                  deep_queue: int | None = None) -> None:
@@ -99,6 +101,7 @@ class EndpointLimits:
         self.stall_after = stall_after
         self.deep_queue = 4 * per_endpoint if deep_queue is None else deep_queue
         self.progress = time.monotonic()  # the last answer from any endpoint
+        self.crowded: Callable[[], bool] = lambda: True  # the daemon sets its own
         self._endpoints: dict[str, _Endpoint] = {}
         self.in_flight = 0
 
@@ -110,7 +113,8 @@ class EndpointLimits:
             return False
         if state.stalled or time.monotonic() - state.progress > self.stall_after or (
                 state.users - self.per_endpoint >= self.deep_queue
-                and self.progress - state.progress > self._patience(state)):
+                and self.progress - state.progress > self._patience(state)
+                and self.crowded()):
             state.stalled = True  # until it answers: its queue does not build up again
             if state.slots.waiters:
                 state.slots.fail_waiters(Stalled(endpoint))

@@ -224,3 +224,19 @@ async def test_a_slow_endpoint_with_a_deep_queue_is_judged_by_its_own_pace() -> 
     assert limits.stalled("http://slow:80")
     await asyncio.gather(*waiting, return_exceptions=True)
     limits.release("http://slow:80", held, answered=False)
+
+
+async def test_a_deep_queue_waits_for_stall_after_while_the_daemon_is_not_crowded() -> None:
+    limits = EndpointLimits(per_endpoint=1, total=10, stall_after=1.0, deep_queue=2)
+    crowded = False
+    limits.crowded = lambda: crowded
+    held = limits.try_acquire("http://busy:80")
+    assert held is not None
+    waiting = [asyncio.create_task(limits.acquire("http://busy:80")) for _ in range(3)]
+    await asyncio.sleep(0.15)
+    answer_elsewhere(limits)
+    assert not limits.stalled("http://busy:80")  # deep and silent, but nothing at risk
+    crowded = True
+    assert limits.stalled("http://busy:80")
+    await asyncio.gather(*waiting, return_exceptions=True)
+    limits.release("http://busy:80", held, answered=False)
