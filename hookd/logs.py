@@ -147,7 +147,9 @@ _ABSENT = object()
 
 
 def _fallback(value: Any) -> Any:
-    return repr(value)  # what structlog's JSONRenderer writes for what JSON cannot hold
+    """What JSON cannot hold is written as its repr, masked too (the redacting processor
+    has run before, on the object itself)."""
+    return REDACTOR()(repr(value))
 
 
 class Lines:
@@ -212,7 +214,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     ]
     _JSON = None
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps, default=_fallback)
         processors.append(renderer)
         out = BatchedBytesLogger(sys.stdout.buffer)
         factory: Any = _SharedLogger(out)
