@@ -241,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def outcomes_in(log: Path) -> dict[str, int]:
-    """Delivery outcomes counted from hookd's JSON log (one line per outcome)."""
+    """Delivery outcomes counted from hookd's JSON log: a line per outcome, but one line
+    for a group of deliveries parked unsent together (it says how many: `deliveries`)."""
     counts: dict[str, int] = {}
     with contextlib.suppress(OSError):
         for raw in log.read_bytes().splitlines():
@@ -251,7 +252,9 @@ def outcomes_in(log: Path) -> dict[str, int]:
                     outcome = str(line.get("outcome"))
                     if outcome == "failed" and line.get("retryable"):
                         outcome = "retrying"  # an attempt that failed and will be retried
-                    counts[outcome] = counts.get(outcome, 0) + 1
+                    many = line.get("deliveries", 1)
+                    counts[outcome] = counts.get(outcome, 0) + (many if isinstance(many, int)
+                                                                else 1)
     return counts
 
 
