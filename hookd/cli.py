@@ -14,11 +14,18 @@ import orjson
 
 from hookd import __version__
 from hookd.catalogue import events_schema
-from hookd.config import Config
+from hookd.config import Config, host_port
 from hookd.errors import ConfigError, DecodeError, RenderError
 from hookd.events import decode_event, make_meta
 from hookd.loader import Runtime, default_config_path, load_config
 from hookd.redact import Redactor
+
+
+def _listen(value: str) -> str:
+    try:
+        return host_port(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("-c", "--config", help=cfg_help)
+    run.add_argument("--health-listen", type=_listen, metavar="HOST:PORT",
+                     help="serve health here instead of at health.listen: one config for "
+                          "several processes on one host (see hookd@.service)")
 
     check = sub.add_parser("check", help="validate the configuration and list its hooks")
     check.add_argument("-c", "--config", help=cfg_help)
@@ -162,5 +172,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from hookd.daemon import run_daemon
 
-        return run_daemon(args.config or default_config_path())
+        return run_daemon(args.config or default_config_path(), args.health_listen)
     raise AssertionError(args.command)  # pragma: no cover

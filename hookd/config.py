@@ -146,16 +146,21 @@ class DeliveryConfig(Model):
         return value
 
 
+def host_port(value: str) -> str:
+    """`value` if it is HOST:PORT (the health endpoint's address), else ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
 class HealthConfig(Model):
     listen: str = "127.0.0.1:8081"
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
-        return value
+        return host_port(value)
 
 
 class LoggingConfig(Model):

@@ -43,8 +43,9 @@ def _due(record: Any) -> float | None:
 
 class Daemon:
     def __init__(self, config_path: str, environ: Mapping[str, str] | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, health_listen: str | None = None) -> None:
         self.config_path = config_path
+        self.health_listen = health_listen  # `run --health-listen`: over health.listen
         self.environ = dict(os.environ if environ is None else environ)
         self.notifier = notifier or Notifier(self.environ)
         self._stop = asyncio.Event()
@@ -83,7 +84,8 @@ class Daemon:
         configure_logging(cfg.logging.level, cfg.logging.format)
         REDACTOR.current = Redactor(self.runtime.secrets)
         self.last_reload = {"ok": True, "at": self.runtime.loaded_at, "error": None}
-        self.health = HealthServer(cfg.health.listen, self.state)
+        listen = self.health_listen or cfg.health.listen
+        self.health = HealthServer(listen, self.state)
         await self.health.start()
         self.sender = HttpSender(cfg.delivery)
         await self.sender.start()
@@ -110,7 +112,7 @@ class Daemon:
         log.info("started", config=self.config_path, hooks=len(self.runtime.hooks),
                  topics=list(kafka.topics), group=kafka.group_id,
                  retry_tiers=list(self.parking.tiers),
-                 health=f"{cfg.health.listen.rpartition(':')[0]}:{self.health.port}")
+                 health=f"{listen.rpartition(':')[0]}:{self.health.port}")
         self.notifier.ready(self._status())
 
     def _pending(self) -> int:
@@ -338,11 +340,12 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def run_daemon(config_path: str) -> int:
+def run_daemon(config_path: str, health_listen: str | None = None) -> int:
     tune_gc()
+    daemon = Daemon(config_path, health_listen=health_listen)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(Daemon(config_path).main())
-    return uvloop.run(Daemon(config_path).main())
+        return asyncio.run(daemon.main())
+    return uvloop.run(daemon.main())
 

@@ -152,8 +152,10 @@ async def wait_ready(daemon: Daemon, timeout: float = 20.0) -> None:
 class DaemonProcess:
     """`hookd run` as a real process, for signals and kill -9."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
         self.config = config
+        self.args = args or []  # more `hookd run` arguments
         self.log = config.parent / f"hookd-{uuid.uuid4().hex[:6]}.log"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -161,7 +163,7 @@ class DaemonProcess:
     def start(self) -> DaemonProcess:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "hookd", "run", "-c",
-                                          str(self.config)], stdout=out,
+                                          str(self.config), *self.args], stdout=out,
                                          stderr=subprocess.STDOUT, env=self.env)
         return self
 

@@ -105,16 +105,16 @@ async def test_kill_9_loses_nothing_and_redelivers_only_uncommitted(
 
 async def test_two_processes_share_the_partitions_and_survive_a_death(
         broker: Any, receiver: Receiver, tmp_path: Path, processes: list[DaemonProcess]) -> None:
+    """One config, two processes, as hookd@.service runs them: each serves health where
+    `--health-listen` says (the config's own port is taken by neither)."""
     topic, group = unique("pair"), unique("g")
     await create_topic(broker.bootstrap, topic, 4)
-    ports = [free_port(), free_port()]
-    procs = []
-    for i, port in enumerate(ports):
-        cfg = write_config(tmp_path / f"p{i}", broker.bootstrap, topic,
-                           [hook("t", "Answered", receiver.url("/t"),
-                                 request={"body": TRACE_BODY})],
-                           group=group, health_port=port)
-        procs.append(DaemonProcess(cfg).start())
+    ports, unused = [free_port(), free_port()], free_port()
+    cfg = write_config(tmp_path, broker.bootstrap, topic,
+                       [hook("t", "Answered", receiver.url("/t"), request={"body": TRACE_BODY})],
+                       group=group, health_port=unused)
+    procs = [DaemonProcess(cfg, args=["--health-listen", f"127.0.0.1:{port}"]).start()
+             for port in ports]
     processes.extend(procs)
 
     async def assignments() -> list[set[str]]:
@@ -133,6 +133,8 @@ async def test_two_processes_share_the_partitions_and_survive_a_death(
             if a and b and not (a & b) and len(a | b) == 4:
                 break
             await asyncio.sleep(0.2)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", unused), timeout=2).close()
     await produce(broker.bootstrap, topic, _events(200, "x"))
     await receiver.wait_for(200, timeout=60)
     served = {orjson.loads(r.body)["p"] for r in receiver.requests}

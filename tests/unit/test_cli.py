@@ -379,9 +379,20 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == "hookd 0.1.0\n"
 
 
-@pytest.mark.parametrize("argv", [[], ["schema", "nope"], ["render", "-c", "x"], ["frobnicate"]])
+@pytest.mark.parametrize("argv", [[], ["schema", "nope"], ["render", "-c", "x"], ["frobnicate"],
+                                  ["run", "--health-listen", "8082"],
+                                  ["run", "--health-listen", "127.0.0.1:99999"]])
 def test_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(argv)
     assert caught.value.code == 2
     assert "usage: hookd" in capsys.readouterr().err
+
+
+def test_run_passes_health_listen_to_the_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, str | None]] = []
+    monkeypatch.setattr("hookd.daemon.run_daemon",
+                        lambda path, listen=None: seen.append((path, listen)) or 0)
+    assert main(["run", "-c", "/etc/hookd/a.yaml", "--health-listen", "127.0.0.1:8082"]) == 0
+    assert main(["run", "-c", "/etc/hookd/a.yaml"]) == 0
+    assert seen == [("/etc/hookd/a.yaml", "127.0.0.1:8082"), ("/etc/hookd/a.yaml", None)]

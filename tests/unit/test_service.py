@@ -1,4 +1,5 @@
-"""hookd.service: `systemd-analyze verify` accepts it, and it has what SPEC §5 asks for."""
+"""hookd.service: `systemd-analyze verify` accepts it, and it has what SPEC §5 asks for;
+hookd@.service (one process per instance, one group) is the same unit but for its health port."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from .conftest import REPO
 
 UNIT = REPO / "hookd.service"
+TEMPLATE = REPO / "hookd@.service"
 INSTALLED_BIN = "/usr/local/bin/hookd"
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 
@@ -28,8 +30,8 @@ def directives(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def values(key: str) -> list[str]:
-    return [v for k, v in directives(UNIT.read_text()) if k == key]
+def values(key: str, unit: Path = UNIT) -> list[str]:
+    return [v for k, v in directives(unit.read_text()) if k == key]
 
 
 def systemd_analyze() -> str:
@@ -41,13 +43,14 @@ def systemd_analyze() -> str:
     return found
 
 
-def test_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", [UNIT, TEMPLATE], ids=lambda p: p.name)
+def test_systemd_analyze_verify(tmp_path: Path, source: Path) -> None:
     hookd_bin = Path(sys.prefix) / "bin" / "hookd"
     assert hookd_bin.is_file() and os.access(hookd_bin, os.X_OK), (
         f"{hookd_bin} missing: is the package installed in this environment?")
-    text = UNIT.read_text()
+    text = source.read_text()
     assert INSTALLED_BIN in text
-    unit = tmp_path / "hookd.service"
+    unit = tmp_path / source.name
     unit.write_text(text.replace(INSTALLED_BIN, str(hookd_bin)))
     result = subprocess.run([systemd_analyze(), "verify", str(unit)], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path,
@@ -72,6 +75,19 @@ def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
 def test_exec_start_runs_the_daemon_after_a_check() -> None:
     assert values("ExecStart") == [f"{INSTALLED_BIN} run -c /etc/hookd/hookd.yaml"]
     assert values("ExecStartPre") == [f"{INSTALLED_BIN} check -c /etc/hookd/hookd.yaml"]
+
+
+def test_template_gives_each_instance_its_health_port() -> None:
+    assert values("ExecStart", TEMPLATE) == [
+        f"{INSTALLED_BIN} run -c /etc/hookd/hookd.yaml --health-listen 127.0.0.1:%i"]
+    assert values("ExecStartPre", TEMPLATE) == values("ExecStartPre")
+
+
+def test_template_is_hookd_service_but_for_its_health_port() -> None:
+    """The two units are kept in step: a hardening line added to one is added to both."""
+    differ = {"Description", "ExecStart"}
+    assert [d for d in directives(TEMPLATE.read_text()) if d[0] not in differ] == \
+        [d for d in directives(UNIT.read_text()) if d[0] not in differ]
 
 
 @pytest.mark.parametrize(("key", "expected"), [
