@@ -8,7 +8,8 @@ process, hookd as a real process):
    concurrency) to the same receiver;
 2. the peer: the naive loop (consume, render, POST, commit, one at a time);
 3. hookd end to end: records produced beforehand, deliveries/s at the receiver from the
-   first delivery to the last (the consumer group's warm-up is not counted);
+   first delivery to the last (the consumer group's warm-up is not counted); and the same
+   with two hookd processes in one consumer group, as hookd@.service runs one per core;
 4. latency produce → receive, p50/p99, at a steady 1,000 events/s with 3 hooks per event;
 5. hookd's peak RSS under load;
 6. 3 hooks versus 1,000 hooks (3 of them matching): throughput ratio;
@@ -156,8 +157,8 @@ class Bench:
                             group=f"hookd-{name}", hooks=hooks, health_port=port)
         return path, port
 
-    def hookd(self, name: str, config: Path) -> Child:
-        return Child(f"hookd-{name}", [PY, "-m", "hookd", "run", "-c", str(config)],
+    def hookd(self, name: str, config: Path, *args: str) -> Child:
+        return Child(f"hookd-{name}", [PY, "-m", "hookd", "run", "-c", str(config), *args],
                      log=self.workdir / f"hookd-{name}.log", cwd=self.src)
 
     def wait_count(self, expected: int, timeout: float, child: Child | None = None,
@@ -255,12 +256,13 @@ class Bench:
     # -- 3/5/6/7. hookd end to end ------------------------------------------------------------
     def hookd_best(self, name: str, hooks: list[dict[str, Any]], events: int,
                    expected: int, blackholed: bool = False,
-                   repeat: int | None = None) -> dict[str, Any]:
+                   repeat: int | None = None, processes: int = 1) -> dict[str, Any]:
         """`repeat` runs (default `--repeat`; a fresh topic and group each); the fastest is
         kept, as for the limit: on a shared machine the slow runs measure the neighbours."""
         runs = []
         for i in range(self.args.repeat if repeat is None else repeat):
-            runs.append(self.hookd_run(name, hooks, events, expected, blackholed, round_=i))
+            runs.append(self.hookd_run(name, hooks, events, expected, blackholed, round_=i,
+                                       processes=processes))
         best = max(runs, key=lambda r: r["rate"])
         best["runs"] = [round(r["rate"]) for r in runs]
         self.arrivals[name] = best["arrivals"]
@@ -270,34 +272,47 @@ class Bench:
         return best
 
     def hookd_run(self, name: str, hooks: list[dict[str, Any]], events: int,
-                  expected: int, blackholed: bool = False, round_: int = 0) -> dict[str, Any]:
+                  expected: int, blackholed: bool = False, round_: int = 0,
+                  processes: int = 1) -> dict[str, Any]:
+        """One run: `processes` hookd processes with one config (one consumer group), each
+        with its health at its own port (`--health-listen`), as hookd@.service runs them."""
         topic = f"bench.{name}.{round_}"
         self.preproduce(topic, events)
         self.reset()
         config, health = self.config(f"{name}.{round_}", hooks, topic)
-        child = self.hookd(name, config)
+        ports = [health] + [free_port() for _ in range(processes - 1)]
+        children = [self.hookd(f"{name}.{i}", config, "--health-listen", f"127.0.0.1:{port}")
+                    for i, port in enumerate(ports)]
         profiler = None
+        results = []
         try:
-            wait_ready(health, 60, child)
-            cpu_ready = cpu_seconds(child.pid)
+            wait_ready(ports[0], 60, children[0])  # the others may still wait for partitions
+            cpu_ready = [cpu_seconds(child.pid) for child in children]
             if self.args.profile == name and round_ == 0:
-                profiler = self.start_profiler(child)
-            st = self.wait_count(expected, 300, child)
-            ready = http_json(f"http://127.0.0.1:{health}/readyz")[1] or {}
+                profiler = self.start_profiler(children[0])
+            st = self.wait_count(expected, 300, children[0])
+            readies = [http_json(f"http://127.0.0.1:{port}/readyz")[1] or {} for port in ports]
         finally:
             if profiler is not None:
                 self.finish_profiler(profiler)
-            res = self.finish_hookd(child, kill=blackholed)
+            results = [self.finish_hookd(child, kill=blackholed) for child in children]
         rate = self.rate(st)
         arrivals = [t - st["first_at"] for t in self.fetch_floats("arrivals")]
+        cpu = sum(r["cpu_s"] for r in results) - sum(cpu_ready)
         out = {"rate": rate, "deliveries": st["count"], "expected": expected,
+               "processes": processes,
                "signatures": st["signatures"], "duplicates": st["duplicates"],
-               "counters": ready.get("counters"), "open_circuits": ready.get("open_circuits"),
-               "cpu_us_per_delivery": (res["cpu_s"] - cpu_ready) / max(st["count"], 1) * 1e6,
-               "arrivals": arrivals, **res}
+               "counters": [r.get("counters") for r in readies],
+               "open_circuits": [r.get("open_circuits") for r in readies],
+               "assigned": [r.get("assigned_partitions") for r in readies],
+               "cpu_us_per_delivery": cpu / max(st["count"], 1) * 1e6,
+               "arrivals": arrivals, "rss_mb": max(r["rss_mb"] for r in results),
+               "cpu_s": sum(r["cpu_s"] for r in results),
+               "cpu_system_s": sum(r["cpu_system_s"] for r in results)}
         log(f"  {name}: {st['count']}/{expected} deliveries, {rate:,.0f}/s, "
-            f"{out['cpu_us_per_delivery']:.0f} us CPU per delivery ({res['cpu_system_s']:.1f} s "
-            f"in the kernel, in all), peak RSS {res['rss_mb']:.0f} MB")
+            f"{out['cpu_us_per_delivery']:.0f} us CPU per delivery ({out['cpu_system_s']:.1f} s "
+            f"in the kernel, in all), peak RSS {out['rss_mb']:.0f} MB"
+            + (f" per process, {processes} processes" if processes > 1 else ""))
         return out
 
     def start_profiler(self, child: Child) -> Child:
@@ -367,8 +382,12 @@ class Bench:
         the best of `repeat` runs (default `--repeat`)."""
         a = self.args
         hooks = bench_hooks(self.base())
+        processes = 1
         if name == "e2e":
             log(f"3. hookd end to end: {a.events} events pre-produced, 3 hooks per event")
+        elif name == "e2e_x2":
+            log("3c. the same, two hookd processes in one consumer group (one per core)")
+            processes = 2
         elif name == "hooks1000":
             log("6. 1,000 hooks, 3 of them matching each event")
             hooks += other_hooks(997, self.base())
@@ -378,7 +397,8 @@ class Bench:
         else:
             raise ValueError(f"no throughput run {name!r}")
         return self.hookd_best(name, hooks, a.events, a.events * 3,
-                               blackholed=name == "blackhole", repeat=repeat)
+                               blackholed=name == "blackhole", repeat=repeat,
+                               processes=processes)
 
     def partial(self, which: list[str]) -> None:
         """`--only`: the named parts, each hookd throughput run once."""
@@ -392,7 +412,7 @@ class Bench:
                 self.latency(a.rate, a.latency_seconds)
             elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
                 self.latency(a.rate, a.latency_seconds, "latency_blackhole", [self.hole_hook()])
-            elif name in ("e2e", "hooks1000", "blackhole"):
+            elif name in ("e2e", "e2e_x2", "hooks1000", "blackhole"):
                 self.throughput(name, repeat=1)
             else:
                 raise SystemExit(f"unknown part {name!r}")
@@ -405,6 +425,7 @@ class Bench:
         limit = self.limit(a.events)
         naive = self.naive(a.naive_events)
         e2e = self.throughput("e2e")
+        pair = self.throughput("e2e_x2")
         lat = self.latency(a.rate, a.latency_seconds)
         many = self.throughput("hooks1000")
         hole = self.throughput("blackhole")
@@ -421,6 +442,12 @@ class Bench:
         r.add("3a. hookd ÷ limit", f"{ratio:.2f}×", "≥ 0.85×", ratio >= 0.85)
         ratio = _ratio(hookd, naive)
         r.add("3b. hookd ÷ naive loop", f"{ratio:.1f}×", "≥ 6×", ratio >= 6)
+        two = pair["rate"]
+        ratio = _ratio(two, naive)
+        r.add("3c. hookd, 2 processes in one group (hookd@.service, one per core)",
+              f"{two:,.0f} deliveries/s", "≥ 6× naive", ratio >= 6,
+              f"{ratio:.1f}× naive, {_ratio(two, limit):.2f}× limit, "
+              f"{_ratio(two, hookd):.2f}× one process")
         ok_lat = lat["p99_ms"] <= 50
         r.add(f"4. latency produce → receive at {a.rate:,.0f} ev/s × 3 hooks, p50 / p99",
               f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms", "p99 ≤ 50 ms", ok_lat,
@@ -542,7 +569,8 @@ def chart(report: Report, arrivals: dict[str, list[float]], path: Path) -> None:
         return
     raw = report.raw
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    labels = {"e2e": "hookd, 3 hooks", "hooks1000": "hookd, 1,000 hooks",
+    labels = {"e2e": "hookd, 3 hooks", "e2e_x2": "hookd × 2 processes, 3 hooks",
+              "hooks1000": "hookd, 1,000 hooks",
               "blackhole": "hookd, + black-holed endpoint (healthy only)",
               "latency": f"hookd at {raw.get('rate', 1000):,.0f} ev/s × 3",
               "latency_blackhole": f"hookd at {raw.get('rate', 1000):,.0f} ev/s × 3 "
@@ -618,8 +646,8 @@ def main(argv: list[str] | None = None) -> int:
                         "blackhole): bench/results/profile.txt")
     p.add_argument("--src", help="run hookd from this source tree (e.g. with a proposal)")
     p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
-    p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,latency,hooks1000,"
-                   "blackhole (prints the figures; writes no results)")
+    p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,"
+                   "hooks1000,blackhole (prints the figures; writes no results)")
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.naive_events, args.latency_seconds, args.repeat = 1500, 400, 6.0, 1
