@@ -116,6 +116,17 @@ def test_secrets_come_through_load_credential() -> None:
         assert name and path.startswith("/"), cred
 
 
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=lambda p: p.name)
+def test_the_dynamic_user_can_read_its_config_directory(unit: Path) -> None:
+    """systemd.exec(5): a ConfigurationDirectory is not chowned to the service's user (unlike
+    State-, Cache-, Logs- and RuntimeDirectory), so a DynamicUser reads it as "others"."""
+    assert values("DynamicUser", unit) == ["yes"]
+    (directory,) = values("ConfigurationDirectory", unit)
+    assert f" -c /etc/{directory}/hookd.yaml" in values("ExecStart", unit)[0]
+    (mode,) = values("ConfigurationDirectoryMode", unit)
+    assert int(mode, 8) & 0o005 == 0o005, f"others cannot read /etc/{directory} at {mode}"
+
+
 def test_stop_timeout_covers_the_shutdown_timeout() -> None:
     """systemd must not SIGKILL before hookd's own 20 s drain is over."""
     (stop,) = values("TimeoutStopSec")
