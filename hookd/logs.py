@@ -152,6 +152,16 @@ def _fallback(value: Any) -> Any:
     return REDACTOR()(repr(value))
 
 
+def _console_reprs(_logger: Any, _name: str, event_dict: Any) -> Any:
+    """The console renderer writes what is not a string or a number as its repr: masked
+    here, as `_fallback` masks it for JSON (an object's repr may hold a secret)."""
+    redact = REDACTOR()
+    for key, value in event_dict.items():
+        if not isinstance(value, (str, *_SCALARS)):
+            event_dict[key] = redact(repr(value))
+    return event_dict
+
+
 class Lines:
     """Log lines on the hot path: a line per delivery outcome.
 
@@ -220,6 +230,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         factory: Any = _SharedLogger(out)
         _JSON = _JsonChain(processors, renderer, out, _LEVELS[level], stamp)
     else:
+        processors.append(_console_reprs)
         processors.append(structlog.dev.ConsoleRenderer(colors=False, event_key="msg"))
         factory = structlog.PrintLoggerFactory(sys.stdout)
     structlog.configure(

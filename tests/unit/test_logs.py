@@ -133,6 +133,18 @@ def test_console_format_is_redacted_too(capsys: pytest.CaptureFixture[str]) -> N
     assert re.search(r"\[info\s*\] delivery\s+event=Answered token=\*\*\*", out), out
 
 
+def test_console_format_masks_reprs(capsys: pytest.CaptureFixture[str]) -> None:
+    """What the console writes as a repr (an object, a container holding one) is masked."""
+    configure_logging("info", "console")
+    REDACTOR.current = Redactor([SECRET])
+    structlog.get_logger().info("odd", thing=Odd(), things=[1, Odd()], n=3, ok=True)
+    out = capsys.readouterr().out
+    assert SECRET not in out, out
+    # (quoted, as the console quotes every value with a space in it)
+    assert f"thing='<Odd {MASK}>'" in out and f"things='[1, <Odd {MASK}>]'" in out, out
+    assert "n=3" in out and "ok=True" in out
+
+
 def test_short_values_are_not_treated_as_secrets() -> None:
     redactor = Redactor(["abc", "", SECRET])
     assert redactor("abc and " + SECRET) == f"abc and {MASK}"
