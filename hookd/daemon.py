@@ -101,8 +101,7 @@ class Daemon:
             self.sender, KafkaDeadLetters(self.batches, kafka.dead_letter_topic,
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
-        # a black hole's deep queue is turned away early while it eats the record budget
-        self.sender.limits.crowded = lambda: 2 * self._pending() >= self._high_water()
+        self.sender.limits.crowded = self._crowded
         self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
                                    kafka.consumer, self._pending, self._high_water)
         self.retries = ConsumerLoop("retry", self.clients[1], self.dispatcher.submit_parked,
@@ -117,6 +116,11 @@ class Daemon:
 
     def _pending(self) -> int:
         return self.dispatcher.pending if self.dispatcher else 0
+
+    def _crowded(self) -> bool:
+        """Half the record budget in flight: EndpointLimits then turns a silent endpoint's
+        deep queue away early, before a black hole's queue eats the rest of the budget."""
+        return 2 * self._pending() >= self._high_water()
 
     def _high_water(self) -> int:
         """Records in flight (both loops) at which consumption pauses: bounded memory.

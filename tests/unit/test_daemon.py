@@ -4,6 +4,7 @@ daemon, against the real broker, is in tests/integration/test_daemon.py."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from hookd.daemon import Daemon
 
@@ -35,3 +36,14 @@ async def test_a_loop_cancelled_at_shutdown_is_not_a_failure() -> None:
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0)
     assert not daemon.failed and not daemon._stop.is_set()
+
+
+def test_crowded_at_half_the_record_budget() -> None:
+    """The record budget is 4 x max_in_flight; deep queues are turned away from half of it."""
+    daemon = Daemon("/nonexistent/hookd.yaml")
+    daemon._started_with = SimpleNamespace(  # type: ignore[assignment]
+        delivery=SimpleNamespace(max_in_flight=10))
+    assert not daemon._crowded()  # no dispatcher yet: nothing in flight
+    for pending, crowded in [(0, False), (19, False), (20, True), (40, True)]:
+        daemon.dispatcher = SimpleNamespace(pending=pending)  # type: ignore[assignment]
+        assert daemon._crowded() is crowded, pending
