@@ -228,7 +228,10 @@ class Dispatcher:
         if self.parking is not None and hook.endpoint is not None:
             closed = self.sender.unavailable(hook.endpoint)
             if closed is not None:  # park at once: the request is rendered when it is due
-                return await self._park(job, closed, closed.retry_after or 0.0, _Line(
+                wait = closed.retry_after or 0.0
+                if await self._park_unsent(job, closed, wait):
+                    return None
+                return await self._park(job, closed, wait, _Line(
                     self._lines, {"hook": hook.id, "_event": event.name,
                                 "webhook_id": webhook_id(event.id, hook.id),
                                 "url": hook.url.source, "topic": meta.topic,
@@ -346,14 +349,20 @@ class Dispatcher:
         if not parking.cancelled() and parking.exception() is None:
             self.counters.parked += 1
 
+    async def _park_unsent(self, job: _Job, outcome: Outcome, delay: float) -> bool:
+        """Park a delivery that was not sent with the others of its hook, and wait for the
+        group's ack; False when it cannot join them (then `_park` it alone)."""
+        gathered = self._gather(job, outcome, delay)
+        if gathered is None:
+            return False
+        await asyncio.shield(gathered)  # shielded: the group is shared with other deliveries
+        return True
+
     async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: _Line) -> None:
         lot = self.parking
         assert lot is not None
-        if outcome.verdict is Verdict.PARK:  # unsent: the endpoint is unavailable
-            gathered = self._gather(job, outcome, delay)
-            if gathered is not None:  # shielded: the group is shared with other deliveries
-                await asyncio.shield(gathered)
-                return
+        if outcome.verdict is Verdict.PARK and await self._park_unsent(job, outcome, delay):
+            return  # unsent (the circuit opened meanwhile): gathered with the others
         parked, delay = self._parked(job, outcome, delay)
         try:
             topic = await until_acked(lambda: lot.park(parked, delay), "park")
