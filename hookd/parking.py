@@ -65,14 +65,6 @@ class Parked:
                              "due_at": self.due_at, "error": dict(self.error)}, default=str)
 
     @classmethod
-    def from_json(cls, value: bytes) -> Parked:
-        """ValueError (or KeyError/TypeError) when the record is not one hookd wrote."""
-        doc = orjson.loads(value)
-        if not isinstance(doc, dict) or doc.get("v") != FORMAT:
-            raise ValueError("not a hookd parked delivery")
-        return cls.of(str(doc["hook"]), doc, float(doc["due_at"]), doc.get("error") or {})
-
-    @classmethod
     def of(cls, hook: str, doc: Mapping[str, Any], due_at: float,
            error: Mapping[str, Any]) -> Parked:
         m = doc["meta"]
@@ -241,7 +233,6 @@ class ParkingLot:
         await self.producer.send_and_wait(topic, value, key=parked.key, headers=[
             ("hookd-hook", parked.hook.encode()), (DUE_HEADER, repr(parked.due_at).encode())])
         return topic
-
 
     # -- deliveries parked unsent, gathered --------------------------------------------------
     def park_unsent(self, parked: Parked, delay: float) -> asyncio.Future[str] | None:

@@ -19,7 +19,7 @@ from hookd.deadletter import DeadLetter
 from hookd.dispatch import Dispatcher
 from hookd.loader import Runtime, load_config
 from hookd.offsets import OffsetTracker
-from hookd.parking import FORMAT_GROUP, Parked, ParkingLot, read_parked
+from hookd.parking import FORMAT_GROUP, ParkingLot, read_parked
 from hookd.redact import Redactor
 from hookd.render import Request
 from hookd.retries import ErrorKind, Outcome, Verdict, classify_status, failure
@@ -564,7 +564,8 @@ async def test_a_retry_after_longer_than_the_longest_tier_waits_that_tier(
     await dispatcher.drain(5.0)
     [(topic, value, _, _)] = producer.records
     assert topic == "hookd.retry.1h"
-    assert Parked.from_json(value).due_at <= time.time() + 3600.0
+    [parked] = read_parked(value)
+    assert parked.due_at <= time.time() + 3600.0
 
 
 # ------------------------------------------------------------ parked unsent, gathered
