@@ -298,7 +298,6 @@ class Bench:
         children = [self.hookd(f"{name}.{i}", config, "--health-listen", f"127.0.0.1:{port}")
                     for i, port in enumerate(ports)]
         profiler = None
-        results = []
         try:
             wait_ready(ports[0], 60, children[0])  # the others may still wait for partitions
             cpu_ready = [cpu_seconds(child.pid) for child in children]
