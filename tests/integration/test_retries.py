@@ -13,6 +13,7 @@ import yaml
 from aiohttp import web
 
 from hookd.cli import main as cli_main
+from hookd.parking import read_parked
 from hookd.signing import webhook_id
 from tests.integration.harness import (
     committed,
@@ -141,6 +142,38 @@ async def test_black_holed_endpoint_opens_its_circuit_and_healthy_hooks_flow(
     assert f"http://127.0.0.1:{port}" in state["open_circuits"]
     # not hammered: the circuit opened after a handful of timed-out connections
     assert len(accepted) <= 3 + 4
+
+
+async def test_deliveries_parked_while_a_circuit_is_open_come_back_as_groups(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    """Deliveries parked unsent go to the retry topic as one record per hook (format 2),
+    and come back from it, every one delivered."""
+    topic = await new_topic(broker.bootstrap, PARTS, "rt")
+    receiver.plan["/flaky"].extend([503] * 3)  # three failures in a row open the circuit
+    delivery = {**DELIVERY, "per_endpoint_in_flight": 1,
+                "circuit_breaker": {"failures": 3, "cooldown": "1s"},
+                "retry": {"schedule": ["1s"], "inline_max": "200ms", "jitter": 0.0}}
+    cfg = _cfg(tmp_path, broker, topic, [hook("flaky", "Answered", receiver.url("/flaky"))],
+               delivery=delivery, group=unique("g"))
+    retry_topic = yaml.safe_load(cfg.read_text())["kafka"]["retry_topic_prefix"] + ".1s"
+    n = 40
+    ids = {webhook_id(f"c{i}", "flaky") for i in range(n)}
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+        await produce(broker.bootstrap, topic,
+                      [(f"k{i}".encode(), {"event": "Answered", "id": f"c{i}"})
+                       for i in range(n)])
+        # the receiver answered 503 to the first three requests and 200 to all the others
+        await until(lambda: {r.headers["webhook-id"] for r in receiver.at("/flaky")[3:]}
+                    >= ids, 60)
+    records = await read_topic(broker.bootstrap, retry_topic, 1, settle=1.0)
+    groups = [r for r in records if dict(r.headers).get("hookd-deliveries", b"1") != b"1"]
+    assert groups, "nothing was parked unsent as a group"
+    for record in groups:
+        parked = read_parked(record.value)
+        assert len(parked) == int(dict(record.headers)["hookd-deliveries"]) > 1
+        assert record.key == b"flaky" and {p.hook for p in parked} == {"flaky"}
+        assert all(webhook_id(p.event.id, p.hook) in ids for p in parked)
 
 
 async def test_replay_delivers_dead_letters_once(
