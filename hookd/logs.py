@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sys
@@ -13,6 +12,7 @@ from typing import Any, NamedTuple
 import orjson
 import structlog
 
+from hookd.loops import RunningLoop
 from hookd.redact import Redactor
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -72,30 +72,53 @@ REDACTOR = RedactorHolder()
 
 
 class BatchedBytesLogger:
-    """Writes JSON lines to a binary stream and flushes once per event-loop iteration:
-    a busy daemon writes a line per delivery, and a write(2) for each was a cost of its
-    own. Lines reach the stream before the loop next waits for I/O; outside a running
-    loop (the CLI, start-up) each line is flushed at once."""
+    """Writes JSON lines to a binary stream, gathered into one write(2) per event-loop
+    iteration: a busy daemon writes a line per delivery, and a system call for each was a
+    cost of its own (and, under systemd, a wake-up of journald for each).
 
-    def __init__(self, stream: Any) -> None:
+    It gathers the lines itself rather than trusting the stream's buffer: with
+    ``PYTHONUNBUFFERED=1`` (hookd.service sets it, so that nothing sits in a buffer when
+    the process dies) ``sys.stdout.buffer`` is the raw file, and every write reached the
+    kernel. Lines reach the stream before the loop next waits for I/O, or sooner once
+    `limit` bytes are waiting; outside a running loop (the CLI, start-up) each line is
+    written at once."""
+
+    def __init__(self, stream: Any, limit: int = 1 << 16) -> None:
         self._stream = stream
-        self._pending = False
+        self._limit = limit
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._loop = RunningLoop()
 
     def msg(self, message: bytes) -> None:
-        self._stream.write(message + b"\n")
-        if self._pending:
+        lines = self._lines
+        lines.append(message)
+        lines.append(b"\n")
+        self._size += len(message) + 1
+        if len(lines) > 2:  # a flush is already due in this iteration
+            if self._size >= self._limit:
+                self._flush()
             return
         try:
-            loop = asyncio.get_running_loop()
+            loop = self._loop()
         except RuntimeError:
-            self._stream.flush()
+            self._flush()
             return
-        self._pending = True
         loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._pending = False
+        if not self._lines:
+            return
+        data = b"".join(self._lines)
+        self._lines.clear()
+        self._size = 0
         with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout
+            view = memoryview(data)
+            while view:
+                written = self._stream.write(view)
+                if written is None:  # a non-blocking stdout that is full: the rest is lost
+                    break
+                view = view[written:]
             self._stream.flush()
 
     log = debug = info = warn = warning = err = error = critical = exception = msg

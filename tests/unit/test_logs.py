@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import re
 import types
 from collections.abc import Iterator
@@ -180,34 +182,60 @@ def test_fast_timestamps_follow_the_clock_across_seconds_and_days(
                    "2026-11-22T00:00:00.500000Z"]
 
 
-async def test_lines_written_in_one_loop_iteration_are_flushed_together() -> None:
-    import asyncio
-    import io
+class RawStream(io.RawIOBase):
+    """stdout as ``PYTHONUNBUFFERED=1`` leaves it: every write reaches the "kernel" (here a
+    list), at most `chunk` bytes at a time, as a raw file may take less than it is given."""
 
-    class Counting(io.BytesIO):
-        flushes = 0
+    def __init__(self, chunk: int = 1 << 20) -> None:
+        self.writes: list[bytes] = []
+        self.chunk = chunk
 
-        def flush(self) -> None:
-            self.flushes += 1
+    def writable(self) -> bool:
+        return True
 
-    stream = Counting()
+    def write(self, data: Any) -> int:
+        taken = bytes(data[: self.chunk])
+        self.writes.append(taken)
+        return len(taken)
+
+
+async def test_lines_written_in_one_loop_iteration_reach_the_stream_in_one_write() -> None:
+    stream = RawStream()
     logger = logs.BatchedBytesLogger(stream)
     for n in range(5):
         logger.info(b'{"n": %d}' % n)
-    assert stream.flushes == 0  # not yet: at the end of this iteration
+    assert stream.writes == []  # not yet: at the end of this iteration
     await asyncio.sleep(0)
-    assert stream.flushes == 1
-    assert stream.getvalue().count(b"\n") == 5
+    assert stream.writes == [b"".join(b'{"n": %d}\n' % n for n in range(5))]
+    logger.info(b"{}")
+    await asyncio.sleep(0)
+    assert stream.writes[1:] == [b"{}\n"]
 
 
-def test_outside_a_loop_each_line_is_flushed() -> None:
-    import io
+async def test_a_short_write_is_completed_and_a_full_buffer_written_at_once() -> None:
+    stream = RawStream(chunk=7)
+    logger = logs.BatchedBytesLogger(stream, limit=40)
+    lines = [b'{"n": %d, "pad": "xxxxxxxxxx"}' % n for n in range(4)]  # 30 bytes each
+    logger.info(lines[0])
+    assert stream.writes == []
+    logger.info(lines[1])  # 62 bytes waiting: over the limit, written in this iteration
+    assert b"".join(stream.writes) == lines[0] + b"\n" + lines[1] + b"\n"
+    logger.info(lines[2])
+    logger.info(lines[3])
+    await asyncio.sleep(0)
+    assert b"".join(stream.writes) == b"".join(line + b"\n" for line in lines)
+    assert max(len(w) for w in stream.writes) == 7
 
+
+def test_outside_a_loop_each_line_is_written_at_once() -> None:
     stream = io.BytesIO()
     flushed: list[int] = []
     stream.flush = lambda: flushed.append(len(stream.getvalue()))  # type: ignore[method-assign]
-    logs.BatchedBytesLogger(stream).warning(b"{}")
+    logger = logs.BatchedBytesLogger(stream)
+    logger.warning(b"{}")
     assert flushed == [3]
+    logger.warning(b"{}")
+    assert flushed == [3, 6]
 
 
 class Odd:
