@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 WHSEC_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 WHSEC_B = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+FETCH_WAIT_MS = 20  # the consumers' fetch wait in every benchmark run (hookd's and the floor's)
 
 
 class Child:
@@ -184,7 +185,7 @@ def write_config(folder: Path, *, bootstrap: str, topic: str, group: str, hooks:
                   "dead_letter_topic": f"{topic}.dlq",
                   "retry_topic_prefix": f"{topic}.retry",
                   "consumer": {"session_timeout": "6s", "heartbeat_interval": "500ms",
-                               "fetch_max_wait": "20ms", "commit_interval": "500ms"}},
+                               "fetch_max_wait": f"{FETCH_WAIT_MS}ms", "commit_interval": "500ms"}},
         "delivery": {"allow_networks": ["127.0.0.0/8"], "timeout": "5s", **delivery},
         "health": {"listen": f"127.0.0.1:{health_port}"},
         "logging": {"level": "info", "format": "json"},

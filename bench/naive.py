@@ -23,7 +23,7 @@ import aiohttp
 import jinja2
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import WHSEC_A, WHSEC_B
+from bench.common import FETCH_WAIT_MS, WHSEC_A, WHSEC_B
 
 
 def _key(secret: str) -> bytes:
@@ -58,7 +58,7 @@ async def run(args: argparse.Namespace) -> int:
     consumer = AIOKafkaConsumer(args.topic, bootstrap_servers=args.bootstrap,
                                 group_id=args.group, enable_auto_commit=False,
                                 auto_offset_reset="earliest", session_timeout_ms=6000,
-                                heartbeat_interval_ms=500, fetch_max_wait_ms=20)
+                                heartbeat_interval_ms=500, fetch_max_wait_ms=FETCH_WAIT_MS)
     await consumer.start()
     done = 0
     deadline = time.monotonic() + args.max_seconds

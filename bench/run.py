@@ -10,7 +10,9 @@ process, hookd as a real process):
 3. hookd end to end: records produced beforehand, deliveries/s at the receiver from the
    first delivery to the last (the consumer group's warm-up is not counted); and the same
    with two hookd processes in one consumer group, as hookd@.service runs one per core;
-4. latency produce → receive, p50/p99, at a steady 1,000 events/s with 3 hooks per event;
+4. latency produce → receive, p50/p99, at a steady 1,000 events/s with 3 hooks per event,
+   beside its floor: the same traffic read by a plain consumer (bench.floor), what the
+   broker alone costs;
 5. hookd's peak RSS under load;
 6. 3 hooks versus 1,000 hooks (3 of them matching): throughput ratio;
 7. one black-holed endpoint beside the healthy ones: the healthy throughput ratio.
@@ -112,6 +114,7 @@ class Bench:
         # `python -m` puts its working directory first on sys.path: run hookd from there
         self.src = Path(args.src).resolve() if args.src else REPO
         self.arrivals: dict[str, list[float]] = {}
+        self.runs = 0  # a fresh topic per run: tansu slows down as a topic grows
 
     # -- plumbing ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -352,10 +355,11 @@ class Bench:
                 extra_hooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         log(f"4. latency: {rate:.0f} events/s for {seconds:.0f} s, 3 hooks per event"
             + (f" + {len(extra_hooks)} black-holed" if extra_hooks else ""))
-        topic = f"bench.{name}"
+        self.runs += 1
+        topic = f"bench.{name}.{self.runs}"
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
-        config, health = self.config(name, [*bench_hooks(self.base()), *(extra_hooks or [])],
-                                     topic)
+        hooks = [*bench_hooks(self.base()), *(extra_hooks or [])]
+        config, health = self.config(f"{name}.{self.runs}", hooks, topic)
         child = self.hookd(name, config)
         try:
             wait_ready(health, 60, child)
@@ -382,6 +386,32 @@ class Bench:
         self.report.raw[f"{name}_ms"] = lat[:: max(1, len(lat) // 5000)]
         log(f"  latency p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms over "
             f"{len(lat)} deliveries ({out['delivery_rate']:,.0f}/s)")
+        return out
+
+    def floor(self, rate: float, seconds: float) -> dict[str, Any]:
+        """4's floor: the same traffic on the same broker, read by a plain consumer that
+        does nothing else (bench.floor): the part of the latency that is the broker's."""
+        log("4. the floor: a plain consumer of the same traffic (no matching, no HTTP)")
+        self.runs += 1
+        topic = f"bench.floor.{self.runs}"
+        asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
+        count = int(rate * seconds)
+        child = Child("floor", [PY, "-m", "bench.floor", "--bootstrap", self.broker.bootstrap,
+                                "--topic", topic, "--group", topic, "--count", str(count),
+                                "--skip", str(min(2.0, seconds / 5)),
+                                "--max-seconds", str(seconds + 120)],
+                      log=self.workdir / "floor.log", pipe=True)
+        try:
+            child.json_line(60)  # it has its partitions
+            sim = self.produce(topic, count, rate=rate, duration=seconds)
+            sim.proc.wait(seconds + 60)
+            sim.stop()
+            out = child.json_line(120)
+        finally:
+            child.stop()
+        self.report.raw["latency_floor"] = out
+        log(f"  floor p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms over "
+            f"{out['samples']} records")
         return out
 
     # -- 3/6/7. the three throughput runs -------------------------------------------------------
@@ -421,6 +451,8 @@ class Bench:
                 self.naive(a.naive_events)
             elif name == "latency":
                 self.latency(a.rate, a.latency_seconds)
+            elif name == "floor":
+                self.floor(a.rate, a.latency_seconds)
             elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
                 self.latency(a.rate, a.latency_seconds, "latency_blackhole", [self.hole_hook()])
             elif name in ("e2e", "e2e_x2", "hooks1000", "blackhole"):
@@ -438,6 +470,7 @@ class Bench:
         runs = self.hookd_best(["e2e", "e2e_x2", "hooks1000", "blackhole"])
         e2e, pair, many, hole = (runs[n] for n in ("e2e", "e2e_x2", "hooks1000", "blackhole"))
         lat = self.latency(a.rate, a.latency_seconds)
+        floor = self.floor(a.rate, a.latency_seconds)
 
         hookd = e2e["rate"]
         r.add("1. limit: plain aiohttp client, same requests and concurrency",
@@ -460,7 +493,8 @@ class Bench:
         ok_lat = lat["p99_ms"] <= 50
         r.add(f"4. latency produce → receive at {a.rate:,.0f} ev/s × 3 hooks, p50 / p99",
               f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms", "p99 ≤ 50 ms", ok_lat,
-              f"{lat['delivery_rate']:,.0f} deliveries/s")
+              f"{lat['delivery_rate']:,.0f} deliveries/s; the broker alone (a plain consumer, "
+              f"same traffic): {floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} ms")
         rss = self.peak_rss_kb / 1024
         r.add("5. hookd peak RSS under load", f"{rss:.0f} MB", "≤ 150 MB", rss <= 150)
         ratio = median(many["paired"])
@@ -664,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
                         "blackhole): bench/results/profile.txt")
     p.add_argument("--src", help="run hookd from this source tree (e.g. with a proposal)")
     p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
-    p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,"
+    p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,floor,"
                    "hooks1000,blackhole (prints the figures; writes no results)")
     args = p.parse_args(argv)
     if args.quick:
