@@ -115,6 +115,7 @@ class Bench:
         self.src = Path(args.src).resolve() if args.src else REPO
         self.arrivals: dict[str, list[float]] = {}
         self.runs = 0  # a fresh topic per run: tansu slows down as a topic grows
+        self._requests: Path | None = None  # the limit's requests, made once
 
     # -- plumbing ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -222,67 +223,73 @@ class Bench:
                                             "body": req.body.decode()}) + b"\n")
         return path
 
-    def limit(self, events: int) -> float:
-        log(f"1. the limit: plain aiohttp client, {events * 3} requests, "
-            f"concurrency {CONCURRENCY}")
-        path = self.requests_file(events)
-        best = 0.0
-        for _ in range(self.args.repeat):
-            self.reset()
-            child = Child("limit", [PY, "-m", "bench.limit", str(path), "--concurrency",
-                                    str(CONCURRENCY)], log=self.workdir / "limit.log")
-            child.proc.wait(300)
-            child.stop()
-            st = self.stats()
-            rate = self.rate(st)
-            log(f"  limit run: {st['count']} requests, {rate:,.0f}/s")
-            best = max(best, rate)
-        self.report.raw["limit"] = best
-        return best
+    def limit(self, events: int) -> dict[str, Any]:
+        """One run of the plain aiohttp client (the requests file is made on the first)."""
+        if self._requests is None:
+            self._requests = self.requests_file(events)
+        self.reset()
+        child = Child("limit", [PY, "-m", "bench.limit", str(self._requests), "--concurrency",
+                                str(CONCURRENCY)], log=self.workdir / "limit.log")
+        child.proc.wait(300)
+        child.stop()
+        st = self.stats()
+        rate = self.rate(st)
+        log(f"  limit: {st['count']} requests, {rate:,.0f}/s")
+        return {"rate": rate}
 
     # -- 2. the naive loop ------------------------------------------------------------------
-    def naive(self, events: int) -> float:
-        log(f"2. the naive loop: {events} events, 3 requests each, one at a time")
-        topic = "bench.naive"
+    def naive(self, events: int) -> dict[str, Any]:
+        self.runs += 1
+        topic = f"bench.naive.{self.runs}"
         self.preproduce(topic, events)
         self.reset()
         child = Child("naive", [PY, "-m", "bench.naive", "--bootstrap", self.broker.bootstrap,
-                                "--topic", topic, "--group", "naive", "--base", self.base(),
+                                "--topic", topic, "--group", topic, "--base", self.base(),
                                 "--count", str(events), "--max-seconds", "240"],
                       log=self.workdir / "naive.log")
         st = self.wait_count(events * 3, 260, child=child)
         child.stop()
         rate = self.rate(st)
-        self.report.raw["naive"] = rate
         log(f"  naive: {st['count']} deliveries, {rate:,.0f}/s")
-        return rate
+        return {"rate": rate}
 
     # -- 3/5/6/7. hookd end to end ------------------------------------------------------------
-    def hookd_best(self, names: list[str], repeat: int | None = None
-                   ) -> dict[str, dict[str, Any]]:
-        """`repeat` rounds (default `--repeat`; a fresh topic and group each run), each
-        running every variant in `names` back to back, so that a variant and the plain e2e
-        run it is compared with see the same machine. Per variant the fastest run is kept, as
-        for the limit (on a shared machine the slow runs measure the neighbours); with "e2e"
-        among `names`, each other variant also gets `paired`: its rate ÷ e2e's, round by
-        round (their median is what rows 3c, 6 and 7 report)."""
+    def rounds(self, names: list[str], repeat: int | None = None
+               ) -> dict[str, dict[str, Any]]:
+        """`repeat` rounds (default `--repeat`), each running every part in `names` back to
+        back (the limit, the naive loop, hookd variants; a fresh topic and group each run), so
+        that runs compared with each other see the same machine: on a shared VM the same run
+        varies by 2x within minutes. Per part the fastest run is kept (the slow ones measure
+        the neighbours), with `runs`, its rate in each round; `ratio()` pairs them."""
         rounds = self.args.repeat if repeat is None else repeat
+        a = self.args
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         for i in range(rounds):
             for name in names:
+                if name == "limit":
+                    if i == 0:
+                        log(f"1. the limit: plain aiohttp client, {a.events * 3} requests, "
+                            f"concurrency {CONCURRENCY}")
+                    runs[name].append(self.limit(a.events))
+                    continue
+                if name == "naive":
+                    if i == 0:
+                        log(f"2. the naive loop: {a.naive_events} events, 3 requests each, "
+                            "one at a time")
+                    runs[name].append(self.naive(a.naive_events))
+                    continue
                 hooks, processes = self.variant(name, announce=i == 0)
-                runs[name].append(self.hookd_run(name, hooks, self.args.events,
-                                                 self.args.events * 3, name == "blackhole",
-                                                 round_=i, processes=processes))
+                runs[name].append(self.hookd_run(name, hooks, a.events, a.events * 3,
+                                                 name == "blackhole", round_=i,
+                                                 processes=processes))
         out = {}
         for name, done in runs.items():
             best = max(done, key=lambda r: r["rate"])
             best["runs"] = [round(r["rate"]) for r in done]
-            best["short"] = [r["deliveries"] for r in done if r["deliveries"] < r["expected"]]
-            if "e2e" in runs and name != "e2e":
-                best["paired"] = [round(_ratio(r["rate"], base["rate"]), 3)
-                                  for r, base in zip(done, runs["e2e"], strict=True)]
-            self.arrivals[name] = best["arrivals"]
+            best["short"] = [r["deliveries"] for r in done
+                             if r.get("deliveries", 0) < r.get("expected", 0)]
+            if "arrivals" in best:
+                self.arrivals[name] = best["arrivals"]
             for run in done:
                 run.pop("arrivals", None)
             self.report.raw[name] = out[name] = best
@@ -445,18 +452,14 @@ class Bench:
         """`--only`: the named parts, each hookd throughput run once."""
         a = self.args
         for name in which:
-            if name == "limit":
-                self.limit(a.events)
-            elif name == "naive":
-                self.naive(a.naive_events)
+            if name in ("limit", "naive", "e2e", "e2e_x2", "hooks1000", "blackhole"):
+                self.rounds([name], repeat=1)
             elif name == "latency":
                 self.latency(a.rate, a.latency_seconds)
             elif name == "floor":
                 self.floor(a.rate, a.latency_seconds)
             elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
                 self.latency(a.rate, a.latency_seconds, "latency_blackhole", [self.hole_hook()])
-            elif name in ("e2e", "e2e_x2", "hooks1000", "blackhole"):
-                self.hookd_best([name], repeat=1)
             else:
                 raise SystemExit(f"unknown part {name!r}")
 
@@ -465,31 +468,31 @@ class Bench:
         a = self.args
         r = self.report
         started = time.monotonic()
-        limit = self.limit(a.events)
-        naive = self.naive(a.naive_events)
-        runs = self.hookd_best(["e2e", "e2e_x2", "hooks1000", "blackhole"])
-        e2e, pair, many, hole = (runs[n] for n in ("e2e", "e2e_x2", "hooks1000", "blackhole"))
+        runs = self.rounds(["limit", "naive", "e2e", "e2e_x2", "hooks1000", "blackhole"])
+        limit, naive, e2e, pair, many, hole = (runs[n] for n in (
+            "limit", "naive", "e2e", "e2e_x2", "hooks1000", "blackhole"))
         lat = self.latency(a.rate, a.latency_seconds)
         floor = self.floor(a.rate, a.latency_seconds)
 
-        hookd = e2e["rate"]
+        def paired(num: dict[str, Any], den: dict[str, Any]) -> list[float]:
+            return [_ratio(x, y) for x, y in zip(num["runs"], den["runs"], strict=True)]
+
         r.add("1. limit: plain aiohttp client, same requests and concurrency",
-              f"{limit:,.0f} req/s")
+              f"{limit['rate']:,.0f} req/s", note=_spread(limit))
         r.add("2. peer: naive loop (consume, render, POST, commit; one at a time)",
-              f"{naive:,.0f} deliveries/s")
+              f"{naive['rate']:,.0f} deliveries/s", note=_spread(naive))
         r.add("3. hookd end to end (pre-produced, first → last delivery)",
-              f"{hookd:,.0f} deliveries/s", note=f"{e2e['cpu_us_per_delivery']:.0f} µs CPU "
-              "per delivery")
-        ratio = _ratio(hookd, limit)
-        r.add("3a. hookd ÷ limit", f"{ratio:.2f}×", "≥ 0.85×", ratio >= 0.85)
-        ratio = _ratio(hookd, naive)
-        r.add("3b. hookd ÷ naive loop", f"{ratio:.1f}×", "≥ 6×", ratio >= 6)
-        two = pair["rate"]
-        ratio = _ratio(two, naive)
+              f"{e2e['rate']:,.0f} deliveries/s", note="; ".join(filter(None, [
+                  f"{e2e['cpu_us_per_delivery']:.0f} µs CPU per delivery", _spread(e2e)])))
+        ratios = paired(e2e, limit)
+        r.add("3a. hookd ÷ limit", _shown(ratios), "≥ 0.85×", median(ratios) >= 0.85)
+        ratios = paired(e2e, naive)
+        r.add("3b. hookd ÷ naive loop", _shown(ratios, 1), "≥ 6×", median(ratios) >= 6)
+        ratios = paired(pair, naive)
         r.add("3c. hookd, 2 processes in one group (hookd@.service, one per core)",
-              f"{two:,.0f} deliveries/s", "≥ 6× naive", ratio >= 6,
-              f"{ratio:.1f}× naive, {_ratio(two, limit):.2f}× limit, "
-              f"{_paired(pair)} one process")
+              f"{pair['rate']:,.0f} deliveries/s", "≥ 6× naive", median(ratios) >= 6,
+              f"{_shown(ratios, 1)} naive, {_shown(paired(pair, limit))} limit, "
+              f"{_shown(paired(pair, e2e))} one process")
         ok_lat = lat["p99_ms"] <= 50
         r.add(f"4. latency produce → receive at {a.rate:,.0f} ev/s × 3 hooks, p50 / p99",
               f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms", "p99 ≤ 50 ms", ok_lat,
@@ -497,24 +500,30 @@ class Bench:
               f"same traffic): {floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} ms")
         rss = self.peak_rss_kb / 1024
         r.add("5. hookd peak RSS under load", f"{rss:.0f} MB", "≤ 150 MB", rss <= 150)
-        ratio = median(many["paired"])
+        ratios = paired(many, e2e)
         r.add("6. 1,000 hooks ÷ 3 hooks (3 matching), throughput",
-              f"{_paired(many)} ({many['rate']:,.0f}/s)", "≥ 0.9×", ratio >= 0.9)
-        ratio = median(hole["paired"])
+              f"{_shown(ratios)} ({many['rate']:,.0f}/s)", "≥ 0.9×", median(ratios) >= 0.9)
+        ratios = paired(hole, e2e)
         r.add("7. healthy throughput beside a black-holed endpoint",
-              f"{_paired(hole)} ({hole['rate']:,.0f}/s)", "≥ 0.9×",
-              ratio >= 0.9 and not hole["short"],
+              f"{_shown(ratios)} ({hole['rate']:,.0f}/s)", "≥ 0.9×",
+              median(ratios) >= 0.9 and not hole["short"],
               f"only {min(hole['short'])}/{hole['expected']} delivered" if hole["short"] else "")
         r.raw["seconds"] = round(time.monotonic() - started)
         return r
 
 
-def _paired(run: dict[str, Any]) -> str:
-    """The median of a variant's ratios to e2e, round by round, and their spread."""
-    ratios = run["paired"]
+def _shown(ratios: list[float], digits: int = 2) -> str:
+    """Ratios of runs made in the same round: their median, and their spread."""
     if len(ratios) == 1:
-        return f"{ratios[0]:.2f}×"
-    return f"{median(ratios):.2f}× [{min(ratios):.2f}–{max(ratios):.2f}]"
+        return f"{ratios[0]:.{digits}f}×"
+    return (f"{median(ratios):.{digits}f}× [{min(ratios):.{digits}f}–"
+            f"{max(ratios):.{digits}f}]")
+
+
+def _spread(run: dict[str, Any]) -> str:
+    """The fastest run is shown; this says how the others went."""
+    rates = run["runs"]
+    return f"fastest of {len(rates)}, slowest {min(rates):,}" if len(rates) > 1 else ""
 
 
 def _ratio(num: float, den: float) -> float:
@@ -604,7 +613,9 @@ def markdown(report: Report, args: argparse.Namespace, load: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines.append("")
     lines.append(f"`make bench`, {stamp}: {args.events:,} events × 3 hooks per hookd run, "
-                 f"{args.naive_events:,} for the naive loop; {load}; "
+                 f"{args.naive_events:,} for the naive loop; {args.repeat} rounds, each running "
+                 "every throughput measure back to back (a ratio is the median of the rounds' "
+                 f"[range]); {load}; "
                  f"{report.raw.get('seconds', 0)} s in all.")
     return "\n".join(lines) + "\n"
 
@@ -635,9 +646,9 @@ def chart(report: Report, arrivals: dict[str, list[float]], path: Path) -> None:
             buckets[int(t / step)] += 1
         ax1.plot([i * step for i in range(len(buckets))], [b / step for b in buckets],
                  label=labels.get(name, name), linewidth=1.4)
-    ax1.axhline(raw.get("limit", 0), color="black", linestyle="--", linewidth=1,
+    ax1.axhline(raw.get("limit", {}).get("rate", 0), color="black", linestyle="--", linewidth=1,
                 label="limit: plain aiohttp client")
-    ax1.axhline(raw.get("naive", 0), color="grey", linestyle=":", linewidth=1.2,
+    ax1.axhline(raw.get("naive", {}).get("rate", 0), color="grey", linestyle=":", linewidth=1.2,
                 label="naive loop")
     ax1.set_xlabel("seconds since the first delivery")
     ax1.set_ylabel("deliveries / s at the receiver")
