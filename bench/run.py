@@ -166,9 +166,10 @@ class Bench:
         return Child(f"hookd-{name}", [PY, "-m", "hookd", "run", "-c", str(config), *args],
                      log=self.workdir / f"hookd-{name}.log", cwd=self.src)
 
-    def wait_count(self, expected: int, timeout: float, child: Child | None = None,
+    def wait_count(self, expected: int, timeout: float, *children: Child,
                    stall: float = 30.0) -> dict[str, Any]:
-        """Until the receiver has `expected` deliveries, nothing new for `stall` s, or timeout."""
+        """Until the receiver has `expected` deliveries, nothing new for `stall` s, or timeout;
+        a child that exits first ends the wait (an error unless it exited 0)."""
         deadline = time.monotonic() + timeout
         last_count, last_change = -1, time.monotonic()
         while True:
@@ -181,7 +182,9 @@ class Bench:
             if now > deadline or now - last_change > stall:
                 log(f"  stopped waiting at {st['count']}/{expected} deliveries")
                 return st
-            if child is not None and not child.alive():
+            for child in children:
+                if child.alive():
+                    continue
                 st = self.stats()  # all it delivered before it exited
                 if st["count"] >= expected or child.proc.returncode == 0:
                     if st["count"] < expected:
@@ -247,7 +250,7 @@ class Bench:
                                 "--topic", topic, "--group", topic, "--base", self.base(),
                                 "--count", str(events), "--max-seconds", "240"],
                       log=self.workdir / "naive.log")
-        st = self.wait_count(events * 3, 260, child=child)
+        st = self.wait_count(events * 3, 260, child)
         child.stop()
         rate = self.rate(st)
         log(f"  naive: {st['count']} deliveries, {rate:,.0f}/s")
@@ -313,7 +316,7 @@ class Bench:
             cpu_ready = [cpu_seconds(child.pid) for child in children]
             if self.args.profile == name and round_ == 0:
                 profiler = self.start_profiler(children[0])
-            st = self.wait_count(expected, 300, children[0])
+            st = self.wait_count(expected, 300, *children)
             readies = [http_json(f"http://127.0.0.1:{port}/readyz")[1] or {} for port in ports]
         finally:
             if profiler is not None:
