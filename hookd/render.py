@@ -9,11 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jinja2
 import orjson
-from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from yarl import URL
 
 from hookd import USER_AGENT
@@ -24,106 +20,12 @@ from hookd.events import Event
 from hookd.filters import MISSING, Predicate, compile_filter, get_path
 from hookd.http1 import InvalidTarget, target_of, tls_context
 from hookd.signing import Signer, webhook_id
+from hookd.templates import GLOBALS, Text, compile_template, tojson
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                      "webhook-signature", "content-length", "host"}
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 _BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
-_MAX_REPEAT = 1_000_000  # items or characters a `*` in a template may build
-_MAX_POWER_BITS = 100_000  # size of an integer a `**` in a template may build
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()  # `{{ nope|tojson }}` says what is undefined
-    return str(value)
-
-
-def _tojson(value: Any) -> str:
-    try:
-        return orjson.dumps(value, default=_json_default).decode()
-    except orjson.JSONEncodeError as exc:
-        if isinstance(exc.__cause__, jinja2.UndefinedError):
-            raise exc.__cause__ from None
-        raise
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Also refuses `*` and `**` that would build huge strings, lists or integers (the sandbox
-    already caps `range`): a template must not be able to exhaust the daemon's memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (isinstance(seq, str | list | tuple) and isinstance(times, int)
-                        and len(seq) * times > _MAX_REPEAT):
-                    raise SecurityError(f"'*' would build more than {_MAX_REPEAT} items")
-        elif (operator == "**" and isinstance(left, int) and isinstance(right, int)
-              and abs(left) > 1 and right > 0
-              and abs(left).bit_length() * right > _MAX_POWER_BITS):
-            raise SecurityError("'**' result is too large")
-        return super().call_binop(context, operator, left, right)
-
-
-def make_environment() -> ImmutableSandboxedEnvironment:
-    """The one sandbox every template is compiled in: no attribute escapes, no mutation."""
-    env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False,
-                   keep_trailing_newline=True)
-    env.filters["tojson"] = _tojson
-    return env
-
-
-ENV = make_environment()
-_GLOBALS: dict[str, Any] = dict(ENV.globals)  # range, dict, namespace…: visible to templates
-_JINJA_SYNTAX = ("{{", "{%", "{#", "\r")  # without any, a template renders to its own text
-_BARE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")  # used with fullmatch
-_SPECIAL_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop",
-                            "super", "caller", "varargs", "kwargs", *_GLOBALS})
-
-
-class Text:
-    """One compiled template of a hook (url, header, query value or body).
-
-    Rendering is on the hot path, so the common shapes skip Jinja2's per-render set-up:
-    text without template syntax is rendered once, at load; `{{ name }}` alone is a
-    lookup (falling back to Jinja2 when the name is missing, for its error); anything
-    else runs the compiled Jinja2 code directly on a context built once per request
-    (`Template.render` would copy the variables twice and walk the globals per template).
-    The output is what `Template.render` gives, character for character.
-    """
-
-    __slots__ = ("const", "name", "source", "template")
-
-    def __init__(self, source: str, template: jinja2.Template) -> None:
-        self.source = source
-        self.template = template
-        self.const: str | None = (source if not any(m in source for m in _JINJA_SYNTAX)
-                                  else None)
-        bare = _BARE_NAME.fullmatch(source)
-        self.name = bare.group(1) if bare and bare.group(1) not in _SPECIAL_NAMES else None
-
-    def render(self, variables: dict[str, Any], what: str) -> str:
-        """`variables` from :meth:`CompiledHook.variables` (globals included); it is not
-        modified. RenderError says what went wrong."""
-        if self.const is not None:
-            return self.const
-        if self.name is not None:
-            value = variables.get(self.name, _ABSENT)
-            if value is not _ABSENT:
-                return value if value.__class__ is str else str(value)
-        template = self.template
-        ctx = ENV.context_class(ENV, variables, template.name, template.blocks)
-        try:
-            return ENV.concat(template.root_render_func(ctx))
-        except jinja2.TemplateError as exc:
-            raise RenderError(f"{what}: {exc}") from None
-        except Exception as exc:
-            raise RenderError(f"{what}: {exc.__class__.__name__}: {exc}") from None
-
-
-_ABSENT = object()
 _NO_CONTEXT: dict[str, Any] = {}  # given to fixed texts, which never read it
 
 
@@ -153,7 +55,7 @@ def _query_value(value: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    return "" if value is None else _tojson(value)
+    return "" if value is None else tojson(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +107,7 @@ class CompiledHook:
     def variables(self, event: Event) -> dict[str, Any]:
         """What templates see, built once per request: the template globals, payload
         fields at top level, event, payload, meta and hook."""
-        ctx = {**_GLOBALS, **event.payload}
+        ctx = {**GLOBALS, **event.payload}
         ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
                    hook={"id": self.config.id, "description": self.config.description})
         return ctx
@@ -248,14 +150,6 @@ def _select(hook: HookConfig, payload: Mapping[str, Any]) -> list[tuple[str, Any
     return out
 
 
-def _compile(text: str, loc: tuple[str | int, ...]) -> jinja2.Template:
-    try:
-        return ENV.from_string(text)
-    except jinja2.TemplateSyntaxError as exc:
-        where = f" (template line {exc.lineno})" if text.count("\n") else ""
-        raise SpecError(f"template syntax: {exc.message}{where}", loc) from None
-
-
 def _template_body(template: Text, as_json: bool) -> BodyFn:
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
         data = template.render(ctx, "body template").encode()  # type: ignore[arg-type]
@@ -280,8 +174,8 @@ def _raw_body(text: str, as_json: bool) -> BodyFn:
         if found is MISSING:
             raise RenderError(f"raw_body: no field {path!r} in the event")
         if isinstance(found, str):
-            return _tojson(found)[1:-1] if as_json else found
-        return _tojson(found)
+            return tojson(found)[1:-1] if as_json else found
+        return tojson(found)
 
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
         out = [literals[0]]
@@ -311,7 +205,7 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
 
     def attempt(loc: tuple[str | int, ...], text: str) -> Text | None:
         try:
-            return Text(text, _compile(text, loc))
+            return Text(text, compile_template(text, loc))
         except SpecError as exc:
             errors.append(exc)
             return None
@@ -405,7 +299,7 @@ def lint_raw_hook(raw: Any) -> list[SpecError]:
         for loc, text in texts:
             if isinstance(text, str):
                 try:
-                    _compile(text, loc)
+                    compile_template(text, loc)
                 except SpecError as exc:
                     errors.append(exc)
     auth = raw.get("auth")

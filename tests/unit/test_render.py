@@ -456,13 +456,3 @@ def test_unusable_tls_files_are_a_config_error_not_an_endpoint_failure(tmp_path:
     assert "cannot use the TLS files" in errors[0].message
     hook = compile_one({"url": "https://crm.example/x"}, tls={"verify": False})
     assert hook.tls is not None and not hook.tls.check_hostname
-
-
-@pytest.mark.parametrize("source", ["{{ call }}", "{{ call }}\n", "{{call}}\n\n", "{{ call }} ",
-                                    "\n{{ call }}", "plain\n", "{{ nope|default('d') }}\n"])
-def test_the_fast_shapes_render_as_jinja_does(source: str) -> None:
-    """A YAML block scalar (`body: |`) ends in a newline; Jinja keeps it, so must we."""
-    from hookd.render import ENV, Text
-    variables = {"call": "c-1"}
-    assert Text(source, ENV.from_string(source)).render(variables, "t") == (
-        ENV.from_string(source).render(variables))

@@ -1,0 +1,119 @@
+"""The Jinja2 sandbox every hook template is compiled in, and a compiled template (`Text`)
+that renders the common shapes without Jinja2's per-render set-up."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jinja2
+import orjson
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from hookd.errors import RenderError, SpecError
+
+_MAX_REPEAT = 1_000_000  # items or characters a `*` in a template may build
+_MAX_POWER_BITS = 100_000  # size of an integer a `**` in a template may build
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()  # `{{ nope|tojson }}` says what is undefined
+    return str(value)
+
+
+def tojson(value: Any) -> str:
+    try:
+        return orjson.dumps(value, default=_json_default).decode()
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, jinja2.UndefinedError):
+            raise exc.__cause__ from None
+        raise
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Also refuses `*` and `**` that would build huge strings, lists or integers (the sandbox
+    already caps `range`): a template must not be able to exhaust the daemon's memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (isinstance(seq, str | list | tuple) and isinstance(times, int)
+                        and len(seq) * times > _MAX_REPEAT):
+                    raise SecurityError(f"'*' would build more than {_MAX_REPEAT} items")
+        elif (operator == "**" and isinstance(left, int) and isinstance(right, int)
+              and abs(left) > 1 and right > 0
+              and abs(left).bit_length() * right > _MAX_POWER_BITS):
+            raise SecurityError("'**' result is too large")
+        return super().call_binop(context, operator, left, right)
+
+
+def make_environment() -> ImmutableSandboxedEnvironment:
+    """The one sandbox every template is compiled in: no attribute escapes, no mutation."""
+    env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False,
+                   keep_trailing_newline=True)
+    env.filters["tojson"] = tojson
+    return env
+
+
+ENV = make_environment()
+GLOBALS: dict[str, Any] = dict(ENV.globals)  # range, dict, namespace…: visible to templates
+_JINJA_SYNTAX = ("{{", "{%", "{#", "\r")  # without any, a template renders to its own text
+_BARE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")  # used with fullmatch
+_SPECIAL_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop",
+                            "super", "caller", "varargs", "kwargs", *GLOBALS})
+
+
+class Text:
+    """One compiled template of a hook (url, header, query value or body).
+
+    Rendering is on the hot path, so the common shapes skip Jinja2's per-render set-up:
+    text without template syntax is rendered once, at load; `{{ name }}` alone is a
+    lookup (falling back to Jinja2 when the name is missing, for its error); anything
+    else runs the compiled Jinja2 code directly on a context built once per request
+    (`Template.render` would copy the variables twice and walk the globals per template).
+    The output is what `Template.render` gives, character for character.
+    """
+
+    __slots__ = ("const", "name", "source", "template")
+
+    def __init__(self, source: str, template: jinja2.Template) -> None:
+        self.source = source
+        self.template = template
+        self.const: str | None = (source if not any(m in source for m in _JINJA_SYNTAX)
+                                  else None)
+        bare = _BARE_NAME.fullmatch(source)
+        self.name = bare.group(1) if bare and bare.group(1) not in _SPECIAL_NAMES else None
+
+    def render(self, variables: dict[str, Any], what: str) -> str:
+        """`variables` from :meth:`CompiledHook.variables` (globals included); it is not
+        modified. RenderError says what went wrong."""
+        if self.const is not None:
+            return self.const
+        if self.name is not None:
+            value = variables.get(self.name, _ABSENT)
+            if value is not _ABSENT:
+                return value if value.__class__ is str else str(value)
+        template = self.template
+        ctx = ENV.context_class(ENV, variables, template.name, template.blocks)
+        try:
+            return ENV.concat(template.root_render_func(ctx))
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{what}: {exc}") from None
+        except Exception as exc:
+            raise RenderError(f"{what}: {exc.__class__.__name__}: {exc}") from None
+
+
+_ABSENT = object()
+
+
+def compile_template(text: str, loc: tuple[str | int, ...]) -> jinja2.Template:
+    try:
+        return ENV.from_string(text)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f" (template line {exc.lineno})" if text.count("\n") else ""
+        raise SpecError(f"template syntax: {exc.message}{where}", loc) from None
