@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -12,7 +14,6 @@ from typing import Any, NamedTuple
 import orjson
 import structlog
 
-from hookd.loops import RunningLoop
 from hookd.redact import Redactor
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -80,17 +81,28 @@ class BatchedBytesLogger:
     ``PYTHONUNBUFFERED=1`` (hookd.service sets it, so that nothing sits in a buffer when
     the process dies) ``sys.stdout.buffer`` is the raw file, and every write reached the
     kernel. Lines reach the stream before the loop next waits for I/O, or sooner once
-    `limit` bytes are waiting; outside a running loop (the CLI, start-up) each line is
-    written at once."""
+    `limit` bytes are waiting. Outside a running loop (the CLI, start-up), and from another
+    thread while the loop runs, each line is written at once."""
 
     def __init__(self, stream: Any, limit: int = 1 << 16) -> None:
         self._stream = stream
         self._limit = limit
         self._lines: list[bytes] = []
         self._size = 0
-        self._loop = RunningLoop()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the lines wait for
+        self._thread = 0  # the thread it runs in
 
     def msg(self, message: bytes) -> None:
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.get_ident() != self._thread:
+            loop = self._running_here()
+            if loop is None:
+                if self._loop is not None and self._loop.is_running():  # another thread
+                    self._write(message + b"\n")  # (the loop's lines are the loop's)
+                else:
+                    self._lines.append(message + b"\n")
+                    self._flush()
+                return
         lines = self._lines
         lines.append(message)
         lines.append(b"\n")
@@ -99,12 +111,16 @@ class BatchedBytesLogger:
             if self._size >= self._limit:
                 self._flush()
             return
-        try:
-            loop = self._loop()
-        except RuntimeError:
-            self._flush()
-            return
         loop.call_soon(self._flush)
+
+    def _running_here(self) -> asyncio.AbstractEventLoop | None:
+        """The loop running in this thread, remembered (asking costs a getpid(2))."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._loop, self._thread = loop, threading.get_ident()
+        return loop
 
     def _flush(self) -> None:
         if not self._lines:
@@ -112,6 +128,9 @@ class BatchedBytesLogger:
         data = b"".join(self._lines)
         self._lines.clear()
         self._size = 0
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout
             view = memoryview(data)
             while view:

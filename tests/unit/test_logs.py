@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import threading
 import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -225,6 +226,18 @@ async def test_a_short_write_is_completed_and_a_full_buffer_written_at_once() ->
     await asyncio.sleep(0)
     assert b"".join(stream.writes) == b"".join(line + b"\n" for line in lines)
     assert max(len(w) for w in stream.writes) == 7
+
+
+async def test_a_line_from_another_thread_is_written_at_once_not_with_the_loops() -> None:
+    stream = RawStream()
+    logger = logs.BatchedBytesLogger(stream)
+    logger.info(b'{"from": "loop"}')
+    worker = threading.Thread(target=logger.info, args=(b'{"from": "thread"}',))
+    worker.start()
+    worker.join()  # the loop has not had its turn: its line still waits
+    assert stream.writes == [b'{"from": "thread"}\n']
+    await asyncio.sleep(0)
+    assert stream.writes == [b'{"from": "thread"}\n', b'{"from": "loop"}\n']
 
 
 def test_outside_a_loop_each_line_is_written_at_once() -> None:
