@@ -91,6 +91,7 @@ class BatchedBytesLogger:
         self._size = 0
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the lines wait for
         self._thread = 0  # the thread it runs in
+        self._scheduled = False  # a flush is due in the loop's current iteration
 
     def msg(self, message: bytes) -> None:
         loop = self._loop
@@ -107,11 +108,11 @@ class BatchedBytesLogger:
         lines.append(message)
         lines.append(b"\n")
         self._size += len(message) + 1
-        if len(lines) > 2:  # a flush is already due in this iteration
-            if self._size >= self._limit:
-                self._flush()
-            return
-        loop.call_soon(self._flush)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush_due)
+        elif self._size >= self._limit:
+            self._flush()
 
     def _running_here(self) -> asyncio.AbstractEventLoop | None:
         """The loop running in this thread, remembered (asking costs a getpid(2))."""
@@ -119,8 +120,15 @@ class BatchedBytesLogger:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return None
+        if loop is not self._loop:  # a new loop: what an old one left waiting goes now
+            self._flush()
+            self._scheduled = False
         self._loop, self._thread = loop, threading.get_ident()
         return loop
+
+    def _flush_due(self) -> None:
+        self._scheduled = False
+        self._flush()
 
     def _flush(self) -> None:
         if not self._lines:

@@ -240,6 +240,24 @@ async def test_a_line_from_another_thread_is_written_at_once_not_with_the_loops(
     assert stream.writes == [b'{"from": "thread"}\n', b'{"from": "loop"}\n']
 
 
+def test_lines_a_closed_loop_left_waiting_go_out_with_the_next_loops() -> None:
+    stream = RawStream()
+    logger = logs.BatchedBytesLogger(stream)
+    old = asyncio.new_event_loop()
+    old.call_soon(logger.info, b"{}")
+    old.call_soon(old.stop)  # the loop ends with this batch of callbacks, before the flush
+    old.run_forever()
+    old.close()
+    assert stream.writes == []
+
+    async def log() -> None:
+        logger.info(b"[]")
+        await asyncio.sleep(0)
+        assert b"".join(stream.writes) == b"{}\n[]\n"
+
+    asyncio.run(log())
+
+
 def test_outside_a_loop_each_line_is_written_at_once() -> None:
     stream = io.BytesIO()
     flushed: list[int] = []
