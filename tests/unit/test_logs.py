@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import sys
 import threading
 import types
 from collections.abc import Iterator
@@ -211,6 +212,22 @@ async def test_lines_written_in_one_loop_iteration_reach_the_stream_in_one_write
     logger.info(b"{}")
     await asyncio.sleep(0)
     assert stream.writes[1:] == [b"{}\n"]
+
+
+async def test_under_pythonunbuffered_a_loop_iterations_lines_are_one_write(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """hookd.service sets PYTHONUNBUFFERED=1: stdout's buffer is then the raw file."""
+    raw = RawStream()
+    monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=raw))
+    configure_logging("info", "json")
+    lines_ = logs.Lines(structlog.get_logger().bind())
+    for n in range(5):
+        lines_.info("delivery", {"hook": "crm", "offset": n}, {"outcome": "delivered"})
+    structlog.get_logger().info("and one through structlog")
+    await asyncio.sleep(0)
+    assert len(raw.writes) == 1
+    assert [orjson.loads(line)["msg"] for line in raw.writes[0].splitlines()] == (
+        ["delivery"] * 5 + ["and one through structlog"])
 
 
 async def test_a_short_write_is_completed_and_a_full_buffer_written_at_once() -> None:
