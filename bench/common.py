@@ -183,7 +183,7 @@ def write_config(folder: Path, *, bootstrap: str, topic: str, group: str, hooks:
     config: dict[str, Any] = {
         "kafka": {"bootstrap_servers": [bootstrap], "topics": [topic], "group_id": group,
                   "dead_letter_topic": f"{topic}.dlq",
-                  "retry_topic_prefix": f"{topic}.retry",
+                  "retry_topic_prefix": f"{topic}.retry", "retry_replication": 1,
                   "consumer": {"session_timeout": "6s", "heartbeat_interval": "500ms",
                                "fetch_max_wait": f"{FETCH_WAIT_MS}ms", "commit_interval": "500ms"}},
         "delivery": {"allow_networks": ["127.0.0.0/8"], "timeout": "5s", **delivery},

@@ -102,12 +102,29 @@ def log(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
+class ExternalBroker:
+    """A Kafka-protocol broker the bench does not run (`--bootstrap`): for instance an Apache
+    Kafka, to see row 4 without tansu, which slows down as a topic grows."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def start(self) -> ExternalBroker:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
         self.report = Report()
-        self.broker = DevBroker(workdir / "broker")
+        self.broker: DevBroker | ExternalBroker = (
+            ExternalBroker(args.bootstrap) if args.bootstrap else DevBroker(workdir / "broker"))
+        # topics of their own per bench, should the broker outlive it (--bootstrap)
+        self.prefix = f"bench.{time.strftime('%Y%m%d%H%M%S')}"
         self.rport = 0
         self.hole_port = 0
         self.peak_rss_kb = 0
@@ -119,7 +136,8 @@ class Bench:
 
     # -- plumbing ------------------------------------------------------------------------------
     def start(self) -> None:
-        log(f"starting tansu and the receiver in {self.workdir}")
+        what = "the receiver" if self.args.bootstrap else "tansu and the receiver"
+        log(f"starting {what} in {self.workdir}")
         self.broker.start()
         _, info = start_receiver(self.workdir, "--secret", WHSEC_A, "--secret", WHSEC_B,
                                  "--blackhole", "--arrivals", "--max-seconds", "1800")
@@ -243,7 +261,7 @@ class Bench:
     # -- 2. the naive loop ------------------------------------------------------------------
     def naive(self, events: int) -> dict[str, Any]:
         self.runs += 1
-        topic = f"bench.naive.{self.runs}"
+        topic = f"{self.prefix}.naive.{self.runs}"
         self.preproduce(topic, events)
         self.reset()
         child = Child("naive", [PY, "-m", "bench.naive", "--bootstrap", self.broker.bootstrap,
@@ -303,7 +321,7 @@ class Bench:
                   processes: int = 1) -> dict[str, Any]:
         """One run: `processes` hookd processes with one config (one consumer group), each
         with its health at its own port (`--health-listen`), as hookd@.service runs them."""
-        topic = f"bench.{name}.{round_}"
+        topic = f"{self.prefix}.{name}.{round_}"
         self.preproduce(topic, events)
         self.reset()
         config, health = self.config(f"{name}.{round_}", hooks, topic)
@@ -366,7 +384,7 @@ class Bench:
         log(f"4. latency: {rate:.0f} events/s for {seconds:.0f} s, 3 hooks per event"
             + (f" + {len(extra_hooks)} black-holed" if extra_hooks else ""))
         self.runs += 1
-        topic = f"bench.{name}.{self.runs}"
+        topic = f"{self.prefix}.{name}.{self.runs}"
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
         hooks = [*bench_hooks(self.base()), *(extra_hooks or [])]
         config, health = self.config(f"{name}.{self.runs}", hooks, topic)
@@ -403,7 +421,7 @@ class Bench:
         does nothing else (bench.floor): the part of the latency that is the broker's."""
         log("4. the floor: a plain consumer of the same traffic (no matching, no HTTP)")
         self.runs += 1
-        topic = f"bench.floor.{self.runs}"
+        topic = f"{self.prefix}.floor.{self.runs}"
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
         count = int(rate * seconds)
         child = Child("floor", [PY, "-m", "bench.floor", "--bootstrap", self.broker.bootstrap,
@@ -711,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="py-spy hookd during one throughput run (default e2e; or hooks1000, "
                         "blackhole): bench/results/profile.txt")
     p.add_argument("--src", help="run hookd from this source tree (e.g. with a proposal)")
+    p.add_argument("--bootstrap", metavar="HOST:PORT",
+                   help="use this broker instead of starting tansu (it gets topics named "
+                        "bench.<time>.*, with one replica)")
     p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,floor,"
                    "hooks1000,blackhole (prints the figures; writes no results)")
