@@ -80,6 +80,9 @@ class ConsumerTuning(Model):
     heartbeat_interval: Duration = 3.0
     max_poll_interval: Duration = 300.0
     fetch_max_wait: Duration = 0.1
+    # the retry topics' consumer: it idles most of the time, and a partition it resumes
+    # when a parked record comes due is read within this (so due retries may be this late)
+    retry_fetch_max_wait: Duration = 0.5
     max_poll_records: int = Field(default=500, ge=1)
     commit_interval: Duration = 1.0
     revoke_grace: Duration = 3.0  # wait this long for in-flight work of revoked partitions

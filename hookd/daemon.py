@@ -139,7 +139,8 @@ class Daemon:
         delay = 0.5
         while not self._stop.is_set():
             clients = [make_consumer(kafka),
-                       make_consumer(kafka, f"{kafka.group_id}.retry", from_start=True),
+                       make_consumer(kafka, f"{kafka.group_id}.retry", from_start=True,
+                                     fetch_max_wait=kafka.consumer.retry_fetch_max_wait),
                        make_producer(kafka), make_admin(kafka)]
             try:
                 for client in clients:

@@ -29,10 +29,11 @@ def _common(cfg: KafkaConfig) -> dict[str, Any]:
 
 
 def make_consumer(cfg: KafkaConfig, group_id: str | None = None,
-                  from_start: bool = False) -> AIOKafkaConsumer:
+                  from_start: bool = False, fetch_max_wait: float | None = None,
+                  ) -> AIOKafkaConsumer:
     """`from_start`: a partition without a committed offset is read from its beginning
     whatever `auto_offset_reset` says: hookd's own topics (retry tiers, dead letters)
-    hold nothing that may be skipped."""
+    hold nothing that may be skipped. `fetch_max_wait`: instead of the configured one."""
     tune = cfg.consumer
     return AIOKafkaConsumer(
         group_id=group_id or cfg.group_id,
@@ -41,7 +42,8 @@ def make_consumer(cfg: KafkaConfig, group_id: str | None = None,
         session_timeout_ms=int(tune.session_timeout * 1000),
         heartbeat_interval_ms=int(tune.heartbeat_interval * 1000),
         max_poll_interval_ms=int(tune.max_poll_interval * 1000),
-        fetch_max_wait_ms=int(tune.fetch_max_wait * 1000),
+        fetch_max_wait_ms=int((tune.fetch_max_wait if fetch_max_wait is None
+                               else fetch_max_wait) * 1000),
         max_poll_records=tune.max_poll_records,
         **_common(cfg),
     )

@@ -25,7 +25,8 @@ WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 # Timings that make a test group settle in seconds on the test broker (see BROKER_NOTES.md).
 FAST_CONSUMER = {"session_timeout": "6s", "heartbeat_interval": "500ms",
-                 "fetch_max_wait": "50ms", "commit_interval": "200ms", "revoke_grace": "1s"}
+                 "fetch_max_wait": "50ms", "retry_fetch_max_wait": "50ms",
+                 "commit_interval": "200ms", "revoke_grace": "1s"}
 
 
 def unique(prefix: str) -> str:
