@@ -260,7 +260,10 @@ class Dispatcher:
             if self.parking is None:  # no retry topics: wait in memory, no attempt spent
                 await self._backoff(outcome.retry_after or 0.0)
                 return await self._deliver(job, hook)
-            return await self._park(job, outcome, outcome.retry_after or 0.0, bound)
+            wait = outcome.retry_after or 0.0
+            if await self._park_unsent(job, outcome, wait):
+                return None  # (the circuit opened meanwhile) gathered with the others
+            return await self._park(job, outcome, wait, bound)
         if outcome.verdict is Verdict.RETRY and delay is not None and self.parking is not None:
             return await self._park(job, outcome, delay, bound)  # the delay that was drawn
         return await self._fail(job, outcome)
@@ -359,10 +362,10 @@ class Dispatcher:
         return True
 
     async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: _Line) -> None:
+        """Park one delivery alone: its own record and log line (an unsent one is first
+        offered to its hook's group, by the caller: `_park_unsent`)."""
         lot = self.parking
         assert lot is not None
-        if outcome.verdict is Verdict.PARK and await self._park_unsent(job, outcome, delay):
-            return  # unsent (the circuit opened meanwhile): gathered with the others
         parked, delay = self._parked(job, outcome, delay)
         try:
             topic = await until_acked(lambda: lot.park(parked, delay), "park")
