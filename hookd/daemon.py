@@ -23,7 +23,7 @@ from hookd.delivery import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import ConfigError
 from hookd.health import HealthServer
-from hookd.kafka import make_admin, make_consumer, make_producer
+from hookd.kafka import make_admin, make_consumer, make_producer, make_retry_consumer
 from hookd.loader import Runtime, load_config
 from hookd.logs import REDACTOR, configure_logging
 from hookd.oauth import TokenCache
@@ -139,8 +139,7 @@ class Daemon:
         delay = 0.5
         while not self._stop.is_set():
             clients = [make_consumer(kafka),
-                       make_consumer(kafka, f"{kafka.group_id}.retry", from_start=True,
-                                     fetch_max_wait=kafka.consumer.retry_fetch_max_wait),
+                       make_retry_consumer(kafka),
                        make_producer(kafka), make_admin(kafka)]
             try:
                 for client in clients:

@@ -49,6 +49,13 @@ def make_consumer(cfg: KafkaConfig, group_id: str | None = None,
     )
 
 
+def make_retry_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
+    """The retry topics' consumer: a group of its own, every parked record read, and
+    `retry_fetch_max_wait` (it idles most of the time: fewer idle fetches)."""
+    return make_consumer(cfg, f"{cfg.group_id}.retry", from_start=True,
+                         fetch_max_wait=cfg.consumer.retry_fetch_max_wait)
+
+
 def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:
     return AIOKafkaProducer(acks="all", linger_ms=2, max_request_size=cfg.max_request_size,
                             **_common(cfg))
