@@ -232,3 +232,16 @@ def bench_hooks(base: str, count: int = 3, events: str | list[str] = "*",
          "auth": {"type": "basic", "username": "hookd", "password": "legacy-pass-0123"}},
     ]
     return styles[:count]
+
+
+def percentiles(latencies: list[float]) -> dict[str, Any]:
+    """p50/p90/p99/max in ms of latencies in seconds (NaN for none)."""
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    return {"p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+            "samples": len(ordered)}

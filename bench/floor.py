@@ -23,20 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import FETCH_WAIT_MS
-
-
-def percentiles(latencies: list[float]) -> dict[str, Any]:
-    """p50/p90/p99/max in ms of latencies in seconds (NaN for none)."""
-    ordered = sorted(latencies)
-
-    def pct(p: float) -> float:
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
-
-    return {"p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99), "max_ms": pct(1.0),
-            "samples": len(ordered)}
+from bench.common import FETCH_WAIT_MS, percentiles
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from bench.common import (
     bench_hooks,
     cpu_seconds,
     http_json,
+    percentiles,
     proc_status,
     receiver_stats,
     start_receiver,
@@ -131,7 +132,7 @@ class Bench:
         # `python -m` puts its working directory first on sys.path: run hookd from there
         self.src = Path(args.src).resolve() if args.src else REPO
         self.arrivals: dict[str, list[float]] = {}
-        self.runs = 0  # a fresh topic per run: tansu slows down as a topic grows
+        self.runs = 0  # topics made so far
         self._requests: Path | None = None  # the limit's requests, made once
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -142,6 +143,12 @@ class Bench:
         _, info = start_receiver(self.workdir, "--secret", WHSEC_A, "--secret", WHSEC_B,
                                  "--blackhole", "--arrivals", "--max-seconds", "1800")
         self.rport, self.hole_port = info["port"], info["blackhole_port"]
+
+    def fresh_topic(self, name: str) -> str:
+        """A topic no run used before: tansu slows down as a topic grows, and a broker the
+        bench did not start (--bootstrap) keeps what earlier benches left."""
+        self.runs += 1
+        return f"{self.prefix}.{name}.{self.runs}"
 
     def base(self) -> str:
         return f"http://127.0.0.1:{self.rport}"
@@ -260,8 +267,7 @@ class Bench:
 
     # -- 2. the naive loop ------------------------------------------------------------------
     def naive(self, events: int) -> dict[str, Any]:
-        self.runs += 1
-        topic = f"{self.prefix}.naive.{self.runs}"
+        topic = self.fresh_topic("naive")
         self.preproduce(topic, events)
         self.reset()
         child = Child("naive", [PY, "-m", "bench.naive", "--bootstrap", self.broker.bootstrap,
@@ -281,7 +287,7 @@ class Bench:
         back (the limit, the naive loop, hookd variants; a fresh topic and group each run), so
         that runs compared with each other see the same machine: on a shared VM the same run
         varies by 2x within minutes. Per part the fastest run is kept (the slow ones measure
-        the neighbours), with `runs`, its rate in each round; `ratio()` pairs them."""
+        the neighbours), with `runs`, its rate in each round (which `run` pairs up)."""
         rounds = self.args.repeat if repeat is None else repeat
         a = self.args
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
@@ -321,10 +327,10 @@ class Bench:
                   processes: int = 1) -> dict[str, Any]:
         """One run: `processes` hookd processes with one config (one consumer group), each
         with its health at its own port (`--health-listen`), as hookd@.service runs them."""
-        topic = f"{self.prefix}.{name}.{round_}"
+        topic = self.fresh_topic(name)
         self.preproduce(topic, events)
         self.reset()
-        config, health = self.config(f"{name}.{round_}", hooks, topic)
+        config, health = self.config(topic, hooks, topic)
         ports = [health] + [free_port() for _ in range(processes - 1)]
         children = [self.hookd(f"{name}.{i}", config, "--health-listen", f"127.0.0.1:{port}")
                     for i, port in enumerate(ports)]
@@ -383,11 +389,10 @@ class Bench:
                 extra_hooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         log(f"4. latency: {rate:.0f} events/s for {seconds:.0f} s, 3 hooks per event"
             + (f" + {len(extra_hooks)} black-holed" if extra_hooks else ""))
-        self.runs += 1
-        topic = f"{self.prefix}.{name}.{self.runs}"
+        topic = self.fresh_topic(name)
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
         hooks = [*bench_hooks(self.base()), *(extra_hooks or [])]
-        config, health = self.config(f"{name}.{self.runs}", hooks, topic)
+        config, health = self.config(topic, hooks, topic)
         child = self.hookd(name, config)
         try:
             wait_ready(health, 60, child)
@@ -403,13 +408,7 @@ class Bench:
             res = self.finish_hookd(child)
         lat = sorted(self.fetch_floats("latencies"))
         self.arrivals[name] = [t - st["first_at"] for t in self.fetch_floats("arrivals")]
-
-        def pct(p: float) -> float:
-            return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
-
-        out = {"p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99),
-               "max_ms": pct(1.0), "samples": len(lat), "delivery_rate": self.rate(st),
-               "sim": produced, **res}
+        out = {**percentiles(lat), "delivery_rate": self.rate(st), "sim": produced, **res}
         self.report.raw[name] = out
         self.report.raw[f"{name}_ms"] = lat[:: max(1, len(lat) // 5000)]
         log(f"  latency p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms over "
@@ -420,8 +419,7 @@ class Bench:
         """4's floor: the same traffic on the same broker, read by a plain consumer that
         does nothing else (bench.floor): the part of the latency that is the broker's."""
         log("4. the floor: a plain consumer of the same traffic (no matching, no HTTP)")
-        self.runs += 1
-        topic = f"{self.prefix}.floor.{self.runs}"
+        topic = self.fresh_topic("floor")
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
         count = int(rate * seconds)
         child = Child("floor", [PY, "-m", "bench.floor", "--bootstrap", self.broker.bootstrap,
