@@ -15,7 +15,7 @@ from hookd.auth import basic_authorization
 from hookd.breaker import Breakers
 from hookd.config import DeliveryConfig
 from hookd.errors import BlockedDestination
-from hookd.http1 import Pool, ProtocolError, target_of, tls_context
+from hookd.http1 import Pool, ProtocolError
 from hookd.limits import EndpointLimits, Stalled
 from hookd.render import Request
 from hookd.retries import (
@@ -28,6 +28,7 @@ from hookd.retries import (
 )
 from hookd.signing import Signer
 from hookd.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
+from hookd.wire import target_of, tls_context
 
 
 class Sender(Protocol):

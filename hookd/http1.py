@@ -13,104 +13,22 @@ resolver (the SSRF guard).
 from __future__ import annotations
 
 import asyncio
-import functools
-import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import cast
 
 import httptools
-from yarl import URL
 
 from hookd.errors import HookdError
 from hookd.loops import RunningLoop
+from hookd.wire import Response, Target, encode_request, target_of
 
 MAX_HEAD = 64 * 1024  # bytes of status line and headers we accept in an answer
-_BAD_HEADER = re.compile(r"[\r\n\x00]")
-_IPV4ISH = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
-_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 class ProtocolError(HookdError):
     """The endpoint's answer was not HTTP/1.1, too large in its head, or cut short."""
-
-
-class InvalidTarget(ValueError):
-    """The URL can never be sent to (a non-canonical IPv4 host such as 127.1, no host)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What a URL means to the client: where to connect and what to write."""
-
-    scheme: str
-    host: str  # no brackets; for DNS, TLS server name and the literal-IP check
-    port: int
-    host_header: str
-    path: str  # path and query, as sent
-    endpoint: str  # scheme://host:port, the key of limits and circuit breakers
-
-
-@functools.lru_cache(maxsize=4096)
-def target_of(url: str) -> Target:
-    """Parse once per distinct URL (most repeat): raises InvalidTarget."""
-    parsed = URL(url, encoded=True)
-    host = parsed.raw_host or ""
-    if parsed.scheme not in ("http", "https") or not host:
-        raise InvalidTarget(f"not an absolute http(s) URL: {url[:200]!r}")
-    last = host.rstrip(".").rsplit(".", 1)[-1]
-    if _IPV4ISH.fullmatch(last) and not _is_dotted_quad(host):
-        raise InvalidTarget(f"host {host!r} is not a canonical IPv4 address")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    shown = f"[{host}]" if ":" in host else host
-    host_header = f"{shown}:{port}" if parsed.explicit_port else shown
-    return Target(parsed.scheme, host, port, host_header, parsed.raw_path_qs or "/",
-                  f"{parsed.scheme}://{host}:{port}")
-
-
-def _is_dotted_quad(host: str) -> bool:
-    parts = host.split(".")
-    return len(parts) == 4 and all(p.isascii() and p.isdigit() and str(int(p)) == p
-                                   and int(p) < 256 for p in parts)
-
-
-def encode_request(method: str, target: Target, headers: Mapping[str, str],
-                   body: bytes) -> bytes:
-    """The request's bytes; ValueError when a header would break the framing (CR, LF, NUL)."""
-    if _BAD_HEADER.search("".join(f"{k}{v}" for k, v in headers.items())):
-        raise ValueError("a header name or value contains CR, LF or NUL")
-    lines = [f"{method} {target.path} HTTP/1.1\r\n"]
-    if not any(k.lower() == "host" for k in headers):
-        lines.append(f"Host: {target.host_header}\r\n")
-    lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
-    if body or method in _WITH_BODY:
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode() + body
-
-
-def tls_context(verify: bool = True, ca_file: str | None = None,
-                cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
-    """A client TLS context: the system's CAs (or `ca_file`), optionally a client
-    certificate (mTLS); `verify=False` checks neither the chain nor the name. Raises
-    OSError or ssl.SSLError when a file cannot be used."""
-    ctx = ssl.create_default_context(cafile=ca_file if verify else None)
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if cert_file:
-        ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    retry_after: str | None
-    body: bytes  # at most the cap given to the request
-    truncated: bool
 
 
 class Connection(asyncio.Protocol):

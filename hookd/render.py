@@ -18,9 +18,9 @@ from hookd.config import ApiKeyAuth, HookConfig
 from hookd.errors import RenderError, SpecError
 from hookd.events import Event
 from hookd.filters import MISSING, Predicate, compile_filter, get_path
-from hookd.http1 import InvalidTarget, target_of, tls_context
 from hookd.signing import Signer, webhook_id
 from hookd.templates import GLOBALS, Text, compile_template, tojson
+from hookd.wire import InvalidTarget, target_of, tls_context
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                      "webhook-signature", "content-length", "host"}
@@ -32,7 +32,7 @@ _NO_CONTEXT: dict[str, Any] = {}  # given to fixed texts, which never read it
 @functools.lru_cache(maxsize=4096)
 def _checked_url(text: str) -> tuple[URL, str]:
     """The URL a template rendered, parsed and checked: what the HTTP client can send to
-    (hookd.http1.target_of decides; its answers are cached, most URLs repeat)."""
+    (hookd.wire.target_of decides; its answers are cached, most URLs repeat)."""
     try:
         url = URL(text)
     except ValueError as exc:

@@ -23,11 +23,11 @@ from hookd import delivery as delivery_mod
 from hookd.config import DeliveryConfig
 from hookd.delivery import HttpSender
 from hookd.errors import BlockedDestination
-from hookd.http1 import target_of
 from hookd.render import Request
 from hookd.retries import ErrorKind, Verdict, failure
 from hookd.signing import Signer
 from hookd.ssrf import AddressPolicy, GuardedResolver, literal_ip
+from hookd.wire import target_of
 
 LOOPBACK = ["127.0.0.0/8"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
