@@ -9,20 +9,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
-from aiolimiter import AsyncLimiter
 
-from hookd.config import OAuth2Auth, parse_rate
+from hookd.attempts import Attempts, Job, Line
 from hookd.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.delivery import Sender
-from hookd.errors import BlockedDestination, DecodeError, RenderError
-from hookd.events import Event, decode_event, make_meta
+from hookd.errors import DecodeError, RenderError
+from hookd.events import decode_event, make_meta
 from hookd.loader import Runtime
 from hookd.logs import Lines
 from hookd.loops import RunningLoop
 from hookd.oauth import TokenCache
 from hookd.parking import Parked, ParkingLot, TooLargeToPark, read_parked, until_acked
 from hookd.redact import Redactor
-from hookd.render import CompiledHook, Request
+from hookd.render import CompiledHook
 from hookd.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
 from hookd.signing import webhook_id
 
@@ -43,33 +42,6 @@ class Counters:
 
 
 @dataclass
-class _Job:
-    """One delivery of one event to one hook, fresh or back from a retry topic."""
-
-    hook_id: str
-    event: Event
-    key: bytes | None
-    attempts: int = 0  # made so far
-    first_attempt_at: float | None = None
-
-
-class _Line:
-    """A delivery's log context, given to each of its lines (cheaper than a bound logger,
-    which copies its context and builds a new logger)."""
-
-    __slots__ = ("context", "lines")
-
-    def __init__(self, lines: Lines, context: dict[str, Any]) -> None:
-        self.lines, self.context = lines, context
-
-    def info(self, msg: str, **fields: Any) -> None:
-        self.lines.info(msg, self.context, fields)
-
-    def warning(self, msg: str, **fields: Any) -> None:
-        self.lines.warning(msg, self.context, fields)
-
-
-@dataclass
 class Dispatcher:
     """Owns every in-flight record until all of its deliveries are final or parked."""
 
@@ -84,11 +56,14 @@ class Dispatcher:
     _tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     _records: int = 0
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
-    _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
+    _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
     _loop: RunningLoop = field(default_factory=RunningLoop)
     # a logger of the logging set-up in force when the dispatcher is made: the module's
     # lazy proxy would look the configuration up again for every delivery
     _lines: Lines = field(default_factory=lambda: Lines(log.bind()))
+
+    def __post_init__(self) -> None:
+        self._attempts = Attempts(self.sender, self.tokens)
 
     @property
     def pending(self) -> int:
@@ -116,7 +91,7 @@ class Dispatcher:
                  if h.id not in self.disabled]
         if not hooks:
             return done()
-        self._run(done, [self._work(_Job(h.id, event, record.key), h) for h in hooks])
+        self._run(done, [self._work(Job(h.id, event, record.key), h) for h in hooks])
 
     def submit_parked(self, record: Any, done: Done) -> None:
         """A record of a retry topic whose time has come: its deliveries (one, or a group
@@ -137,13 +112,13 @@ class Dispatcher:
                 log.warning("parked delivery dropped: its hook was removed or disabled",
                             hook=p.hook, _event=p.event.name, event_id=p.event.id)
                 continue
-            work.append(self._work(_Job(p.hook, p.event, p.key, p.attempts,
-                                        p.first_attempt_at), hook))
+            work.append(self._work(Job(p.hook, p.event, p.key, p.attempts,
+                                       p.first_attempt_at), hook))
         if not work:
             return done()
         self._run(done, work)
 
-    def _work(self, job: _Job, hook: CompiledHook) -> Work:
+    def _work(self, job: Job, hook: CompiledHook) -> Work:
         """A delivery's work: a task, or, when its endpoint is known and unavailable right
         now, its parking (unrendered, gathered with the others of its hook). A delivery
         that waits behind one of its key is left to the task, to keep their order."""
@@ -197,7 +172,7 @@ class Dispatcher:
     def reset_disabled(self) -> None:
         self.disabled.clear()
 
-    async def _ordered(self, job: _Job, hook: CompiledHook) -> None:
+    async def _ordered(self, job: Job, hook: CompiledHook) -> None:
         """Deliveries of one key to one hook go out in offset order. A bug must not wedge a
         partition: what raises is dead-lettered as `internal`."""
         previous = mine = None
@@ -221,7 +196,7 @@ class Dispatcher:
                     del self._chains[chain_key]
 
     # -- one delivery -------------------------------------------------------------------------
-    async def _deliver(self, job: _Job, hook: CompiledHook) -> None:
+    async def _deliver(self, job: Job, hook: CompiledHook) -> None:
         event, meta = job.event, job.event.meta
         if hook.id in self.disabled:
             return await self._fail(job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
@@ -231,7 +206,7 @@ class Dispatcher:
                 wait = closed.retry_after or 0.0
                 if await self._park_unsent(job, closed, wait):
                     return None
-                return await self._park(job, closed, wait, _Line(
+                return await self._park(job, closed, wait, Line(
                     self._lines, {"hook": hook.id, "_event": event.name,
                                 "webhook_id": webhook_id(event.id, hook.id),
                                 "url": hook.url.source, "topic": meta.topic,
@@ -240,14 +215,14 @@ class Dispatcher:
             request = hook.render(event)
         except RenderError as exc:  # render() turns every template/body error into this
             return await self._fail(job, failure(ErrorKind.RENDER, str(exc)))
-        bound = _Line(self._lines, {  # the log processor masks secrets
+        bound = Line(self._lines, {  # the log processor masks secrets
             "hook": hook.id, "_event": event.name, "webhook_id": request.webhook_id,
             "url": request.url, "topic": meta.topic, "partition": meta.partition,
             "offset": meta.offset})
         delivery = self.runtime().config.delivery
         inline_max = delivery.retry.inline_max if self.parking is not None else float("inf")
         outcome, last, delay = await run_with_retries(
-            lambda n: self._attempt(job, hook, request, n, bound), hook.schedule,
+            lambda n: self._attempts.attempt(job, hook, request, n, bound), hook.schedule,
             delivery.retry.jitter, self._backoff, first=job.attempts + 1, inline_max=inline_max)
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
         if outcome.ok:
@@ -268,59 +243,6 @@ class Dispatcher:
             return await self._park(job, outcome, delay, bound)  # the delay that was drawn
         return await self._fail(job, outcome)
 
-    async def _attempt(self, job: _Job, hook: CompiledHook, request: Request, attempt: int,
-                       bound: _Line) -> Outcome:
-        if hook.config.rate_limit is not None:
-            await self._rate(hook)
-        started = time.monotonic()
-        if self.tokens is not None and isinstance(hook.config.auth, OAuth2Auth):
-            outcome = await self._send_oauth2(hook, request, hook.config.auth, self.tokens)
-        else:
-            outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
-                                                hook.tls)
-        if outcome.verdict is Verdict.PARK:  # the endpoint's circuit is open: nothing sent
-            return outcome
-        if job.first_attempt_at is None:
-            job.first_attempt_at = time.time()
-        duration_ms = round((time.monotonic() - started) * 1000, 1)
-        if outcome.ok:
-            bound.info("delivery", outcome="delivered", status=outcome.status, attempt=attempt,
-                       duration_ms=duration_ms)
-        else:
-            # what happens next (a retry in memory, parked, dead-lettered) has its own line
-            bound.warning("delivery", outcome="failed",
-                          retryable=outcome.verdict is Verdict.RETRY, status=outcome.status,
-                          attempt=attempt, duration_ms=duration_ms,
-                          error_kind=str(outcome.kind), error=outcome.message)
-        return outcome
-
-    async def _send_oauth2(self, hook: CompiledHook, request: Request, auth: OAuth2Auth,
-                           tokens: TokenCache) -> Outcome:
-        for fresh in (False, True):  # a 401 refreshes the token once
-            if fresh:
-                tokens.invalidate(auth)
-            try:
-                token = await tokens.token(auth, hook.timeout)
-            except BlockedDestination as exc:  # the SSRF guard: fails at once, like a hook
-                return failure(ErrorKind.BLOCKED, f"oauth2 token: {exc}")
-            except Exception as exc:  # TokenError, refused, timeout: retried later
-                return failure(ErrorKind.CONNECT, f"oauth2 token: {type(exc).__name__}: {exc}")
-            outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
-                                                hook.tls,
-                                                {"authorization": f"Bearer {token}"})
-            if outcome.status != 401:
-                break
-        return outcome
-
-    async def _rate(self, hook: CompiledHook) -> None:
-        rate = hook.config.rate_limit
-        assert rate is not None
-        current = self._limiters.get(hook.id)
-        if current is None or current[0] != rate:
-            count, period = parse_rate(rate)
-            current = self._limiters[hook.id] = (rate, AsyncLimiter(count, period))
-        await current[1].acquire()
-
     async def _backoff(self, delay: float) -> None:
         self.counters.retrying += 1
         try:
@@ -329,7 +251,7 @@ class Dispatcher:
             self.counters.retrying -= 1
 
     # -- endings --------------------------------------------------------------------------------
-    def _parked(self, job: _Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
+    def _parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
         lot = self.parking
         assert lot is not None
         if lot.tiers:  # a record holds its partition until due: never longer than its tier
@@ -338,7 +260,7 @@ class Dispatcher:
                       time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
                                             "message": self.redactor()(outcome.message)}), delay
 
-    def _gather(self, job: _Job, outcome: Outcome, delay: float) -> asyncio.Future[str] | None:
+    def _gather(self, job: Job, outcome: Outcome, delay: float) -> asyncio.Future[str] | None:
         """Park a delivery that was not sent, with the others of its hook (one record and
         one log line for them all); None when it cannot join them."""
         assert self.parking is not None
@@ -352,7 +274,7 @@ class Dispatcher:
         if not parking.cancelled() and parking.exception() is None:
             self.counters.parked += 1
 
-    async def _park_unsent(self, job: _Job, outcome: Outcome, delay: float) -> bool:
+    async def _park_unsent(self, job: Job, outcome: Outcome, delay: float) -> bool:
         """Park a delivery that was not sent with the others of its hook, and wait for the
         group's ack; False when it cannot join them (then `_park` it alone)."""
         gathered = self._gather(job, outcome, delay)
@@ -361,7 +283,7 @@ class Dispatcher:
         await asyncio.shield(gathered)  # shielded: the group is shared with other deliveries
         return True
 
-    async def _park(self, job: _Job, outcome: Outcome, delay: float, bound: _Line) -> None:
+    async def _park(self, job: Job, outcome: Outcome, delay: float, bound: Line) -> None:
         """Park one delivery alone: its own record and log line (an unsent one is first
         offered to its hook's group, by the caller: `_park_unsent`)."""
         lot = self.parking
@@ -376,7 +298,7 @@ class Dispatcher:
         bound.info("delivery", outcome="parked", attempt=job.attempts, retry_in_s=round(delay, 1),
                    retry_topic=topic)
 
-    async def _fail(self, job: _Job, outcome: Outcome) -> None:
+    async def _fail(self, job: Job, outcome: Outcome) -> None:
         self.counters.failed += 1
         meta = job.event.meta
         await self._dead_letter(DeadLetter(

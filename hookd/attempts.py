@@ -1,0 +1,108 @@
+"""One attempt of a delivery: its hook's rate limit, its OAuth2 token, its log line."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+
+from hookd.config import OAuth2Auth, parse_rate
+from hookd.delivery import Sender
+from hookd.errors import BlockedDestination
+from hookd.events import Event
+from hookd.logs import Lines
+from hookd.oauth import TokenCache
+from hookd.render import CompiledHook, Request
+from hookd.retries import ErrorKind, Outcome, Verdict, failure
+
+
+@dataclass
+class Job:
+    """One delivery of one event to one hook, fresh or back from a retry topic."""
+
+    hook_id: str
+    event: Event
+    key: bytes | None
+    attempts: int = 0  # made so far
+    first_attempt_at: float | None = None
+
+
+class Line:
+    """A delivery's log context, given to each of its lines (cheaper than a bound logger,
+    which copies its context and builds a new logger)."""
+
+    __slots__ = ("context", "lines")
+
+    def __init__(self, lines: Lines, context: dict[str, Any]) -> None:
+        self.lines, self.context = lines, context
+
+    def info(self, msg: str, **fields: Any) -> None:
+        self.lines.info(msg, self.context, fields)
+
+    def warning(self, msg: str, **fields: Any) -> None:
+        self.lines.warning(msg, self.context, fields)
+
+
+@dataclass
+class Attempts:
+    """Makes each attempt of a delivery: through the sender, with a token from the OAuth2
+    cache where the hook wants one, after the hook's rate limiter (one per hook)."""
+
+    sender: Sender
+    tokens: TokenCache | None = None
+    _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
+
+    async def attempt(self, job: Job, hook: CompiledHook, request: Request, attempt_no: int,
+                      bound: Line) -> Outcome:
+        if hook.config.rate_limit is not None:
+            await self._rate(hook)
+        started = time.monotonic()
+        if self.tokens is not None and isinstance(hook.config.auth, OAuth2Auth):
+            outcome = await self._send_oauth2(hook, request, hook.config.auth, self.tokens)
+        else:
+            outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
+                                                hook.tls)
+        if outcome.verdict is Verdict.PARK:  # the endpoint's circuit is open: nothing sent
+            return outcome
+        if job.first_attempt_at is None:
+            job.first_attempt_at = time.time()
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        if outcome.ok:
+            bound.info("delivery", outcome="delivered", status=outcome.status,
+                       attempt=attempt_no, duration_ms=duration_ms)
+        else:
+            # what happens next (a retry in memory, parked, dead-lettered) has its own line
+            bound.warning("delivery", outcome="failed",
+                          retryable=outcome.verdict is Verdict.RETRY, status=outcome.status,
+                          attempt=attempt_no, duration_ms=duration_ms,
+                          error_kind=str(outcome.kind), error=outcome.message)
+        return outcome
+
+    async def _send_oauth2(self, hook: CompiledHook, request: Request, auth: OAuth2Auth,
+                           tokens: TokenCache) -> Outcome:
+        for fresh in (False, True):  # a 401 refreshes the token once
+            if fresh:
+                tokens.invalidate(auth)
+            try:
+                token = await tokens.token(auth, hook.timeout)
+            except BlockedDestination as exc:  # the SSRF guard: fails at once, like a hook
+                return failure(ErrorKind.BLOCKED, f"oauth2 token: {exc}")
+            except Exception as exc:  # TokenError, refused, timeout: retried later
+                return failure(ErrorKind.CONNECT, f"oauth2 token: {type(exc).__name__}: {exc}")
+            outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
+                                                hook.tls,
+                                                {"authorization": f"Bearer {token}"})
+            if outcome.status != 401:
+                break
+        return outcome
+
+    async def _rate(self, hook: CompiledHook) -> None:
+        rate = hook.config.rate_limit
+        assert rate is not None
+        current = self._limiters.get(hook.id)
+        if current is None or current[0] != rate:
+            count, period = parse_rate(rate)
+            current = self._limiters[hook.id] = (rate, AsyncLimiter(count, period))
+        await current[1].acquire()
