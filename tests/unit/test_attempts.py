@@ -1,0 +1,355 @@
+"""hookd.attempts.Attempts: one attempt of a delivery, with test_dispatch's fake Sender (which
+also records what each send carried), a real TokenCache whose token endpoint is a function of
+the test, a fake clock for hookd.attempts and structlog's capture of the delivery line."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+import structlog
+
+from hookd.attempts import Attempts, Job, Line
+from hookd.config import OAuth2Auth
+from hookd.errors import BlockedDestination
+from hookd.events import decode_event, make_meta
+from hookd.loader import Runtime, load_config
+from hookd.logs import Lines
+from hookd.oauth import TokenCache
+from hookd.render import CompiledHook, Request
+from hookd.retries import ErrorKind, Outcome, Verdict, classify_status, failure
+from hookd.signing import Signer
+
+from .conftest import WriteConfig
+from .test_dispatch import OK, FakeSender, Respond, record
+
+CONFIG = """
+hooks:
+  - id: plain
+    event: Answered
+    request: {url: "http://127.0.0.1/plain"}
+  - id: oauth
+    event: Answered
+    auth: {type: oauth2, token_url: "http://127.0.0.1/token", client_id: cid,
+           client_secret: cs-000}
+    request: {url: "http://127.0.0.1/oauth"}
+  - id: limited
+    event: Answered
+    rate_limit: 2/h
+    request: {url: "http://127.0.0.1/limited"}
+"""
+
+Captured = list[MutableMapping[str, Any]]  # structlog.testing.capture_logs's lines
+UNAUTHORIZED = classify_status(401, message="HTTP 401: expired token")
+CIRCUIT_OPEN = Outcome(Verdict.PARK, ErrorKind.CONNECT, None,
+                       "circuit open for http://127.0.0.1:80", 30.0)
+
+
+@dataclass(frozen=True)
+class Sent:
+    request: Request
+    signer: Signer | None
+    timeout: float
+    extra_headers: dict[str, str] | None
+
+
+class RecordingSender(FakeSender):
+    """test_dispatch's FakeSender (answers through `respond`, per call), also keeping what
+    each send carried: the request and the headers added to it."""
+
+    def __init__(self, respond: Respond | None = None) -> None:
+        super().__init__(respond)
+        self.sent: list[Sent] = []
+
+    async def attempt(self, request: Request, signer: Signer | None, timeout: float,
+                      tls: ssl.SSLContext | None = None,
+                      extra_headers: Mapping[str, str] | None = None) -> Outcome:
+        self.sent.append(Sent(request, signer, timeout,
+                              None if extra_headers is None else dict(extra_headers)))
+        return await super().attempt(request, signer, timeout, tls, extra_headers)
+
+    def authorizations(self) -> list[str | None]:
+        return [(s.extra_headers or {}).get("authorization") for s in self.sent]
+
+
+class TokenEndpoint:
+    """The PostForm of a real TokenCache: hands out tok-1, tok-2, ... or raises `error`,
+    or answers `status` without a token; nothing leaves the process."""
+
+    def __init__(self, error: Exception | None = None, status: int = 200) -> None:
+        self.error, self.status = error, status
+        self.posts: list[tuple[str, dict[str, str], tuple[str, str]]] = []
+
+    async def __call__(self, url: str, form: dict[str, str], basic: tuple[str, str],
+                       timeout: float) -> tuple[int, Any]:
+        self.posts.append((url, form, basic))
+        if self.error is not None:
+            raise self.error
+        if self.status != 200:
+            return self.status, None
+        return 200, {"access_token": f"tok-{len(self.posts)}", "expires_in": 3600}
+
+
+class FakeClock:
+    """hookd.attempts' `time`: a wall clock that stands still unless moved, and a monotonic
+    clock that steps `step` seconds at every reading."""
+
+    def __init__(self, now: float = 1_700_000_000.0, step: float = 0.0125) -> None:
+        self.now, self.step, self.mono = now, step, 100.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        self.mono += self.step
+        return self.mono
+
+
+@pytest.fixture
+def runtime(write_config: WriteConfig) -> Runtime:
+    return load_config(write_config(CONFIG).main, environ={})
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr("hookd.attempts.time", fake)
+    return fake
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    """Every line logged, as structlog.testing.capture_logs gives them (from structlog's
+    defaults, so that no level filter left by another test hides a line)."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(**saved)
+
+
+def hook_of(runtime: Runtime, hook_id: str) -> CompiledHook:
+    hook = runtime.hook(hook_id)
+    assert hook is not None
+    return hook
+
+
+def job_for(hook: CompiledHook, seq: int = 0) -> tuple[Job, Request]:
+    rec = record(seq, "Answered")
+    event = decode_event(rec.value, make_meta(rec.topic, rec.partition, rec.offset, rec.key,
+                                              rec.timestamp, rec.headers))
+    return Job(hook.id, event, rec.key), hook.render(event)
+
+
+def line_for(request: Request) -> Line:
+    """A delivery's log context, as the dispatcher binds it (the part the tests look at)."""
+    return Line(Lines(structlog.get_logger("hookd.test").bind()),
+                {"hook": request.hook_id, "url": request.url})
+
+
+def oauth_auth(hook: CompiledHook) -> OAuth2Auth:
+    assert isinstance(hook.config.auth, OAuth2Auth)
+    return hook.config.auth
+
+
+# --------------------------------------------------------------------- a plain send
+
+async def test_a_plain_send_adds_no_auth_and_logs_one_delivered_line(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    hook = hook_of(runtime, "plain")
+    sender, endpoint = RecordingSender(), TokenEndpoint()
+    attempts = Attempts(sender, TokenCache(endpoint))  # a cache, unused by a plain hook
+    job, request = job_for(hook)
+    outcome = await attempts.attempt(job, hook, request, 1, line_for(request))
+    assert outcome is OK
+    assert sender.sent == [Sent(request, hook.signer, hook.timeout, None)]
+    assert "authorization" not in dict(request.headers)
+    assert endpoint.posts == []
+    assert captured == [{"event": "delivery", "log_level": "info", "hook": "plain",
+                         "url": "http://127.0.0.1/plain", "outcome": "delivered",
+                         "status": 200, "attempt": 1, "duration_ms": 12.5}]
+
+
+async def test_first_attempt_at_is_set_by_the_first_attempt_only(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    hook = hook_of(runtime, "plain")
+    sender = RecordingSender(lambda call: classify_status(503) if call.attempt == 1 else OK)
+    attempts = Attempts(sender)
+    job, request = job_for(hook)
+    assert job.first_attempt_at is None
+    await attempts.attempt(job, hook, request, 1, line_for(request))
+    assert job.first_attempt_at == clock.now
+    first, clock.now = clock.now, clock.now + 60.0
+    assert (await attempts.attempt(job, hook, request, 2, line_for(request))).ok
+    assert job.first_attempt_at == first
+    assert [(line["outcome"], line["attempt"]) for line in captured] == [
+        ("failed", 1), ("delivered", 2)]
+
+
+# --------------------------------------------------------------------- a failed attempt
+
+@pytest.mark.parametrize(("outcome", "retryable"), [
+    pytest.param(classify_status(503, message="HTTP 503: busy"), True, id="503-retried"),
+    pytest.param(failure(ErrorKind.TIMEOUT, "no complete answer within 10s"), True,
+                 id="timeout-retried"),
+    pytest.param(classify_status(404, message="HTTP 404: no such thing"), False, id="404-final"),
+    pytest.param(classify_status(410, message="HTTP 410: gone"), False, id="410-final"),
+    pytest.param(failure(ErrorKind.BLOCKED, "10.0.0.1 is not allowed"), False,
+                 id="blocked-final"),
+])
+async def test_a_failed_attempt_is_a_warning_line(
+        runtime: Runtime, clock: FakeClock, captured: Captured,
+        outcome: Outcome, retryable: bool) -> None:
+    hook = hook_of(runtime, "plain")
+    attempts = Attempts(RecordingSender(lambda call: outcome))
+    job, request = job_for(hook)
+    assert await attempts.attempt(job, hook, request, 3, line_for(request)) is outcome
+    assert captured == [{"event": "delivery", "log_level": "warning", "hook": "plain",
+                         "url": "http://127.0.0.1/plain", "outcome": "failed",
+                         "retryable": retryable, "status": outcome.status, "attempt": 3,
+                         "duration_ms": 12.5, "error_kind": str(outcome.kind),
+                         "error": outcome.message}]
+    assert job.first_attempt_at == clock.now
+
+
+# --------------------------------------------------------------------- circuit open
+
+async def test_a_park_outcome_is_not_an_attempt(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    hook = hook_of(runtime, "plain")
+    sender = RecordingSender(lambda call: CIRCUIT_OPEN)
+    job, request = job_for(hook)
+    outcome = await Attempts(sender).attempt(job, hook, request, 1, line_for(request))
+    assert outcome is CIRCUIT_OPEN
+    assert len(sender.sent) == 1  # asked; the sender itself sent nothing
+    assert captured == []
+    assert job.first_attempt_at is None
+
+
+# --------------------------------------------------------------------- OAuth2
+
+async def test_oauth2_sends_the_token_as_a_bearer_header(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    hook = hook_of(runtime, "oauth")
+    sender, endpoint = RecordingSender(), TokenEndpoint()
+    job, request = job_for(hook)
+    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1,
+                                                                   line_for(request))
+    assert outcome is OK
+    assert [s.extra_headers for s in sender.sent] == [{"authorization": "Bearer tok-1"}]
+    assert endpoint.posts == [("http://127.0.0.1/token", {"grant_type": "client_credentials"},
+                               ("cid", "cs-000"))]
+    assert [line["outcome"] for line in captured] == ["delivered"]
+
+
+async def test_oauth2_401_refreshes_the_token_and_sends_once_more(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    hook = hook_of(runtime, "oauth")
+    sender = RecordingSender(lambda call: UNAUTHORIZED if call.attempt == 1 else OK)
+    endpoint = TokenEndpoint()
+    tokens = TokenCache(endpoint)
+    job, request = job_for(hook)
+    outcome = await Attempts(sender, tokens).attempt(job, hook, request, 1, line_for(request))
+    assert outcome is OK
+    assert sender.authorizations() == ["Bearer tok-1", "Bearer tok-2"]
+    assert len(endpoint.posts) == 2
+    assert await tokens.token(oauth_auth(hook)) == "tok-2"  # the fresh one is kept
+    assert [(line["outcome"], line["status"]) for line in captured] == [("delivered", 200)]
+
+
+async def test_oauth2_a_second_401_is_returned_as_it_is(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    hook = hook_of(runtime, "oauth")
+    sender = RecordingSender(lambda call: UNAUTHORIZED if call.attempt <= 2 else OK)
+    job, request = job_for(hook)
+    outcome = await Attempts(sender, TokenCache(TokenEndpoint())).attempt(
+        job, hook, request, 1, line_for(request))
+    assert outcome is UNAUTHORIZED
+    assert sender.authorizations() == ["Bearer tok-1", "Bearer tok-2"]  # no third send
+    assert [(line["outcome"], line["status"], line["retryable"]) for line in captured] == [
+        ("failed", 401, False)]
+
+
+async def test_oauth2_token_blocked_by_the_ssrf_guard_fails_at_once(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    hook = hook_of(runtime, "oauth")
+    sender = RecordingSender()
+    endpoint = TokenEndpoint(BlockedDestination("10.0.0.1 is not an allowed destination"))
+    job, request = job_for(hook)
+    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1,
+                                                                   line_for(request))
+    assert outcome == failure(ErrorKind.BLOCKED,
+                              "oauth2 token: 10.0.0.1 is not an allowed destination")
+    assert outcome.verdict is Verdict.FAIL
+    assert sender.sent == []
+    assert [line["error_kind"] for line in captured] == ["blocked"]
+
+
+@pytest.mark.parametrize(("endpoint", "message"), [
+    pytest.param(TokenEndpoint(status=500), "TokenError: token endpoint answered 500",
+                 id="token-error"),
+    pytest.param(TokenEndpoint(ConnectionRefusedError("refused")),
+                 "ConnectionRefusedError: refused", id="refused"),
+    pytest.param(TokenEndpoint(TimeoutError("no answer")), "TimeoutError: no answer",
+                 id="timeout"),
+])
+async def test_oauth2_token_fetch_failing_otherwise_is_a_connect_failure(
+        runtime: Runtime, clock: FakeClock, captured: Captured,
+        endpoint: TokenEndpoint, message: str) -> None:
+    hook = hook_of(runtime, "oauth")
+    sender = RecordingSender()
+    job, request = job_for(hook)
+    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1,
+                                                                   line_for(request))
+    assert outcome == failure(ErrorKind.CONNECT, f"oauth2 token: {message}")
+    assert outcome.verdict is Verdict.RETRY
+    assert sender.sent == []
+    assert [line["error_kind"] for line in captured] == ["connect"]
+
+
+# --------------------------------------------------------------------- rate limit
+
+async def test_a_rate_limited_hook_gets_a_limiter_every_attempt_passes_through(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    attempts = Attempts(RecordingSender())
+    plain = hook_of(runtime, "plain")
+    job, request = job_for(plain)
+    await attempts.attempt(job, plain, request, 1, line_for(request))
+    assert attempts._limiters == {}  # no rate_limit, no limiter
+    hook = hook_of(runtime, "limited")
+    job, request = job_for(hook)
+    await attempts.attempt(job, hook, request, 1, line_for(request))
+    rate, limiter = attempts._limiters["limited"]
+    assert (rate, limiter.max_rate, limiter.time_period) == ("2/h", 2.0, 3600.0)
+    assert limiter.has_capacity()  # one of two taken
+    await attempts.attempt(job, hook, request, 2, line_for(request))
+    assert attempts._limiters["limited"][1] is limiter  # the same rate: the same limiter
+    assert not limiter.has_capacity()  # both taken: a third attempt would wait
+
+
+async def test_a_changed_rate_replaces_the_hooks_limiter(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    sender = RecordingSender()
+    attempts = Attempts(sender)
+    hook = hook_of(runtime, "limited")
+    job, request = job_for(hook)
+    for n in (1, 2):  # the 2/h limiter is full
+        await attempts.attempt(job, hook, request, n, line_for(request))
+    old = attempts._limiters["limited"][1]
+    reloaded = replace(hook, config=hook.config.model_copy(update={"rate_limit": "5/h"}))
+    # under the old limiter this attempt would wait half an hour: the timeout only keeps
+    # such a failure from hanging the run
+    outcome = await asyncio.wait_for(
+        attempts.attempt(job, reloaded, request, 3, line_for(request)), 5.0)
+    assert outcome is OK
+    rate, limiter = attempts._limiters["limited"]
+    assert limiter is not old
+    assert (rate, limiter.max_rate, limiter.time_period) == ("5/h", 5.0, 3600.0)
+    assert limiter.has_capacity(4) and not limiter.has_capacity(5)  # one of five taken
+    assert len(sender.sent) == 3
