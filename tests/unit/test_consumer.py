@@ -1,0 +1,120 @@
+"""ConsumerLoop against a fake consumer: commits go on beside the fetching, never overlap."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from hookd.config import ConsumerTuning
+from hookd.consumer import ConsumerLoop
+
+TP = TopicPartition("cc.events", 0)
+
+
+class SlowCommits:
+    """A consumer whose fetches hand out the batches given, and whose commits wait until
+    released (one `release.set()` lets every commit waiting through)."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches = batches
+        self.release = asyncio.Event()
+        self.committed: list[dict[TopicPartition, int]] = []
+        self.in_commit = 0
+        self.most_in_commit = 0
+        self.commit_started = asyncio.Event()
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    def pause(self, *_tps: TopicPartition) -> None:
+        pass
+
+    def resume(self, *_tps: TopicPartition) -> None:
+        pass
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+        if not self.batches:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        offsets = self.batches.pop(0)
+        return {TP: [SimpleNamespace(offset=o) for o in offsets]}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.in_commit += 1
+        self.most_in_commit = max(self.most_in_commit, self.in_commit)
+        self.commit_started.set()
+        try:
+            await self.release.wait()
+            self.committed.append(dict(offsets))
+        finally:
+            self.in_commit -= 1
+
+
+def _loop(consumer: SlowCommits, taken: list[int]) -> ConsumerLoop:
+    def submit(record: Any, done: Callable[[], None]) -> None:
+        taken.append(record.offset)
+        done()  # finished at once: each record is committable as soon as it is taken
+
+    tuning = ConsumerTuning(commit_interval="0s")  # a commit is due after every fetch
+    return ConsumerLoop("source", consumer, submit, tuning, lambda: 0, lambda: 100)
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not check():
+            await asyncio.sleep(0.001)
+
+
+async def test_records_keep_flowing_while_a_commit_is_in_flight() -> None:
+    consumer = SlowCommits([[0, 1], [2, 3], [4]])
+    taken: list[int] = []
+    loop, stop = _loop(consumer, taken), asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    await consumer.commit_started.wait()  # the first commit hangs...
+    await _until(lambda: taken == [0, 1, 2, 3, 4])  # ...and the later batches went on
+    assert consumer.committed == []
+    consumer.release.set()
+    await _until(lambda: bool(consumer.committed) and consumer.committed[-1] == {TP: 5})
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert consumer.most_in_commit == 1  # one background commit at a time
+
+
+async def test_a_commit_asked_during_another_waits_and_commits_the_newest() -> None:
+    consumer = SlowCommits([[0, 1]])
+    taken: list[int] = []
+    loop, stop = _loop(consumer, taken), asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    await consumer.commit_started.wait()  # the background commit of offsets 0-1 hangs
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    ticket = loop.tracker.start(TP, 2)  # finished after that commit began
+    loop.tracker.finish(ticket)
+    final = asyncio.create_task(loop.commit())  # what shutdown and a revocation do
+    await asyncio.sleep(0.01)
+    assert consumer.in_commit == 1  # it waits for the one in flight
+    consumer.release.set()
+    await final
+    assert consumer.committed == [{TP: 2}, {TP: 3}]  # in order, the newest last
+    assert consumer.most_in_commit == 1
+
+
+async def test_a_failing_commit_in_the_background_is_logged(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    consumer = SlowCommits([[0]])
+
+    async def broken(_offsets: dict[TopicPartition, int]) -> None:
+        raise RuntimeError("a bug")
+
+    consumer.commit = broken  # type: ignore[method-assign]
+    loop, stop = _loop(consumer, []), asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    await _until(lambda: loop._committing is not None and loop._committing.done())
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert "commit failed unexpectedly" in capsys.readouterr().out
