@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -39,6 +40,35 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
                  partitions=sorted(f"{t.topic}-{t.partition}" for t in assigned))
 
 
+class RecordAges:
+    """How old records were when they were taken: now minus their Kafka timestamp (the
+    producer's clock for CreateTime, the broker's for LogAppendTime), over the last
+    `size` records. Lag in records says how far behind; this says how late, which is what
+    a webhook's receiver sees (it includes the time in the broker, not hookd's own)."""
+
+    def __init__(self, size: int = 16384) -> None:
+        self._ms = array("f", bytes(4 * size))
+        self._next = 0  # the slot the next age goes to
+        self.taken = 0  # records with a timestamp taken so far
+
+    def add(self, now_ms: float, timestamp: int | None) -> None:
+        if timestamp is None or timestamp < 0:  # no timestamp (a broker before 0.10)
+            return
+        self._ms[self._next] = max(0.0, now_ms - timestamp)  # (< 0: the clocks disagree)
+        self._next = (self._next + 1) % len(self._ms)
+        self.taken += 1
+
+    def summary(self) -> dict[str, float | int]:
+        """p50, p99 and max in ms over the window, and how many records it holds."""
+        held = min(self.taken, len(self._ms))
+        if not held:
+            return {"records": 0}
+        ages = sorted(self._ms[:held])  # (the ring is full once held == len)
+        return {"records": held, "p50": round(ages[(held - 1) // 2], 1),  # nearest rank
+                "p99": round(ages[-(-held * 99 // 100) - 1], 1),
+                "max": round(ages[-1], 1)}
+
+
 def _commit_ended(task: asyncio.Task[None]) -> None:
     """A background commit that raised what `commit` does not expect (a bug): say so."""
     if not task.cancelled() and task.exception() is not None:
@@ -59,6 +89,7 @@ class ConsumerLoop:
         self._waiting: dict[TopicPartition, float] = {}  # held back until this epoch time
         self._commit_lock = asyncio.Lock()  # one commit at a time, each of the newest offsets
         self._committing: asyncio.Task[None] | None = None
+        self.ages = RecordAges()
         self.tick = time.monotonic()
 
     def listener(self) -> ConsumerRebalanceListener:
@@ -88,6 +119,7 @@ class ConsumerLoop:
                 last_commit = time.monotonic()
 
     def _take(self, tp: TopicPartition, records: list[Any]) -> None:
+        now_ms = time.time() * 1000
         for record in records:
             when = self.due(record) if self.due is not None else None
             if when is not None:  # not due: hold the partition at this record
@@ -95,6 +127,7 @@ class ConsumerLoop:
                 self.consumer.pause(tp)
                 self._waiting[tp] = when
                 return
+            self.ages.add(now_ms, record.timestamp)
             ticket = self.tracker.start(tp, record.offset)
             self.submit(record, partial(self.tracker.finish, ticket))
             self.fetched[tp] = record.offset + 1

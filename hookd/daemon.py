@@ -289,6 +289,8 @@ class Daemon:
             "retry_partitions": [f"{t.topic}-{t.partition}" for t in
                                  (self.retries.assignment() if self.retries else [])],
             "lag": {"total": sum(lag.values()), "partitions": lag},
+            # how late records were when taken (now - their Kafka timestamp), last 16,384
+            "event_age_ms": self.source.ages.summary() if self.source else {"records": 0},
             "counters": {
                 "delivered": c.delivered if c else 0,
                 "failed": c.failed if c else 0,

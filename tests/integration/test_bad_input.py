@@ -164,6 +164,8 @@ async def test_bad_records_are_dead_lettered_and_consumption_goes_on(
     assert counters.decode_errors == counters.dead_lettered == len(undecodable)
     assert counters.delivered == PARTS and counters.failed == 0
     assert status == 200 and health["counters"]["dead_lettered"] == len(undecodable)
+    ages = health["event_age_ms"]  # every record taken, the undecodable ones too, has its age
+    assert ages["records"] == counters.events and 0 <= ages["p50"] <= ages["p99"] <= ages["max"]
 
 
 async def test_a_10_mib_undecodable_record_is_dead_lettered_and_the_partition_moves_on(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from hookd.config import ConsumerTuning
-from hookd.consumer import ConsumerLoop
+from hookd.consumer import ConsumerLoop, RecordAges
 
 TP = TopicPartition("cc.events", 0)
 
@@ -42,7 +43,7 @@ class SlowCommits:
             await asyncio.sleep(timeout_ms / 1000)
             return {}
         offsets = self.batches.pop(0)
-        return {TP: [SimpleNamespace(offset=o) for o in offsets]}
+        return {TP: [SimpleNamespace(offset=o, timestamp=None) for o in offsets]}
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.in_commit += 1
@@ -118,3 +119,38 @@ async def test_a_failing_commit_in_the_background_is_logged(
     stop.set()
     await asyncio.wait_for(running, 5)
     assert "commit failed unexpectedly" in capsys.readouterr().out
+
+
+def test_record_ages_summary_over_the_window() -> None:
+    ages = RecordAges(size=100)
+    assert ages.summary() == {"records": 0}
+    for age in range(1, 101):  # 1..100 ms old
+        ages.add(10_000.0, 10_000 - age)
+    assert ages.summary() == {"records": 100, "p50": 50.0, "p99": 99.0, "max": 100.0}
+
+
+def test_record_ages_keep_the_last_records_only() -> None:
+    ages = RecordAges(size=4)
+    for age in (900, 900, 900, 900, 1, 2, 3):  # the first three fall out of the window
+        ages.add(5_000.0, 5_000 - age)
+    assert ages.summary() == {"records": 4, "p50": 2.0, "p99": 900.0, "max": 900.0}
+    assert ages.taken == 7
+
+
+def test_record_ages_skip_missing_timestamps_and_floor_skew_at_zero() -> None:
+    ages = RecordAges(size=8)
+    ages.add(1_000.0, None)
+    ages.add(1_000.0, -1)  # Kafka's "no timestamp"
+    assert ages.summary() == {"records": 0}
+    ages.add(1_000.0, 1_250)  # the producer's clock is ahead of ours
+    assert ages.summary() == {"records": 1, "p50": 0.0, "p99": 0.0, "max": 0.0}
+
+
+async def test_the_loop_notes_the_age_of_each_record_it_takes() -> None:
+    loop, now_ms = _loop(SlowCommits([]), []), time.time() * 1000
+    records = [SimpleNamespace(offset=0, timestamp=int(now_ms) - 5_000),
+               SimpleNamespace(offset=1, timestamp=int(now_ms) - 7_000)]
+    loop._take(TP, records)
+    summary = loop.ages.summary()
+    assert summary["records"] == 2
+    assert 5_000 <= summary["p50"] < 6_000 and 7_000 <= summary["max"] < 8_000
