@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
+import structlog.testing
 from aiokafka import TopicPartition
 
 from hookd.config import ConsumerTuning
@@ -105,8 +105,7 @@ async def test_a_commit_asked_during_another_waits_and_commits_the_newest() -> N
     assert consumer.most_in_commit == 1
 
 
-async def test_a_failing_commit_in_the_background_is_logged(
-        capsys: pytest.CaptureFixture[str]) -> None:
+async def test_a_failing_commit_in_the_background_is_logged() -> None:
     consumer = SlowCommits([[0]])
 
     async def broken(_offsets: dict[TopicPartition, int]) -> None:
@@ -114,11 +113,14 @@ async def test_a_failing_commit_in_the_background_is_logged(
 
     consumer.commit = broken  # type: ignore[method-assign]
     loop, stop = _loop(consumer, []), asyncio.Event()
-    running = asyncio.create_task(loop.run(stop))
-    await _until(lambda: loop._committing is not None and loop._committing.done())
-    stop.set()
-    await asyncio.wait_for(running, 5)
-    assert "commit failed unexpectedly" in capsys.readouterr().out
+    with structlog.testing.capture_logs() as lines:
+        running = asyncio.create_task(loop.run(stop))
+        await _until(lambda: loop._committing is not None and loop._committing.done())
+        stop.set()
+        await asyncio.wait_for(running, 5)
+    failed = [line for line in lines if line["event"].startswith("commit failed unexpectedly")]
+    assert failed and failed[0]["log_level"] == "error"
+    assert failed[0]["error"] == "RuntimeError: a bug"
 
 
 def test_record_ages_summary_over_the_window() -> None:
