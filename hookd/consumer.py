@@ -43,8 +43,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class RecordAges:
     """How old records were when they were taken: now minus their Kafka timestamp (the
     producer's clock for CreateTime, the broker's for LogAppendTime), over the last
-    `size` records. Lag in records says how far behind; this says how late, which is what
-    a webhook's receiver sees (it includes the time in the broker, not hookd's own)."""
+    `size` records. Lag in records says how far behind; this says how late, before any
+    delivery: the time in the broker, the fetch, and any wait for a busy event loop."""
 
     def __init__(self, size: int = 16384) -> None:
         self._ms = array("f", bytes(4 * size))
@@ -111,8 +111,8 @@ class ConsumerLoop:
                 self._take(tp, records)
             if time.monotonic() - last_commit >= self.tuning.commit_interval and (
                     self._committing is None or self._committing.done()):
-                # in the background: a commit's round trip (8 ms typical, 46 ms seen on
-                # tansu) held up every record fetched meanwhile, on the way to its hooks
+                # in the background: a commit's round trip (8 ms typical on tansu, 46 ms
+                # at worst) would hold up the records fetched meanwhile on their way
                 self._committing = asyncio.create_task(self.commit(),
                                                        name=f"{self.name} commit")
                 self._committing.add_done_callback(_commit_ended)
