@@ -27,6 +27,7 @@ class Job:
     key: bytes | None
     attempts: int = 0  # made so far
     first_attempt_at: float | None = None
+    alone: bool = False  # too large (or not encodable) to join a parked group: parked alone
 
 
 class Line:

@@ -262,11 +262,16 @@ class Dispatcher:
 
     def _gather(self, job: Job, outcome: Outcome, delay: float) -> asyncio.Future[str] | None:
         """Park a delivery that was not sent, with the others of its hook (one record and
-        one log line for them all); None when it cannot join them."""
+        one log line for them all); None when it cannot join them (then it never will:
+        its size does not change, so it is not serialized again to find out)."""
         assert self.parking is not None
+        if job.alone:
+            return None
         parked, delay = self._parked(job, outcome, delay)
         parking = self.parking.park_unsent(parked, delay)
-        if parking is not None:
+        if parking is None:
+            job.alone = True
+        else:
             parking.add_done_callback(self._count_parked)
         return parking
 

@@ -681,3 +681,25 @@ async def test_a_group_comes_back_as_its_deliveries_in_order(runtime: Runtime) -
     assert done == ["x"]  # the record is finished once all of its deliveries are
     assert [c.seq for c in sender.calls] == [0, 1, 2, 3, 4]
     assert back.counters.delivered == 5
+
+
+async def test_a_delivery_too_large_for_a_group_is_offered_to_it_once_then_parked_alone(
+        runtime: Runtime) -> None:
+    producer = FakeProducer()
+    dispatcher, lot = await closed_dispatcher(runtime, producer)
+    lot.group_bytes = 10  # every delivery is too large to join a group
+    offered: list[str] = []
+    park_unsent = lot.park_unsent
+
+    def counted(parked: Any, delay: float) -> Any:
+        offered.append(parked.hook)
+        return park_unsent(parked, delay)
+
+    lot.park_unsent = counted  # type: ignore[method-assign]
+    dispatcher.submit(record(0, "Solo"), lambda: None)
+    assert await dispatcher.drain(5.0) == 0
+    assert offered == ["solo"]  # not again by the task, nor by the parking alone
+    [(_, value, _, headers)] = producer.records
+    assert "hookd-deliveries" not in dict(headers)  # its own record
+    assert [p.event.meta.offset for p in read_parked(value)] == [0]
+    assert dispatcher.counters.parked == 1
