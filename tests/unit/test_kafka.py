@@ -1,17 +1,42 @@
-"""Kafka clients as hookd configures them (built, not started: no broker here)."""
+"""Kafka clients as hookd configures them: what it asks aiokafka for (no broker here)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from hookd import kafka as kafka_mod
 from hookd.config import KafkaConfig
 from hookd.kafka import make_consumer, make_retry_consumer
 
 
-async def test_the_retry_consumer_can_wait_longer_for_data_than_the_main_one() -> None:
-    kafka = KafkaConfig.model_validate({"bootstrap_servers": ["127.0.0.1:9"]})
+class AskedFor:
+    """Stands in for AIOKafkaConsumer: keeps the arguments it was built with (aiokafka has
+    no public getter for them, and keeps some only privately until start())."""
+
+    def __init__(self, *topics: str, **kwargs: Any) -> None:
+        self.topics, self.kwargs = topics, kwargs
+
+
+def test_the_retry_consumer_can_wait_longer_for_data_than_the_main_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka_mod, "AIOKafkaConsumer", AskedFor)
+    kafka = KafkaConfig.model_validate({"bootstrap_servers": ["127.0.0.1:9"],
+                                        "group_id": "hookd"})
     assert (kafka.consumer.fetch_max_wait, kafka.consumer.retry_fetch_max_wait) == (0.1, 0.5)
-    main = make_consumer(kafka)
-    retry = make_retry_consumer(kafka)  # what the daemon builds for the retry topics
-    # aiokafka keeps it as given until start() hands it to its fetcher
-    assert main._fetch_max_wait_ms == 100
-    assert retry._fetch_max_wait_ms == 500
-    assert retry._group_id == "hookd.retry"
+    main: Any = make_consumer(kafka)
+    retry: Any = make_retry_consumer(kafka)  # what the daemon builds for the retry topics
+    assert main.kwargs["fetch_max_wait_ms"] == 100
+    assert main.kwargs["group_id"] == "hookd"
+    assert retry.kwargs["fetch_max_wait_ms"] == 500
+    assert retry.kwargs["group_id"] == "hookd.retry"
+    assert retry.kwargs["auto_offset_reset"] == "earliest"  # parked records are never skipped
+    assert main.kwargs["enable_auto_commit"] is retry.kwargs["enable_auto_commit"] is False
+
+
+async def test_aiokafka_takes_what_hookd_asks_for() -> None:
+    """The spy above takes any keyword; aiokafka itself refuses one it does not know."""
+    kafka = KafkaConfig.model_validate({"bootstrap_servers": ["127.0.0.1:9"]})
+    assert type(make_consumer(kafka)).__name__ == "AIOKafkaConsumer"
+    assert type(make_retry_consumer(kafka)).__name__ == "AIOKafkaConsumer"
