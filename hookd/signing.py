@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hookd.config import signing_key
 
@@ -22,6 +22,13 @@ class Signer:
     """Signs with every configured key (several during a secret rotation)."""
 
     keys: tuple[bytes, ...]
+    # each key's HMAC with the key already mixed in: copying one costs 1.0 µs, a fresh
+    # hmac.digest() 2.8 µs (OpenSSL 3 looks the digest up and sets the key each time)
+    _keyed: tuple[hmac.HMAC, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_keyed",
+                           tuple(hmac.new(key, digestmod="sha256") for key in self.keys))
 
     @classmethod
     def from_secrets(cls, secrets: Sequence[str]) -> Signer:
@@ -29,7 +36,9 @@ class Signer:
 
     def signature(self, msg_id: str, timestamp: int, body: bytes) -> str:
         signed = f"{msg_id}.{timestamp}.".encode() + body
-        return " ".join(
-            "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
-            for key in self.keys
-        )
+        out = []
+        for keyed in self._keyed:
+            mac = keyed.copy()
+            mac.update(signed)
+            out.append("v1," + binascii.b2a_base64(mac.digest(), newline=False).decode())
+        return " ".join(out)
