@@ -417,8 +417,7 @@ class Bench:
         self.report.raw[f"{name}_ms"] = lat[:: max(1, len(lat) // 5000)]
         log(f"  latency p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms over "
             f"{len(lat)} deliveries ({out['delivery_rate']:,.0f}/s); records taken by hookd "
-            f"at p50 {taken.get('p50', 0):.1f} ms, p99 {taken.get('p99', 0):.1f} ms "
-            f"(its event_age_ms, last {taken.get('records', 0)} records)")
+            f"at {_ages(taken)} (its event_age_ms, last {taken.get('records', 0)} records)")
         return out
 
     def floor(self, rate: float, seconds: float) -> dict[str, Any]:
@@ -523,7 +522,7 @@ class Bench:
         r.add(f"4. latency produce → receive at {a.rate:,.0f} ev/s × 3 hooks, p50 / p99",
               f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms", "p99 ≤ 50 ms", ok_lat,
               f"{lat['delivery_rate']:,.0f} deliveries/s; records were taken by hookd at "
-              f"{taken.get('p50', 0):.1f} / {taken.get('p99', 0):.1f} ms (its event_age_ms); "
+              f"{_ages(taken, table=True)} (its event_age_ms); "
               f"the broker alone (a plain consumer, same traffic, nothing else running): "
               f"{floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} ms")
         rss = self.peak_rss_kb / 1024
@@ -588,6 +587,15 @@ def _last_json(path: Path | None) -> dict[str, Any]:
             if isinstance(doc, dict):
                 return doc
     return {}
+
+
+def _ages(taken: dict[str, Any], table: bool = False) -> str:
+    """hookd's event_age_ms, p50 and p99 ("n/a" when its /healthz gave none)."""
+    if not taken.get("records"):
+        return "n/a"
+    if table:
+        return f"{taken['p50']:.1f} / {taken['p99']:.1f} ms"
+    return f"p50 {taken['p50']:.1f} ms, p99 {taken['p99']:.1f} ms"
 
 
 def summarize_profile(raw: Path, top: int = 25) -> str:
