@@ -80,7 +80,7 @@ def _commit_ended(task: asyncio.Task[None]) -> None:
 class ConsumerLoop:
     def __init__(self, name: str, consumer: Any, submit: Submit, tuning: ConsumerTuning,
                  pending: Callable[[], int], high_water: Callable[[], int],
-                 due: Due | None = None) -> None:
+                 due: Due | None = None, ages: RecordAges | None = None) -> None:
         self.name, self.consumer, self.submit, self.tuning = name, consumer, submit, tuning
         self.pending, self.high_water, self.due = pending, high_water, due
         self.tracker = OffsetTracker()
@@ -89,7 +89,7 @@ class ConsumerLoop:
         self._waiting: dict[TopicPartition, float] = {}  # held back until this epoch time
         self._commit_lock = asyncio.Lock()  # one commit at a time, each of the newest offsets
         self._committing: asyncio.Task[None] | None = None
-        self.ages = RecordAges()
+        self.ages = ages  # where the age of each record taken is noted, if anywhere
         self.tick = time.monotonic()
 
     def listener(self) -> ConsumerRebalanceListener:
@@ -119,7 +119,8 @@ class ConsumerLoop:
                 last_commit = time.monotonic()
 
     def _take(self, tp: TopicPartition, records: list[Any]) -> None:
-        now_ms = time.time() * 1000
+        ages = self.ages
+        now_ms = time.time() * 1000 if ages is not None else 0.0
         for record in records:
             when = self.due(record) if self.due is not None else None
             if when is not None:  # not due: hold the partition at this record
@@ -127,7 +128,8 @@ class ConsumerLoop:
                 self.consumer.pause(tp)
                 self._waiting[tp] = when
                 return
-            self.ages.add(now_ms, record.timestamp)
+            if ages is not None:
+                ages.add(now_ms, record.timestamp)
             ticket = self.tracker.start(tp, record.offset)
             self.submit(record, partial(self.tracker.finish, ticket))
             self.fetched[tp] = record.offset + 1

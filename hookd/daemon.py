@@ -17,7 +17,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from hookd.batching import BatchedProducer
-from hookd.consumer import ConsumerLoop
+from hookd.consumer import ConsumerLoop, RecordAges
 from hookd.deadletter import KafkaDeadLetters
 from hookd.delivery import HttpSender
 from hookd.dispatch import Dispatcher
@@ -60,6 +60,7 @@ class Daemon:
         self.parking: ParkingLot | None = None
         self.health: HealthServer | None = None
         self.source: ConsumerLoop | None = None
+        self.ages = RecordAges()  # of the source topics' records (a retry record's is moot)
         self.retries: ConsumerLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.failed = False  # a loop died: main() returns 1
@@ -103,7 +104,8 @@ class Daemon:
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
         self.sender.limits.crowded = self._crowded
         self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
-                                   kafka.consumer, self._pending, self._high_water)
+                                   kafka.consumer, self._pending, self._high_water,
+                                   ages=self.ages)
         self.retries = ConsumerLoop("retry", self.clients[1], self.dispatcher.submit_parked,
                                     kafka.consumer, self._pending, self._high_water, due=_due)
         self.source.consumer.subscribe(list(kafka.topics), listener=self.source.listener())
@@ -290,7 +292,7 @@ class Daemon:
                                  (self.retries.assignment() if self.retries else [])],
             "lag": {"total": sum(lag.values()), "partitions": lag},
             # how late records were when taken (now - their Kafka timestamp), last 16,384
-            "event_age_ms": self.source.ages.summary() if self.source else {"records": 0},
+            "event_age_ms": self.ages.summary(),
             "counters": {
                 "delivered": c.delivered if c else 0,
                 "failed": c.failed if c else 0,

@@ -150,9 +150,13 @@ def test_record_ages_skip_missing_timestamps_and_floor_skew_at_zero() -> None:
 
 async def test_the_loop_notes_the_age_of_each_record_it_takes() -> None:
     loop, now_ms = _loop(SlowCommits([]), []), time.time() * 1000
+    loop.ages = RecordAges()
     records = [SimpleNamespace(offset=0, timestamp=int(now_ms) - 5_000),
                SimpleNamespace(offset=1, timestamp=int(now_ms) - 7_000)]
     loop._take(TP, records)
     summary = loop.ages.summary()
     assert summary["records"] == 2
     assert 5_000 <= summary["p50"] < 6_000 and 7_000 <= summary["max"] < 8_000
+    loop.ages = None  # a loop that notes no ages (the retry topics') takes records all the same
+    loop._take(TP, [SimpleNamespace(offset=2, timestamp=int(now_ms))])
+    assert loop.fetched[TP] == 3
