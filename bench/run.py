@@ -251,8 +251,11 @@ class Bench:
                                             "body": req.body.decode()}) + b"\n")
         return path
 
-    def limit(self, events: int) -> dict[str, Any]:
+    def limit(self, events: int, announce: bool = True) -> dict[str, Any]:
         """One run of the plain aiohttp client (the requests file is made on the first)."""
+        if announce:
+            log(f"1. the limit: plain aiohttp client, {events * 3} requests, "
+                f"concurrency {CONCURRENCY}")
         if self._requests is None:
             self._requests = self.requests_file(events)
         self.reset()
@@ -266,7 +269,9 @@ class Bench:
         return {"rate": rate}
 
     # -- 2. the naive loop ------------------------------------------------------------------
-    def naive(self, events: int) -> dict[str, Any]:
+    def naive(self, events: int, announce: bool = True) -> dict[str, Any]:
+        if announce:
+            log(f"2. the naive loop: {events} events, 3 requests each, one at a time")
         topic = self.fresh_topic("naive")
         self.preproduce(topic, events)
         self.reset()
@@ -294,21 +299,14 @@ class Bench:
         for i in range(rounds):
             for name in names:
                 if name == "limit":
-                    if i == 0:
-                        log(f"1. the limit: plain aiohttp client, {a.events * 3} requests, "
-                            f"concurrency {CONCURRENCY}")
-                    runs[name].append(self.limit(a.events))
-                    continue
-                if name == "naive":
-                    if i == 0:
-                        log(f"2. the naive loop: {a.naive_events} events, 3 requests each, "
-                            "one at a time")
-                    runs[name].append(self.naive(a.naive_events))
-                    continue
-                hooks, processes = self.variant(name, announce=i == 0)
-                runs[name].append(self.hookd_run(name, hooks, a.events, a.events * 3,
-                                                 name == "blackhole", round_=i,
-                                                 processes=processes))
+                    runs[name].append(self.limit(a.events, announce=i == 0))
+                elif name == "naive":
+                    runs[name].append(self.naive(a.naive_events, announce=i == 0))
+                else:
+                    hooks, processes = self.variant(name, announce=i == 0)
+                    runs[name].append(self.hookd_run(name, hooks, a.events, a.events * 3,
+                                                     name == "blackhole", round_=i,
+                                                     processes=processes))
         out = {}
         for name, done in runs.items():
             best = max(done, key=lambda r: r["rate"])
