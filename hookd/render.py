@@ -20,12 +20,11 @@ from hookd.events import Event
 from hookd.filters import MISSING, Predicate, compile_filter, get_path
 from hookd.signing import Signer, webhook_id
 from hookd.templates import GLOBALS, Text, compile_template, tojson
-from hookd.wire import InvalidTarget, target_of, tls_context
+from hookd.wire import InvalidTarget, breaks_framing, target_of, tls_context
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                      "webhook-signature", "content-length", "host"}
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
-_BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
 _NO_CONTEXT: dict[str, Any] = {}  # given to fixed texts, which never read it
 
 
@@ -124,7 +123,7 @@ class CompiledHook:
         if query:
             url_str = str(url.extend_query(query))
         for name, value in headers:
-            if _BAD_HEADER_CHARS.search(value):
+            if breaks_framing(value):
                 raise RenderError(f"header {name}: value contains CR, LF or NUL")
         try:
             body = self.body(ctx, event.payload) if self.body is not None else b""
@@ -221,7 +220,7 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
             if given.lower() == name.lower():
                 errors.append(SpecError(f"header {given} is also set by auth; keep one",
                                         ("request", "headers", given)))
-        if _BAD_HEADER_CHARS.search(value):
+        if breaks_framing(value):
             errors.append(SpecError("auth value contains CR, LF or NUL", ("auth",)))
     endpoint = fixed_url = None  # known at load when the URL has no template syntax
     if url is not None and url.const is not None:

