@@ -1,0 +1,179 @@
+"""CPU per delivery, with Kafka left out and nothing else in the process: a figure this
+shared machine cannot blur.
+
+hookd's dispatcher runs here as the daemon runs it: the benchmark's three hooks, the real
+HTTP client and the JSON log line per delivery (to a file), a parking lot for retries,
+the receiver in its own process. What it does not run is the consumer: the records come
+from the simulator, already in memory, in fetches of 200. With `--blackhole` a fourth hook
+points at an endpoint whose circuit is open, so each event also parks one delivery (to an
+in-memory producer that acks at once).
+
+Two figures:
+- CPU µs per healthy delivery (`time.process_time`), which moves with the machine;
+- with `--callgrind`, instructions per healthy delivery: the run is made twice under
+  valgrind's callgrind, with `--events` and with 4 times `--events`, and the difference is
+  divided by the extra deliveries, so start-up cancels out. The same code gives the same
+  count within ~1 % (the receiver's timing decides how many loop iterations run).
+
+    python -m bench.cpu [--events 6000] [--blackhole] [--callgrind]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench.common import PY, bench_hooks, start_receiver, stop_children, write_config
+from hookd.daemon import tune_gc
+from hookd.deadletter import DeadLetter
+from hookd.delivery import HttpSender
+from hookd.dispatch import Dispatcher
+from hookd.loader import load_config
+from hookd.logs import REDACTOR, configure_logging
+from hookd.parking import ParkingLot, tiers_of
+from hookd.redact import Redactor
+from hookd.retries import ErrorKind, failure
+from hookd.sim import Simulator
+
+FETCH = 200  # records handed to the dispatcher at once, as one fetch
+HOLE = "http://127.0.0.1:9"  # never connected to: its circuit is opened before the run
+
+
+@dataclass
+class Record:
+    """What the dispatcher reads of an aiokafka ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Producer:
+    """Acks every record at once."""
+
+    records = 0
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
+                            headers: Any = None) -> None:
+        self.records += 1
+
+
+class Letters:
+    async def publish(self, letter: DeadLetter) -> None:
+        raise RuntimeError(f"dead letter in a clean run: {letter.message}")
+
+
+async def measure(events: int, warm: int, blackhole: bool, workdir: Path) -> dict[str, Any]:
+    _, info = start_receiver(workdir)
+    hooks = bench_hooks(f"http://127.0.0.1:{info['port']}")
+    if blackhole:
+        hooks.append({"id": "partner-blackholed", "event": "*",
+                      "request": {"url": HOLE + "/hook"}})
+    runtime = load_config(write_config(workdir, bootstrap="127.0.0.1:9", topic="cc.events",
+                                       group="cpu", hooks=hooks, health_port=9))
+    log = (workdir / "hookd.log").open("w")
+    sys.stdout = log  # the JSON lines go where the daemon's go (stdout), into a file here
+    configure_logging("info", "json")
+    REDACTOR.current = Redactor(runtime.secrets)
+    sender = HttpSender(runtime.config.delivery)
+    await sender.start()
+    lot = ParkingLot(Producer(), None, "cc.events.retry", 4, 1)
+    await lot.ensure_tiers(tiers_of(runtime))
+    if blackhole:
+        for _ in range(runtime.config.delivery.circuit_breaker.failures):
+            sender.breakers.record(HOLE, failure(ErrorKind.CONNECT, "black hole"))
+        assert sender.unavailable(HOLE) is not None
+    dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR, lot)
+    records = [Record("cc.events", i % 4, i, e.key.encode(), e.encoded(sent_at=time.time()))
+               for i, e in enumerate(Simulator(seed=1).take(warm + events))]
+
+    async def fetch(batch: list[Record]) -> None:
+        finished, left = asyncio.Event(), len(batch)
+
+        def done() -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                finished.set()
+
+        for record in batch:
+            dispatcher.submit(record, done)
+        await finished.wait()
+
+    for at in range(0, warm, FETCH):
+        await fetch(records[at:at + FETCH])
+    tune_gc()  # as run_daemon() does
+    counters = dispatcher.counters
+    before, parked = counters.delivered, counters.parked
+    cpu, wall = time.process_time(), time.perf_counter()
+    for at in range(warm, warm + events, FETCH):
+        await fetch(records[at:at + FETCH])
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    delivered = counters.delivered - before
+    await sender.close()
+    sys.stdout = sys.__stdout__
+    log.close()
+    return {"events": events, "delivered": delivered, "parked": counters.parked - parked,
+            "cpu_us_per_delivery": round(cpu / delivered * 1e6, 1),
+            "deliveries_per_s": round(delivered / wall)}
+
+
+def callgrind(args: argparse.Namespace) -> dict[str, Any]:
+    """Instructions per healthy delivery: two runs under callgrind, their difference."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt install valgrind)")
+    totals, runs = [], []
+    with tempfile.TemporaryDirectory(prefix="hookd-cpu-") as tmp:
+        for events in (args.events, 4 * args.events):
+            out = Path(tmp) / f"callgrind.{events}"
+            argv = [PY, "-m", "bench.cpu", "--events", str(events), "--warm", str(args.warm),
+                    "--json"] + (["--blackhole"] if args.blackhole else [])
+            proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                                   *argv], capture_output=True, text=True, check=True)
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            totals.append(next(int(line.split()[1]) for line in out.read_text().splitlines()
+                               if line.startswith(("summary:", "totals:"))))
+    extra = runs[1]["delivered"] - runs[0]["delivered"]
+    return {"instructions_per_delivery": round((totals[1] - totals[0]) / extra),
+            "deliveries": [r["delivered"] for r in runs], "blackhole": args.blackhole}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=6000, help="events measured (3 hooks each)")
+    p.add_argument("--warm", type=int, default=1000, help="events run first, not measured")
+    p.add_argument("--blackhole", action="store_true", help="a fourth hook, its circuit open")
+    p.add_argument("--callgrind", action="store_true",
+                   help="count instructions under valgrind (--events 500 is plenty)")
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = p.parse_args(argv)
+    if args.callgrind:
+        result = callgrind(args)
+    else:
+        with tempfile.TemporaryDirectory(prefix="hookd-cpu-") as tmp:
+            try:
+                result = uvloop.run(measure(args.events, args.warm, args.blackhole, Path(tmp)))
+            finally:
+                stop_children()
+    print(json.dumps(result) if args.json else
+          "  ".join(f"{k}: {v}" for k, v in result.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
