@@ -157,8 +157,12 @@ def tiers_of(runtime: Runtime) -> list[float]:
 def pick_tier(tiers: list[float], delay: float) -> float:
     """The longest tier not longer than `delay` (the shortest if all are longer), so a
     record never waits behind one parked for much longer than itself."""
+    return tiers[_tier_at(tiers, delay)]
+
+
+def _tier_at(tiers: list[float], delay: float) -> int:
     at = bisect.bisect_right(tiers, delay + 1e-9)
-    return tiers[at - 1] if at else tiers[0]
+    return at - 1 if at else 0
 
 
 class TooLargeToPark(HookdError):
@@ -175,6 +179,7 @@ class ParkingLot:
         self.linger = linger
         self.group_bytes = min(GROUP_BYTES, max_bytes // 2)
         self.tiers: list[float] = []
+        self._names: list[str] = []  # the topic of each tier (a parked delivery's lookup)
         self._created: set[str] = set()
         self._groups: dict[tuple[str, str], _Group] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -212,13 +217,13 @@ class ParkingLot:
             except Exception as exc:  # a broker that auto-creates topics still works
                 log.warning("could not create retry topics", topics=missing, error=str(exc))
         self._created.update(names)
-        self.tiers = wanted
+        self.tiers, self._names = wanted, names
         return self._created != before
 
     def topic_for(self, delay: float) -> str:
         if not self.tiers:
             raise RuntimeError("ParkingLot.ensure_tiers() first")
-        return tier_topic(self.prefix, pick_tier(self.tiers, delay))
+        return self._names[_tier_at(self.tiers, delay)]  # the topic of pick_tier()
 
     async def park(self, parked: Parked, delay: float) -> str:
         """Produce, wait for the broker's ack; returns the topic. Raises on failure;

@@ -98,6 +98,16 @@ class Producer:
         self.sent.append((topic, value, key, list(headers or ())))
 
 
+async def test_topic_for_names_the_tier_pick_tier_picks() -> None:
+    lot = ParkingLot(Producer(), None, "hookd.retry", 4)
+    await lot.ensure_tiers([300.0, 30.0, 3600.0, 0.5])
+    for delay in (0.0, 0.5, 29.0, 30.0, 299.999, 300.0, 3599.0, 3600.0, 1e9):
+        assert lot.topic_for(delay) == tier_topic(
+            "hookd.retry", pick_tier([0.5, 30.0, 300.0, 3600.0], delay)), delay
+    await lot.ensure_tiers([60.0])  # a reload with other schedules: other names
+    assert lot.topic_for(1.0) == lot.topic_for(1e9) == "hookd.retry.1m"
+
+
 async def test_park_writes_to_its_tier_with_hook_and_due_headers() -> None:
     producer = Producer()
     lot = ParkingLot(producer, None, "hookd.retry", 4, max_bytes=10_000)
