@@ -22,7 +22,7 @@ from hookd.deadletter import KafkaDeadLetters
 from hookd.delivery import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import ConfigError
-from hookd.health import HealthServer
+from hookd.health import HealthServer, document, status_line
 from hookd.kafka import make_admin, make_consumer, make_producer, make_retry_consumer
 from hookd.loader import Runtime, load_config
 from hookd.logs import REDACTOR, configure_logging
@@ -269,47 +269,13 @@ class Daemon:
 
     # -- health ----------------------------------------------------------------------------
     def _status(self) -> str:
-        if self._runtime is None:
-            return "starting"
-        c = self.dispatcher.counters if self.dispatcher else None
-        return (f"generation {self.runtime.generation}, {len(self.runtime.hooks)} hooks"
-                + (f", delivered {c.delivered}, parked {c.parked}, dead-lettered "
-                   f"{c.dead_lettered}" if c else ""))
+        return status_line(self._runtime, self.dispatcher.counters if self.dispatcher else None)
 
     def state(self) -> tuple[bool, dict[str, Any]]:
-        rt, d = self._runtime, self.dispatcher
-        assigned = self.source.assignment() if self.source else []
-        lag = self.source.lag() if self.source else {}
-        parked_lag = self.retries.lag() if self.retries else {}
-        c = d.counters if d else None
-        body: dict[str, Any] = {
-            "config": {"generation": rt.generation if rt else None,
-                       "loaded_at": rt.loaded_at if rt else None,
-                       "hooks": len(rt.hooks) if rt else 0},
-            "last_reload": self.last_reload,
-            "assigned_partitions": [f"{t.topic}-{t.partition}" for t in assigned],
-            "retry_partitions": [f"{t.topic}-{t.partition}" for t in
-                                 (self.retries.assignment() if self.retries else [])],
-            "lag": {"total": sum(lag.values()), "partitions": lag},
-            # how late records were when taken (now - their Kafka timestamp), last 16,384
-            "event_age_ms": self.ages.summary(),
-            "counters": {
-                "delivered": c.delivered if c else 0,
-                "failed": c.failed if c else 0,
-                # waiting for a next attempt: in memory, plus records in the retry topics
-                # this member has not consumed yet (as of their last fetch)
-                "retrying": (c.retrying if c else 0) + sum(parked_lag.values()),
-                "retrying_in_memory": c.retrying if c else 0,
-                "parked_total": c.parked if c else 0,
-                "dead_lettered": c.dead_lettered if c else 0,
-                "in_flight": self.sender.limits.in_flight if self.sender else 0,
-                "records_pending": d.pending if d else 0,
-            },
-            "open_circuits": self.sender.breakers.open_circuits() if self.sender else {},
-            "disabled_hooks": dict(d.disabled) if d else {},
-        }
-        ready = rt is not None and bool(assigned) and not self._stop.is_set()
-        return ready, REDACTOR().value(body)
+        return document(runtime=self._runtime, last_reload=self.last_reload,
+                        source=self.source, retries=self.retries, ages=self.ages,
+                        dispatcher=self.dispatcher, sender=self.sender,
+                        stopping=self._stop.is_set())
 
     # -- the whole life --------------------------------------------------------------------
     async def main(self) -> int:

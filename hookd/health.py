@@ -1,12 +1,21 @@
-"""The one thing hookd serves: GET /healthz and GET /readyz (JSON). Nothing else."""
+"""The one thing hookd serves: GET /healthz and GET /readyz (JSON), nothing else; and what
+they say, read off the daemon's parts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+
+from hookd.logs import REDACTOR
+
+if TYPE_CHECKING:
+    from hookd.consumer import ConsumerLoop, RecordAges
+    from hookd.delivery import HttpSender
+    from hookd.dispatch import Counters, Dispatcher
+    from hookd.loader import Runtime
 
 StateFn = Callable[[], tuple[bool, dict[str, Any]]]  # (ready, body)
 
@@ -53,3 +62,53 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def status_line(runtime: Runtime | None, counters: Counters | None) -> str:
+    """systemd's one-line STATUS (`systemctl status hookd`)."""
+    if runtime is None:
+        return "starting"
+    return (f"generation {runtime.generation}, {len(runtime.hooks)} hooks"
+            + (f", delivered {counters.delivered}, parked {counters.parked}, dead-lettered "
+               f"{counters.dead_lettered}" if counters else ""))
+
+
+def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
+             source: ConsumerLoop | None, retries: ConsumerLoop | None, ages: RecordAges,
+             dispatcher: Dispatcher | None, sender: HttpSender | None,
+             stopping: bool) -> tuple[bool, dict[str, Any]]:
+    """(ready, the state document): each part is None until the daemon has started it.
+    Ready means a config is loaded, the source consumer holds partitions and no stop was
+    asked for. Secrets are masked (a URL's userinfo in a circuit's endpoint, say)."""
+    assigned = source.assignment() if source else []
+    lag = source.lag() if source else {}
+    parked_lag = retries.lag() if retries else {}
+    c = dispatcher.counters if dispatcher else None
+    body: dict[str, Any] = {
+        "config": {"generation": runtime.generation if runtime else None,
+                   "loaded_at": runtime.loaded_at if runtime else None,
+                   "hooks": len(runtime.hooks) if runtime else 0},
+        "last_reload": dict(last_reload),
+        "assigned_partitions": [f"{t.topic}-{t.partition}" for t in assigned],
+        "retry_partitions": [f"{t.topic}-{t.partition}" for t in
+                             (retries.assignment() if retries else [])],
+        "lag": {"total": sum(lag.values()), "partitions": lag},
+        # how late records were when taken (now - their Kafka timestamp), last 16,384
+        "event_age_ms": ages.summary(),
+        "counters": {
+            "delivered": c.delivered if c else 0,
+            "failed": c.failed if c else 0,
+            # waiting for a next attempt: in memory, plus records in the retry topics
+            # this member has not consumed yet (as of their last fetch)
+            "retrying": (c.retrying if c else 0) + sum(parked_lag.values()),
+            "retrying_in_memory": c.retrying if c else 0,
+            "parked_total": c.parked if c else 0,
+            "dead_lettered": c.dead_lettered if c else 0,
+            "in_flight": sender.limits.in_flight if sender else 0,
+            "records_pending": dispatcher.pending if dispatcher else 0,
+        },
+        "open_circuits": sender.breakers.open_circuits() if sender else {},
+        "disabled_hooks": dict(dispatcher.disabled) if dispatcher else {},
+    }
+    ready = runtime is not None and bool(assigned) and not stopping
+    return ready, REDACTOR().value(body)

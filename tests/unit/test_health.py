@@ -9,8 +9,18 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiokafka import TopicPartition
 
-from hookd.health import HealthServer
+from hookd.consumer import RecordAges
+from hookd.delivery import HttpSender
+from hookd.dispatch import Dispatcher
+from hookd.health import HealthServer, document, status_line
+from hookd.loader import load_config
+from hookd.logs import REDACTOR
+from hookd.redact import Redactor
+from hookd.retries import ErrorKind, failure
+
+from .conftest import WriteConfig
 
 BODY: dict[str, Any] = {
     "config": {"generation": 3, "loaded_at": datetime(2024, 5, 1, 12, 0, tzinfo=UTC), "hooks": 2},
@@ -122,3 +132,82 @@ async def test_stop_closes_the_port(state: State, client: aiohttp.ClientSession)
     with pytest.raises(aiohttp.ClientConnectionError):
         async with client.get(f"http://127.0.0.1:{port}/healthz"):
             pass
+
+
+# -- what they say: document() and status_line() --------------------------------------------
+class Loop:
+    """What the document reads of a ConsumerLoop."""
+
+    def __init__(self, partitions: list[tuple[str, int]], lag: dict[str, int]) -> None:
+        self.partitions, self._lag = partitions, lag
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in self.partitions]
+
+    def lag(self) -> dict[str, int]:
+        return self._lag
+
+
+class Letters:
+    async def publish(self, letter: Any) -> None:
+        raise AssertionError("not used")
+
+
+def test_document_before_anything_started() -> None:
+    ready, body = document(runtime=None, last_reload={"ok": None, "at": None, "error": None},
+                           source=None, retries=None, ages=RecordAges(), dispatcher=None,
+                           sender=None, stopping=False)
+    assert not ready
+    assert body["config"] == {"generation": None, "loaded_at": None, "hooks": 0}
+    assert body["lag"] == {"total": 0, "partitions": {}}
+    assert set(body["counters"].values()) == {0}
+    assert body["assigned_partitions"] == body["retry_partitions"] == []
+    assert body["event_age_ms"] == RecordAges().summary()
+    assert status_line(None, None) == "starting"
+
+
+def test_document_reads_every_part_and_masks_secrets(
+        write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = write_config("""
+        kafka: {bootstrap_servers: ["127.0.0.1:9092"], topics: [cc.events], group_id: g}
+        hooks:
+          - id: crm
+            event: Answered
+            request: {url: "https://crm.example/hook"}
+            auth: {type: bearer, token: "tok-0123456789-secret"}
+          - id: gone
+            event: Joined
+            request: {url: "https://old.example/hook"}
+        """)
+    runtime = load_config(tree.main)
+    monkeypatch.setattr(REDACTOR, "current", Redactor(runtime.secrets))
+    sender = HttpSender(runtime.config.delivery)
+    for _ in range(runtime.config.delivery.circuit_breaker.failures):
+        sender.breakers.record("https://crm.example:443", failure(ErrorKind.CONNECT, "down"))
+    dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR)
+    dispatcher.counters.delivered, dispatcher.counters.retrying = 7, 2
+    dispatcher.disabled["gone"] = "410 Gone from https://old.example/?t=tok-0123456789-secret"
+    source = Loop([("cc.events", 1), ("cc.events", 0)], {"cc.events-0": 3, "cc.events-1": 4})
+    retries = Loop([("hookd.retry.30s", 0)], {"hookd.retry.30s-0": 5})
+    ages = RecordAges()
+    ages.add(2_500.0, 1_000)
+    parts: dict[str, Any] = {
+        "runtime": runtime, "last_reload": {"ok": True, "at": None, "error": None},
+        "source": source, "retries": retries, "ages": ages, "dispatcher": dispatcher,
+        "sender": sender}
+    ready, body = document(**parts, stopping=False)
+    assert ready
+    assert body["config"]["hooks"] == 2 and body["config"]["generation"] == runtime.generation
+    assert body["assigned_partitions"] == ["cc.events-1", "cc.events-0"]
+    assert body["retry_partitions"] == ["hookd.retry.30s-0"]
+    assert body["lag"] == {"total": 7, "partitions": {"cc.events-0": 3, "cc.events-1": 4}}
+    assert body["event_age_ms"]["records"] == 1
+    counters = body["counters"]
+    assert (counters["delivered"], counters["retrying"], counters["retrying_in_memory"]) == (
+        7, 2 + 5, 2)
+    assert list(body["open_circuits"]) == ["https://crm.example:443"]
+    assert body["disabled_hooks"] == {"gone": "410 Gone from https://old.example/?t=***"}
+    assert document(**parts, stopping=True)[0] is False  # stopping: not ready any more
+    assert document(**{**parts, "source": Loop([], {})}, stopping=False)[0] is False
+    assert status_line(runtime, dispatcher.counters) == (
+        f"generation {runtime.generation}, 2 hooks, delivered 7, parked 0, dead-lettered 0")
