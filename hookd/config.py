@@ -102,6 +102,10 @@ class KafkaConfig(Model):
     max_request_size: int = Field(default=1 << 20, ge=65536)  # bytes, the producer's limit
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
     client_id: NonEmptyStr = "hookd"
+    # the producer of parked deliveries and dead letters: with it, a write retried after a
+    # lost ack is not stored twice (a parked duplicate is a duplicate delivery). Kafka
+    # 0.11+ (with ACLs: IDEMPOTENT_WRITE); off by default, as brokers such as tansu lack it
+    idempotence: bool = False
     consumer: ConsumerTuning = ConsumerTuning()
 
 

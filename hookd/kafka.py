@@ -57,8 +57,10 @@ def make_retry_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
 
 
 def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:
+    """acks=all: a parked delivery or a dead letter is on every in-sync replica before its
+    source offset may move."""
     return AIOKafkaProducer(acks="all", linger_ms=2, max_request_size=cfg.max_request_size,
-                            **_common(cfg))
+                            enable_idempotence=cfg.idempotence, **_common(cfg))
 
 
 def make_admin(cfg: KafkaConfig) -> AIOKafkaAdminClient:

@@ -8,7 +8,7 @@ import pytest
 
 from hookd import kafka as kafka_mod
 from hookd.config import KafkaConfig
-from hookd.kafka import make_consumer, make_retry_consumer
+from hookd.kafka import make_consumer, make_producer, make_retry_consumer
 
 
 class AskedFor:
@@ -40,3 +40,22 @@ async def test_aiokafka_takes_what_hookd_asks_for() -> None:
     kafka = KafkaConfig.model_validate({"bootstrap_servers": ["127.0.0.1:9"]})
     assert type(make_consumer(kafka)).__name__ == "AIOKafkaConsumer"
     assert type(make_retry_consumer(kafka)).__name__ == "AIOKafkaConsumer"
+
+
+@pytest.mark.parametrize("idempotence", [False, True])
+def test_the_producer_waits_for_every_replica_and_is_idempotent_when_asked(
+        monkeypatch: pytest.MonkeyPatch, idempotence: bool) -> None:
+    monkeypatch.setattr(kafka_mod, "AIOKafkaProducer", AskedFor)
+    kafka = KafkaConfig.model_validate({"bootstrap_servers": ["127.0.0.1:9"],
+                                        "idempotence": idempotence})
+    producer: Any = make_producer(kafka)
+    assert producer.kwargs["acks"] == "all"
+    assert producer.kwargs["enable_idempotence"] is idempotence
+
+
+async def test_aiokafka_takes_the_producer_hookd_asks_for() -> None:
+    kafka = KafkaConfig.model_validate({"bootstrap_servers": ["127.0.0.1:9"],
+                                        "idempotence": True})
+    producer = make_producer(kafka)
+    assert type(producer).__name__ == "AIOKafkaProducer"
+    await producer.stop()  # never started: nothing to close but its loop-bound parts
