@@ -6,7 +6,7 @@ import functools
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -99,9 +99,10 @@ class CompiledHook:
     fixed_url: tuple[URL, str] | None = None  # the URL, parsed at load, when it is fixed
     templated: bool = True  # False: no template reads the context (it is not built)
 
-    @property
-    def id(self) -> str:
-        return self.config.id
+    id: str = field(init=False)  # config.id, read several times per delivery
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.config.id)
 
     def variables(self, event: Event) -> dict[str, Any]:
         """What templates see, built once per request: the template globals, payload

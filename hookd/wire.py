@@ -68,7 +68,7 @@ def encode_request(method: str, target: Target, headers: Mapping[str, str],
             or "\x00" in block:
         raise ValueError("a header name or value contains CR, LF or NUL")
     head = f"{method} {target.path} HTTP/1.1\r\n"
-    if not any(k.lower() == "host" for k in headers):
+    if "host" not in map(str.lower, headers):
         head += f"Host: {target.host_header}\r\n"
     tail = f"Content-Length: {len(body)}\r\n\r\n" if body or method in _WITH_BODY else "\r\n"
     return (head + block + tail).encode() + body
