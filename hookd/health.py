@@ -79,7 +79,7 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
              stopping: bool) -> tuple[bool, dict[str, Any]]:
     """(ready, the state document): each part is None until the daemon has started it.
     Ready means a config is loaded, the source consumer holds partitions and no stop was
-    asked for. Secrets are masked (a URL's userinfo in a circuit's endpoint, say)."""
+    asked for. Secrets are masked (a token in a disabled hook's reason, say)."""
     assigned = source.assignment() if source else []
     lag = source.lag() if source else {}
     parked_lag = retries.lag() if retries else {}
