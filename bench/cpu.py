@@ -13,7 +13,8 @@ Two figures:
 - with `--callgrind`, instructions per healthy delivery: the run is made twice under
   valgrind's callgrind, with `--events` and with 4 times `--events`, and the difference is
   divided by the extra deliveries, so start-up cancels out. The same code gives the same
-  count within 0.1 % (the receiver's timing decides how many loop iterations run).
+  count within a few tenths of a percent (the receiver's timing decides how many loop
+  iterations run).
 
     python -m bench.cpu [--events 6000] [--blackhole] [--callgrind]
 """
