@@ -234,6 +234,26 @@ def bench_hooks(base: str, count: int = 3, events: str | list[str] = "*",
     return styles[:count]
 
 
+def other_hooks(count: int, base: str) -> list[dict[str, Any]]:
+    """Hooks that never match the simulated traffic, as a multi-tenant install has them:
+    half on the same event names but for other tenants (a `domain` filter), half on other
+    events (custom names, and one in ten a glob)."""
+    names = ["Joined", "Offering", "Answered", "Bridged", "Leaving", "Call:Hangup",
+             "Call:Reporting", "WorkItemClosed"]
+    hooks = []
+    for i in range(count):
+        if i % 2 == 0:
+            hooks.append({"id": f"tenant-{i}", "event": names[i % len(names)],
+                          "filter": {"domain": f"tenant-{i}"},
+                          "request": {"url": f"{base}/tenant/{i}",
+                                      "body": '{"id": {{ id|tojson }}}'}})
+        else:
+            event = f"X{i}:*" if i % 10 == 1 else f"CUSTOM->tenant{i}::event"
+            hooks.append({"id": f"custom-{i}", "event": event,
+                          "request": {"url": f"{base}/custom/{i}"}})
+    return hooks
+
+
 def percentiles(latencies: list[float]) -> dict[str, Any]:
     """p50/p90/p99/max in ms of latencies in seconds (NaN for none)."""
     ordered = sorted(latencies)

@@ -6,7 +6,8 @@ HTTP client and the JSON log line per delivery (to a file), a parking lot for re
 the receiver in its own process. What it does not run is the consumer: the records come
 from the simulator, already in memory, in fetches of 200. With `--blackhole` a fourth hook
 points at an endpoint whose circuit is open, so each event also parks one delivery (to an
-in-memory producer that acks at once).
+in-memory producer that acks at once). With `--others 997` the config also holds row 6's
+997 hooks that never match.
 
 Two figures:
 - CPU µs per healthy delivery (`time.process_time`), which moves with the machine;
@@ -35,7 +36,7 @@ from typing import Any
 
 import uvloop
 
-from bench.common import PY, bench_hooks, start_receiver, stop_children, write_config
+from bench.common import PY, bench_hooks, other_hooks, start_receiver, stop_children, write_config
 from hookd.daemon import tune_gc
 from hookd.deadletter import DeadLetter
 from hookd.delivery import HttpSender
@@ -79,9 +80,11 @@ class Letters:
         raise RuntimeError(f"dead letter in a clean run: {letter.message}")
 
 
-async def measure(events: int, warm: int, blackhole: bool, workdir: Path) -> dict[str, Any]:
+async def measure(events: int, warm: int, blackhole: bool, workdir: Path,
+                  others: int = 0) -> dict[str, Any]:
     _, info = start_receiver(workdir)
-    hooks = bench_hooks(f"http://127.0.0.1:{info['port']}")
+    base = f"http://127.0.0.1:{info['port']}"
+    hooks = bench_hooks(base) + other_hooks(others, base)
     if blackhole:
         hooks.append({"id": "partner-blackholed", "event": "*",
                       "request": {"url": HOLE + "/hook"}})
@@ -143,7 +146,8 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
         for events in (args.events, 4 * args.events):
             out = Path(tmp) / f"callgrind.{events}"
             argv = [PY, "-m", "bench.cpu", "--events", str(events), "--warm", str(args.warm),
-                    "--json"] + (["--blackhole"] if args.blackhole else [])
+                    "--others", str(args.others), "--json"] + (
+                        ["--blackhole"] if args.blackhole else [])
             proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                                    *argv], capture_output=True, text=True, check=True)
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -151,7 +155,8 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
                                if line.startswith(("summary:", "totals:"))))
     extra = runs[1]["delivered"] - runs[0]["delivered"]
     return {"instructions_per_delivery": round((totals[1] - totals[0]) / extra),
-            "deliveries": [r["delivered"] for r in runs], "blackhole": args.blackhole}
+            "deliveries": [r["delivered"] for r in runs], "blackhole": args.blackhole,
+            "others": args.others}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=6000, help="events measured (3 hooks each)")
     p.add_argument("--warm", type=int, default=1000, help="events run first, not measured")
     p.add_argument("--blackhole", action="store_true", help="a fourth hook, its circuit open")
+    p.add_argument("--others", type=int, default=0,
+                   help="hooks that never match, as in row 6 (997 there)")
     p.add_argument("--callgrind", action="store_true",
                    help="count instructions under valgrind (--events 500 is plenty)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -168,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="hookd-cpu-") as tmp:
             try:
-                result = uvloop.run(measure(args.events, args.warm, args.blackhole, Path(tmp)))
+                result = uvloop.run(measure(args.events, args.warm, args.blackhole, Path(tmp),
+                                            args.others))
             finally:
                 stop_children()
     print(json.dumps(result) if args.json else

@@ -55,6 +55,7 @@ from bench.common import (
     bench_hooks,
     cpu_seconds,
     http_json,
+    other_hooks,
     percentiles,
     proc_status,
     receiver_stats,
@@ -560,26 +561,6 @@ def _spread(run: dict[str, Any]) -> str:
 def _ratio(num: float, den: float) -> float:
     """num / den; NaN when den is 0 (a run that delivered nothing), which misses any target."""
     return num / den if den > 0 else float("nan")
-
-
-def other_hooks(count: int, base: str) -> list[dict[str, Any]]:
-    """Hooks that never match the simulated traffic, as a multi-tenant install has them:
-    half on the same event names but for other tenants (a `domain` filter), half on other
-    events (custom names, and one in ten a glob)."""
-    names = ["Joined", "Offering", "Answered", "Bridged", "Leaving", "Call:Hangup",
-             "Call:Reporting", "WorkItemClosed"]
-    hooks = []
-    for i in range(count):
-        if i % 2 == 0:
-            hooks.append({"id": f"tenant-{i}", "event": names[i % len(names)],
-                          "filter": {"domain": f"tenant-{i}"},
-                          "request": {"url": f"{base}/tenant/{i}",
-                                      "body": '{"id": {{ id|tojson }}}'}})
-        else:
-            event = f"X{i}:*" if i % 10 == 1 else f"CUSTOM->tenant{i}::event"
-            hooks.append({"id": f"custom-{i}", "event": event,
-                          "request": {"url": f"{base}/custom/{i}"}})
-    return hooks
 
 
 def _last_json(path: Path | None) -> dict[str, Any]:
