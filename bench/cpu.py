@@ -120,7 +120,7 @@ async def measure(events: int, warm: int, blackhole: bool, workdir: Path,
         await finished.wait()
 
     for at in range(0, warm, FETCH):
-        await fetch(records[at:at + FETCH])
+        await fetch(records[at:min(at + FETCH, warm)])
     tune_gc()  # as run_daemon() does
     counters = dispatcher.counters
     before, parked = counters.delivered, counters.parked
