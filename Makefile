@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test unit integration chaos lint typecheck demo bench check clean
+.PHONY: test unit integration chaos lint typecheck demo bench cpu check clean
 
 BENCH_STAMP := $(VENV)/.installed-bench
 DURATION ?= 60
@@ -52,6 +52,13 @@ $(BENCH_STAMP): $(STAMP)
 ## bench/results/, table in README.md (BENCH_ARGS=--quick for a short try)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## make cpu: instructions per delivery, counted under valgrind (bench.cpu --callgrind; ~6
+## minutes): 3 hooks, then beside a black-holed hook, then with 997 hooks that never match
+cpu: $(STAMP)
+	$(BIN)/python -m bench.cpu --callgrind --events 500 --warm 300
+	$(BIN)/python -m bench.cpu --callgrind --events 500 --warm 300 --blackhole
+	$(BIN)/python -m bench.cpu --callgrind --events 500 --warm 300 --others 997
 
 ## make check: validate the sample configuration
 check: $(STAMP)
