@@ -219,11 +219,17 @@ class Dispatcher:
             "hook": hook.id, "_event": event.name, "webhook_id": request.webhook_id,
             "url": request.url, "topic": meta.topic, "partition": meta.partition,
             "offset": meta.offset})
-        delivery = self.runtime().config.delivery
-        inline_max = delivery.retry.inline_max if self.parking is not None else float("inf")
-        outcome, last, delay = await run_with_retries(
-            lambda n: self._attempts.attempt(job, hook, request, n, bound), hook.schedule,
-            delivery.retry.jitter, self._backoff, first=job.attempts + 1, inline_max=inline_max)
+        first = job.attempts + 1
+        made = await self._attempts.attempt(job, hook, request, first, bound)
+        if made.verdict is not Verdict.RETRY:  # the common case: no retry machinery at all
+            outcome, last, delay = made, first, None
+        else:
+            delivery = self.runtime().config.delivery
+            outcome, last, delay = await run_with_retries(
+                lambda n: self._attempts.attempt(job, hook, request, n, bound), hook.schedule,
+                delivery.retry.jitter, self._backoff, first=first, made=made,
+                inline_max=delivery.retry.inline_max if self.parking is not None
+                else float("inf"))
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
         if outcome.ok:
             self.counters.delivered += 1

@@ -128,17 +128,22 @@ class _Plan(wait_base):
 
 async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter: float = 0.2,
                            sleep: SleepFn = asyncio.sleep, *, first: int = 1,
-                           inline_max: float = math.inf) -> tuple[Outcome, int, float | None]:
+                           inline_max: float = math.inf, made: Outcome | None = None
+                           ) -> tuple[Outcome, int, float | None]:
     """Call `attempt(n)` from n = `first` until the outcome is final, the schedule is spent,
     or the next delay is longer than `inline_max` (the caller then parks the delivery
     durably). Returns (last outcome, number of the last attempt made, the delay before the
     next attempt when one is due: what the caller parks for; None when the outcome is final
     or the schedule is spent).
 
+    `made`: the outcome of attempt `first` when the caller made it already (the hot path
+    makes the first attempt itself and comes here only for a RETRY: a coroutine less).
+
     The decision is `Outcome.verdict` (the pure functions above); tenacity supplies only
     the schedule and the limit. `attempt` must not raise.
     """
-    made = await attempt(first)  # the common case, delivered at once, skips tenacity
+    if made is None:
+        made = await attempt(first)  # the common case, delivered at once, skips tenacity
     if made.verdict is not Verdict.RETRY:
         return made, first, None
     number, already = first - 1, [made]

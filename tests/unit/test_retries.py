@@ -257,6 +257,18 @@ async def test_retries_exactly_len_schedule_times_then_returns_the_last_outcome(
     assert outcome == retry(4)  # the last one, not the first
 
 
+async def test_a_first_attempt_made_by_the_caller_is_not_made_again() -> None:
+    script, sleep = Script([retry(n) for n in range(1, 10)]), Sleeps()
+    outcome, attempts, _ = await run_with_retries(script, [1.0, 2.0, 3.0], jitter=0,
+                                                  sleep=sleep, first=2, made=retry(2))
+    assert script.calls == [3, 4]  # attempt 2 was the caller's
+    assert sleep.delays == [2.0, 3.0]  # the schedule goes on from attempt 2's delay
+    assert (outcome, attempts) == (retry(4), 4)
+    delivered = Outcome(D, None, 200, "", None)
+    assert await run_with_retries(script, [1.0], made=delivered) == (delivered, 1, None)
+    assert script.calls == [3, 4]
+
+
 @pytest.mark.parametrize(("final", "position"), [
     (Outcome(D, status=200), 1),
     (Outcome(D, status=204), 3),
