@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from hookd.batching import BatchedProducer
 from hookd.consumer import ConsumerLoop, RecordAges
@@ -33,6 +33,9 @@ from hookd.sdnotify import Notifier
 
 log = structlog.get_logger("hookd.daemon")
 EX_CONFIG = 78  # sysexits.h: configuration error (hookd.service does not restart on it)
+_CLIENTS = ("source consumer", "retry consumer", "producer", "admin")  # started in this order
+_NO_IDEMPOTENCE = ("kafka.idempotence needs Kafka 0.11+ (and IDEMPOTENT_WRITE where ACLs are "
+                   "on); set it to false for a broker without it")
 
 
 def _due(record: Any) -> float | None:
@@ -143,11 +146,20 @@ class Daemon:
             clients = [make_consumer(kafka),
                        make_retry_consumer(kafka),
                        make_producer(kafka), make_admin(kafka)]
+            started = 0
             try:
                 for client in clients:
                     await client.start()
+                    started += 1
             except KafkaError as exc:
-                log.warning("kafka not reachable, retrying", error=str(exc), retry_in=delay)
+                name = _CLIENTS[started]
+                if name == "producer" and kafka.idempotence and not isinstance(
+                        exc, KafkaConnectionError):  # it answered, and said no
+                    log.error("the broker refused an idempotent producer, retrying",
+                              client=name, error=str(exc), retry_in=delay, hint=_NO_IDEMPOTENCE)
+                else:
+                    log.warning("kafka not reachable, retrying", client=name, error=str(exc),
+                                retry_in=delay)
                 for client in clients:
                     with contextlib.suppress(Exception):
                         await _stop_client(client)

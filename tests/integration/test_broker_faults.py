@@ -8,7 +8,10 @@ real Kafka keeps them; what this proves is that hookd reconnects and carries on.
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
+
+import yaml
 
 from tests.integration.broker import TansuBroker, create_topic
 from tests.integration.harness import (
@@ -85,3 +88,36 @@ async def test_broker_restart_mid_run_hookd_reconnects(
         proc.stop_now()
         broker.stop()
 
+
+
+async def test_an_idempotent_producer_the_broker_refuses_is_named_and_retried(
+        receiver: Receiver, tmp_path: Path) -> None:
+    """tansu has no idempotent producer (BROKER_NOTES point 1): with `kafka.idempotence`
+    on, hookd says which client the broker refused and why, stays unready, and stops."""
+    broker = TansuBroker(tmp_path / "tansu")
+    await asyncio.to_thread(broker.start)
+    health = free_port()
+    cfg = write_config(tmp_path, broker.bootstrap, unique("idem"),
+                       [hook("h", "Answered", receiver.url("/h"))], health_port=health)
+    config = yaml.safe_load(cfg.read_text())
+    config["kafka"]["idempotence"] = True
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = DaemonProcess(cfg).start()
+    try:
+        async with asyncio.timeout(30):
+            while not any(line.get("msg") == "the broker refused an idempotent producer, "
+                          "retrying" for line in proc.lines()):
+                await asyncio.sleep(0.2)
+        [refused, *_] = [line for line in proc.lines()
+                         if line.get("msg", "").startswith("the broker refused")]
+        assert refused["client"] == "producer" and refused["level"] == "error"
+        assert "kafka.idempotence" in refused["hint"]
+        assert not any(line.get("msg") == "kafka not reachable, retrying"
+                       for line in proc.lines())  # it was reachable: it said no
+        status, body = await get_json(f"http://127.0.0.1:{health}/readyz")
+        assert status == 503 and body["assigned_partitions"] == []
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(20) == 0
+    finally:
+        proc.stop_now()
+        broker.stop()
