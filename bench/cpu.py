@@ -30,11 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvloop
+from aiokafka.structs import ConsumerRecord
 
 from bench.common import PY, bench_hooks, other_hooks, start_receiver, stop_children, write_config
 from hookd.daemon import tune_gc
@@ -52,17 +52,10 @@ FETCH = 200  # records handed to the dispatcher at once, as one fetch
 HOLE = "http://127.0.0.1:9"  # never connected to: its circuit is opened before the run
 
 
-@dataclass
-class Record:
-    """What the dispatcher reads of an aiokafka ConsumerRecord."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int | None = None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+def record(offset: int, key: bytes, value: bytes) -> ConsumerRecord[bytes, bytes]:
+    """What aiokafka hands the dispatcher (four partitions, no headers)."""
+    return ConsumerRecord("cc.events", offset % 4, offset, int(time.time() * 1000), 0, key,
+                          value, None, len(key), len(value), ())
 
 
 class Producer:
@@ -103,10 +96,10 @@ async def measure(events: int, warm: int, blackhole: bool, workdir: Path,
             sender.breakers.record(HOLE, failure(ErrorKind.CONNECT, "black hole"))
         assert sender.unavailable(HOLE) is not None
     dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR, lot)
-    records = [Record("cc.events", i % 4, i, e.key.encode(), e.encoded(sent_at=time.time()))
+    records = [record(i, e.key.encode(), e.encoded(sent_at=time.time()))
                for i, e in enumerate(Simulator(seed=1).take(warm + events))]
 
-    async def fetch(batch: list[Record]) -> None:
+    async def fetch(batch: list[ConsumerRecord[bytes, bytes]]) -> None:
         finished, left = asyncio.Event(), len(batch)
 
         def done() -> None:
