@@ -23,6 +23,7 @@ import uvloop
 
 from bench.common import start_receiver
 from hookd.http1 import Pool
+from hookd.wire import target_of
 
 BODY = orjson.dumps({"event": "Joined", "queue": "sales", "call_id": "c" * 20,
                      "fields": list(range(50))})
@@ -52,9 +53,10 @@ async def run(url: str, requests: int, concurrency: int) -> None:
         return ["127.0.0.1"]
 
     pool = Pool(loopback)
+    target = target_of(url)  # hookd parses each URL before it reaches the pool
 
     async def hookd_send() -> None:
-        response = await pool.request("POST", url, HEADERS, BODY, 5.0, 1024, None)
+        response = await pool.request("POST", target, HEADERS, BODY, 5.0, 1024, None)
         assert response.status == 200
 
     connector = aiohttp.TCPConnector(limit=concurrency)

@@ -153,7 +153,7 @@ class HttpSender:
             assert self._pool is not None, "HttpSender.start() first"
             try:  # awaited here, not in a helper coroutine: one frame less per resume
                 resp = await self._pool.request(
-                    request.method, request.url, headers, request.body, timeout,
+                    request.method, target, headers, request.body, timeout,
                     self.config.max_response_bytes, self._tls(target.scheme, tls))
             except (BlockedDestination, ProtocolError, OSError, ValueError) as exc:
                 outcome = _not_answered(exc, timeout)
@@ -173,7 +173,7 @@ class HttpSender:
         headers = {"Authorization": basic_authorization(*basic), "Accept": "application/json",
                    "Content-Type": "application/x-www-form-urlencoded",
                    "User-Agent": USER_AGENT}
-        resp = await self._pool.request("POST", url, headers, urlencode(form).encode(),
+        resp = await self._pool.request("POST", target, headers, urlencode(form).encode(),
                                         timeout, self.config.max_response_bytes,
                                         self._tls(target.scheme, None))
         try:

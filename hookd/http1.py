@@ -22,7 +22,7 @@ import httptools
 
 from hookd.errors import HookdError
 from hookd.loops import RunningLoop
-from hookd.wire import Response, Target, encode_request, target_of
+from hookd.wire import Response, Target, encode_request
 
 MAX_HEAD = 64 * 1024  # bytes of status line and headers we accept in an answer
 
@@ -189,12 +189,13 @@ class Pool:
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop = RunningLoop()
 
-    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
-                      timeout: float, cap: int, tls: ssl.SSLContext | None) -> Response:
-        """One request within `timeout` seconds (connecting included). Raises TimeoutError,
-        OSError (connect, TLS), ProtocolError, InvalidTarget, ValueError (headers) or
-        whatever `resolve` raises."""
-        target = target_of(url)
+    async def request(self, method: str, target: Target, headers: Mapping[str, str],
+                      body: bytes, timeout: float, cap: int,
+                      tls: ssl.SSLContext | None) -> Response:
+        """One request to `target` (`wire.target_of` of the URL, which the caller has
+        already) within `timeout` seconds, connecting included. Raises TimeoutError,
+        OSError (connect, TLS), ProtocolError, ValueError (headers) or whatever `resolve`
+        raises."""
         data = encode_request(method, target, headers, body)
         loop = self._loop()
         deadline = loop.time() + timeout

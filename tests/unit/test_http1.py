@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hookd.http1 import MAX_HEAD, Pool, ProtocolError
+from hookd.wire import target_of
 
 Answer = Callable[[bytes], bytes | None]  # request bytes -> raw answer (None: close)
 
@@ -94,8 +95,8 @@ async def pool() -> AsyncIterator[Pool]:
 
 async def post(pool: Pool, url: str, body: bytes = b"{}", timeout: float = 2.0,
                cap: int = 1024) -> tuple[int, bytes, bool, str | None]:
-    r = await pool.request("POST", url, {"content-type": "application/json"}, body, timeout,
-                           cap, None)
+    r = await pool.request("POST", target_of(url), {"content-type": "application/json"}, body,
+                           timeout, cap, None)
     return r.status, r.body, r.truncated, r.retry_after
 
 
