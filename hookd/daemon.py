@@ -33,7 +33,6 @@ from hookd.sdnotify import Notifier
 
 log = structlog.get_logger("hookd.daemon")
 EX_CONFIG = 78  # sysexits.h: configuration error (hookd.service does not restart on it)
-_CLIENTS = ("source consumer", "retry consumer", "producer", "admin")  # started in this order
 _NO_IDEMPOTENCE = ("kafka.idempotence needs Kafka 0.11+ (and IDEMPOTENT_WRITE where ACLs are "
                    "on); set it to false for a broker without it")
 
@@ -143,16 +142,15 @@ class Daemon:
         kafka = self.runtime.config.kafka
         delay = 0.5
         while not self._stop.is_set():
-            clients = [make_consumer(kafka),
-                       make_retry_consumer(kafka),
-                       make_producer(kafka), make_admin(kafka)]
-            started = 0
+            named = {"source consumer": make_consumer(kafka),  # started in this order
+                     "retry consumer": make_retry_consumer(kafka),
+                     "producer": make_producer(kafka), "admin": make_admin(kafka)}
+            clients = list(named.values())
+            name = ""
             try:
-                for client in clients:
+                for name, client in named.items():  # noqa: B007 - `name` says which failed
                     await client.start()
-                    started += 1
             except KafkaError as exc:
-                name = _CLIENTS[started]
                 if name == "producer" and kafka.idempotence and not isinstance(
                         exc, KafkaConnectionError):  # it answered, and said no
                     log.error("the broker refused an idempotent producer, retrying",
@@ -167,7 +165,7 @@ class Daemon:
                     await asyncio.wait_for(self._stop.wait(), delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            self.clients, self.producer = clients, clients[2]
+            self.clients, self.producer = clients, named["producer"]
             return True
         return False
 
