@@ -41,7 +41,7 @@ from hookd.daemon import tune_gc
 from hookd.deadletter import DeadLetter
 from hookd.delivery import HttpSender
 from hookd.dispatch import Dispatcher
-from hookd.loader import load_config
+from hookd.loader import Runtime, load_config
 from hookd.logs import REDACTOR, configure_logging
 from hookd.parking import ParkingLot, tiers_of
 from hookd.redact import Redactor
@@ -61,11 +61,9 @@ def record(offset: int, key: bytes, value: bytes) -> ConsumerRecord[bytes, bytes
 class Producer:
     """Acks every record at once."""
 
-    records = 0
-
     async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
                             headers: Any = None) -> None:
-        self.records += 1
+        return None
 
 
 class Letters:
@@ -83,12 +81,21 @@ async def measure(events: int, warm: int, blackhole: bool, workdir: Path,
                       "request": {"url": HOLE + "/hook"}})
     runtime = load_config(write_config(workdir, bootstrap="127.0.0.1:9", topic="cc.events",
                                        group="cpu", hooks=hooks, health_port=9))
-    log = (workdir / "hookd.log").open("w")
-    sys.stdout = log  # the JSON lines go where the daemon's go (stdout), into a file here
-    configure_logging("info", "json")
-    REDACTOR.current = Redactor(runtime.secrets)
     sender = HttpSender(runtime.config.delivery)
-    await sender.start()
+    with (workdir / "hookd.log").open("w") as log:
+        sys.stdout = log  # the JSON lines go where the daemon's go (stdout), to a file here
+        try:
+            configure_logging("info", "json")
+            REDACTOR.current = Redactor(runtime.secrets)
+            await sender.start()
+            return await _deliver_all(sender, runtime, events, warm, blackhole)
+        finally:
+            await sender.close()
+            sys.stdout = sys.__stdout__
+
+
+async def _deliver_all(sender: HttpSender, runtime: Runtime, events: int, warm: int,
+                       blackhole: bool) -> dict[str, Any]:
     lot = ParkingLot(Producer(), None, "cc.events.retry", 4, 1)
     await lot.ensure_tiers(tiers_of(runtime))
     if blackhole:
@@ -108,8 +115,8 @@ async def measure(events: int, warm: int, blackhole: bool, workdir: Path,
             if left == 0:
                 finished.set()
 
-        for record in batch:
-            dispatcher.submit(record, done)
+        for one in batch:
+            dispatcher.submit(one, done)
         await finished.wait()
 
     for at in range(0, warm, FETCH):
@@ -122,9 +129,6 @@ async def measure(events: int, warm: int, blackhole: bool, workdir: Path,
         await fetch(records[at:at + FETCH])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     delivered = counters.delivered - before
-    await sender.close()
-    sys.stdout = sys.__stdout__
-    log.close()
     return {"events": events, "delivered": delivered, "parked": counters.parked - parked,
             "cpu_us_per_delivery": round(cpu / delivered * 1e6, 1),
             "deliveries_per_s": round(delivered / wall)}
