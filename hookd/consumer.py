@@ -89,6 +89,10 @@ class ConsumerLoop:
         self._waiting: dict[TopicPartition, float] = {}  # held back until this epoch time
         self._commit_lock = asyncio.Lock()  # one commit at a time, each of the newest offsets
         self._committing: asyncio.Task[None] | None = None
+        # end offsets of paused partitions, asked for now and then: a paused partition is
+        # not fetched, so its high watermark (and the lag shown) would stay as it was
+        self._ends: dict[TopicPartition, int] = {}
+        self._asking: asyncio.Task[None] | None = None
         self.ages = ages  # where the age of each record taken is noted, if anywhere
         self.tick = time.monotonic()
 
@@ -117,6 +121,9 @@ class ConsumerLoop:
                                                        name=f"{self.name} commit")
                 self._committing.add_done_callback(_commit_ended)
                 last_commit = time.monotonic()
+                if self._asking is None or self._asking.done():
+                    self._asking = asyncio.create_task(self._ask_ends(),
+                                                       name=f"{self.name} end offsets")
 
     def _take(self, tp: TopicPartition, records: list[Any]) -> None:
         ages = self.ages
@@ -127,6 +134,7 @@ class ConsumerLoop:
                 self.consumer.seek(tp, record.offset)
                 self.consumer.pause(tp)
                 self._waiting[tp] = when
+                self.fetched[tp] = record.offset  # the next to take (for the lag)
                 return
             if ages is not None:
                 ages.add(now_ms, record.timestamp)
@@ -152,6 +160,18 @@ class ConsumerLoop:
             self.consumer.resume(*(assigned - set(self._waiting)))
         if self._saturated:
             self.consumer.pause(*assigned)  # also partitions assigned since the pause
+
+    async def _ask_ends(self) -> None:
+        """Note the end offsets of the paused partitions (one ListOffsets request)."""
+        paused = self.consumer.paused() & self.consumer.assignment()
+        if not paused:
+            return
+        try:
+            ends = await self.consumer.end_offsets(list(paused))
+        except Exception as exc:  # only the lag shown depends on it: the last ends stay
+            log.debug("end offsets not read", consumer=self.name, error=str(exc))
+            return
+        self._ends.update(ends)
 
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
         """Commit the finished prefix of each assigned partition. Commits never overlap: one
@@ -185,6 +205,7 @@ class ConsumerLoop:
         for tp in revoked:
             self.fetched.pop(tp, None)
             self._waiting.pop(tp, None)
+            self._ends.pop(tp, None)
         if revoked:
             log.info("partitions revoked", consumer=self.name,
                      partitions=sorted(f"{t.topic}-{t.partition}" for t in revoked))
@@ -193,9 +214,13 @@ class ConsumerLoop:
         return sorted(self.consumer.assignment(), key=lambda t: (t.topic, t.partition))
 
     def lag(self) -> dict[str, int]:
+        """Records not taken yet, per partition this member has fetched: up to the high
+        watermark of the last fetch, or to the end offset last asked for, if greater (a
+        paused partition is not fetched: that of a retry topic holding a record not due,
+        or any while hookd is saturated)."""
         out = {}
         for tp in self.assignment():
-            high = self.consumer.highwater(tp)
-            if high is not None and tp in self.fetched:
+            high = max(self.consumer.highwater(tp) or 0, self._ends.get(tp, 0))
+            if tp in self.fetched:
                 out[f"{tp.topic}-{tp.partition}"] = max(0, high - self.fetched[tp])
         return out

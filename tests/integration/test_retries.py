@@ -92,6 +92,35 @@ async def test_parked_delivery_survives_a_restart_and_uses_the_url_fixed_by_relo
     assert len(receiver.at("/broken")) == 2
 
 
+async def test_retrying_counts_records_parked_behind_one_not_due(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    """`retrying` counts the records waiting in the retry topics, also those parked after
+    the retry consumer paused their partition at a record not due yet (a paused partition
+    is not fetched, so its high watermark stays as it was)."""
+    topic = await new_topic(broker.bootstrap, PARTS, "rt")
+    receiver.plan["/down"].extend([503] * 100)
+    delivery = {**DELIVERY, "circuit_breaker": {"failures": 1000},  # each parked alone
+                "retry": {"schedule": ["50ms", "5m"], "inline_max": "200ms", "jitter": 0.0}}
+    cfg = _cfg(tmp_path, broker, topic, [hook("down", "Answered", receiver.url("/down"))],
+               delivery=delivery, group=unique("g"))
+
+    def retrying() -> int:
+        return int(daemon.state()[1]["counters"]["retrying"])
+
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "w0"})])
+        held = daemon.retries
+        assert held is not None
+        await until(lambda: bool(held.consumer.paused()), 30)  # taken, not due: held there
+        assert retrying() == 1
+        await produce(broker.bootstrap, topic,  # one key: parked into the same partition
+                      [(b"k", {"event": "Answered", "id": f"w{i}"}) for i in range(1, 6)])
+        await until(lambda: daemon.dispatcher.counters.parked == 6)  # type: ignore[union-attr]
+        await until(lambda: retrying() == 6, 10)
+        assert len(receiver.at("/down")) == 12  # two attempts each, none since
+
+
 async def test_exhausted_retries_are_dead_lettered_with_the_attempt_count(
         broker: Any, receiver: Receiver, tmp_path: Path) -> None:
     topic, dlq = await new_topic(broker.bootstrap, PARTS, "rt"), unique("dlq")

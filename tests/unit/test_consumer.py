@@ -38,6 +38,9 @@ class SlowCommits:
     def resume(self, *_tps: TopicPartition) -> None:
         pass
 
+    def paused(self) -> set[TopicPartition]:
+        return set()
+
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
         if not self.batches:
             await asyncio.sleep(timeout_ms / 1000)
@@ -160,3 +163,73 @@ async def test_the_loop_notes_the_age_of_each_record_it_takes() -> None:
     loop.ages = None  # a loop that notes no ages (the retry topics') takes records all the same
     loop._take(TP, [SimpleNamespace(offset=2, timestamp=int(now_ms))])
     assert loop.fetched[TP] == 3
+
+
+class Held:
+    """A retry topic's consumer: one partition, whose high watermark is what its last
+    fetch said, and whose end offset the broker gives on request (or fails to)."""
+
+    def __init__(self, highwater: int, end: int) -> None:
+        self.high, self.end, self.fail = highwater, end, False
+        self.held: set[TopicPartition] = set()
+        self.asked: list[list[TopicPartition]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    def seek(self, _tp: TopicPartition, _offset: int) -> None:
+        pass
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.held.update(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.held)
+
+    def highwater(self, _tp: TopicPartition) -> int:
+        return self.high
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.asked.append(tps)
+        if self.fail:
+            raise ConnectionError("broker gone")
+        return {tp: self.end for tp in tps}
+
+
+def _retry_loop(consumer: Held) -> ConsumerLoop:
+    def submit(_record: Any, done: Callable[[], None]) -> None:
+        done()
+
+    due_at = time.time() + 30  # every record is parked for 30 s more
+    return ConsumerLoop("retry", consumer, submit, ConsumerTuning(), lambda: 0, lambda: 100,
+                        due=lambda _record: due_at)
+
+
+async def test_a_paused_partition_lag_follows_its_end_offset_not_its_last_fetch() -> None:
+    """A retry partition held at a record not due is not fetched while it waits: records
+    parked meanwhile only show in its end offset, asked for now and then."""
+    consumer = Held(highwater=3, end=3)
+    loop = _retry_loop(consumer)
+    loop._take(TP, [SimpleNamespace(offset=1, timestamp=None)])  # held at offset 1
+    assert consumer.held == {TP}
+    assert loop.lag() == {"cc.events-0": 2}  # the very first record held counts too
+    consumer.end = 9  # six more parked since
+    assert loop.lag() == {"cc.events-0": 2}  # (nothing asked yet)
+    await loop._ask_ends()
+    assert consumer.asked == [[TP]]
+    assert loop.lag() == {"cc.events-0": 8}
+    consumer.fail, consumer.end = True, 12
+    await loop._ask_ends()  # a failed request keeps what was last known
+    assert loop.lag() == {"cc.events-0": 8}
+    consumer.high = 15  # a fetch after resuming saw more than the last ask: the greater
+    assert loop.lag() == {"cc.events-0": 14}
+
+
+async def test_end_offsets_are_asked_only_for_paused_partitions() -> None:
+    consumer = Held(highwater=5, end=7)
+    loop = _retry_loop(consumer)
+    await loop._ask_ends()
+    assert consumer.asked == []  # nothing paused: no request
+    loop._take(TP, [SimpleNamespace(offset=4, timestamp=None)])
+    await loop.revoked({TP})
+    assert loop.lag() == {}  # a revoked partition is forgotten, its end offset with it
