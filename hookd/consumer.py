@@ -101,29 +101,33 @@ class ConsumerLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         last_commit = time.monotonic()
-        while not stop.is_set():
-            self.tick = time.monotonic()
-            self._flow()
-            try:
-                batches = await self.consumer.getmany(timeout_ms=200,
-                                                      max_records=self.tuning.max_poll_records)
-            except KafkaError as exc:
-                log.warning("fetch failed", consumer=self.name, error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            for tp, records in batches.items():
-                self._take(tp, records)
-            if time.monotonic() - last_commit >= self.tuning.commit_interval and (
-                    self._committing is None or self._committing.done()):
-                # in the background: a commit's round trip (8 ms typical on tansu, 46 ms
-                # at worst) would hold up the records fetched meanwhile on their way
-                self._committing = asyncio.create_task(self.commit(),
-                                                       name=f"{self.name} commit")
-                self._committing.add_done_callback(_commit_ended)
-                last_commit = time.monotonic()
-                if self._asking is None or self._asking.done():
-                    self._asking = asyncio.create_task(self._ask_ends(),
-                                                       name=f"{self.name} end offsets")
+        try:
+            while not stop.is_set():
+                self.tick = time.monotonic()
+                self._flow()
+                try:
+                    batches = await self.consumer.getmany(
+                        timeout_ms=200, max_records=self.tuning.max_poll_records)
+                except KafkaError as exc:
+                    log.warning("fetch failed", consumer=self.name, error=str(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                for tp, records in batches.items():
+                    self._take(tp, records)
+                if time.monotonic() - last_commit >= self.tuning.commit_interval and (
+                        self._committing is None or self._committing.done()):
+                    # in the background: a commit's round trip (8 ms typical on tansu, 46
+                    # ms at worst) would hold up the records fetched meanwhile on their way
+                    self._committing = asyncio.create_task(self.commit(),
+                                                           name=f"{self.name} commit")
+                    self._committing.add_done_callback(_commit_ended)
+                    last_commit = time.monotonic()
+                    if self._asking is None or self._asking.done():
+                        self._asking = asyncio.create_task(
+                            self._ask_ends(), name=f"{self.name} end offsets")
+        finally:
+            if self._asking is not None:  # only the lag shown waits for it
+                self._asking.cancel()
 
     def _take(self, tp: TopicPartition, records: list[Any]) -> None:
         ages = self.ages

@@ -170,7 +170,7 @@ class Held:
     fetch said, and whose end offset the broker gives on request (or fails to)."""
 
     def __init__(self, highwater: int, end: int) -> None:
-        self.high, self.end, self.fail = highwater, end, False
+        self.high, self.end, self.fail, self.hang = highwater, end, False, False
         self.held: set[TopicPartition] = set()
         self.asked: list[list[TopicPartition]] = []
 
@@ -189,20 +189,29 @@ class Held:
     def highwater(self, _tp: TopicPartition) -> int:
         return self.high
 
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+        await asyncio.sleep(0.001)
+        return {} if self.held else {TP: [SimpleNamespace(offset=0, timestamp=None)]}
+
+    async def commit(self, _offsets: dict[TopicPartition, int]) -> None:
+        pass
+
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         self.asked.append(tps)
+        if self.hang:
+            await asyncio.Event().wait()
         if self.fail:
             raise ConnectionError("broker gone")
         return {tp: self.end for tp in tps}
 
 
-def _retry_loop(consumer: Held) -> ConsumerLoop:
+def _retry_loop(consumer: Held, tuning: ConsumerTuning | None = None) -> ConsumerLoop:
     def submit(_record: Any, done: Callable[[], None]) -> None:
         done()
 
     due_at = time.time() + 30  # every record is parked for 30 s more
-    return ConsumerLoop("retry", consumer, submit, ConsumerTuning(), lambda: 0, lambda: 100,
-                        due=lambda _record: due_at)
+    return ConsumerLoop("retry", consumer, submit, tuning or ConsumerTuning(), lambda: 0,
+                        lambda: 100, due=lambda _record: due_at)
 
 
 async def test_a_paused_partition_lag_follows_its_end_offset_not_its_last_fetch() -> None:
@@ -233,3 +242,18 @@ async def test_end_offsets_are_asked_only_for_paused_partitions() -> None:
     loop._take(TP, [SimpleNamespace(offset=4, timestamp=None)])
     await loop.revoked({TP})
     assert loop.lag() == {}  # a revoked partition is forgotten, its end offset with it
+
+
+async def test_the_loop_asks_for_end_offsets_as_it_commits_and_stops_asking_when_it_ends() -> None:
+    consumer = Held(highwater=1, end=4)
+    consumer.hang = True  # the broker never answers: stopping must not wait for it
+    loop, stop = _retry_loop(consumer, ConsumerTuning(commit_interval="0s")), asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    await _until(lambda: bool(consumer.asked))  # the record at offset 0 is held: asked
+    assert consumer.asked[0] == [TP]
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    asking = loop._asking
+    assert asking is not None
+    await asyncio.sleep(0)
+    assert asking.cancelled()
