@@ -385,16 +385,21 @@ class Bench:
 
     # -- 4. latency -----------------------------------------------------------------------------
     def latency(self, rate: float, seconds: float, name: str = "latency",
-                extra_hooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                extra_hooks: list[dict[str, Any]] | None = None,
+                processes: int = 1) -> dict[str, Any]:
         log(f"4. latency: {rate:.0f} events/s for {seconds:.0f} s, 3 hooks per event"
-            + (f" + {len(extra_hooks)} black-holed" if extra_hooks else ""))
+            + (f" + {len(extra_hooks)} black-holed" if extra_hooks else "")
+            + (f", {processes} hookd processes in one group" if processes > 1 else ""))
         topic = self.fresh_topic(name)
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
         hooks = [*bench_hooks(self.base()), *(extra_hooks or [])]
         config, health = self.config(topic, hooks, topic)
-        child = self.hookd(name, config)
+        ports = [health] + [free_port() for _ in range(processes - 1)]
+        children = [self.hookd(f"{name}.{i}", config, "--health-listen", f"127.0.0.1:{port}")
+                    for i, port in enumerate(ports)]
         try:
-            wait_ready(health, 60, child)
+            for port, one in zip(ports, children, strict=True):
+                wait_ready(port, 60, one)  # every member holds partitions: no rebalance later
             self.reset()
             sim = self.produce(topic, int(rate * seconds), rate=rate, duration=seconds)
             time.sleep(min(2.0, seconds / 5))
@@ -402,11 +407,13 @@ class Bench:
             sim.proc.wait(seconds + 60)
             sim.stop()
             produced = _last_json(sim.log)
-            st = self.wait_count(10**9, 20, child, stall=2.0)  # drain: until it stops growing
+            st = self.wait_count(10**9, 20, *children, stall=2.0)  # drain: until it stops
             # how old records were when hookd took them: the part of the latency before it
+            # (the first process's, with several)
             _, health_doc = http_json(f"http://127.0.0.1:{health}/healthz", timeout=5)
         finally:
-            res = self.finish_hookd(child)
+            finished = [self.finish_hookd(one) for one in children]
+        res = finished[0]  # (the first process's CPU and RSS)
         lat = sorted(self.fetch_floats("latencies"))
         self.arrivals[name] = [t - st["first_at"] for t in self.fetch_floats("arrivals")]
         taken = (health_doc or {}).get("event_age_ms") or {}
@@ -481,6 +488,8 @@ class Bench:
                 self.latency(a.rate, a.latency_seconds)
             elif name == "floor":
                 self.floor(a.rate, a.latency_seconds)
+            elif name == "latency_x2":  # as hookd@.service runs it on two cores
+                self.latency(a.rate, a.latency_seconds, "latency_x2", processes=2)
             elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
                 self.latency(a.rate, a.latency_seconds, "latency_blackhole", [self.hole_hook()])
             else:
@@ -735,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
                         "bench.<time>.*, with one replica)")
     p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,floor,"
-                   "hooks1000,blackhole (prints the figures; writes no results)")
+                   "latency_x2,hooks1000,blackhole (prints the figures; writes no results)")
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.naive_events, args.latency_seconds, args.repeat = 1500, 400, 6.0, 1
