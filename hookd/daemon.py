@@ -54,8 +54,9 @@ class Daemon:
         self._reload = asyncio.Event()
         self._runtime: Runtime | None = None
         self.last_reload: dict[str, Any] = {"ok": None, "at": None, "error": None}
-        self.clients: list[Any] = []  # consumers, producer, admin: stopped at shutdown
-        self.producer: Any = None
+        # "source consumer", "retry consumer", "producer", "admin": started in this order,
+        # stopped at shutdown
+        self.clients: dict[str, Any] = {}
         self.batches: BatchedProducer | None = None  # parked and dead-lettered records
         self.sender: HttpSender | None = None
         self.dispatcher: Dispatcher | None = None
@@ -95,8 +96,8 @@ class Daemon:
         if not await self._connect_kafka():
             return
         kafka = cfg.kafka
-        self.batches = BatchedProducer(self.producer)
-        self.parking = ParkingLot(self.batches, self.clients[-1], kafka.retry_topic_prefix,
+        self.batches = BatchedProducer(self.clients["producer"])
+        self.parking = ParkingLot(self.batches, self.clients["admin"], kafka.retry_topic_prefix,
                                   kafka.retry_partitions, kafka.retry_replication,
                                   kafka.max_request_size)
         await self.parking.ensure_tiers(tiers_of(self.runtime))
@@ -105,10 +106,12 @@ class Daemon:
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
         self.sender.limits.crowded = self._crowded
-        self.source = ConsumerLoop("source", self.clients[0], self.dispatcher.submit,
+        self.source = ConsumerLoop("source", self.clients["source consumer"],
+                                   self.dispatcher.submit,
                                    kafka.consumer, self._pending, self._high_water,
                                    ages=self.ages)
-        self.retries = ConsumerLoop("retry", self.clients[1], self.dispatcher.submit_parked,
+        self.retries = ConsumerLoop("retry", self.clients["retry consumer"],
+                                    self.dispatcher.submit_parked,
                                     kafka.consumer, self._pending, self._high_water, due=_due)
         self.source.consumer.subscribe(list(kafka.topics), listener=self.source.listener())
         self.retries.consumer.subscribe(self.parking.topics, listener=self.retries.listener())
@@ -145,7 +148,6 @@ class Daemon:
             named = {"source consumer": make_consumer(kafka),  # started in this order
                      "retry consumer": make_retry_consumer(kafka),
                      "producer": make_producer(kafka), "admin": make_admin(kafka)}
-            clients = list(named.values())
             name = ""
             try:
                 for name, client in named.items():  # noqa: B007 - `name` says which failed
@@ -158,14 +160,14 @@ class Daemon:
                 else:
                     log.warning("kafka not reachable, retrying", client=name, error=str(exc),
                                 retry_in=delay)
-                for client in clients:
+                for client in named.values():
                     with contextlib.suppress(Exception):
                         await _stop_client(client)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            self.clients, self.producer = clients, named["producer"]
+            self.clients = named
             return True
         return False
 
@@ -268,7 +270,7 @@ class Daemon:
             await self.batches.flush()
         for loop in loops:
             await loop.commit()
-        for client in self.clients:
+        for client in self.clients.values():
             with contextlib.suppress(Exception):
                 await _stop_client(client)
         if self.sender is not None:
