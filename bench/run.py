@@ -192,6 +192,15 @@ class Bench:
         return Child(f"hookd-{name}", [PY, "-m", "hookd", "run", "-c", str(config), *args],
                      log=self.workdir / f"hookd-{name}.log", cwd=self.src)
 
+    def group(self, name: str, config: Path, health: int,
+              processes: int) -> tuple[list[int], list[Child]]:
+        """`processes` hookd processes with one config (one consumer group), each with its
+        health at its own port (`--health-listen`, the first at `health`), as
+        hookd@.service runs them; their ports and themselves."""
+        ports = [health] + [free_port() for _ in range(processes - 1)]
+        return ports, [self.hookd(f"{name}.{i}", config, "--health-listen", f"127.0.0.1:{port}")
+                       for i, port in enumerate(ports)]
+
     def wait_count(self, expected: int, timeout: float, *children: Child,
                    stall: float = 30.0) -> dict[str, Any]:
         """Until the receiver has `expected` deliveries, nothing new for `stall` s, or timeout;
@@ -324,15 +333,12 @@ class Bench:
     def hookd_run(self, name: str, hooks: list[dict[str, Any]], events: int,
                   expected: int, blackholed: bool = False, round_: int = 0,
                   processes: int = 1) -> dict[str, Any]:
-        """One run: `processes` hookd processes with one config (one consumer group), each
-        with its health at its own port (`--health-listen`), as hookd@.service runs them."""
+        """One run of `processes` hookd processes in one group (`group`)."""
         topic = self.fresh_topic(name)
         self.preproduce(topic, events)
         self.reset()
         config, health = self.config(topic, hooks, topic)
-        ports = [health] + [free_port() for _ in range(processes - 1)]
-        children = [self.hookd(f"{name}.{i}", config, "--health-listen", f"127.0.0.1:{port}")
-                    for i, port in enumerate(ports)]
+        ports, children = self.group(name, config, health, processes)
         profiler = None
         try:
             wait_ready(ports[0], 60, children[0])  # the others may still wait for partitions
@@ -394,9 +400,7 @@ class Bench:
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
         hooks = [*bench_hooks(self.base()), *(extra_hooks or [])]
         config, health = self.config(topic, hooks, topic)
-        ports = [health] + [free_port() for _ in range(processes - 1)]
-        children = [self.hookd(f"{name}.{i}", config, "--health-listen", f"127.0.0.1:{port}")
-                    for i, port in enumerate(ports)]
+        ports, children = self.group(name, config, health, processes)
         try:
             for port, one in zip(ports, children, strict=True):
                 wait_ready(port, 60, one)  # every member holds partitions: no rebalance later

@@ -89,7 +89,6 @@ async def test_broker_restart_mid_run_hookd_reconnects(
         broker.stop()
 
 
-
 async def test_an_idempotent_producer_the_broker_refuses_is_named_and_retried(
         receiver: Receiver, tmp_path: Path) -> None:
     """tansu has no idempotent producer (BROKER_NOTES point 1): with `kafka.idempotence`
