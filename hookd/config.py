@@ -163,6 +163,9 @@ def host_port(value: str) -> str:
 
 class HealthConfig(Model):
     listen: str = "127.0.0.1:8081"
+    # a consumer that cannot fetch, read a partition's records or commit for this long is
+    # stalled: /readyz answers 503 with the reason, and the log says it at error level
+    stall_after: Duration = Field(default=30.0, gt=0)
 
     @field_validator("listen")
     @classmethod

@@ -18,7 +18,9 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from hookd.config import ConsumerTuning
+from hookd.fetching import PartitionReader, reason_of
 from hookd.offsets import OffsetTracker
+from hookd.stalls import StallWatch
 
 log = structlog.get_logger("hookd.consumer")
 
@@ -80,7 +82,8 @@ def _commit_ended(task: asyncio.Task[None]) -> None:
 class ConsumerLoop:
     def __init__(self, name: str, consumer: Any, submit: Submit, tuning: ConsumerTuning,
                  pending: Callable[[], int], high_water: Callable[[], int],
-                 due: Due | None = None, ages: RecordAges | None = None) -> None:
+                 due: Due | None = None, ages: RecordAges | None = None,
+                 watch: StallWatch | None = None) -> None:
         self.name, self.consumer, self.submit, self.tuning = name, consumer, submit, tuning
         self.pending, self.high_water, self.due = pending, high_water, due
         self.tracker = OffsetTracker()
@@ -95,6 +98,14 @@ class ConsumerLoop:
         self._asking: asyncio.Task[None] | None = None
         self.ages = ages  # where the age of each record taken is noted, if anywhere
         self.tick = time.monotonic()
+        # what keeps failing (fetches, a partition's records, commits) and since when
+        self.watch = watch or StallWatch(name, 30.0)
+        self.reader = PartitionReader(consumer, self.watch, self._hold)
+        # an idle consumer asks the broker something now and then: a broker that is gone
+        # does not make a fetch fail (aiokafka retries inside), it only brings nothing
+        self._probe_every = max(0.5, min(self.watch.stall_after / 3, 10.0))
+        self._last_heard = time.monotonic()  # records taken, or the broker answered a probe
+        self._probing: asyncio.Task[None] | None = None
 
     def listener(self) -> ConsumerRebalanceListener:
         return _Listener(self)
@@ -105,15 +116,19 @@ class ConsumerLoop:
             while not stop.is_set():
                 self.tick = time.monotonic()
                 self._flow()
+                self.watch.check()
                 try:
-                    batches = await self.consumer.getmany(
-                        timeout_ms=200, max_records=self.tuning.max_poll_records)
-                except KafkaError as exc:
-                    log.warning("fetch failed", consumer=self.name, error=str(exc))
+                    batches = await self.reader.read(200, self.tuning.max_poll_records)
+                except Exception as exc:  # a KafkaError, or a batch that cannot be decoded
+                    self.watch.failed("fetch", "fetch", reason_of(exc))
                     await asyncio.sleep(0.5)
                     continue
+                if batches:
+                    self._last_heard = time.monotonic()
+                    self.watch.ok("fetch")
                 for tp, records in batches.items():
                     self._take(tp, records)
+                self._maybe_probe()
                 if time.monotonic() - last_commit >= self.tuning.commit_interval and (
                         self._committing is None or self._committing.done()):
                     # in the background: a commit's round trip (8 ms typical on tansu, 46
@@ -126,8 +141,39 @@ class ConsumerLoop:
                         self._asking = asyncio.create_task(
                             self._ask_ends(), name=f"{self.name} end offsets")
         finally:
-            if self._asking is not None:  # only the lag shown waits for it
-                self._asking.cancel()
+            for task in (self._asking, self._probing):  # only what is shown waits for them
+                if task is not None:
+                    task.cancel()
+
+    def _hold(self, tp: TopicPartition, until: float) -> None:
+        """Keep tp paused until that epoch time (`_flow` resumes it)."""
+        self._waiting[tp] = until
+
+    def _maybe_probe(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heard < self._probe_every or (
+                self._probing is not None and not self._probing.done()):
+            return
+        self._last_heard = now  # (the next probe comes probe_every after this one)
+        self._probing = asyncio.create_task(self._probe(), name=f"{self.name} probe")
+
+    async def _probe(self) -> None:
+        """Is the broker answering? The end offsets of what is assigned (the leaders the
+        fetches go to), or the topic list before any assignment."""
+        timeout = min(5.0, self._probe_every * 2)
+        try:
+            async with asyncio.timeout(timeout):
+                assigned = list(self.consumer.assignment())
+                if assigned:
+                    await self.consumer.end_offsets(assigned)
+                else:
+                    await self.consumer.topics()
+        except TimeoutError:
+            self.watch.failed("fetch", "fetch", f"the broker did not answer within {timeout:g}s")
+        except Exception as exc:
+            self.watch.failed("fetch", "fetch", f"the broker did not answer: {reason_of(exc)}")
+        else:
+            self.watch.ok("fetch")
 
     def _take(self, tp: TopicPartition, records: list[Any]) -> None:
         ages = self.ages
@@ -196,7 +242,9 @@ class ConsumerLoop:
         except (CommitFailedError, KafkaError) as exc:
             log.warning("commit failed; the events will be redelivered", consumer=self.name,
                         error=str(exc))
+            self.watch.failed("commit", "commit", reason_of(exc))
             return
+        self.watch.ok("commit")
         self.tracker.mark_committed(offsets)
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
@@ -206,6 +254,7 @@ class ConsumerLoop:
             await asyncio.sleep(0.05)
         await self.commit(only=revoked)
         self.tracker.forget(revoked)
+        self.reader.forget(revoked)
         for tp in revoked:
             self.fetched.pop(tp, None)
             self._waiting.pop(tp, None)

@@ -30,6 +30,7 @@ from hookd.oauth import TokenCache
 from hookd.parking import ParkingLot, due_of, tiers_of
 from hookd.redact import Redactor
 from hookd.sdnotify import Notifier
+from hookd.stalls import Problem, StallWatch
 
 log = structlog.get_logger("hookd.daemon")
 EX_CONFIG = 78  # sysexits.h: configuration error (hookd.service does not restart on it)
@@ -106,13 +107,18 @@ class Daemon:
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
         self.sender.limits.crowded = self._crowded
+        stall_after = cfg.health.stall_after
         self.source = ConsumerLoop("source", self.clients["source consumer"],
                                    self.dispatcher.submit,
                                    kafka.consumer, self._pending, self._high_water,
-                                   ages=self.ages)
+                                   ages=self.ages,
+                                   watch=StallWatch("source", stall_after,
+                                                    changed=self._stalls_changed))
         self.retries = ConsumerLoop("retry", self.clients["retry consumer"],
                                     self.dispatcher.submit_parked,
-                                    kafka.consumer, self._pending, self._high_water, due=_due)
+                                    kafka.consumer, self._pending, self._high_water, due=_due,
+                                    watch=StallWatch("retry", stall_after,
+                                                     changed=self._stalls_changed))
         self.source.consumer.subscribe(list(kafka.topics), listener=self.source.listener())
         self.retries.consumer.subscribe(self.parking.topics, listener=self.retries.listener())
         log.info("started", config=self.config_path, hooks=len(self.runtime.hooks),
@@ -120,6 +126,11 @@ class Daemon:
                  retry_tiers=list(self.parking.tiers),
                  health=f"{listen.rpartition(':')[0]}:{self.health.port}")
         self.notifier.ready(self._status())
+
+    def _stalls_changed(self) -> None:
+        """A stall began or ended: systemd's STATUS says so at once, not at the next
+        watchdog ping (if there is a watchdog at all)."""
+        self.notifier.status(self._status())
 
     def _pending(self) -> int:
         return self.dispatcher.pending if self.dispatcher else 0
@@ -281,13 +292,19 @@ class Daemon:
 
     # -- health ----------------------------------------------------------------------------
     def _status(self) -> str:
-        return status_line(self._runtime, self.dispatcher.counters if self.dispatcher else None)
+        return status_line(self._runtime, self.dispatcher.counters if self.dispatcher else None,
+                           self._stalls())
+
+    def _stalls(self) -> list[Problem]:
+        found = [p for loop in (self.source, self.retries) if loop is not None
+                 for p in loop.watch.stalls()]
+        return sorted(found, key=lambda p: p.since)
 
     def state(self) -> tuple[bool, dict[str, Any]]:
         return document(runtime=self._runtime, last_reload=self.last_reload,
                         source=self.source, retries=self.retries, ages=self.ages,
                         dispatcher=self.dispatcher, sender=self.sender,
-                        stopping=self._stop.is_set())
+                        stopping=self._stop.is_set(), stalls=self._stalls())
 
     # -- the whole life --------------------------------------------------------------------
     async def main(self) -> int:

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from hookd.logs import REDACTOR
+from hookd.stalls import Problem, summary
 
 if TYPE_CHECKING:
     from hookd.consumer import ConsumerLoop, RecordAges
@@ -41,8 +42,8 @@ class HealthServer:
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready, body = self.state()
-        return _json({"status": "ready" if ready else "not ready", **body},
-                     200 if ready else 503)
+        status = "ready" if ready else "stalled" if body.get("stalls") else "not ready"
+        return _json({"status": status, **body}, 200 if ready else 503)
 
     async def start(self) -> None:
         app = web.Application()
@@ -64,11 +65,13 @@ class HealthServer:
             self._runner = None
 
 
-def status_line(runtime: Runtime | None, counters: Counters | None) -> str:
-    """systemd's one-line STATUS (`systemctl status hookd`)."""
+def status_line(runtime: Runtime | None, counters: Counters | None,
+                stalls: list[Problem] | None = None) -> str:
+    """systemd's one-line STATUS (`systemctl status hookd`); a stall comes first."""
     if runtime is None:
         return "starting"
-    return (f"generation {runtime.generation}, {len(runtime.hooks)} hooks"
+    return ((f"STALLED: {summary(stalls)}; " if stalls else "")
+            + f"generation {runtime.generation}, {len(runtime.hooks)} hooks"
             + (f", delivered {counters.delivered}, parked {counters.parked}, dead-lettered "
                f"{counters.dead_lettered}" if counters else ""))
 
@@ -76,10 +79,12 @@ def status_line(runtime: Runtime | None, counters: Counters | None) -> str:
 def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
              source: ConsumerLoop | None, retries: ConsumerLoop | None, ages: RecordAges,
              dispatcher: Dispatcher | None, sender: HttpSender | None,
-             stopping: bool) -> tuple[bool, dict[str, Any]]:
+             stopping: bool, stalls: list[Problem] | None = None,
+             ) -> tuple[bool, dict[str, Any]]:
     """(ready, the state document): each part is None until the daemon has started it.
-    Ready means a config is loaded, the source consumer holds partitions and no stop was
-    asked for. Secrets are masked (a token in a disabled hook's reason, say)."""
+    Ready means a config is loaded, the source consumer holds partitions, no consumer is
+    stalled (`stalls`: see hookd.stalls) and no stop was asked for. Secrets are masked (a
+    token in a disabled hook's reason, say)."""
     assigned = source.assignment() if source else []
     lag = source.lag() if source else {}
     parked_lag = retries.lag() if retries else {}
@@ -110,5 +115,8 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
         "open_circuits": sender.breakers.open_circuits() if sender else {},
         "disabled_hooks": dict(dispatcher.disabled) if dispatcher else {},
     }
-    ready = runtime is not None and bool(assigned) and not stopping
+    if stalls:  # the oldest first: what an operator looks at first
+        body = {"reason": summary(stalls), "since": stalls[0].as_dict()["since"],
+                "stalls": [p.as_dict() for p in stalls], **body}
+    ready = runtime is not None and bool(assigned) and not stopping and not stalls
     return ready, REDACTOR().value(body)

@@ -41,7 +41,8 @@ class SlowCommits:
     def paused(self) -> set[TopicPartition]:
         return set()
 
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+    async def getmany(self, *_tps: TopicPartition, timeout_ms: int,
+                      max_records: int) -> dict[TopicPartition, Any]:
         if not self.batches:
             await asyncio.sleep(timeout_ms / 1000)
             return {}
@@ -189,7 +190,8 @@ class Held:
     def highwater(self, _tp: TopicPartition) -> int:
         return self.high
 
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+    async def getmany(self, *_tps: TopicPartition, timeout_ms: int,
+                      max_records: int) -> dict[TopicPartition, Any]:
         await asyncio.sleep(0.001)
         return {} if self.held else {TP: [SimpleNamespace(offset=0, timestamp=None)]}
 

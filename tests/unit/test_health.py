@@ -19,6 +19,7 @@ from hookd.loader import load_config
 from hookd.logs import REDACTOR
 from hookd.redact import Redactor
 from hookd.retries import ErrorKind, failure
+from hookd.stalls import StallWatch
 
 from .conftest import WriteConfig
 
@@ -211,3 +212,46 @@ def test_document_reads_every_part_and_masks_secrets(
     assert document(**{**parts, "source": Loop([], {})}, stopping=False)[0] is False
     assert status_line(runtime, dispatcher.counters) == (
         f"generation {runtime.generation}, 2 hooks, delivered 7, parked 0, dead-lettered 0")
+
+
+def test_a_stall_makes_the_document_not_ready_and_says_why_first(
+        write_config: WriteConfig) -> None:
+    tree = write_config("""
+        kafka: {bootstrap_servers: ["127.0.0.1:9092"], topics: [cc.events], group_id: g}
+        hooks: []
+        """)
+    runtime = load_config(tree.main)
+    watch = StallWatch("source", 30.0, clock=lambda: 1_700_000_000.0)
+    watch.failed("records cc.events-2", "records", "UnsupportedCodecError: no snappy",
+                  partition="cc.events-2", offset=41)
+    assert watch.stalls() == []  # not yet: younger than stall_after
+    watch.clock = lambda: 1_700_000_031.0
+    stalls = watch.stalls()
+    parts: dict[str, Any] = {
+        "runtime": runtime, "last_reload": {"ok": True, "at": None, "error": None},
+        "source": Loop([("cc.events", 2)], {}), "retries": None, "ages": RecordAges(),
+        "dispatcher": None, "sender": None, "stopping": False}
+    assert document(**parts)[0] is True
+    ready, body = document(**parts, stalls=stalls)
+    assert not ready
+    assert body["reason"] == ("source consumer: records: UnsupportedCodecError: no snappy "
+                              "(cc.events-2 at offset 41)")
+    assert body["since"] == "2023-11-14T22:13:20+00:00"
+    assert body["stalls"] == [{"consumer": "source", "kind": "records",
+                               "reason": "UnsupportedCodecError: no snappy",
+                               "since": "2023-11-14T22:13:20+00:00",
+                               "partition": "cc.events-2", "offset": 41}]
+    assert status_line(runtime, None, stalls).startswith(
+        "STALLED: source consumer: records: UnsupportedCodecError")
+
+
+async def test_readyz_says_stalled_when_the_document_has_stalls(
+        client: aiohttp.ClientSession) -> None:
+    server = HealthServer("127.0.0.1:0", lambda: (False, {"stalls": [{"kind": "fetch"}],
+                                                         "reason": "gone"}))
+    await server.start()
+    try:
+        status, _type, raw = await fetch(client, server, "/readyz")
+    finally:
+        await server.stop()
+    assert status == 503 and orjson.loads(raw)["status"] == "stalled"
