@@ -99,8 +99,9 @@ async def _deliver_all(sender: HttpSender, runtime: Runtime, events: int, warm: 
     lot = ParkingLot(Producer(), None, "cc.events.retry", 4, 1)
     await lot.ensure_tiers(tiers_of(runtime))
     if blackhole:
+        hole = sender.endpoints.get(HOLE)
         for _ in range(runtime.config.delivery.circuit_breaker.failures):
-            sender.breakers.record(HOLE, failure(ErrorKind.CONNECT, "black hole"))
+            hole.circuit.record(failure(ErrorKind.CONNECT, "black hole"), time.monotonic())
         assert sender.unavailable(HOLE) is not None
     dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR, lot)
     records = [record(i, e.key.encode(), e.encoded(sent_at=time.time()))

@@ -22,7 +22,7 @@ import orjson
 import uvloop
 
 from bench.common import start_receiver
-from hookd.http1 import Pool
+from hookd.http1 import Connections, Connector
 from hookd.wire import target_of
 
 BODY = orjson.dumps({"event": "Joined", "queue": "sales", "call_id": "c" * 20,
@@ -52,7 +52,7 @@ async def run(url: str, requests: int, concurrency: int) -> None:
     async def loopback(host: str, port: int) -> list[str]:
         return ["127.0.0.1"]
 
-    pool = Pool(loopback)
+    pool = Connections(Connector(loopback))  # one endpoint's connections, as in hookd
     target = target_of(url)  # hookd parses each URL before it reaches the pool
 
     async def hookd_send() -> None:

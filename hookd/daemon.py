@@ -106,7 +106,7 @@ class Daemon:
             self.sender, KafkaDeadLetters(self.batches, kafka.dead_letter_topic,
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
-        self.sender.limits.crowded = self._crowded
+        self.sender.endpoints.crowded = self._crowded
         stall_after = cfg.health.stall_after
         self.source = ConsumerLoop("source", self.clients["source consumer"],
                                    self.dispatcher.submit,
@@ -136,7 +136,7 @@ class Daemon:
         return self.dispatcher.pending if self.dispatcher else 0
 
     def _crowded(self) -> bool:
-        """Half the record budget in flight: EndpointLimits then turns a silent endpoint's
+        """Half the record budget in flight: an Endpoint then turns a silent endpoint's
         deep queue away early, before a black hole's queue eats the rest of the budget."""
         return 2 * self._pending() >= self._high_water()
 
@@ -147,7 +147,7 @@ class Daemon:
         queue until it is found stalled, and each holds its record; at 2x the queue
         filled the budget first and paused the healthy hooks too (black-holed neighbour
         in `make bench`: 0.56-0.64x at 2x, 0.72-0.74x at 4x; peak RSS 125 MB). Half of it
-        in flight makes EndpointLimits turn a silent endpoint's deep queue away early.
+        in flight makes an Endpoint turn a silent endpoint's deep queue away early.
         Like max_in_flight itself, it changes on restart only (hence the start-up config)."""
         return 4 * self._started_with.delivery.max_in_flight
 

@@ -1,9 +1,9 @@
-"""One HTTP attempt: limits per endpoint, circuit breakers, the SSRF guard, the pool."""
+"""Sending rendered requests: the SSRF guard, the endpoints (hookd.endpoint: circuit,
+slots, stall watch and connections each), TLS defaults; and the seam dispatching uses."""
 
 from __future__ import annotations
 
 import ssl
-import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -12,23 +12,15 @@ import orjson
 
 from hookd import USER_AGENT
 from hookd.auth import basic_authorization
-from hookd.breaker import Breakers
+from hookd.circuit import CircuitPolicy
 from hookd.config import DeliveryConfig
-from hookd.errors import BlockedDestination
-from hookd.http1 import Pool, ProtocolError
-from hookd.limits import EndpointLimits, Stalled
+from hookd.endpoints import Endpoints
+from hookd.http1 import Connector
 from hookd.render import Request
-from hookd.retries import (
-    ErrorKind,
-    Outcome,
-    Verdict,
-    classify_status,
-    failure,
-    parse_retry_after,
-)
+from hookd.retries import ErrorKind, Outcome, failure
 from hookd.signing import Signer
 from hookd.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
-from hookd.wire import Response, target_of, tls_context
+from hookd.wire import target_of, tls_context
 
 
 class Sender(Protocol):
@@ -44,52 +36,23 @@ class Sender(Protocol):
         ...
 
 
-def _circuit_open(endpoint: str, wait: float) -> Outcome:
-    return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}", wait)
-
-
-def _stalled(endpoint: str, cooldown: float) -> Outcome:
-    """All of its slots busy and no answer for `stall_after` (a black hole)."""
-    return Outcome(Verdict.PARK, ErrorKind.TIMEOUT, None, f"{endpoint} is not answering",
-                   cooldown)
-
-
-def _not_answered(exc: Exception, timeout: float) -> Outcome:
-    """What a request that got no answer ends as (nothing sent, or nothing back)."""
-    if isinstance(exc, BlockedDestination):
-        return failure(ErrorKind.BLOCKED, str(exc))
-    if isinstance(exc, TimeoutError):  # (an OSError: first)
-        return failure(ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s")
-    if isinstance(exc, (ProtocolError, OSError)):  # ssl.SSLError is an OSError
-        return failure(ErrorKind.CONNECT, f"{type(exc).__name__}: {exc}"[:300])
-    # ValueError: a header that would break the framing, or a bad URL: nothing sent
-    return failure(ErrorKind.RENDER, f"invalid request: {exc}"[:300])
-
-
-def _answered(resp: Response) -> Outcome:
-    if 200 <= resp.status < 300:
-        return classify_status(resp.status)
-    message = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
-    return classify_status(resp.status, parse_retry_after(resp.retry_after), message)
-
-
 class HttpSender:
-    """Sends rendered requests over one keep-alive pool (hookd.http1) for the whole daemon."""
+    """Sends rendered requests through their endpoints, for the whole daemon."""
 
-    def __init__(self, config: DeliveryConfig, breakers: Breakers | None = None,
-                 lookup: Lookup = system_lookup) -> None:
+    def __init__(self, config: DeliveryConfig, lookup: Lookup = system_lookup) -> None:
         self.config = config
         cb = config.circuit_breaker
-        self.breakers = breakers or Breakers(cb.failures, cb.cooldown, cb.max_cooldown)
         self.policy = AddressPolicy(config.allow_networks)
         self.resolver = GuardedResolver(self.policy, lookup)
-        self.limits = EndpointLimits(config.per_endpoint_in_flight, config.max_in_flight,
-                                     config.stall_after)
-        self._pool: Pool | None = None
+        self.endpoints = Endpoints(
+            config.per_endpoint_in_flight, config.max_in_flight, config.stall_after,
+            policy=CircuitPolicy(cb.failures, cb.cooldown, cb.max_cooldown),
+            connector=Connector(self.resolver.resolve, keepalive=30.0),
+            max_response_bytes=config.max_response_bytes)
         self._default_tls = tls_context()  # for hooks without a `tls` section
 
     async def start(self) -> None:
-        self._pool = Pool(self.resolver.resolve, keepalive=30.0)
+        """Nothing to open ahead: connections are made per endpoint when first needed."""
 
     async def reconfigure(self, config: DeliveryConfig) -> list[str]:
         """Apply a reloaded `delivery` section; returns the settings that need a restart.
@@ -98,19 +61,17 @@ class HttpSender:
         and kept-alive connections (checked under the old rules) are closed; requests in
         flight finish, and their connections are not reused."""
         old, self.config = self.config, config
-        self.limits.stall_after = config.stall_after
+        self.endpoints.stall_after = config.stall_after
+        self.endpoints.max_response_bytes = config.max_response_bytes
         if config.allow_networks != old.allow_networks:
             self.policy.update(config.allow_networks)
             self.resolver.forget()
-            if self._pool is not None:
-                self._pool.reset()
+            self.endpoints.reset()
         return [name for name in ("max_in_flight", "per_endpoint_in_flight", "circuit_breaker")
                 if getattr(config, name) != getattr(old, name)]
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self.endpoints.close()
 
     def _tls(self, scheme: str, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
         if scheme != "https":
@@ -118,64 +79,35 @@ class HttpSender:
         return tls or self._default_tls
 
     def unavailable(self, endpoint: str) -> Outcome | None:
-        wait = self.breakers.open_for(endpoint)
-        if wait is not None:
-            return _circuit_open(endpoint, wait)
-        if self.limits.stalled(endpoint):
-            return _stalled(endpoint, self.breakers.cooldown)
-        return None
+        known = self.endpoints.find(endpoint)
+        return None if known is None else known.unavailable()
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
                       tls: ssl.SSLContext | None = None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
-        """One attempt, unless the endpoint's circuit is open or it has stalled (then PARK,
-        nothing sent)."""
+        """One attempt through the request's endpoint (see Endpoint.attempt)."""
         try:
             target = target_of(request.url)
         except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
             return failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300])
-        endpoint = target.endpoint
-        closed = self.unavailable(endpoint)
-        if closed is not None:
-            return closed
-        try:
-            slot = self.limits.try_acquire(endpoint) or await self.limits.acquire(endpoint)
-        except Stalled:  # stalled while this request waited for its slot: park
-            return _stalled(endpoint, self.breakers.cooldown)
-        answered = False
-        try:
-            wait = self.breakers.blocked_for(endpoint)  # it may have opened meanwhile
-            if wait is not None:
-                return _circuit_open(endpoint, wait)
-            headers = request.signed_headers(signer, int(time.time()))
-            if extra_headers:
-                headers.update(extra_headers)
-            assert self._pool is not None, "HttpSender.start() first"
-            try:  # awaited here, not in a helper coroutine: one frame less per resume
-                resp = await self._pool.request(
-                    request.method, target, headers, request.body, timeout,
-                    self.config.max_response_bytes, self._tls(target.scheme, tls))
-            except (BlockedDestination, ProtocolError, OSError, ValueError) as exc:
-                outcome = _not_answered(exc, timeout)
-            else:
-                outcome = _answered(resp)
-            answered = outcome.status is not None
-            self.breakers.record(endpoint, outcome)
-            return outcome
-        finally:
-            self.limits.release(endpoint, slot, answered)
+        return await self.endpoints.get(target.endpoint).attempt(
+            target, request, signer, timeout, self._tls(target.scheme, tls), extra_headers)
 
     async def post_form(self, url: str, form: dict[str, str], basic: tuple[str, str],
                         timeout: float) -> tuple[int, Any]:
-        """For OAuth2 token endpoints: the same pool and SSRF guard as deliveries."""
-        assert self._pool is not None, "HttpSender.start() first"
+        """For OAuth2 token endpoints: the same connections and SSRF guard as deliveries
+        (not their slots or circuit: a token is asked for once, before a delivery)."""
         target = target_of(url)
         headers = {"Authorization": basic_authorization(*basic), "Accept": "application/json",
                    "Content-Type": "application/x-www-form-urlencoded",
                    "User-Agent": USER_AGENT}
-        resp = await self._pool.request("POST", target, headers, urlencode(form).encode(),
-                                        timeout, self.config.max_response_bytes,
-                                        self._tls(target.scheme, None))
+        endpoint = self.endpoints.get(target.endpoint)
+        try:
+            resp = await endpoint.connections.request(
+                "POST", target, headers, urlencode(form).encode(), timeout,
+                self.config.max_response_bytes, self._tls(target.scheme, None))
+        finally:
+            self.endpoints.forget(endpoint)
         try:
             return resp.status, orjson.loads(resp.body)
         except orjson.JSONDecodeError:

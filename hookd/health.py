@@ -109,10 +109,10 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
             "retrying_in_memory": c.retrying if c else 0,
             "parked_total": c.parked if c else 0,
             "dead_lettered": c.dead_lettered if c else 0,
-            "in_flight": sender.limits.in_flight if sender else 0,
+            "in_flight": sender.endpoints.in_flight if sender else 0,
             "records_pending": dispatcher.pending if dispatcher else 0,
         },
-        "open_circuits": sender.breakers.open_circuits() if sender else {},
+        "open_circuits": sender.endpoints.open_circuits() if sender else {},
         "disabled_hooks": dict(dispatcher.disabled) if dispatcher else {},
     }
     if stalls:  # the oldest first: what an operator looks at first

@@ -7,7 +7,8 @@ about 25 µs (`python -m bench.http_client`: 9,300 against 39,800 requests/s). I
 only what a webhook needs: one request at a time per connection, Content-Length request
 bodies, answers of any framing (length, chunked, until close) read up to a cap; no
 redirects, cookies, proxies or compression. Where to connect is decided by the caller's
-resolver (the SSRF guard).
+resolver (the SSRF guard). Each endpoint keeps its own idle connections (`Connections`,
+owned by its `Endpoint`); a `Connector` shared by all opens them.
 """
 
 from __future__ import annotations
@@ -178,88 +179,17 @@ class StaleConnection(ProtocolError):
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 
 
-class Pool:
-    """Idle keep-alive connections per (endpoint, TLS settings), most recent first."""
+class Connector:
+    """How connections are opened: where to (the caller's resolver: the SSRF guard) and
+    under which rules (`generation`: a connection opened under older rules is not kept)."""
 
     def __init__(self, resolve: Resolve, keepalive: float = 30.0) -> None:
         self.resolve = resolve
         self.keepalive = keepalive
         self.generation = 0
-        self._idle: dict[tuple[str, int, ssl.SSLContext | None], list[Connection]] = {}
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._loop = RunningLoop()
 
-    async def request(self, method: str, target: Target, headers: Mapping[str, str],
-                      body: bytes, timeout: float, cap: int,
-                      tls: ssl.SSLContext | None) -> Response:
-        """One request to `target` (`wire.target_of` of the URL, which the caller has
-        already) within `timeout` seconds, connecting included. Raises TimeoutError,
-        OSError (connect, TLS), ProtocolError, ValueError (headers) or whatever `resolve`
-        raises."""
-        data = encode_request(method, target, headers, body)
-        loop = self._loop()
-        deadline = loop.time() + timeout
-        key = (target.host, target.port, tls)
-        conn = self._take(key, loop.time())
-        if conn is not None:
-            try:
-                response = await conn.send(data, cap, deadline)
-            except StaleConnection:  # the peer closed it while idle: once more, fresh
-                conn = None
-            except BaseException:
-                conn.abort()
-                raise
-            else:
-                self._give_back(key, conn, loop)
-                return response
-        async with asyncio.timeout_at(deadline):
-            conn = await self._connect(target, tls, loop)
-        try:
-            response = await conn.send(data, cap, deadline)
-        except BaseException:
-            conn.abort()
-            raise
-        self._give_back(key, conn, loop)
-        return response
-
-    def _take(self, key: tuple[str, int, ssl.SSLContext | None],
-              now: float) -> Connection | None:
-        idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self.keepalive:
-                return conn
-            conn.abort()
-        return None
-
-    def _give_back(self, key: tuple[str, int, ssl.SSLContext | None], conn: Connection,
-                   loop: asyncio.AbstractEventLoop) -> None:
-        if not conn.reusable or conn.closed or conn.generation != self.generation:
-            conn.abort()
-            return
-        conn.idle_since = loop.time()
-        self._idle.setdefault(key, []).append(conn)
-        if self._sweeper is None:
-            self._sweeper = loop.call_later(self.keepalive / 2, self._sweep)
-
-    def _sweep(self) -> None:
-        """Close what has been idle for longer than the keep-alive time."""
-        loop = asyncio.get_running_loop()
-        now, self._sweeper = loop.time(), None
-        for key, idle in list(self._idle.items()):
-            keep = [c for c in idle if not c.closed and now - c.idle_since < self.keepalive]
-            for conn in idle:
-                if conn not in keep:
-                    conn.abort()
-            if keep:
-                self._idle[key] = keep
-            else:
-                del self._idle[key]
-        if self._idle:
-            self._sweeper = loop.call_later(self.keepalive / 2, self._sweep)
-
-    async def _connect(self, target: Target, tls: ssl.SSLContext | None,
-                       loop: asyncio.AbstractEventLoop) -> Connection:
+    async def connect(self, target: Target, tls: ssl.SSLContext | None,
+                      loop: asyncio.AbstractEventLoop) -> Connection:
         generation = self.generation  # the rules these addresses are checked under
         addresses = await self.resolve(target.host, target.port)
         error: OSError | None = None
@@ -273,13 +203,96 @@ class Pool:
                 error = exc
         raise error or OSError(f"no address for {target.host}")
 
-    def reset(self) -> None:
-        """New rules (a reload): kept-alive connections are closed, those in use are not
-        reused."""
-        self.generation += 1
-        self.close()
+
+class Connections:
+    """The idle keep-alive connections of one endpoint, per TLS settings, most recent
+    first; `on_empty` is told when the last one is swept away."""
+
+    def __init__(self, connector: Connector,
+                 on_empty: Callable[[], None] | None = None) -> None:
+        self.connector = connector
+        self.on_empty = on_empty
+        self._idle: dict[ssl.SSLContext | None, list[Connection]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._loop = RunningLoop()
+
+    def __bool__(self) -> bool:
+        """Whether any connection is kept."""
+        return bool(self._idle)
+
+    async def request(self, method: str, target: Target, headers: Mapping[str, str],
+                      body: bytes, timeout: float, cap: int,
+                      tls: ssl.SSLContext | None) -> Response:
+        """One request to `target` (`wire.target_of` of the URL, which the caller has
+        already) within `timeout` seconds, connecting included. Raises TimeoutError,
+        OSError (connect, TLS), ProtocolError, ValueError (headers) or whatever the
+        connector's `resolve` raises."""
+        data = encode_request(method, target, headers, body)
+        loop = self._loop()
+        deadline = loop.time() + timeout
+        conn = self._take(tls, loop.time())
+        if conn is not None:
+            try:
+                response = await conn.send(data, cap, deadline)
+            except StaleConnection:  # the peer closed it while idle: once more, fresh
+                conn = None
+            except BaseException:
+                conn.abort()
+                raise
+            else:
+                self._give_back(tls, conn, loop)
+                return response
+        async with asyncio.timeout_at(deadline):
+            conn = await self.connector.connect(target, tls, loop)
+        try:
+            response = await conn.send(data, cap, deadline)
+        except BaseException:
+            conn.abort()
+            raise
+        self._give_back(tls, conn, loop)
+        return response
+
+    def _take(self, tls: ssl.SSLContext | None, now: float) -> Connection | None:
+        idle = self._idle.get(tls)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self.connector.keepalive:
+                return conn
+            conn.abort()
+        return None
+
+    def _give_back(self, tls: ssl.SSLContext | None, conn: Connection,
+                   loop: asyncio.AbstractEventLoop) -> None:
+        if not conn.reusable or conn.closed or conn.generation != self.connector.generation:
+            conn.abort()
+            return
+        conn.idle_since = loop.time()
+        self._idle.setdefault(tls, []).append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.connector.keepalive / 2, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close what has been idle for longer than the keep-alive time."""
+        loop = self._loop()
+        now, self._sweeper = loop.time(), None
+        keepalive = self.connector.keepalive
+        for tls, idle in list(self._idle.items()):
+            keep = [c for c in idle if not c.closed and now - c.idle_since < keepalive]
+            for conn in idle:
+                if conn not in keep:
+                    conn.abort()
+            if keep:
+                self._idle[tls] = keep
+            else:
+                del self._idle[tls]
+        if self._idle:
+            self._sweeper = loop.call_later(keepalive / 2, self._sweep)
+        elif self.on_empty is not None:
+            self.on_empty()
 
     def close(self) -> None:
+        """Close every idle connection (new rules, or the end); those in use are not kept
+        once the connector's generation has moved on."""
         for idle in self._idle.values():
             for conn in idle:
                 conn.abort()

@@ -19,7 +19,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hookd import USER_AGENT
-from hookd import delivery as delivery_mod
+from hookd import endpoint as endpoint_mod
 from hookd.config import DeliveryConfig
 from hookd.delivery import HttpSender
 from hookd.errors import BlockedDestination
@@ -220,7 +220,7 @@ async def test_timeout(server: Server, sender: HttpSender) -> None:
     assert outcome.verdict is Verdict.RETRY
     assert outcome.kind is ErrorKind.TIMEOUT
     assert outcome.status is None
-    assert sender.limits.in_flight == 0
+    assert sender.endpoints.in_flight == 0
 
 
 async def test_connection_refused(sender: HttpSender) -> None:
@@ -228,7 +228,7 @@ async def test_connection_refused(sender: HttpSender) -> None:
     assert outcome.verdict is Verdict.RETRY
     assert outcome.kind is ErrorKind.CONNECT
     assert outcome.status is None
-    assert sender.limits.in_flight == 0
+    assert sender.endpoints.in_flight == 0
 
 
 @pytest.mark.parametrize("limit", [0, 1024])
@@ -249,7 +249,7 @@ async def test_response_body_over_the_limit_is_cut(
     for _ in range(2):  # the next requests are fine (the cut connection was not reused)
         again = await sender.attempt(request(server.url("/ok")), None, 3.0)
         assert again.verdict is Verdict.DELIVERED
-    assert sender.limits.in_flight == 0
+    assert sender.endpoints.in_flight == 0
 
 
 # ------------------------------------------------------------------------- headers, signing
@@ -293,7 +293,7 @@ async def test_timestamp_is_fresh_on_each_attempt(server: Server, sender: HttpSe
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     now = int(time.time())
     clock = iter([now, now + 7])
-    monkeypatch.setattr(delivery_mod, "time",
+    monkeypatch.setattr(endpoint_mod, "time",
                         types.SimpleNamespace(time=lambda: next(clock), monotonic=time.monotonic))
     signer = Signer.from_secrets([SECRET])
     req = request(server.url("/ok"))
@@ -327,7 +327,7 @@ async def test_a_header_with_cr_lf_fails_and_does_not_raise(server: Server, send
     assert outcome.verdict is Verdict.FAIL
     assert outcome.kind is ErrorKind.RENDER
     assert server.hits == []
-    assert sender.limits.in_flight == 0
+    assert sender.endpoints.in_flight == 0
 
 
 async def test_extra_headers_with_cr_lf_fail_and_do_not_raise(server: Server,
@@ -352,7 +352,7 @@ async def test_per_endpoint_cap_is_enforced(server: Server, make_sender: SenderF
     assert all(o.ok for o in outcomes)
     assert len(server.at("/pace")) == 6
     assert server.max_active == 2
-    assert sender.limits.in_flight == 0
+    assert sender.endpoints.in_flight == 0
 
 
 async def test_a_slow_endpoint_does_not_take_the_global_slots(
@@ -367,14 +367,14 @@ async def test_a_slow_endpoint_does_not_take_the_global_slots(
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
     assert slow.active == 2  # its own cap
-    assert sender.limits.in_flight == 2
+    assert sender.endpoints.in_flight == 2
     outcome = await asyncio.wait_for(sender.attempt(request(fast.url("/ok")), None, 5.0), 2.0)
     assert outcome.ok
     assert slow.active == 2 and not any(t.done() for t in stuck)
     slow.release.set()
     assert all(o.ok for o in await asyncio.gather(*stuck))
     assert slow.max_active == 2
-    assert sender.limits.in_flight == 0
+    assert sender.endpoints.in_flight == 0
 
 
 # ------------------------------------------------------------------------- SSRF, for real
@@ -388,7 +388,7 @@ async def test_loopback_blocked_without_allow_networks(
     assert outcome.kind is ErrorKind.BLOCKED
     assert "not allowed" in outcome.message
     assert server.hits == []  # nothing reached the server
-    assert sender.limits.in_flight == 0
+    assert sender.endpoints.in_flight == 0
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
@@ -549,11 +549,11 @@ async def test_a_stalled_endpoint_parks_new_requests_instead_of_queueing_them(
     hole = await asyncio.start_server(swallow, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{hole.sockets[0].getsockname()[1]}/void"
     sender = await make_sender(per_endpoint_in_flight=2)
-    sender.limits.stall_after = 0.3
+    sender.endpoints.stall_after = 0.3
     queued = [asyncio.create_task(sender.attempt(request(url), None, 30.0)) for _ in range(4)]
     try:
         await asyncio.sleep(0.1)
-        assert not sender.limits.stalled(target_of(url).endpoint)  # full, but not for long
+        assert not sender.endpoints.get(target_of(url).endpoint).stalled()  # full, not for long
         assert not any(t.done() for t in queued)
         # the two waiting behind the cap give up once the endpoint has been silent a while
         await asyncio.wait(queued, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
@@ -575,7 +575,7 @@ async def test_a_stalled_endpoint_parks_new_requests_instead_of_queueing_them(
         hole.close()
         for w in accepted:
             w.close()
-    assert sender.limits.in_flight == 0
+    assert sender.endpoints.in_flight == 0
 
 
 async def test_unavailable_reports_an_open_circuit_before_any_request(
@@ -583,8 +583,9 @@ async def test_unavailable_reports_an_open_circuit_before_any_request(
     sender = await make_sender()
     endpoint = "https://crm.example:443"
     assert sender.unavailable(endpoint) is None
-    for _ in range(sender.breakers.threshold):
-        sender.breakers.record(endpoint, failure(ErrorKind.CONNECT, "refused"))
+    crm = sender.endpoints.get(endpoint)
+    for _ in range(sender.endpoints.policy.failures):
+        crm.circuit.record(failure(ErrorKind.CONNECT, "refused"), time.monotonic())
     closed = sender.unavailable(endpoint)
     assert closed is not None and closed.verdict is Verdict.PARK
     assert closed.retry_after is not None and closed.retry_after > 0

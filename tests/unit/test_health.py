@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -183,8 +184,9 @@ def test_document_reads_every_part_and_masks_secrets(
     runtime = load_config(tree.main)
     monkeypatch.setattr(REDACTOR, "current", Redactor(runtime.secrets))
     sender = HttpSender(runtime.config.delivery)
+    crm = sender.endpoints.get("https://crm.example:443")
     for _ in range(runtime.config.delivery.circuit_breaker.failures):
-        sender.breakers.record("https://crm.example:443", failure(ErrorKind.CONNECT, "down"))
+        crm.circuit.record(failure(ErrorKind.CONNECT, "down"), time.monotonic())
     dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR)
     dispatcher.counters.delivered, dispatcher.counters.retrying = 7, 2
     dispatcher.disabled["gone"] = "410 Gone from https://old.example/?t=tok-0123456789-secret"

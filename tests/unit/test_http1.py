@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hookd.http1 import MAX_HEAD, Pool, ProtocolError
+from hookd.http1 import MAX_HEAD, Connections, Connector, ProtocolError
 from hookd.wire import target_of
 
 Answer = Callable[[bytes], bytes | None]  # request bytes -> raw answer (None: close)
@@ -87,20 +87,21 @@ async def serve() -> AsyncIterator[Callable[[Answer], Awaitable[Server]]]:
 
 
 @pytest.fixture
-async def pool() -> AsyncIterator[Pool]:
-    p = Pool(loopback, keepalive=30.0)
+async def pool() -> AsyncIterator[Connections]:
+    p = Connections(Connector(loopback, keepalive=30.0))
     yield p
     p.close()
 
 
-async def post(pool: Pool, url: str, body: bytes = b"{}", timeout: float = 2.0,
+async def post(pool: Connections, url: str, body: bytes = b"{}", timeout: float = 2.0,
                cap: int = 1024) -> tuple[int, bytes, bool, str | None]:
     r = await pool.request("POST", target_of(url), {"content-type": "application/json"}, body,
                            timeout, cap, None)
     return r.status, r.body, r.truncated, r.retry_after
 
 
-async def test_keep_alive_reuses_one_connection(pool: Pool, serve: Callable[..., Any]) -> None:
+async def test_keep_alive_reuses_one_connection(pool: Connections,
+                                                serve: Callable[..., Any]) -> None:
     server = await serve(lambda _req: ok(b"fine"))
     for i in range(5):
         assert await post(pool, server.url, b'{"n": %d}' % i) == (200, b"fine", False, None)
@@ -112,7 +113,7 @@ async def test_keep_alive_reuses_one_connection(pool: Pool, serve: Callable[...,
 
 
 async def test_a_connection_the_peer_closed_while_idle_is_replaced(
-        pool: Pool, serve: Callable[..., Any]) -> None:
+        pool: Connections, serve: Callable[..., Any]) -> None:
     server = await serve(lambda _req: ok())
     assert (await post(pool, server.url))[0] == 200
     for writer in server.writers:  # the server drops the kept-alive connection
@@ -122,7 +123,7 @@ async def test_a_connection_the_peer_closed_while_idle_is_replaced(
     assert server.connections == 2
 
 
-async def test_connection_close_is_honoured(pool: Pool, serve: Callable[..., Any]) -> None:
+async def test_connection_close_is_honoured(pool: Connections, serve: Callable[..., Any]) -> None:
     server = await serve(lambda _req: ok(b"x", b"Connection: close"))
     for _ in range(3):
         assert (await post(pool, server.url))[0] == 200
@@ -137,21 +138,21 @@ async def test_connection_close_is_honoured(pool: Pool, serve: Callable[..., Any
     (b"HTTP/1.1 204 No Content\r\n\r\n", 204, b""),
     (b"HTTP/1.0 500 Oops\r\n\r\nuntil the close", 500, b"until the close"),
 ])
-async def test_answer_framings(pool: Pool, serve: Callable[..., Any], raw: bytes, status: int,
-                               body: bytes) -> None:
+async def test_answer_framings(pool: Connections, serve: Callable[..., Any], raw: bytes,
+                               status: int, body: bytes) -> None:
     server = await serve(lambda _req: raw)
     server.close_after_answer = True
     assert (await post(pool, server.url))[:2] == (status, body)
 
 
-async def test_retry_after_is_read(pool: Pool, serve: Callable[..., Any]) -> None:
+async def test_retry_after_is_read(pool: Connections, serve: Callable[..., Any]) -> None:
     server = await serve(lambda _req: b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\n"
                                       b"Content-Length: 0\r\n\r\n")
     assert await post(pool, server.url) == (503, b"", False, "7")
 
 
 async def test_a_long_body_is_cut_at_the_cap_and_the_connection_dropped(
-        pool: Pool, serve: Callable[..., Any]) -> None:
+        pool: Connections, serve: Callable[..., Any]) -> None:
     server = await serve(lambda _req: ok(b"z" * 5000))
     for _ in range(2):
         assert await post(pool, server.url, cap=100) == (200, b"z" * 100, True, None)
@@ -165,7 +166,7 @@ async def test_a_long_body_is_cut_at_the_cap_and_the_connection_dropped(
     (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
      "switched protocols"),
 ])
-async def test_broken_answers_are_protocol_errors(pool: Pool, serve: Callable[..., Any],
+async def test_broken_answers_are_protocol_errors(pool: Connections, serve: Callable[..., Any],
                                                   raw: bytes, match: str) -> None:
     server = await serve(lambda _req: raw)
     server.close_after_answer = True
@@ -174,7 +175,7 @@ async def test_broken_answers_are_protocol_errors(pool: Pool, serve: Callable[..
 
 
 async def test_no_answer_in_time_is_a_timeout_and_the_connection_is_dropped(
-        pool: Pool, serve: Callable[..., Any]) -> None:
+        pool: Connections, serve: Callable[..., Any]) -> None:
     answers = iter([None, ok()])
     hold = asyncio.Event()
 
@@ -199,7 +200,7 @@ async def test_no_answer_in_time_is_a_timeout_and_the_connection_is_dropped(
         server.close()
 
 
-async def test_connection_refused_is_an_os_error(pool: Pool) -> None:
+async def test_connection_refused_is_an_os_error(pool: Connections) -> None:
     probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = probe.sockets[0].getsockname()[1]
     probe.close()
@@ -209,21 +210,24 @@ async def test_connection_refused_is_an_os_error(pool: Pool) -> None:
 
 
 async def test_reset_closes_idle_connections_and_retires_busy_ones(
-        pool: Pool, serve: Callable[..., Any]) -> None:
+        pool: Connections, serve: Callable[..., Any]) -> None:
     server = await serve(lambda _req: ok())
     await post(pool, server.url)
-    pool.reset()  # e.g. allow_networks changed: nothing checked under old rules is reused
+    pool.connector.generation += 1  # e.g. allow_networks changed: nothing checked under
+    pool.close()                    # the old rules is reused
     await post(pool, server.url)
     assert server.connections == 2
 
 
 async def test_idle_connections_expire(serve: Callable[..., Any]) -> None:
-    pool = Pool(loopback, keepalive=0.2)
+    emptied: list[bool] = []
+    pool = Connections(Connector(loopback, keepalive=0.2), on_empty=lambda: emptied.append(True))
     server = await serve(lambda _req: ok())
     try:
         await post(pool, server.url)
+        assert pool
         await asyncio.sleep(0.35)  # the sweep (every keepalive / 2) closed it
-        assert not any(pool._idle.values())
+        assert not pool and emptied == [True]
         await post(pool, server.url)
         assert server.connections == 2
     finally:
@@ -238,7 +242,7 @@ async def test_the_resolver_decides_where_to_connect(serve: Callable[..., Any]) 
         asked.append((host, port))
         raise PermissionError("refused by the guard")
 
-    pool = Pool(resolve)
+    pool = Connections(Connector(resolve))
     with pytest.raises(PermissionError):
         await post(pool, f"http://localhost:{server.port}/x")
     assert asked == [("localhost", server.port)]

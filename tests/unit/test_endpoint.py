@@ -1,12 +1,55 @@
-"""hookd.limits: the slots' order, cancellation, and the stall watch (no network)."""
+"""hookd.slots and hookd.endpoint: the slots' order, cancellation, an endpoint's in-flight
+caps and its stall watch (no network)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from hookd.limits import EndpointLimits, Slots, Stalled
+from hookd.endpoint import Endpoint
+from hookd.endpoints import Endpoints
+from hookd.slots import Slots, Stalled
+
+
+class EndpointLimits:
+    """The endpoints seen by name, as a caller holding only names uses them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.endpoints = Endpoints(**kwargs)
+
+    @property
+    def in_flight(self) -> int:
+        return self.endpoints.in_flight
+
+    @property
+    def _endpoints(self) -> dict[str, Endpoint]:
+        return self.endpoints._all
+
+    @property
+    def crowded(self) -> Any:
+        return self.endpoints.crowded
+
+    @crowded.setter
+    def crowded(self, value: Any) -> None:
+        self.endpoints.crowded = value
+
+    def try_acquire(self, name: str) -> Endpoint | None:
+        endpoint = self.endpoints.get(name)
+        return endpoint if endpoint.try_acquire() else None
+
+    async def acquire(self, name: str) -> Endpoint:
+        endpoint = self.endpoints.get(name)
+        await endpoint.acquire()
+        return endpoint
+
+    def release(self, _name: str, endpoint: Endpoint, answered: bool = True) -> None:
+        endpoint.release(answered)
+
+    def stalled(self, name: str) -> bool:
+        endpoint = self.endpoints.find(name)
+        return endpoint is not None and endpoint.stalled()
 
 
 async def test_slots_are_first_come_first_served() -> None:

@@ -1,0 +1,207 @@
+"""One endpoint (`scheme://host:port`): its circuit, its in-flight slots and stall watch,
+its idle connections, and one attempt through it, read in one place: acquire a slot →
+check the circuit → sign → send → record the outcome → release.
+
+Per-endpoint slots are taken before the global one, so a slow endpoint queues behind its
+own cap and never holds the slots the healthy ones need. An endpoint with every slot
+taken that has not answered for `stall_after` seconds is *stalled*: requests waiting for
+it, and new ones, are parked instead of queued.
+
+While the daemon is `crowded` (half its record budget in flight), a deep queue
+(`deep_queue` requests waiting, by default 4 x per_endpoint) is turned away sooner: once
+the endpoint has been silent, while other endpoints answered, for a tenth of
+`stall_after` or ten of its usual gaps between answers, whichever is longer. Each queued
+request holds its source record: a black hole fed by a busy topic would otherwise fill
+the record budget (backpressure: 4 x max_in_flight) within the second and pause the
+healthy hooks with it. Silence is counted against the others' answers, not the clock,
+so a pause of hookd's own (its event loop busy, the process descheduled) counts against
+no endpoint; a slow endpoint is judged by its own pace; and a hiccup of a busy endpoint
+parks nothing while the budget is not at risk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from hookd.circuit import Circuit
+from hookd.errors import BlockedDestination
+from hookd.http1 import Connections, ProtocolError
+from hookd.outcomes import answered, circuit_open, not_answered, stalled
+from hookd.render import Request
+from hookd.retries import Outcome
+from hookd.signing import Signer
+from hookd.slots import Slots, Stalled
+from hookd.wire import Target
+
+if TYPE_CHECKING:
+    from hookd.endpoints import Endpoints
+
+
+class Endpoint:
+    __slots__ = ("circuit", "connections", "gap", "name", "progress", "shared", "silent",
+                 "slots", "users", "watch")
+
+    def __init__(self, name: str, shared: Endpoints) -> None:
+        self.name, self.shared = name, shared
+        self.circuit = Circuit(shared.policy)
+        self.slots = Slots(shared.per_endpoint, shared.loop)
+        self.connections = Connections(shared.connector, on_empty=self._idle)
+        self.users = 0  # waiting or in flight
+        self.progress = time.monotonic()  # last answer (or the start of this busy spell)
+        self.gap: float | None = None  # usual time between answers (moving average)
+        self.silent = False  # found stalled, and not answered since
+        self.watch: asyncio.TimerHandle | None = None
+
+    # -- one attempt ----------------------------------------------------------------------
+    def unavailable(self) -> Outcome | None:
+        """PARK when the circuit is open or the endpoint has stalled: checked before a
+        request is even rendered (hooks with a fixed URL); None otherwise."""
+        wait = self.circuit.open_for(time.monotonic())
+        if wait is not None:
+            return circuit_open(self.name, wait)
+        if self.stalled():
+            return stalled(self.name, self.shared.policy.cooldown)
+        return None
+
+    async def attempt(self, target: Target, request: Request, signer: Signer | None,
+                      timeout: float, tls: ssl.SSLContext | None,
+                      extra_headers: Mapping[str, str] | None = None) -> Outcome:
+        """One attempt, unless the circuit is open or the endpoint has stalled (then PARK,
+        nothing sent)."""
+        closed = self.unavailable()
+        if closed is not None:
+            return closed
+        if not self.try_acquire():
+            try:
+                await self.acquire()
+            except Stalled:  # stalled while this request waited for its slot: park
+                return stalled(self.name, self.shared.policy.cooldown)
+        got_answer = False
+        try:
+            wait = self.circuit.blocked_for(time.monotonic())  # it may have opened meanwhile
+            if wait is not None:
+                return circuit_open(self.name, wait)
+            headers = request.signed_headers(signer, int(time.time()))  # fresh after a wait
+            if extra_headers:
+                headers.update(extra_headers)
+            try:  # awaited here, not in a helper coroutine: one frame less per resume
+                resp = await self.connections.request(
+                    request.method, target, headers, request.body, timeout,
+                    self.shared.max_response_bytes, tls)
+            except (BlockedDestination, ProtocolError, OSError, ValueError) as exc:
+                outcome = not_answered(exc, timeout)
+            else:
+                outcome = answered(resp)
+            got_answer = outcome.status is not None
+            self.circuit.record(outcome, time.monotonic())
+            return outcome
+        finally:
+            self.release(got_answer)
+
+    # -- slots and the stall watch ------------------------------------------------------------
+    def stalled(self) -> bool:
+        """Whether the endpoint has stalled; if so, the requests waiting for it are turned
+        away (they raise Stalled) as new ones will be."""
+        shared = self.shared
+        if self.users < shared.per_endpoint:
+            return False
+        if self.silent or time.monotonic() - self.progress > shared.stall_after or (
+                self.users - shared.per_endpoint >= shared.deep_queue
+                and shared.progress - self.progress > self._patience()
+                and shared.crowded()):
+            self.silent = True  # until it answers: its queue does not build up again
+            if self.slots.waiters:
+                self.slots.fail_waiters(Stalled(self.name))
+            return True
+        return False
+
+    def _patience(self) -> float:
+        """How long a deep queue waits for this endpoint's next answer."""
+        short = self.shared.stall_after / 10
+        return short if self.gap is None else max(short, 10 * self.gap)
+
+    def _enter(self) -> None:
+        if self.users == 0:  # a new busy spell: judged afresh
+            self.progress, self.gap, self.silent = time.monotonic(), None, False
+        self.users += 1
+
+    def try_acquire(self) -> bool:
+        """Both slots (this endpoint's, then a global one) if free right now; else False."""
+        if self.slots.try_take():
+            if self.shared.total.try_take():
+                self._enter()
+                self.shared.in_flight += 1
+                return True
+            self.slots.give()
+        if self.users == 0:
+            self.shared.forget(self)
+        return False
+
+    async def acquire(self) -> None:
+        """Take this endpoint's slot, then a global one; give both back with release().
+        Raises Stalled when the endpoint has stalled, or stalls while this one waits."""
+        if self.stalled():
+            raise Stalled(self.name)
+        self._enter()
+        try:
+            if not self.slots.try_take():
+                self._watch()
+                await self.slots.take()
+            if not self.shared.total.try_take():
+                try:
+                    await self.shared.total.take()
+                except BaseException:
+                    self.slots.give()
+                    raise
+        except BaseException:
+            self._leave()
+            raise
+        self.shared.in_flight += 1
+
+    def _watch(self) -> None:
+        """One timer per endpoint with a queue, ticking every tenth of `stall_after`: turns
+        the queue away once it stalls (records that wait for it may be all there is in
+        flight, with the consumer paused: no new delivery would come and ask)."""
+        if self.watch is None:
+            self.watch = self.shared.loop().call_later(self.shared.stall_after / 10,
+                                                       self._check)
+
+    def _check(self) -> None:
+        self.watch = None
+        if self.slots.waiting() and not self.stalled():  # stalled: turned away
+            self._watch()
+
+    def release(self, got_answer: bool = True) -> None:
+        shared = self.shared
+        shared.in_flight -= 1
+        shared.total.give()
+        self.slots.give()
+        if got_answer:
+            now = time.monotonic()
+            gap = now - self.progress
+            self.gap = gap if self.gap is None else 0.8 * self.gap + 0.2 * gap
+            self.progress = shared.progress = now
+            self.silent = False
+        self._leave()
+
+    def _leave(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            if self.watch is not None:
+                self.watch.cancel()
+                self.watch = None
+            self.shared.forget(self)
+
+    def _idle(self) -> None:
+        """The last idle connection was swept away."""
+        if self.users == 0:
+            self.shared.forget(self)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to keep: no request, no open or failing circuit, no connection."""
+        return self.users == 0 and self.circuit.closed and not self.connections

@@ -1,0 +1,71 @@
+"""Every endpoint in use, and what they share: the global in-flight cap, the connector
+(SSRF-guarded resolver, keep-alive time, rules generation), the circuit policy and the
+stall settings. An endpoint with nothing to keep (no request, a closed circuit, no idle
+connection) is dropped: idle endpoints cost nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from hookd.circuit import CircuitPolicy
+from hookd.endpoint import Endpoint
+from hookd.http1 import Connector
+from hookd.loops import RunningLoop
+from hookd.slots import Slots
+
+
+async def _no_resolver(host: str, port: int) -> list[str]:
+    raise OSError(f"no resolver to look {host} up with")
+
+
+class Endpoints:
+    def __init__(self, per_endpoint: int, total: int, stall_after: float = 1.0,
+                 deep_queue: int | None = None, policy: CircuitPolicy | None = None,
+                 connector: Connector | None = None, max_response_bytes: int = 65536) -> None:
+        self.per_endpoint = per_endpoint
+        self.loop = RunningLoop()
+        self.total = Slots(total, self.loop)
+        self.stall_after = stall_after
+        self.deep_queue = 4 * per_endpoint if deep_queue is None else deep_queue
+        self.policy = policy or CircuitPolicy()
+        self.connector = connector or Connector(_no_resolver)
+        self.max_response_bytes = max_response_bytes
+        self.progress = time.monotonic()  # the last answer from any endpoint
+        self.crowded: Callable[[], bool] = lambda: True  # the daemon sets its own
+        self.in_flight = 0
+        self._all: dict[str, Endpoint] = {}
+
+    def get(self, name: str) -> Endpoint:
+        """The endpoint `scheme://host:port`, made if it is new."""
+        endpoint = self._all.get(name)
+        if endpoint is None:
+            endpoint = self._all[name] = Endpoint(name, self)
+        return endpoint
+
+    def find(self, name: str) -> Endpoint | None:
+        return self._all.get(name)
+
+    def forget(self, endpoint: Endpoint) -> None:
+        if endpoint.idle and self._all.get(endpoint.name) is endpoint:
+            del self._all[endpoint.name]
+
+    def __iter__(self) -> Iterator[Endpoint]:
+        return iter(list(self._all.values()))
+
+    def open_circuits(self) -> dict[str, float]:
+        """Endpoint → seconds until the next probe (0: half-open now)."""
+        now = time.monotonic()
+        return {e.name: round(max(0.0, e.circuit.open_until - now), 1)
+                for e in self._all.values() if e.circuit.open_until}
+
+    def reset(self) -> None:
+        """New rules (a reload changed the SSRF guard): kept-alive connections are closed,
+        those in use are not reused."""
+        self.connector.generation += 1
+        self.close()
+
+    def close(self) -> None:
+        for endpoint in self:
+            endpoint.connections.close()
+            self.forget(endpoint)
