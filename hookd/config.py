@@ -103,7 +103,8 @@ class KafkaConfig(Model):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     security: SecurityConfig = SecurityConfig()
     retry_topic_prefix: NonEmptyStr = "hookd.retry"
-    retry_partitions: int = Field(default=4, ge=1)  # of each retry topic created by hookd
+    # of each topic hookd creates at start (retry tiers, and the dead-letter topic)
+    retry_partitions: int = Field(default=4, ge=1)
     retry_replication: int = Field(default=3, ge=1)  # 1 for a single-broker test cluster
     max_request_size: int = Field(default=1 << 20, ge=65536)  # bytes, the producer's limit
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
