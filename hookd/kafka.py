@@ -83,5 +83,8 @@ def compression_type(cfg: KafkaConfig) -> str | None:
     return None if cfg.compression == "none" else cfg.compression
 
 
-def make_admin(cfg: KafkaConfig) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(**_common(cfg))
+def make_admin(cfg: KafkaConfig, request_timeout: float | None = None) -> AIOKafkaAdminClient:
+    """`request_timeout`: seconds, instead of aiokafka's 40 (`hookd check --connect`)."""
+    extra = {} if request_timeout is None else {
+        "request_timeout_ms": max(1, int(request_timeout * 1000))}
+    return AIOKafkaAdminClient(**extra, **_common(cfg))
