@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
+from aiokafka.errors import KafkaConnectionError, for_code
+
 from hookd.errors import BlockedDestination
 from hookd.kafka import make_admin
 from hookd.loader import Runtime
@@ -107,7 +109,9 @@ class Doctor:
             cluster = await _bounded(self.admin.describe_cluster(), self.timeout)
             described = await _bounded(self.admin.describe_topics(), self.timeout)
         except Exception as exc:
-            why = "no answer" if isinstance(exc, TimeoutError) else _why(exc)
+            why = ("no answer" if isinstance(exc, TimeoutError) else
+                   "no connection (refused, or closed by the other end: check the addresses "
+                   "and kafka.security)" if type(exc) is KafkaConnectionError else _why(exc))
             raise Unreachable(f"kafka {brokers}: not reachable ({kafka.security.protocol}, "
                               f"timeout {self.timeout:g}s): {why}") from None
         nodes = len(cluster.get("brokers") or [])
@@ -138,8 +142,6 @@ class Doctor:
                            f"{kafka.retry_replication})")
 
     async def _group(self, group: str) -> tuple[bool, str]:
-        from aiokafka.errors import for_code
-
         try:
             answers = await _bounded(self.admin.describe_consumer_groups([group]), self.timeout)
             found = [g for a in answers for g in a.to_object()["groups"] if g["group"] == group]
