@@ -15,7 +15,8 @@ import orjson
 from hookd import __version__
 from hookd.catalogue import events_schema
 from hookd.config import Config, host_port
-from hookd.errors import ConfigError, DecodeError, RenderError
+from hookd.durations import parse_duration
+from hookd.errors import ConfigError, DecodeError, RenderError, SpecError
 from hookd.events import decode_event, make_meta
 from hookd.loader import Runtime, default_config_path, load_config
 from hookd.redact import Redactor
@@ -26,6 +27,19 @@ def _listen(value: str) -> str:
         return host_port(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parse_duration(value)
+        except SpecError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than zero, got {value!r}")
+    return seconds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the configuration and list its hooks")
     check.add_argument("-c", "--config", help=cfg_help)
+    check.add_argument("--connect", action="store_true",
+                       help="also connect: brokers, topics, consumer groups, and whether each "
+                            "hook endpoint resolves to an allowed address")
+    check.add_argument("--timeout", type=_seconds, default=5.0, metavar="DURATION",
+                       help="with --connect: longest wait for each answer (default 5s)")
 
     render = sub.add_parser("render", help="print the request(s) an event would cause")
     render.add_argument("-c", "--config", help=cfg_help)
@@ -71,7 +90,8 @@ def _load(path: str | None, err: TextIO) -> Runtime | None:
         return None
 
 
-def cmd_check(path: str | None, out: TextIO, err: TextIO) -> int:
+def cmd_check(path: str | None, out: TextIO, err: TextIO, connect: bool = False,
+              timeout: float = 5.0) -> int:
     runtime = _load(path, err)
     if runtime is None:
         return 1
@@ -85,6 +105,10 @@ def cmd_check(path: str | None, out: TextIO, err: TextIO) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1],
               file=out)
     print(f"ok: {len(runtime.hooks)} hook(s) from {len(runtime.files)} file(s)", file=out)
+    if connect:
+        from hookd.doctor import check_connect
+
+        return check_connect(runtime, timeout, out)
     return 0
 
 
@@ -162,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out, err = sys.stdout, sys.stderr
     if args.command == "check":
-        return cmd_check(args.config, out, err)
+        return cmd_check(args.config, out, err, args.connect, args.timeout)
     if args.command == "render":
         return cmd_render(args.config, args.event, args.hook, args.json, out, err)
     if args.command == "schema":

@@ -70,6 +70,12 @@ class SecurityConfig(Model):
             self.username and self.password
         ):
             raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs username and password")
+        files = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k)]
+        if files and self.protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(f"{files[0]} is for TLS: it needs protocol SSL or SASL_SSL, "
+                             f"not {self.protocol}")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
         return self
 
 
@@ -97,7 +103,8 @@ class KafkaConfig(Model):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     security: SecurityConfig = SecurityConfig()
     retry_topic_prefix: NonEmptyStr = "hookd.retry"
-    retry_partitions: int = Field(default=4, ge=1)  # of each retry topic created by hookd
+    # of each topic hookd creates at start (retry tiers, and the dead-letter topic)
+    retry_partitions: int = Field(default=4, ge=1)
     retry_replication: int = Field(default=3, ge=1)  # 1 for a single-broker test cluster
     max_request_size: int = Field(default=1 << 20, ge=65536)  # bytes, the producer's limit
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
@@ -106,6 +113,9 @@ class KafkaConfig(Model):
     # lost ack is not stored twice (a parked duplicate is a duplicate delivery). Kafka
     # 0.11+ (with ACLs: IDEMPOTENT_WRITE); off by default, as brokers such as tansu lack it
     idempotence: bool = False
+    # the codec of that producer's batches (aiokafka's compression_type); lz4 and zstd
+    # cost little CPU for a good ratio on JSON. Consumers read every codec whatever this says
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     consumer: ConsumerTuning = ConsumerTuning()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from hookd import topics
 from hookd.batching import BatchedProducer
 from hookd.consumer import ConsumerLoop, RecordAges
 from hookd.deadletter import KafkaDeadLetters
@@ -97,6 +98,7 @@ class Daemon:
         if not await self._connect_kafka():
             return
         kafka = cfg.kafka
+        await topics.prepare(self.clients["admin"], kafka)  # before anything subscribes
         self.batches = BatchedProducer(self.clients["producer"])
         self.parking = ParkingLot(self.batches, self.clients["admin"], kafka.retry_topic_prefix,
                                   kafka.retry_partitions, kafka.retry_replication,

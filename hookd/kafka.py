@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -26,6 +27,19 @@ def _common(cfg: KafkaConfig) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = sec.username
         kwargs["sasl_plain_password"] = sec.password
     return kwargs
+
+
+def tls_problem(cfg: KafkaConfig) -> str | None:
+    """Why the security section's TLS files cannot make a context (unreadable, not PEM,
+    key and certificate not a pair), or None: checked when the config is loaded, not
+    left to the first connection."""
+    if cfg.security.protocol not in ("SSL", "SASL_SSL"):
+        return None
+    try:
+        _common(cfg)
+    except (OSError, ssl.SSLError) as exc:
+        return f"cannot load the TLS files: {exc}"
+    return None
 
 
 def make_consumer(cfg: KafkaConfig, group_id: str | None = None,
@@ -60,8 +74,17 @@ def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:
     """acks=all: a parked delivery or a dead letter is on every in-sync replica before its
     source offset may move."""
     return AIOKafkaProducer(acks="all", linger_ms=2, max_request_size=cfg.max_request_size,
-                            enable_idempotence=cfg.idempotence, **_common(cfg))
+                            enable_idempotence=cfg.idempotence,
+                            compression_type=compression_type(cfg), **_common(cfg))
 
 
-def make_admin(cfg: KafkaConfig) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(**_common(cfg))
+def compression_type(cfg: KafkaConfig) -> str | None:
+    """aiokafka's name for the configured codec (None: uncompressed)."""
+    return None if cfg.compression == "none" else cfg.compression
+
+
+def make_admin(cfg: KafkaConfig, request_timeout: float | None = None) -> AIOKafkaAdminClient:
+    """`request_timeout`: seconds, instead of aiokafka's 40 (`hookd check --connect`)."""
+    extra = {} if request_timeout is None else {
+        "request_timeout_ms": max(1, int(request_timeout * 1000))}
+    return AIOKafkaAdminClient(**extra, **_common(cfg))

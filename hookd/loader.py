@@ -16,6 +16,7 @@ from hookd.auth import auth_secrets
 from hookd.config import Config, HookConfig, HooksFile
 from hookd.credentials import SecretResolver
 from hookd.errors import ConfigError, ConfigIssue
+from hookd.kafka import tls_problem
 from hookd.matching import HookIndex
 from hookd.redact import Redactor
 from hookd.render import CompiledHook, compile_hook, lint_raw_hook
@@ -157,6 +158,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None,
         issues += [src.issue((*loc, *e.path), e.message) for e in errors]
     if config is not None and config.kafka.security.password:
         secrets.add(config.kafka.security.password)
+    if config is not None and (problem := tls_problem(config.kafka)) is not None:
+        issues.append(main_src.issue(("kafka", "security"), problem))
 
     if issues or config is None:
         # a message may quote a value that came from a secret (not an unresolved reference)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
+from hookd import topics
 from hookd.durations import format_duration
 from hookd.errors import HookdError
 from hookd.events import Event, Meta
@@ -202,20 +203,13 @@ class ParkingLot:
                                      if pattern.match(t))
             except Exception as exc:  # listing is a convenience; creation below matters
                 log.warning("could not list topics", error=str(exc))
-        from aiokafka.admin import NewTopic
-        from aiokafka.errors import TopicAlreadyExistsError
-
         wanted = sorted(set(tiers))
         names = [tier_topic(self.prefix, t) for t in wanted]
         missing = [n for n in names if n not in self._created]
-        if missing and self.admin is not None:
-            try:
-                await self.admin.create_topics(
-                    [NewTopic(n, self.partitions, self.replication) for n in missing])
-            except TopicAlreadyExistsError:
-                pass
-            except Exception as exc:  # a broker that auto-creates topics still works
-                log.warning("could not create retry topics", topics=missing, error=str(exc))
+        if missing and self.admin is not None:  # one that exists already is fine
+            topics.report(await topics.create_topics(self.admin, missing, self.partitions,
+                                                     self.replication),
+                          "retry", self.partitions, self.replication)
         self._created.update(names)
         self.tiers, self._names = wanted, names
         return self._created != before

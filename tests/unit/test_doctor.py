@@ -1,0 +1,154 @@
+"""`hookd check --connect` without a broker: endpoints as written, groups and topics as a
+cluster may answer, the time bound (on tansu: tests/integration/test_real_cluster.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from hookd.cli import main
+from hookd.doctor import Doctor, Finding, endpoint_of
+from hookd.loader import load_config
+
+from .conftest import WriteConfig
+
+
+@pytest.mark.parametrize("url, endpoint", [
+    ("https://api.example.com/v1/{{ payload.id }}", "https://api.example.com:443"),
+    ("http://10.0.0.1:8080?x={{ event }}", "http://10.0.0.1:8080"),
+    ("  https://[2001:db8::1]/", "https://2001:db8::1:443"),
+    ("https://{{ payload.tenant }}.example.com/", None),
+    ("{{ payload.callback }}", None),
+    ("{{ scheme }}://a.example/", None),
+    ("ftp://a.example/", None),
+])
+def test_the_endpoint_is_read_from_the_url_as_written(url: str, endpoint: str | None) -> None:
+    target = endpoint_of(url)
+    assert (target.endpoint if target else None) == endpoint
+
+
+@dataclass
+class Group:
+    error_code: int = 0
+    state: str = "Stable"
+    members: list[Any] = field(default_factory=lambda: [object(), object()])
+
+    def as_answer(self, name: str) -> Any:
+        doc = {"groups": [{"error_code": self.error_code, "group": name, "state": self.state,
+                           "members": self.members}]}
+        return type("Answer", (), {"to_object": lambda _self: doc})()
+
+
+@dataclass
+class Admin:
+    topics: dict[str, int]
+    groups: dict[str, Group] = field(default_factory=dict)
+    brokers: int = 3
+    hang: bool = False
+    closed: bool = False
+
+    async def start(self) -> None:
+        if self.hang:
+            await asyncio.sleep(3600)
+
+    async def describe_cluster(self) -> dict[str, Any]:
+        return {"brokers": [{"node_id": n} for n in range(self.brokers)]}
+
+    async def describe_topics(self) -> list[dict[str, Any]]:
+        return [{"topic": t, "error_code": 0, "partitions": [{}] * n}
+                for t, n in self.topics.items()]
+
+    async def describe_consumer_groups(self, ids: list[str]) -> list[Any]:
+        return [self.groups.get(i, Group(state="Empty", members=[])).as_answer(i) for i in ids]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def _lookup(host: str, port: int) -> list[str]:
+    return {"crm.example": ["93.184.216.34"], "intranet.example": ["10.1.2.3"]}[host]
+
+
+def _runtime(write_config: WriteConfig) -> Any:
+    tree = write_config("""
+        kafka: {topics: [calls], group_id: hookd, dead_letter_topic: dlq}
+        delivery: {retry: {schedule: [5s, 5m]}, circuit_breaker: {cooldown: 5m}}
+        hooks_dir: null
+        hooks:
+          - {id: a, event: X, request: {url: "https://crm.example/{{ payload.id }}"}}
+          - {id: b, event: X, request: {url: "https://intranet.example:8443/"}}
+          - {id: c, event: X, request: {url: "{{ payload.url }}"}}
+        """)
+    return load_config(tree.main, environ={})
+
+
+async def _run(runtime: Any, admin: Admin, timeout: float = 5.0) -> tuple[bool, list[str]]:
+    seen: list[Finding] = []
+    ok = await Doctor(runtime, timeout, admin=admin, lookup=_lookup).run(seen.append)
+    return ok, [str(f) for f in seen]
+
+
+async def test_every_fact_is_one_line(write_config: WriteConfig) -> None:
+    admin = Admin({"calls": 6, "dlq": 4}, {"hookd": Group(), "hookd.retry": Group(
+        error_code=30)})
+    ok, lines = await _run(_runtime(write_config), admin)
+    assert not ok and admin.closed
+    assert lines == [
+        "ok    kafka localhost:9092: connected (PLAINTEXT, client_id hookd), 3 broker(s), "
+        "2 topic(s)",
+        "ok    source topic calls: 6 partition(s)",
+        "ok    consumer group hookd: Stable, 2 member(s)",
+        "FAIL  consumer group hookd.retry: GroupAuthorizationFailedError",
+        "ok    dead-letter topic dlq: 4 partition(s)",
+        "ok    retry topic hookd.retry.5m: does not exist, hookd creates it at start "
+        "(4 partition(s), replication 3)",
+        "ok    endpoint https://crm.example:443 (hook(s) a): resolves to 93.184.216.34, allowed",
+        "FAIL  endpoint https://intranet.example:8443 (hook(s) b): destination "
+        "intranet.example resolves to 10.1.2.3, which is not allowed (delivery.allow_networks)",
+        "ok    endpoint of hook(s) c: host decided per delivery (templated URL)",
+    ]
+
+
+async def test_a_broker_that_does_not_answer_is_one_line_within_the_timeout(
+        write_config: WriteConfig) -> None:
+    started = time.monotonic()
+    ok, lines = await _run(_runtime(write_config), Admin({}, hang=True), timeout=0.2)
+    assert time.monotonic() - started < 1.0
+    assert (ok, lines) == (False, [
+        "FAIL  kafka localhost:9092: not reachable (PLAINTEXT, timeout 0.2s): no answer"])
+
+
+async def test_everything_there_is_a_pass(write_config: WriteConfig) -> None:
+    runtime = _runtime(write_config)
+    runtime = type(runtime)(runtime.config, tuple(h for h in runtime.hooks if h.id != "b"),
+                            runtime.index, runtime.secrets, runtime.files)
+    ok, lines = await _run(runtime, Admin({"calls": 1}, brokers=1))
+    assert ok is False  # replication 3 on one broker: the topics could not be created
+    assert next(line for line in lines if line.startswith("FAIL")) == (
+        "FAIL  dead-letter topic dlq: does not exist, and cannot be created with replication "
+        "3 on 1 broker(s) (kafka.retry_replication)")
+    ok, lines = await _run(runtime, Admin({"calls": 1, "dlq": 1, "hookd.retry.5m": 1}))
+    assert ok, lines
+
+
+def test_check_without_connect_does_not_connect(write_config: WriteConfig,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    tree = write_config("""
+        kafka: {bootstrap_servers: ["127.0.0.1:9"]}
+        hooks_dir: null
+        """)
+    assert main(["check", "-c", str(tree.main)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "ok: 0 hook(s) from 1 file(s)"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "0s"])
+def test_a_bad_timeout_is_a_usage_error(write_config: WriteConfig, value: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["check", "--connect", "--timeout", value])
+    assert stopped.value.code == 2
+    assert "--timeout" in capsys.readouterr().err
