@@ -18,6 +18,10 @@ from typing import Any
 
 import orjson
 import pytest
+from cloudevents.core.bindings.kafka import to_binary_event, to_structured_event
+from cloudevents.core.v1.event import CloudEvent as CoreCloudEvent
+from cloudevents.v1.http import CloudEvent as V1CloudEvent
+from cloudevents.v1.kafka import to_binary, to_structured
 
 from hookd.daemon import Daemon
 from hookd.signing import webhook_id
@@ -220,3 +224,83 @@ async def test_bad_records_in_a_librdkafka_batch_are_dead_lettered_and_the_rest_
     # they shared one compressed librdkafka batch
     batches = await rdkafka.wire_batches(broker.bootstrap, topic, len(rows))
     assert [(b.codec, b.records) for b in batches] == [("zstd", len(rows))]
+
+
+# ---------------------------------------------------------------------- CloudEvents
+
+CE_BODY = ('{"event": {{ event|tojson }}, "payload": {{ payload|tojson }},'
+           ' "key": {{ meta.key|tojson }}}')
+
+
+def _sdk_message(api: str, mode: str, attributes: dict[str, Any], data: Any) -> RdRecord:
+    """A record as the official SDK's Kafka binding makes it: its older API
+    (cloudevents.v1, the `cloudevents.kafka` of SDK 1.x) or the newer one (cloudevents.core)."""
+    msg: Any
+    if api == "v1":  # (v1's to_binary needs datacontenttype: it reads event["..."])
+        event = V1CloudEvent({"datacontenttype": "application/json", **attributes}, data)
+        msg = to_binary(event) if mode == "binary" else to_structured(event)
+    else:
+        core = CoreCloudEvent(attributes=dict(attributes), data=data)
+        msg = to_binary_event(core) if mode == "binary" else to_structured_event(core)
+    key = msg.key.encode() if isinstance(msg.key, str) else msg.key
+    return RdRecord(bytes(msg.value), key, tuple(msg.headers.items()))
+
+
+CE_CASES = [(api, mode) for api in ("v1", "core") for mode in ("binary", "structured")]
+
+
+async def test_cloudevents_of_the_sdk_in_both_bindings(
+        broker: Any, topic: str, receiver: Receiver, tmp_path: Path) -> None:
+    made: list[tuple[str, dict[str, Any], RdRecord]] = []  # (hook, expected, record)
+    for n, (api, mode) in enumerate(CE_CASES):
+        ce_id, data = f"ce-{api}-{mode}", {"uuid": f"c-{n}", "duration": 185 + n,
+                                           "nested": {"mode": mode}}
+        rec = _sdk_message(api, mode, {"type": f"Call:Hangup.{api}.{mode}", "source": "/pbx",
+                                       "id": ce_id, "partitionkey": f"call-{n}"}, data)
+        made.append((ce_id, {"event": f"Call:Hangup.{api}.{mode}", "payload": data,
+                             "key": f"call-{n}"}, rec))
+    # a plain event that happens to carry ce_type/ce_id headers (no ce_specversion)
+    plain = RdRecord(orjson.dumps({"event": "Joined", "id": "plain-1", "queue_id": 7}),
+                     b"q-1", (("ce_type", b"Call:Hangup.stray"), ("ce_id", b"stray-id")))
+    # binary mode whose data is text: a decode error, dead-lettered
+    text = _sdk_message("core", "binary", {"type": "Call:Hangup.text", "source": "/pbx",
+                                           "id": "ce-text", "datacontenttype": "text/plain"},
+                        "hello")
+    # each CloudEvent twice (a producer's retry): one webhook-id, from the CloudEvent id
+    records = [rec for _, _, rec in made] * 2 + [plain, text]
+    dlq = unique("dlq")
+    cfg = write_config(tmp_path, broker.bootstrap, topic, [
+        hook("calls", "call:hangup.*", receiver.url("/calls"), request={"body": CE_BODY}),
+        hook("joined", "Joined", receiver.url("/joined"), request={"body": CE_BODY}),
+    ], dlq=dlq)
+    placed = await rdkafka.produce(broker.bootstrap, topic, records)
+    async with running(cfg) as daemon:
+        await receiver.wait_for(2 * len(made), "/calls", timeout=20)
+        await receiver.wait_for(1, "/joined", timeout=5)
+        [letter] = await read_topic(broker.bootstrap, dlq, 1, settle=1.0)
+        await until(lambda: _settled(daemon), 10)
+
+    # name from type, payload = data, key from partitionkey, webhook-id from the id (stable)
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for req in receiver.at("/calls"):
+        by_id.setdefault(req.headers["webhook-id"], []).append(orjson.loads(req.body))
+    assert len(receiver.at("/calls")) == 2 * len(made)
+    assert by_id == {webhook_id(ce_id, "calls"): [expected, expected]
+                     for ce_id, expected, _ in made}
+    offset_ids = {webhook_id(f"{topic}-{p}-{o}", "calls") for p, o in placed}
+    assert not offset_ids & set(by_id)  # (the fallback id would differ per copy)
+
+    # ce_type without ce_specversion: a plain event, named and identified by its payload
+    [joined] = receiver.at("/joined")
+    assert orjson.loads(joined.body) == {
+        "event": "Joined", "payload": {"event": "Joined", "id": "plain-1", "queue_id": 7},
+        "key": "q-1"}
+    assert joined.headers["webhook-id"] == webhook_id("plain-1", "joined")
+
+    rec = orjson.loads(letter.value)
+    assert rec["error"]["kind"] == "decode"
+    assert rec["error"]["message"] == ("CloudEvent data is 'text/plain', not JSON: only JSON "
+                                       "object data can be a payload")
+    assert base64.b64decode(rec["raw"]) == b"hello"
+    assert rec["source"] == {"topic": topic, "partition": placed[-1][0],
+                             "offset": placed[-1][1]}
