@@ -66,9 +66,9 @@ def produce_sync(bootstrap: str, topic: str, records: Sequence[RdRecord], *,
         return on_delivery
 
     for i, rec in enumerate(records):
-        more = {} if rec.partition is None else {"partition": rec.partition}
         producer.produce(topic, value=rec.value, key=rec.key,
-                         headers=list(rec.headers) or None, on_delivery=report(i), **more)
+                         headers=list(rec.headers) or None, on_delivery=report(i),
+                         partition=-1 if rec.partition is None else rec.partition)  # -1: any
     left = producer.flush(timeout)
     assert left == 0 and not errors, f"{left} records not delivered; {errors}"
     assert all(p is not None for p in placed)
@@ -114,11 +114,11 @@ def _watching_batches() -> Iterator[_Seen]:
                     batch.last_offset_delta + 1)
             return batch
 
-    fetcher.MemoryRecords = Watched  # type: ignore[misc,assignment]
+    fetcher.MemoryRecords = Watched
     try:
         yield seen
     finally:
-        fetcher.MemoryRecords = real  # type: ignore[misc]
+        fetcher.MemoryRecords = real
 
 
 async def wire_batches(bootstrap: str, topic: str, count: int) -> list[Batch]:

@@ -71,6 +71,7 @@ def codec_table() -> Iterator[None]:
 
 
 def _settled(daemon: Daemon) -> bool:
+    assert daemon.source is not None
     tracker = daemon.source.tracker
     return tracker.committable() == {} and tracker.in_flight() == 0
 
