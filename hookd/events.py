@@ -107,6 +107,9 @@ def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> 
         raw_id = meta.headers.get("ce_id") or doc.get("id")
     elif "specversion" in doc:  # CloudEvents structured mode
         name, raw_id = doc.get("type"), doc.get("id")
+        if "data_base64" in doc and "data" not in doc:
+            raise DecodeError("CloudEvent data is binary (data_base64), not JSON: only JSON "
+                              "object data can be a payload")
         payload = doc.get("data", {})
         if not isinstance(payload, dict):
             raise DecodeError("CloudEvents data is not a JSON object")

@@ -169,6 +169,8 @@ def test_event_id(doc: dict[str, object], event_id: str) -> None:
                  "CloudEvents data is not a JSON object", id="structured-data-array"),
     pytest.param(b'{"specversion": "1.0", "type": "T", "data": "text"}', None,
                  "CloudEvents data is not a JSON object", id="structured-data-string"),
+    pytest.param(b'{"specversion": "1.0", "type": "T", "data_base64": "AAE="}', None,
+                 "CloudEvent data is binary (data_base64), not JSON", id="structured-base64"),
     pytest.param(b'{"a": 1}', [SPEC, ("ce_type", b"")], "CloudEvent has no type",
                  id="binary-empty-type"),
     pytest.param(b'{"a": 1}', [SPEC], "CloudEvent has no type", id="binary-without-type"),
