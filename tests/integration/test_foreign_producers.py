@@ -267,8 +267,12 @@ async def test_cloudevents_of_the_sdk_in_both_bindings(
     text = _sdk_message("core", "binary", {"type": "Call:Hangup.text", "source": "/pbx",
                                            "id": "ce-text", "datacontenttype": "text/plain"},
                         "hello")
+    # structured mode with bytes data (the SDK writes data_base64): a decode error too
+    octets = _sdk_message("core", "structured", {"type": "Call:Hangup.octets",
+                                                 "source": "/pbx", "id": "ce-octets"},
+                          b"\x00\x01")
     # each CloudEvent twice (a producer's retry): one webhook-id, from the CloudEvent id
-    records = [rec for _, _, rec in made] * 2 + [plain, text]
+    records = [rec for _, _, rec in made] * 2 + [plain, text, octets]
     dlq = unique("dlq")
     cfg = write_config(tmp_path, broker.bootstrap, topic, [
         hook("calls", "call:hangup.*", receiver.url("/calls"), request={"body": CE_BODY}),
@@ -278,7 +282,7 @@ async def test_cloudevents_of_the_sdk_in_both_bindings(
     async with running(cfg) as daemon:
         await receiver.wait_for(2 * len(made), "/calls", timeout=20)
         await receiver.wait_for(1, "/joined", timeout=5)
-        [letter] = await read_topic(broker.bootstrap, dlq, 1, settle=1.0)
+        letters = await read_topic(broker.bootstrap, dlq, 2, settle=1.0)
         await until(lambda: _settled(daemon), 10)
 
     # name from type, payload = data, key from partitionkey, webhook-id from the id (stable)
@@ -298,10 +302,16 @@ async def test_cloudevents_of_the_sdk_in_both_bindings(
         "key": "q-1"}
     assert joined.headers["webhook-id"] == webhook_id("plain-1", "joined")
 
-    rec = orjson.loads(letter.value)
-    assert rec["error"]["kind"] == "decode"
-    assert rec["error"]["message"] == ("CloudEvent data is 'text/plain', not JSON: only JSON "
-                                       "object data can be a payload")
-    assert base64.b64decode(rec["raw"]) == b"hello"
-    assert rec["source"] == {"topic": topic, "partition": placed[-1][0],
-                             "offset": placed[-1][1]}
+    # the two CloudEvents whose data is not JSON, dead-lettered as decode, saying why
+    dead = {(r["source"]["partition"], r["source"]["offset"]): r
+            for r in (orjson.loads(letter.value) for letter in letters)}
+    assert len(letters) == len(dead) == 2
+    for (partition, offset), raw, reason in [
+            (placed[-2], text.value, "'text/plain'"),
+            (placed[-1], octets.value, "binary (data_base64)")]:
+        rec = dead[(partition, offset)]
+        assert rec["source"]["topic"] == topic
+        assert rec["error"]["kind"] == "decode"
+        assert rec["error"]["message"] == (f"CloudEvent data is {reason}, not JSON: only JSON "
+                                           "object data can be a payload")
+        assert base64.b64decode(rec["raw"]) == raw
