@@ -56,10 +56,43 @@ def _id(value: object, meta: Meta) -> str:
     return f"{meta.topic}-{meta.partition}-{meta.offset}"
 
 
+_JSON_TYPES = ("application/json", "text/json")
+
+
+def _is_json(content_type: str) -> bool:
+    """A media type whose data is JSON: application/json, text/json or any `+json` suffix
+    (CloudEvents' JSON event format), parameters such as `; charset=utf-8` ignored."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or media.endswith("+json")
+
+
+def _content_type(headers: Mapping[str, str]) -> str | None:
+    """The binding's `content-type` header (the event's datacontenttype), any case."""
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            return value
+    return None
+
+
+def _check_binary_data(meta: Meta) -> None:
+    """A binary-mode CloudEvent's data must be JSON (an absent datacontenttype means JSON):
+    hookd's payload is a JSON object, so other data is a bad input, said as such."""
+    content_type = _content_type(meta.headers)
+    if content_type is not None and not _is_json(content_type):
+        raise DecodeError(f"CloudEvent data is {content_type!r}, not JSON: only JSON "
+                          "object data can be a payload")
+
+
 def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> Event:
-    """Turn a record value into an Event, or raise DecodeError saying why not."""
+    """Turn a record value into an Event, or raise DecodeError saying why not.
+
+    A record is a binary-mode CloudEvent only when it has the `ce_specversion` header (the
+    Kafka binding's marker); other `ce_*` headers alone leave it a plain event."""
     if value is None:
         raise DecodeError("record has no value (tombstone)")
+    binary = "ce_specversion" in meta.headers
+    if binary:
+        _check_binary_data(meta)
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -67,13 +100,16 @@ def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> 
     if not isinstance(doc, dict):
         raise DecodeError(f"value is JSON {type(doc).__name__}, not an object")
 
-    ce_type = meta.headers.get("ce_type")
     name: Any
     raw_id: Any
-    if ce_type is not None:  # CloudEvents binary mode: attributes in headers
-        name, payload, raw_id = ce_type, doc, meta.headers.get("ce_id") or doc.get("id")
+    if binary:  # CloudEvents binary mode: attributes in headers
+        name, payload = meta.headers.get("ce_type"), doc
+        raw_id = meta.headers.get("ce_id") or doc.get("id")
     elif "specversion" in doc:  # CloudEvents structured mode
         name, raw_id = doc.get("type"), doc.get("id")
+        if "data_base64" in doc and "data" not in doc:
+            raise DecodeError("CloudEvent data is binary (data_base64), not JSON: only JSON "
+                              "object data can be a payload")
         payload = doc.get("data", {})
         if not isinstance(payload, dict):
             raise DecodeError("CloudEvents data is not a JSON object")
@@ -82,6 +118,6 @@ def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> 
         raw_id = doc.get("id")
     if name is MISSING or not isinstance(name, str) or not name.strip():
         raise DecodeError(f"no event name (expected a non-empty string at {name_field!r})"
-                          if ce_type is None and "specversion" not in doc
+                          if not binary and "specversion" not in doc
                           else "CloudEvent has no type")
     return Event(name, _id(raw_id, meta), payload, meta)

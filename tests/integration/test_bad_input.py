@@ -117,7 +117,7 @@ async def test_bad_records_are_dead_lettered_and_consumption_goes_on(
         ("generated: nested 5,000 levels", DEEP_5000, None),
         ("generated: tombstone", None, None),
         ("generated: binary CloudEvent, value an array", b'[{"queue_id": 7}]',
-         [("ce_type", b"Joined"), ("ce_id", b"ce-bin-array")]),
+         [("ce_specversion", b"1.0"), ("ce_type", b"Joined"), ("ce_id", b"ce-bin-array")]),
     ]
     skipped = _corpus("skip-")
     corpus = undecodable + [(name, value, None) for name, value in skipped]

@@ -10,6 +10,8 @@ import pytest
 from hookd.errors import DecodeError
 from hookd.events import Event, Meta, decode_event, make_meta
 
+SPEC = ("ce_specversion", b"1.0")  # the header that makes a record a binary-mode CloudEvent
+
 
 def meta(headers: Sequence[tuple[str, bytes]] | None = None) -> Meta:
     return make_meta("cc.events", 2, 1234, b"call-1", 1_700_000_000_000, headers)
@@ -67,8 +69,64 @@ def test_cloudevents_binary() -> None:
 
 
 def test_cloudevents_binary_id_falls_back() -> None:
-    assert decode({"id": "payload-id"}, [("ce_type", b"T")]).id == "payload-id"
-    assert decode({"x": 1}, [("ce_type", b"T")]).id == "cc.events-2-1234"
+    assert decode({"id": "payload-id"}, [SPEC, ("ce_type", b"T")]).id == "payload-id"
+    assert decode({"x": 1}, [SPEC, ("ce_type", b"T")]).id == "cc.events-2-1234"
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param([("ce_type", b"Call:Hangup"), ("ce_id", b"ce-9")], id="ce_type-and-ce_id"),
+    pytest.param([("ce_type", b"Call:Hangup")], id="ce_type"),
+    pytest.param([("ce_source", b"/pbx"), ("ce_id", b"ce-9")], id="other-ce-headers"),
+    pytest.param([("ce_specversion_x", b"1.0"), ("ce_type", b"Call:Hangup")],
+                 id="lookalike-header"),
+])
+def test_ce_headers_without_specversion_leave_a_plain_event(
+        headers: Sequence[tuple[str, bytes]]) -> None:
+    ev = decode({"event": "Answered", "id": "evt-1", "queue_id": 7}, headers)
+    assert (ev.name, ev.id) == ("Answered", "evt-1")  # not ce_type, not ce_id
+    assert ev.payload == {"event": "Answered", "id": "evt-1", "queue_id": 7}
+    assert ev.meta.headers == {k: v.decode() for k, v in headers}  # still seen by templates
+
+
+def test_ce_type_without_specversion_and_no_name_is_a_plain_bad_record() -> None:
+    with pytest.raises(DecodeError, match="no event name"):
+        decode({"queue_id": 7}, [("ce_type", b"Joined")])
+
+
+def test_cloudevents_binary_name_is_ce_type_whatever_the_name_field() -> None:
+    ev = decode({"kind": "Plain"}, [SPEC, ("ce_type", b"Call:Answer")], name_field="kind")
+    assert ev.name == "Call:Answer"
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-8", "Application/JSON",
+    "text/json", "application/vnd.pbx.call+json",
+])
+def test_cloudevents_binary_json_content_types(content_type: str) -> None:
+    ev = decode({"uuid": "c-1"}, [SPEC, ("ce_type", b"T"), ("ce_id", b"i"),
+                                  ("content-type", content_type.encode())])
+    assert (ev.name, ev.id, ev.payload) == ("T", "i", {"uuid": "c-1"})
+
+
+@pytest.mark.parametrize(("header", "content_type", "value"), [
+    pytest.param("content-type", "text/plain", b"hello", id="text"),
+    pytest.param("content-type", "text/plain", b'{"uuid": "c-1"}', id="text-that-parses"),
+    pytest.param("content-type", "application/xml", b"<call/>", id="xml"),
+    pytest.param("Content-Type", "application/octet-stream", b"\x00\x01", id="binary-any-case"),
+    pytest.param("content-type", "application/jsonx", b"{}", id="json-lookalike"),
+])
+def test_cloudevents_binary_non_json_data_is_a_decode_error(
+        header: str, content_type: str, value: bytes) -> None:
+    headers = [SPEC, ("ce_type", b"T"), (header, content_type.encode())]
+    with pytest.raises(DecodeError) as caught:
+        decode_event(value, meta(headers))
+    assert str(caught.value) == (f"CloudEvent data is {content_type!r}, not JSON: only JSON "
+                                 "object data can be a payload")
+
+
+def test_content_type_of_a_plain_event_is_not_looked_at() -> None:
+    ev = decode({"event": "Answered"}, [("content-type", b"text/plain")])
+    assert ev.name == "Answered"
 
 
 @pytest.mark.parametrize(("doc", "event_id"), [
@@ -111,10 +169,15 @@ def test_event_id(doc: dict[str, object], event_id: str) -> None:
                  "CloudEvents data is not a JSON object", id="structured-data-array"),
     pytest.param(b'{"specversion": "1.0", "type": "T", "data": "text"}', None,
                  "CloudEvents data is not a JSON object", id="structured-data-string"),
-    pytest.param(b'{"a": 1}', [("ce_type", b"")], "CloudEvent has no type",
+    pytest.param(b'{"specversion": "1.0", "type": "T", "data_base64": "AAE="}', None,
+                 "CloudEvent data is binary (data_base64), not JSON", id="structured-base64"),
+    pytest.param(b'{"a": 1}', [SPEC, ("ce_type", b"")], "CloudEvent has no type",
                  id="binary-empty-type"),
-    pytest.param(b"[1]", [("ce_type", b"T")], "value is JSON list, not an object",
+    pytest.param(b'{"a": 1}', [SPEC], "CloudEvent has no type", id="binary-without-type"),
+    pytest.param(b"[1]", [SPEC, ("ce_type", b"T")], "value is JSON list, not an object",
                  id="binary-array"),
+    pytest.param(b"not json", [SPEC, ("ce_type", b"T")], "value is not UTF-8 JSON: ",
+                 id="binary-not-json"),
 ])
 def test_decode_errors(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None,
                        message: str) -> None:
