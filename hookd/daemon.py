@@ -165,14 +165,16 @@ class Daemon:
             try:
                 for name, client in named.items():  # noqa: B007 - `name` says which failed
                     await client.start()
-            except KafkaError as exc:
-                if name == "producer" and kafka.idempotence and not isinstance(
-                        exc, KafkaConnectionError):  # it answered, and said no
+            except Exception as exc:  # KafkaError; also what a client raises by mistake
+                # (aiokafka's SCRAM exchange raised KeyError on a refused login): retry
+                refused = isinstance(exc, KafkaError) and not isinstance(
+                    exc, KafkaConnectionError)  # it answered, and said no
+                if name == "producer" and kafka.idempotence and refused:
                     log.error("the broker refused an idempotent producer, retrying",
                               client=name, error=str(exc), retry_in=delay, hint=_NO_IDEMPOTENCE)
                 else:
-                    log.warning("kafka not reachable, retrying", client=name, error=str(exc),
-                                retry_in=delay)
+                    log.warning("kafka not reachable, retrying", client=name,
+                                error=f"{type(exc).__name__}: {exc}", retry_in=delay)
                 for client in named.values():
                     with contextlib.suppress(Exception):
                         await _stop_client(client)

@@ -83,7 +83,7 @@ class Dispatcher:
             self.counters.decode_errors += 1
             log.warning("bad record", topic=meta.topic, partition=meta.partition,
                         offset=meta.offset, error=str(exc))
-            letter = DeadLetter(None, None, None, None, record.value or b"", ErrorKind.DECODE,
+            letter = DeadLetter(None, None, None, None, record.value, ErrorKind.DECODE,
                                 None, str(exc), 0, None, None,
                                 Source(meta.topic, meta.partition, meta.offset), record.key)
             return self._run(done, [self._dead_letter(letter)])
@@ -102,7 +102,7 @@ class Dispatcher:
             log.error("unreadable record in a retry topic, dead-lettered", topic=record.topic,
                       offset=record.offset, error=str(exc))
             return self._run(done, [self._dead_letter(DeadLetter(
-                None, None, None, None, record.value or b"", ErrorKind.DECODE, None,
+                None, None, None, None, record.value, ErrorKind.DECODE, None,
                 f"retry record: {exc}", 0, None, None,
                 Source(record.topic, record.partition, record.offset), record.key))])
         runtime, work = self.runtime(), []

@@ -152,7 +152,8 @@ async def test_bad_records_are_dead_lettered_and_consumption_goes_on(
         assert rec["error"]["kind"] == "decode", name
         assert rec["error"]["message"], name
         assert rec["hook"] is None and rec["payload"] is None, name
-        assert base64.b64decode(rec["raw"], validate=True) == (value or b""), name
+        assert (None if rec["raw"] is None else base64.b64decode(rec["raw"], validate=True)
+                ) == value, name  # a tombstone: raw null
         assert rec["attempts"] == 0, name
         assert letter.key == f"bad-{i}".encode(), name
         assert dict(letter.headers)["hookd-error-kind"] == b"decode", name
