@@ -33,8 +33,9 @@ def records_key(tp: TopicPartition) -> str:
 
 
 def reason_of(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """`Name: message` (aiokafka's errors already start their text with their name)."""
+    name, text = type(exc).__name__, str(exc)
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
 @dataclass(slots=True)

@@ -33,7 +33,7 @@ class Problem:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"consumer": self.consumer, "kind": self.kind,
                                "reason": self.reason,
-                               "since": datetime.fromtimestamp(self.since, UTC).isoformat()}
+                               "since": datetime.fromtimestamp(round(self.since), UTC).isoformat()}
         if self.partition is not None:
             out["partition"] = self.partition
         if self.offset is not None:

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import UnsupportedCodecError
 
-from hookd.fetching import PartitionReader
+from hookd.fetching import PartitionReader, reason_of
 from hookd.stalls import StallWatch
 
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -128,3 +128,10 @@ async def test_the_plain_path_reads_every_partition_in_turn() -> None:
     assert sum(map(len, first.values())) == sum(map(len, second.values())) == 500
     assert set(first) | set(second) == {P0, P1}  # neither starves
     assert not watch._open
+
+
+def test_a_reason_names_the_error_once() -> None:
+    assert reason_of(UnsupportedCodecError("no lz4")) == (  # its text starts with its name
+        "UnsupportedCodecError: no lz4")
+    assert reason_of(ValueError("bad")) == "ValueError: bad"
+    assert reason_of(TimeoutError()) == "TimeoutError"
