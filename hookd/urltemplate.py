@@ -17,6 +17,7 @@ nor remove dot segments (yarl's default parse does both).
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,8 @@ _HOST = re.compile(r"[A-Za-z0-9._-]*")  # after IDNA; an IPv6 literal is checked
 _FIXED_ORIGIN = re.compile(rf"({_SCHEME}//[^/?#]*)[/?#]")
 _OUT = re.compile("\x00([0-9]+)\x01")  # where the n-th `{{ }}` output stands, while rendering
 _JINJA_SYNTAX = re.compile(r"\{\{|\{%|\{#|\r")
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # never encoded: the common value is returned
+_URL_CHARS = re.compile(r"[A-Za-z0-9_.~!#$%&'()*+,/:;=?@\[\]-]*")  # needs no requoting
 # `${field}` is raw_body's substitution; in a URL it would go out as text
 _LEGACY = re.compile(r"\$\{(?!(?:env|file|cred):)\s*([^}]*?)\s*\}")
 
@@ -62,9 +65,11 @@ def part_at(prefix: str) -> Part:
 
 def encode_value(text: str, part: Part) -> str:
     """`text` percent-encoded (UTF-8) so that it is data, not syntax, in `part`."""
+    if part is Part.PATH and text and not text.strip("."):
+        return "%2E" * len(text)
+    if _UNRESERVED.fullmatch(text):
+        return text
     if part is Part.PATH:
-        if text and not text.strip("."):
-            return "%2E" * len(text)
         return quote(text, safe="")
     return quote(text, safe=_AUTHORITY_SAFE if part is Part.AUTHORITY else QUERY_SAFE)
 
@@ -106,24 +111,38 @@ def _output(index: int, outputs: Sequence[tuple[str, bool]]) -> tuple[str, bool]
     """The n-th output; outputs captured in it (`{% set %}` blocks, macros) put back raw,
     to be encoded once, with it."""
     text, trusted = outputs[index]
-    if "\x00" in text:
+    if "\x00" in text:  # rare: checked before the regex runs
         text = _OUT.sub(lambda m: _output(int(m.group(1)), outputs)[0]
                         if int(m.group(1)) < index else "", text)
     return text, trusted
 
 
+@functools.lru_cache(maxsize=4096)
+def _parts(literals: tuple[str, ...]) -> tuple[Part, ...]:
+    """The part each output lands in when only literal text stands before it: the same
+    for every render of a template without `{% if %}` (so it is remembered)."""
+    parts, text = [], ""
+    for literal in literals[:-1]:
+        text += literal
+        parts.append(part_at(text))
+    return tuple(parts)
+
+
 def fill(rendered: str, outputs: Sequence[tuple[str, bool]]) -> str:
     """The rendered text with each output encoded for the part of the URL it stands in."""
     pieces = _OUT.split(rendered)  # literal, index, literal, index, ..., literal
-    built = [pieces[0]]
-    part = part_at(pieces[0])
-    for index, literal in zip(pieces[1::2], pieces[2::2], strict=True):
-        text, trusted = _output(int(index), outputs)
-        built.append(text if trusted else encode_value(text, part))
-        built.append(literal)
-        if part is not Part.FRAGMENT and (trusted or literal):
-            part = part_at("".join(built))
-    return "".join(built)
+    if not any(trusted for _, trusted in outputs):  # the parts follow from the literals
+        parts = _parts(tuple(pieces[0::2]))
+        for k in range(1, len(pieces), 2):
+            pieces[k] = encode_value(_output(int(pieces[k]), outputs)[0], parts[k >> 1])
+        return "".join(pieces)
+    part = part_at(pieces[0])  # a trusted value may hold `/`, `?`, `#`: look at the text
+    for k in range(1, len(pieces), 2):
+        text, trusted = _output(int(pieces[k]), outputs)
+        pieces[k] = text if trusted else encode_value(text, part)
+        if part is not Part.FRAGMENT and (trusted or pieces[k + 1]):
+            part = part_at("".join(pieces[:k + 2]))
+    return "".join(pieces)
 
 
 def parse_url(text: str) -> URL:
@@ -132,12 +151,21 @@ def parse_url(text: str) -> URL:
     in a URL (spaces, non-ASCII) percent-encoded. ValueError if it does not parse."""
     m = _ORIGIN.fullmatch(text)
     if m is None:  # not absolute: hookd.wire.target_of says so
-        return URL(quote(text, safe=_LITERAL_SAFE), encoded=True)
-    origin = URL(m.group(1))
+        return URL(_requote(text), encoded=True)
+    return URL(_origin(m.group(1)) + _requote(m.group(2)), encoded=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _origin(text: str) -> str:
+    origin = URL(text)
     host = origin.raw_host or ""
     if ":" not in host and not _HOST.fullmatch(host):  # e.g. `%2F` from an encoded value
         raise ValueError(f"host {host[:100]!r} is not a host name")
-    return URL(str(origin) + quote(m.group(2), safe=_LITERAL_SAFE), encoded=True)
+    return str(origin)
+
+
+def _requote(text: str) -> str:
+    return text if _URL_CHARS.fullmatch(text) else quote(text, safe=_LITERAL_SAFE)
 
 
 Origin = tuple[str, str, int | None]
