@@ -119,11 +119,13 @@ class CompiledHook:
         ctx = self.variables(event) if self.templated else _NO_CONTEXT
         query = [(k, t.render(ctx, f"query {k} template")) for k, t in self.query]
         headers = [(k, t.render(ctx, f"header {k} template")) for k, t in self.headers]
-        url, url_str = self.fixed_url or _checked_url(
-            self.url.render(ctx, "url template").strip())
-        if self.url.origin is not None and origin_of(url) != self.url.origin:
-            raise RenderError(f"url {url_str[:200]!r}: its scheme or host is not the one "
-                              "the template writes")  # cannot happen: a last check
+        if self.fixed_url is not None:
+            url, url_str = self.fixed_url
+        else:
+            url, url_str = _checked_url(self.url.render(ctx, "url template").strip())
+            if self.url.origin is not None and origin_of(url) != self.url.origin:
+                raise RenderError(f"url {url_str[:200]!r}: its scheme or host is not the "
+                                  "one the template writes")  # a last check, after encoding
         if self.field_query:
             query += [(k, _query_value(v)) for k, v in _select(self.config, event.payload)]
         if query:

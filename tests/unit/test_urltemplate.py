@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hookd.errors import SpecError
+from hookd.errors import RenderError, SpecError
 from hookd.render import compile_hook
 from hookd.urltemplate import Part, compile_url, encode_value, fixed_origin, parse_url, part_at
 from tests.unit.test_render import compile_one, event, hook_config, render_error
@@ -191,3 +191,14 @@ def test_get_map_renames_into_encoded_keys() -> None:
     hook = compile_one({"method": "GET", "fields": ["name"], "map": {"name": "n&admin=1"}})
     url = hook.render(event({"event": "Answered", "name": "x&y=z#f"})).url
     assert url == BASE + "/calls?n%26admin%3D1=x%26y%3Dz%23f"
+
+
+def test_a_rendered_url_must_keep_the_scheme_and_host_written() -> None:
+    """The last check after rendering (encoding already keeps them: forced here)."""
+    hook = compile_one({"url": BASE + "/x/{{ id }}"})
+    assert hook.url.origin == ("https", "crm.example.com", 443)
+    hook.url.origin = ("https", "other.example", 443)
+    with pytest.raises(RenderError) as caught:
+        hook.render(event())
+    assert str(caught.value) == (f"url '{BASE}/x/evt-1': its scheme or host is not the one "
+                                 "the template writes")
