@@ -49,7 +49,7 @@ class Receiver:
 
     async def start(self) -> Receiver:
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)  # CR, LF too (encoded)
         self._runner, self.port = await serve(app)
         self._arrived = asyncio.Condition()
         return self

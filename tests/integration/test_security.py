@@ -230,7 +230,7 @@ async def test_template_escapes_and_header_injection_are_render_errors_nothing_s
              request={"headers": {"X-Agent": "{{ agent_name }}"}}),
         hook("crlf-kafka-header", "CrlfMeta", receiver.url("/crlf-meta"),
              request={"headers": {"X-Trace": "{{ meta.headers.traceparent }}"}}),
-        # URL and query from event data: CR/LF end up as data (stripped or percent-encoded)
+        # URL and query from event data: CR/LF end up as data (percent-encoded)
         hook("crlf-url", "Crlf", receiver.url("/crlf-url/{{ agent_name }}"),
              request={"query": {"agent": "{{ agent_name }}"}}),
     ]
@@ -259,8 +259,9 @@ async def test_template_escapes_and_header_injection_are_render_errors_nothing_s
     for req in receiver.requests:
         assert req.path.startswith("/crlf-url/")
         assert "x-injected" not in req.headers
-        assert "\r" not in req.path and "\n" not in req.path
-        assert req.query["agent"] in injections  # percent-encoded on the wire: still data
+        assert "\r" not in req.raw_path and "\n" not in req.raw_path
+        assert req.path.removeprefix("/crlf-url/") in injections  # encoded: still data
+        assert req.query["agent"] in injections
 
 
 # ------------------------------------------------------------------------------ secrets
