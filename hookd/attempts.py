@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -14,6 +14,7 @@ from hookd.errors import BlockedDestination
 from hookd.events import Event
 from hookd.logs import Lines
 from hookd.oauth import TokenCache
+from hookd.redact import MASK
 from hookd.render import CompiledHook, Request
 from hookd.retries import ErrorKind, Outcome, Verdict, failure
 
@@ -95,6 +96,9 @@ class Attempts:
             outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
                                                 hook.tls,
                                                 {"authorization": f"Bearer {token}"})
+            if token and token in outcome.message:  # an error page echoing what it was sent:
+                # the log and the dead letter only know the configured secrets, not this
+                outcome = replace(outcome, message=outcome.message.replace(token, MASK))
             if outcome.status != 401:
                 break
         return outcome

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--event", required=True, help="file holding one event (JSON object)")
     render.add_argument("--hook", help="only this hook")
     render.add_argument("--json", action="store_true", help="one JSON object per request")
+    render.add_argument("--show-secrets", action="store_true",
+                        help="print credentials in full (by default each shows its first "
+                             "4 characters and …(redacted))")
 
     replay = sub.add_parser("replay", help="move dead letters back for delivery")
     replay.add_argument("-c", "--config", help=cfg_help)
@@ -104,6 +107,10 @@ def cmd_check(path: str | None, out: TextIO, err: TextIO, connect: bool = False,
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1],
               file=out)
+    raw = [h.id for h in runtime.hooks if h.url.raw]
+    if raw:
+        print("not encoded: the url of " + ", ".join(raw) + " uses |url_raw (that value must "
+              "come from trusted config, never from events)", file=out)
     print(f"ok: {len(runtime.hooks)} hook(s) from {len(runtime.files)} file(s)", file=out)
     if connect:
         from hookd.doctor import check_connect
@@ -113,7 +120,7 @@ def cmd_check(path: str | None, out: TextIO, err: TextIO, connect: bool = False,
 
 
 def cmd_render(path: str | None, event_file: str, hook_id: str | None, as_json: bool,
-               out: TextIO, err: TextIO) -> int:
+               out: TextIO, err: TextIO, show_secrets: bool = False) -> int:
     runtime = _load(path, err)
     if runtime is None:
         return 1
@@ -135,23 +142,27 @@ def cmd_render(path: str | None, event_file: str, hook_id: str | None, as_json: 
         return 1
     status = 0
     now = int(time.time())
+    redactor = Redactor(runtime.secrets, keep=4)
+    mask: Callable[[str], str] = (lambda text: text) if show_secrets else redactor
     for hook in hooks:
         try:
             req = hook.render(event)
         except RenderError as exc:
-            print(f"{hook.id}: render error: {exc}", file=err)
+            print(f"{hook.id}: render error: {mask(str(exc))}", file=err)
             status = 1
             continue
         headers = req.signed_headers(hook.signer, now)
         if hook.config.auth is not None and hook.config.auth.type == "oauth2":
             headers["authorization"] = "Bearer <token from oauth2 token_url at send time>"
-        body = req.body.decode("utf-8", errors="replace")
+        url = mask(req.url)
+        headers = {name: mask(value) for name, value in headers.items()}
+        body = mask(req.body.decode("utf-8", errors="replace"))
         if as_json:
-            print(json.dumps({"hook": hook.id, "method": req.method, "url": req.url,
+            print(json.dumps({"hook": hook.id, "method": req.method, "url": url,
                               "headers": headers, "body": body}, ensure_ascii=False), file=out)
         else:
             print(f"# hook {hook.id}", file=out)
-            print(f"{req.method} {req.url}", file=out)
+            print(f"{req.method} {url}", file=out)
             for name, value in headers.items():
                 print(f"{name}: {value}", file=out)
             print(f"\n{body}\n" if body else "", file=out)
@@ -188,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return cmd_check(args.config, out, err, args.connect, args.timeout)
     if args.command == "render":
-        return cmd_render(args.config, args.event, args.hook, args.json, out, err)
+        return cmd_render(args.config, args.event, args.hook, args.json, out, err,
+                          args.show_secrets)
     if args.command == "schema":
         return cmd_schema(args.what, out)
     if args.command == "replay":

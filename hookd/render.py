@@ -20,6 +20,7 @@ from hookd.events import Event
 from hookd.filters import MISSING, Predicate, compile_filter, get_path
 from hookd.signing import Signer, webhook_id
 from hookd.templates import GLOBALS, Text, compile_template, tojson
+from hookd.urltemplate import UrlText, compile_url, origin_of, parse_url
 from hookd.wire import InvalidTarget, breaks_framing, target_of, tls_context
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
@@ -31,9 +32,10 @@ _NO_CONTEXT: dict[str, Any] = {}  # given to fixed texts, which never read it
 @functools.lru_cache(maxsize=4096)
 def _checked_url(text: str) -> tuple[URL, str]:
     """The URL a template rendered, parsed and checked: what the HTTP client can send to
-    (hookd.wire.target_of decides; its answers are cached, most URLs repeat)."""
+    (hookd.wire.target_of decides; its answers are cached, most URLs repeat). Parsed as
+    encoded: the template encoded the event's values (hookd.urltemplate)."""
     try:
-        url = URL(text)
+        url = parse_url(text)
     except ValueError as exc:
         raise RenderError(f"url {text[:200]!r}: {exc}") from None
     url_str = str(url)
@@ -85,7 +87,7 @@ class CompiledHook:
 
     config: HookConfig
     predicate: Predicate
-    url: Text
+    url: UrlText
     headers: tuple[tuple[str, Text], ...]
     query: tuple[tuple[str, Text], ...]
     body: BodyFn | None
@@ -117,8 +119,13 @@ class CompiledHook:
         ctx = self.variables(event) if self.templated else _NO_CONTEXT
         query = [(k, t.render(ctx, f"query {k} template")) for k, t in self.query]
         headers = [(k, t.render(ctx, f"header {k} template")) for k, t in self.headers]
-        url, url_str = self.fixed_url or _checked_url(
-            self.url.render(ctx, "url template").strip())
+        if self.fixed_url is not None:
+            url, url_str = self.fixed_url
+        else:
+            url, url_str = _checked_url(self.url.render(ctx, "url template").strip())
+            if self.url.origin is not None and origin_of(url) != self.url.origin:
+                raise RenderError(f"url {url_str[:200]!r}: its scheme or host is not the "
+                                  "one the template writes")  # a last check, after encoding
         if self.field_query:
             query += [(k, _query_value(v)) for k, v in _select(self.config, event.payload)]
         if query:
@@ -210,7 +217,11 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
             errors.append(exc)
             return None
 
-    url = attempt(("request", "url"), req.url)
+    url: UrlText | None = None
+    try:
+        url = compile_url(req.url, ("request", "url"))
+    except SpecError as exc:
+        errors.append(exc)
     headers = [(k.lower(), attempt(("request", "headers", k), v)) for k, v in req.headers.items()]
     query = [(k, attempt(("request", "query", k), v)) for k, v in req.query.items()]
     errors += _reserved_header_errors(req.headers, hook.auth.header
@@ -291,8 +302,13 @@ def lint_raw_hook(raw: Any) -> list[SpecError]:
         return errors
     req = raw.get("request")
     if isinstance(req, dict):
+        if isinstance(req.get("url"), str):
+            try:
+                compile_url(req["url"], ("request", "url"))
+            except SpecError as exc:
+                errors.append(exc)
         texts: list[tuple[tuple[str | int, ...], Any]] = [
-            (("request", k), req[k]) for k in ("url", "body") if k in req]
+            (("request", "body"), req["body"])] if "body" in req else []
         for group in ("headers", "query"):
             if isinstance(req.get(group), dict):
                 texts += [(("request", group, k), v) for k, v in req[group].items()]

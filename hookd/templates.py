@@ -4,6 +4,7 @@ that renders the common shapes without Jinja2's per-render set-up."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -52,10 +53,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
-    """The one sandbox every template is compiled in: no attribute escapes, no mutation."""
+def make_environment(finalize: Callable[..., Any] | None = None
+                     ) -> ImmutableSandboxedEnvironment:
+    """The sandbox templates are compiled in: no attribute escapes, no mutation. URL
+    templates get their own (hookd.urltemplate), whose `finalize` sees every output."""
     env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False,
-                   keep_trailing_newline=True)
+                   keep_trailing_newline=True, finalize=finalize)
     env.filters["tojson"] = tojson
     return env
 

@@ -31,6 +31,7 @@ class Received:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     at: float
+    raw_path: str = ""  # path and query as sent, not decoded (request.raw_path)
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Receiver:
 
     async def start(self) -> Receiver:
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)  # CR, LF too (encoded)
         self._runner, self.port = await serve(app)
         self._arrived = asyncio.Condition()
         return self
@@ -63,7 +64,7 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         got = Received(request.method, request.path, dict(request.query),
                        {k.lower(): v for k, v in request.headers.items()},
-                       await request.read(), time.monotonic())
+                       await request.read(), time.monotonic(), request.raw_path)
         self.arrivals += 1
         if self.delay.get(request.path):
             await asyncio.sleep(self.delay[request.path])

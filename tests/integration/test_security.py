@@ -24,6 +24,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from hookd.redact import url_forms
 from tests.integration.harness import (
     DaemonProcess,
     free_port,
@@ -229,7 +230,7 @@ async def test_template_escapes_and_header_injection_are_render_errors_nothing_s
              request={"headers": {"X-Agent": "{{ agent_name }}"}}),
         hook("crlf-kafka-header", "CrlfMeta", receiver.url("/crlf-meta"),
              request={"headers": {"X-Trace": "{{ meta.headers.traceparent }}"}}),
-        # URL and query from event data: CR/LF end up as data (stripped or percent-encoded)
+        # URL and query from event data: CR/LF end up as data (percent-encoded)
         hook("crlf-url", "Crlf", receiver.url("/crlf-url/{{ agent_name }}"),
              request={"query": {"agent": "{{ agent_name }}"}}),
     ]
@@ -258,8 +259,9 @@ async def test_template_escapes_and_header_injection_are_render_errors_nothing_s
     for req in receiver.requests:
         assert req.path.startswith("/crlf-url/")
         assert "x-injected" not in req.headers
-        assert "\r" not in req.path and "\n" not in req.path
-        assert req.query["agent"] in injections  # percent-encoded on the wire: still data
+        assert "\r" not in req.raw_path and "\n" not in req.raw_path
+        assert req.path.removeprefix("/crlf-url/") in injections  # encoded: still data
+        assert req.query["agent"] in injections
 
 
 # ------------------------------------------------------------------------------ secrets
@@ -335,31 +337,40 @@ def _secret_config(tmp_path: Path, broker: Any, topic: str, dlq: str, echo: Echo
              auth={"type": "oauth2", "token_url": echo.url("/oauth/token"),
                    "client_id": "hookd", "client_secret": "${env:HOOKD_T_CLIENT_SECRET}"}),
         hook("gone", "Answered", echo.url("/gone?token=${env:HOOKD_T_URL_TOKEN}")),
+        # a query value is percent-encoded: the secret stands in the URL as t=a%2Bb%2F...
+        hook("query", "Answered", echo.url("/query"),
+             request={"query": {"t": "${env:HOOKD_T_QUERY_TOKEN}"}}),
         # renders an ftp:// URL: the render error quotes the URL, token and all
         hook("bad-url", "Answered",
              "{{ scheme }}://127.0.0.1:" + str(echo.port) + "/x?token=${env:HOOKD_T_URL_TOKEN}"),
     ]
     return write_config(tmp_path, broker.bootstrap, topic, hooks, dlq=dlq,
-                        health_port=health_port, delivery=LOOPBACK_OK)
+                        health_port=health_port, delivery=LOOPBACK_OK,
+                        logging={"level": "debug", "format": "json"})
 
 
 def _secret_values() -> dict[str, str]:
     return {"bearer": _secret("bearer"), "api_key": _secret("apikey"),
             "basic_password": _secret("basicpw"), "url_token": _secret("urltoken"),
             "header": _secret("hdr"), "client_secret": _secret("oauth"),
+            "query_token": "qt+" + base64.b64encode(secrets.token_bytes(12)).decode() + "/=",
             "signing": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()}
 
 
 def _environ(values: dict[str, str]) -> dict[str, str]:
     return {"HOOKD_T_BEARER": values["bearer"], "HOOKD_T_URL_TOKEN": values["url_token"],
-            "HOOKD_T_HEADER": values["header"], "HOOKD_T_CLIENT_SECRET": values["client_secret"]}
+            "HOOKD_T_HEADER": values["header"], "HOOKD_T_CLIENT_SECRET": values["client_secret"],
+            "HOOKD_T_QUERY_TOKEN": values["query_token"]}
 
 
 def _forbidden(values: dict[str, str]) -> dict[str, str]:
-    """Every string that must not appear, including the Basic header's base64."""
+    """Every string that must not appear, including the Basic header's base64, and each
+    also percent-encoded (as it stands in a URL)."""
     basic = base64.b64encode(f"hookd:{values['basic_password']}".encode()).decode()
     client = base64.b64encode(f"hookd:{values['client_secret']}".encode()).decode()
-    return {**values, "basic_b64": basic, "oauth_basic_b64": client}
+    plain = {**values, "basic_b64": basic, "oauth_basic_b64": client}
+    return {f"{name} as {form!r}": form for name, value in plain.items()
+            for form in url_forms(value)}
 
 
 def _leaks(text: str, forbidden: dict[str, str]) -> list[str]:
@@ -379,7 +390,7 @@ async def test_secrets_never_appear_in_logs_health_or_check(
         await wait_process_ready(health_port)
         await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "s1",
                                                         "scheme": "ftp"})])
-        letters = _letters(await read_topic(broker.bootstrap, dlq, 8, timeout=30))
+        letters = _letters(await read_topic(broker.bootstrap, dlq, 9, timeout=30))
         bodies = {}
         for path in ("/healthz", "/readyz"):
             async with aiohttp.ClientSession() as session, session.get(
@@ -392,10 +403,17 @@ async def test_secrets_never_appear_in_logs_health_or_check(
     check = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "hookd", "check", "-c", str(cfg)],
         capture_output=True, text=True, env={**os.environ, **env}, timeout=30)
+    event_file = tmp_path / "event.json"
+    event_file.write_text('{"event": "Answered", "id": "s1", "scheme": "http"}')
+    renders = [await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "hookd", "render", "-c", str(cfg), "--event",
+                         str(event_file), *flags],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=30)
+        for flags in ([], ["--json"], ["--show-secrets"])]
 
     # the failures happened, and their messages were the echoing kind
     assert set(letters) == {(h, "s1") for h in ("bearer", "api-key", "basic", "env", "signed",
-                                                "oauth", "gone", "bad-url")}
+                                                "oauth", "gone", "bad-url", "query")}
     assert letters[("bad-url", "s1")]["error"]["kind"] == "render"
     assert letters[("gone", "s1")]["error"]["status"] == 410
     assert any(p == "/oauth/token" for p, _ in echo.seen)
@@ -423,6 +441,14 @@ async def test_secrets_never_appear_in_logs_health_or_check(
     assert _leaks(check.stdout + check.stderr, forbidden) == [], "secrets in hookd check"
     assert "token=***" in check.stdout
 
+    text, as_json, shown = renders
+    assert [r.returncode for r in renders] == [0, 0, 0], [r.stderr for r in renders]
+    assert _leaks(text.stdout + text.stderr, forbidden) == [], "secrets in hookd render"
+    assert _leaks(as_json.stdout + as_json.stderr, forbidden) == [], "in hookd render --json"
+    assert f"x-api-key: {values['api_key'][:4]}…(redacted)" in text.stdout
+    assert f"x-api-key: {values['api_key']}" in shown.stdout  # --show-secrets: as sent
+    assert len(as_json.stdout.splitlines()) == 9
+
 
 async def test_secrets_are_masked_in_dead_letter_messages(
         broker: Any, echo: EchoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -434,9 +460,9 @@ async def test_secrets_are_masked_in_dead_letter_messages(
     async with running(cfg):
         await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "s2",
                                                         "scheme": "ftp"})])
-        records = await read_topic(broker.bootstrap, dlq, 8, timeout=30)
+        records = await read_topic(broker.bootstrap, dlq, 9, timeout=30)
     letters = _letters(records)
-    assert len(letters) == 8
+    assert len(letters) == 9
     leaks = {hook_id: _leaks(rec["error"]["message"], _forbidden(values))
              for (hook_id, _), rec in letters.items()}
     assert leaks == {hook_id: [] for hook_id, _ in letters}

@@ -353,3 +353,16 @@ async def test_a_changed_rate_replaces_the_hooks_limiter(
     assert (rate, limiter.max_rate, limiter.time_period) == ("5/h", 5.0, 3600.0)
     assert limiter.has_capacity(4) and not limiter.has_capacity(5)  # one of five taken
     assert len(sender.sent) == 3
+
+
+async def test_oauth2_token_echoed_by_the_endpoint_is_masked(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    """An error page repeating the Authorization header: the token is not in the log."""
+    hook = hook_of(runtime, "oauth")
+    echo = classify_status(500, message="HTTP 500: denied Bearer tok-1")
+    sender = RecordingSender(lambda call: echo)
+    job, request = job_for(hook)
+    outcome = await Attempts(sender, TokenCache(TokenEndpoint())).attempt(
+        job, hook, request, 1, line_for(request))
+    assert (outcome.status, outcome.message) == (500, "HTTP 500: denied Bearer ***")
+    assert [line["error"] for line in captured] == ["HTTP 500: denied Bearer ***"]

@@ -229,7 +229,7 @@ def test_render_json_examples(capsys: pytest.CaptureFixture[str], example: str,
                               expected: list[tuple[str, str, str | None, list[Check]]]) -> None:
     before = int(time.time())
     code, out, err = run(capsys, "render", "-c", str(SAMPLE_CONFIG), "--event",
-                         str(EXAMPLES / example), "--json")
+                         str(EXAMPLES / example), "--json", "--show-secrets")
     assert (code, err) == (0, "")
     requests = [json.loads(line) for line in out.splitlines()]
     assert [(r["hook"], r["method"]) for r in requests] == [(h, m) for h, m, _, _ in expected]
@@ -262,13 +262,18 @@ def test_render_only_one_hook(capsys: pytest.CaptureFixture[str]) -> None:
     assert [json.loads(line)["hook"] for line in out.splitlines()] == ["abandoned-long-wait"]
 
 
-def test_render_text_format(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("flags", "api_key"), [
+    pytest.param([], "demo…(redacted)", id="masked"),
+    pytest.param(["--show-secrets"], secret("service_key"), id="show-secrets"),
+])
+def test_render_text_format(capsys: pytest.CaptureFixture[str], flags: list[str],
+                            api_key: str) -> None:
     code, out, _ = run(capsys, "render", "-c", str(SAMPLE_CONFIG), "--event",
-                       str(EXAMPLES / "outbound-call.json"))
+                       str(EXAMPLES / "outbound-call.json"), *flags)
     assert code == 0
     lines = out.splitlines()
     assert lines[:2] == ["# hook svc-outbound", f"POST {BASE}/service/outbound"]
-    assert f"x-api-key: {secret('service_key')}" in lines
+    assert f"x-api-key: {api_key}" in lines
     assert "content-type: application/json" in lines
     assert lines[lines.index("") + 1] == (
         '{"agent": "agent-17", "to": "+15550144", "at": "2026-11-21T10:23:00Z"}')
@@ -396,3 +401,81 @@ def test_run_passes_health_listen_to_the_daemon(monkeypatch: pytest.MonkeyPatch)
     assert main(["run", "-c", "/etc/hookd/a.yaml", "--health-listen", "127.0.0.1:8082"]) == 0
     assert main(["run", "-c", "/etc/hookd/a.yaml"]) == 0
     assert seen == [("/etc/hookd/a.yaml", "127.0.0.1:8082"), ("/etc/hookd/a.yaml", None)]
+
+
+# ------------------------------------------------------------- secrets masked in render
+
+SECRET_ENV = {"HOOKD_T_KEY": "ak_live_5f4dcc3b5aa765d6", "HOOKD_T_TOKEN": "tok+en/Zm9v=bar=",
+              "HOOKD_T_BODY": "body-secret-77aa9c"}
+SIGNING = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def _secret_tree(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    tree = write_config(f"""
+        hooks:
+          - id: keyed
+            event: Answered
+            request:
+              url: "https://crm.example.com/items/{{{{ id }}}}?token=${{env:HOOKD_T_TOKEN}}"
+              query: {{t: "${{env:HOOKD_T_TOKEN}}"}}
+              body: '{{"k": "${{env:HOOKD_T_BODY}}", "id": {{{{ id|tojson }}}}}}'
+            auth: {{type: api_key, value: "${{env:HOOKD_T_KEY}}"}}
+            signing: {{secret: "{SIGNING}"}}
+          - id: raw-base
+            event: Answered
+            request: {{url: "{{{{ base|url_raw }}}}/x"}}
+        """)
+    return tree.main
+
+
+def test_render_masks_every_credential(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                       write_config: WriteConfig,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from hookd.redact import url_forms
+
+    config = _secret_tree(write_config, monkeypatch)
+    event_file = tmp_path / "event.json"
+    event_file.write_text('{"event": "Answered", "id": "a/b", "base": "https://b.example"}')
+    secrets = [*SECRET_ENV.values(), SIGNING]
+    forms = {form for value in secrets for form in url_forms(value)}
+    outputs = {}
+    for flags in ([], ["--json"], ["--show-secrets"], ["--json", "--show-secrets"]):
+        code, out, err = run(capsys, "render", "-c", str(config), "--event", str(event_file),
+                             "--hook", "keyed", *flags)
+        assert (code, err) == (0, "")
+        outputs[" ".join(flags)] = out
+    for masked in ("", "--json"):
+        assert [f for f in forms if f in outputs[masked]] == [], masked
+    assert outputs[""].splitlines()[1:3] == [
+        "POST https://crm.example.com/items/a%2Fb?token=tok+…(redacted)&t=tok%…(redacted)",
+        "x-api-key: ak_l…(redacted)"]
+    assert '{"k": "body…(redacted)", "id": "a/b"}' in outputs[""]
+    request = json.loads(outputs["--json --show-secrets"])
+    assert request["headers"]["x-api-key"] == SECRET_ENV["HOOKD_T_KEY"]
+    assert request["url"] == ("https://crm.example.com/items/a%2Fb?token=tok+en/Zm9v=bar="
+                              "&t=tok%2Ben/Zm9v%3Dbar%3D")
+    assert f"x-api-key: {SECRET_ENV['HOOKD_T_KEY']}" in outputs["--show-secrets"]
+
+
+def test_check_lists_hooks_that_opt_out_of_url_encoding(
+        capsys: pytest.CaptureFixture[str], write_config: WriteConfig,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = run(capsys, "check", "-c", str(_secret_tree(write_config, monkeypatch)))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-2:] == [
+        "not encoded: the url of raw-base uses |url_raw (that value must come from trusted "
+        "config, never from events)", "ok: 2 hook(s) from 1 file(s)"]
+    assert [v for v in (*SECRET_ENV.values(), SIGNING) if v in out] == []
+
+
+def test_render_of_the_sample_shows_no_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    values = [p.read_text().strip() for p in SECRETS.iterdir() if p.name != "README"]
+    values.append(base64.b64encode(f"hookd:{secret('legacy_password')}".encode()).decode())
+    for example in EXAMPLES.glob("*.json"):
+        for flags in ([], ["--json"]):
+            code, out, err = run(capsys, "render", "-c", str(SAMPLE_CONFIG), "--event",
+                                 str(example), *flags)
+            assert code == 0, err
+            assert [v for v in values if v in out + err] == [], example.name

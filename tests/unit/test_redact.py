@@ -63,3 +63,22 @@ def test_thousands_of_secrets() -> None:
     line = "sent with token-01234-kkkk and token-02999-kkkkkk, not token-9"
     assert redactor(line) == _reference(many, line)
     assert "token-01234" not in redactor(line)
+
+
+@pytest.mark.parametrize(("secrets", "text", "expected"), [
+    pytest.param({"ak_live_0123456789"}, "x-api-key: ak_live_0123456789",
+                 "x-api-key: ak_l…(redacted)", id="keeps-four"),
+    pytest.param({"short-pw"}, "pw short-pw", "pw sh…(redacted)", id="at-most-a-quarter"),
+    pytest.param({"abcd"}, "abcd", "a…(redacted)", id="four-shows-one"),
+    pytest.param({"tok+en/with=sign"}, "https://h/x?t=tok%2Ben/with%3Dsign&u=1",
+                 "https://h/x?t=tok%…(redacted)&u=1", id="query-encoded"),
+    pytest.param({"tok en/x"}, "https://h/p/tok%20en%2Fx?q=tok+en/x",
+                 "https://h/p/tok…(redacted)?q=to…(redacted)", id="path-and-form-encoded"),
+])
+def test_redact_keeping_the_first_characters(secrets: set[str], text: str,
+                                             expected: str) -> None:
+    assert Redactor(secrets, keep=4)(text) == expected
+
+
+def test_encoded_secrets_are_masked_in_logs_too() -> None:
+    assert Redactor({"a+b/c=d"})("GET /x?k=a%2Bb/c%3Dd") == "GET /x?k=***"

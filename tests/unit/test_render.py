@@ -268,7 +268,8 @@ def test_a_non_canonical_ipv4_host_is_refused_at_load_and_at_render(host: str) -
     _, errors = compile_hook(hook_config({"url": f"http://{host}/x"}), 10.0, (5.0,))
     assert [(e.path, "canonical IPv4" in e.message) for e in errors] == [
         (("request", "url"), True)]
-    message = render_error({"url": "{{ target }}"}, {**PAYLOAD, "target": f"http://{host}/x"})
+    message = render_error({"url": "{{ target|url_raw }}"},
+                           {**PAYLOAD, "target": f"http://{host}/x"})
     assert "is not a canonical IPv4 address" in message
 
 
@@ -283,8 +284,18 @@ def test_a_fixed_url_gives_the_endpoint_the_sender_uses() -> None:
 
 @pytest.mark.parametrize("target", ["https://[::1/", "https://x.example:99999/"])
 def test_unparseable_url_is_a_render_error(target: str) -> None:
-    message = render_error({"url": "{{ target }}"}, {**PAYLOAD, "target": target})
+    message = render_error({"url": "{{ target|url_raw }}"}, {**PAYLOAD, "target": target})
     assert message.startswith(f"url {target!r}: ")
+
+
+def test_a_whole_url_from_event_data_needs_url_raw() -> None:
+    """Encoded, `http://host/x` is no URL at all: a value that is URL syntax is opted in."""
+    payload = {**PAYLOAD, "target": "https://other.example/x"}
+    assert render_error({"url": "{{ target }}"}, payload).startswith(
+        "url is not an absolute http(s) URL: ")
+    hook = compile_one({"url": "{{ target|url_raw }}"})
+    assert hook.render(event(payload)).url == "https://other.example/x"
+    assert hook.url.raw and not compile_one({"url": "https://x.example/{{ id }}"}).url.raw
 
 
 @pytest.mark.parametrize(("body", "message"), [
