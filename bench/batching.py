@@ -1,9 +1,9 @@
 """CPU per record written to a retry or dead-letter topic: aiokafka's send_and_wait, one
-task per record as the dispatcher does, against hookd.batching.BatchedProducer.
+task per record as the dispatcher does, against hookd.kafka.batching.BatchedProducer.
 
     python -m bench.batching [--records 1000 5000]
 
-Starts a local tansu (hookd.devbroker) on 127.0.0.1 and prints, for each count, the CPU µs
+Starts a local tansu (hookd.dev.broker) on 127.0.0.1 and prints, for each count, the CPU µs
 per record of this process and records/s.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import uvloop
 from aiokafka import AIOKafkaProducer
 
-from hookd.batching import BatchedProducer
-from hookd.devbroker import DevBroker, create_topic
+from hookd.dev.broker import DevBroker, create_topic
+from hookd.kafka.batching import BatchedProducer
 
 VALUE = b'{"v": 1, "hook": "partner", "payload": "' + b"p" * 600 + b'"}'
 

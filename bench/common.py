@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import yaml
 
-from hookd.devbroker import parent_death_signal
+from hookd.dev.broker import parent_death_signal
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -38,15 +38,15 @@ from aiokafka.structs import ConsumerRecord
 
 from bench.common import PY, bench_hooks, other_hooks, start_receiver, stop_children, write_config
 from hookd.daemon import tune_gc
-from hookd.deadletter import DeadLetter
-from hookd.delivery import HttpSender
+from hookd.delivery.retries import ErrorKind, failure
+from hookd.delivery.sender import HttpSender
+from hookd.dev.sim import Simulator
 from hookd.dispatch import Dispatcher
-from hookd.loader import Runtime, load_config
+from hookd.kafka.deadletter import DeadLetter
+from hookd.kafka.parking import ParkingLot
 from hookd.logs import REDACTOR, configure_logging
-from hookd.parking import ParkingLot, tiers_of
 from hookd.redact import Redactor
-from hookd.retries import ErrorKind, failure
-from hookd.sim import Simulator
+from hookd.runtime import Runtime, load_config, tiers_of
 
 FETCH = 200  # records handed to the dispatcher at once, as one fetch
 HOLE = "http://127.0.0.1:9"  # never connected to: its circuit is opened before the run

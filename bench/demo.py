@@ -39,7 +39,7 @@ from bench.common import (
     stop_children,
     wait_ready,
 )
-from hookd.devbroker import DevBroker, create_topic, free_port
+from hookd.dev.broker import DevBroker, create_topic, free_port
 
 SAMPLE = REPO / "config"
 TOPIC = "cc.events"
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         screen.show("  waiting for hookd to join its consumer group …", force=True)
         wait_ready(health, 60, hookd)
         screen.show("", force=False)
-        sim = Child("simulator", [PY, "-m", "hookd.sim", "--bootstrap", broker.bootstrap,
+        sim = Child("simulator", [PY, "-m", "hookd.dev.simcli", "--bootstrap", broker.bootstrap,
                                   "--topic", TOPIC, "--rate", str(args.rate), "--duration",
                                   str(args.duration), "--seed", str(args.seed),
                                   "--count", str(int(args.rate * args.duration) + 1),

@@ -1,4 +1,5 @@
-"""CPU per request: aiohttp's client against hookd.http1's pool, same requests, same receiver.
+"""CPU per request: aiohttp's client against hookd.delivery.client's connections, same
+requests, same receiver.
 
     python -m bench.http_client [--requests 30000] [--concurrency 64]
 
@@ -22,8 +23,8 @@ import orjson
 import uvloop
 
 from bench.common import start_receiver
-from hookd.http1 import Connections, Connector
-from hookd.wire import target_of
+from hookd.delivery.client import Connections, Connector
+from hookd.requests.target import target_of
 
 BODY = orjson.dumps({"event": "Joined", "queue": "sales", "call_id": "c" * 20,
                      "fields": list(range(50))})
@@ -69,7 +70,7 @@ async def run(url: str, requests: int, concurrency: int) -> None:
                 await resp.read()
                 assert resp.status == 200
 
-        for name, send in (("aiohttp", aiohttp_send), ("hookd.http1", hookd_send)):
+        for name, send in (("aiohttp", aiohttp_send), ("hookd.delivery.client", hookd_send)):
             rounds = [await measure(send, requests, concurrency) for _ in range(3)]
             rate = max(r for r, _ in rounds)
             print(f"{name:12} {rate:9,.0f} requests/s  {min(c for _, c in rounds):6.1f} µs "

@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hookd.filters import Predicate, compile_filter
-from hookd.matching import HookIndex
+from hookd.events.filters import Predicate, compile_filter
+from hookd.events.matching import HookIndex
 
 CALLS = 200_000
 TOTAL_HOOKS = 1_000

@@ -18,9 +18,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from bench.common import PY, Child, proc_status, wait_ready, write_config
-from hookd.devbroker import DevBroker, create_topic, free_port
-from hookd.events import Event, Meta
-from hookd.parking import Parked, tier_topic
+from hookd.dev.broker import DevBroker, create_topic, free_port
+from hookd.events.decode import Event, Meta
+from hookd.kafka.parking import Parked, tier_topic
 
 
 def _config(folder: Path, bootstrap: str, prefix: str, health: int) -> Path:

@@ -64,10 +64,10 @@ from bench.common import (
     wait_ready,
     write_config,
 )
-from hookd.devbroker import DevBroker, create_topic, free_port
-from hookd.events import decode_event, make_meta
-from hookd.loader import load_config
-from hookd.sim import Simulator
+from hookd.dev.broker import DevBroker, create_topic, free_port
+from hookd.dev.sim import Simulator
+from hookd.events.decode import decode_event, make_meta
+from hookd.runtime import load_config
 
 RESULTS = REPO / "bench" / "results"
 README = REPO / "README.md"
@@ -168,7 +168,8 @@ class Bench:
 
     def produce(self, topic: str, count: int, *, rate: float = 0.0,
                 duration: float | None = None, seed: int = 1) -> Child:
-        argv = [PY, "-m", "hookd.sim", "--bootstrap", self.broker.bootstrap, "--topic", topic,
+        argv = [PY, "-m", "hookd.dev.simcli", "--bootstrap", self.broker.bootstrap,
+                "--topic", topic,
                 "--rate", str(rate), "--seed", str(seed), "--concurrency", str(SIM_CALLS),
                 "--stamp", "sent_at", "--count", str(count)]
         if duration is not None:

@@ -13,13 +13,13 @@ from typing import TextIO
 import orjson
 
 from hookd import __version__
-from hookd.catalogue import events_schema
 from hookd.config import Config, host_port
-from hookd.durations import parse_duration
+from hookd.config.durations import parse_duration
 from hookd.errors import ConfigError, DecodeError, RenderError, SpecError
-from hookd.events import decode_event, make_meta
-from hookd.loader import Runtime, default_config_path, load_config
+from hookd.events.catalogue import events_schema
+from hookd.events.decode import decode_event, make_meta
 from hookd.redact import Redactor
+from hookd.runtime import Runtime, default_config_path, load_config
 
 
 def _listen(value: str) -> str:

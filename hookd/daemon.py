@@ -16,22 +16,22 @@ from typing import Any
 import structlog
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from hookd import topics
-from hookd.batching import BatchedProducer
-from hookd.consumer import ConsumerLoop, RecordAges
-from hookd.deadletter import KafkaDeadLetters
-from hookd.delivery import HttpSender
+from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import ConfigError
 from hookd.health import HealthServer, document, status_line
-from hookd.kafka import make_admin, make_consumer, make_producer, make_retry_consumer
-from hookd.loader import Runtime, load_config
+from hookd.kafka import topics
+from hookd.kafka.batching import BatchedProducer
+from hookd.kafka.clients import make_admin, make_consumer, make_producer, make_retry_consumer
+from hookd.kafka.consumer import ConsumerLoop, RecordAges
+from hookd.kafka.deadletter import KafkaDeadLetters
+from hookd.kafka.parking import ParkingLot, due_of
+from hookd.kafka.stalls import Problem, StallWatch
 from hookd.logs import REDACTOR, configure_logging
-from hookd.oauth import TokenCache
-from hookd.parking import ParkingLot, due_of, tiers_of
 from hookd.redact import Redactor
+from hookd.requests.oauth import TokenCache
+from hookd.runtime import Runtime, load_config, tiers_of
 from hookd.sdnotify import Notifier
-from hookd.stalls import Problem, StallWatch
 
 log = structlog.get_logger("hookd.daemon")
 EX_CONFIG = 78  # sysexits.h: configuration error (hookd.service does not restart on it)

@@ -10,20 +10,20 @@ from typing import Any
 
 import structlog
 
-from hookd.attempts import Attempts, Job, Line
-from hookd.deadletter import DeadLetter, DeadLetterSink, Source
-from hookd.delivery import Sender
+from hookd.delivery.attempts import Attempts, Job, Line
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
+from hookd.delivery.sender import Sender
 from hookd.errors import DecodeError, RenderError
-from hookd.events import decode_event, make_meta
-from hookd.loader import Runtime
+from hookd.events.decode import decode_event, make_meta
+from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
+from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark, read_parked, until_acked
 from hookd.logs import Lines
 from hookd.loops import RunningLoop
-from hookd.oauth import TokenCache
-from hookd.parking import Parked, ParkingLot, TooLargeToPark, read_parked, until_acked
 from hookd.redact import Redactor
-from hookd.render import CompiledHook
-from hookd.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
-from hookd.signing import webhook_id
+from hookd.requests.oauth import TokenCache
+from hookd.requests.render import CompiledHook
+from hookd.requests.signing import webhook_id
+from hookd.runtime import Runtime
 
 log = structlog.get_logger("hookd.dispatch")
 Done = Callable[[], None]

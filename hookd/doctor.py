@@ -23,13 +23,13 @@ from typing import Any, TextIO, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, for_code
 
+from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
 from hookd.errors import BlockedDestination
-from hookd.kafka import make_admin
-from hookd.loader import Runtime
-from hookd.parking import tier_topic, tiers_of
+from hookd.kafka.clients import make_admin
+from hookd.kafka.parking import tier_topic
 from hookd.redact import Redactor
-from hookd.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
-from hookd.wire import InvalidTarget, Target, target_of
+from hookd.requests.target import InvalidTarget, Target, target_of
+from hookd.runtime import Runtime, tiers_of
 
 T = TypeVar("T")
 PER_DELIVERY = "decided per delivery"

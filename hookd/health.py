@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from hookd.kafka.stalls import Problem, summary
 from hookd.logs import REDACTOR
-from hookd.stalls import Problem, summary
 
 if TYPE_CHECKING:
-    from hookd.consumer import ConsumerLoop, RecordAges
-    from hookd.delivery import HttpSender
+    from hookd.delivery.sender import HttpSender
     from hookd.dispatch import Counters, Dispatcher
-    from hookd.loader import Runtime
+    from hookd.kafka.consumer import ConsumerLoop, RecordAges
+    from hookd.runtime import Runtime
 
 StateFn = Callable[[], tuple[bool, dict[str, Any]]]  # (ready, body)
 
@@ -83,7 +83,7 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
              ) -> tuple[bool, dict[str, Any]]:
     """(ready, the state document): each part is None until the daemon has started it.
     Ready means a config is loaded, the source consumer holds partitions, no consumer is
-    stalled (`stalls`: see hookd.stalls) and no stop was asked for. Secrets are masked (a
+    stalled (`stalls`: see hookd.kafka.stalls) and no stop was asked for. Secrets are masked (a
     token in a disabled hook's reason, say)."""
     assigned = source.assignment() if source else []
     lag = source.lag() if source else {}

@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus
 
 from ahocorasick_rs import AhoCorasick, MatchKind
 
-from hookd.urltemplate import QUERY_SAFE
+from hookd.requests.urls import QUERY_SAFE
 
 MASK = "***"
 SHOWN_MASK = "…(redacted)"  # after the first characters kept by Redactor(keep=...)
@@ -18,7 +18,7 @@ _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 def url_forms(secret: str) -> set[str]:
     """A secret as it may stand in a URL: as it is, and percent-encoded as a path segment
-    or a query value (hookd.urltemplate, yarl's query building, forms)."""
+    or a query value (hookd.requests.urls, yarl's query building, forms)."""
     return {secret, quote(secret, safe=""), quote(secret, safe=QUERY_SAFE),
             quote_plus(secret, safe=QUERY_SAFE)}
 

@@ -18,10 +18,10 @@ from typing import Any, TextIO
 import orjson
 from aiokafka import TopicPartition
 
-from hookd.events import Event, make_meta
-from hookd.kafka import make_admin, make_consumer, make_producer
-from hookd.loader import Runtime
-from hookd.parking import Parked, ParkingLot, TooLargeToPark, tiers_of
+from hookd.events.decode import Event, make_meta
+from hookd.kafka.clients import make_admin, make_consumer, make_producer
+from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark
+from hookd.runtime import Runtime, tiers_of
 
 
 @dataclass

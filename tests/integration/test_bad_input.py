@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from hookd.signing import webhook_id
+from hookd.requests.signing import webhook_id
 from tests.integration.harness import (
     committed,
     get_json,

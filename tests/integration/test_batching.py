@@ -1,4 +1,4 @@
-"""hookd.batching.BatchedProducer against the real broker: every record lands once, keys
+"""hookd.kafka.batching.BatchedProducer against the real broker: every record lands once, keys
 keep the default partitioner's partition, headers survive, a failure reaches its caller."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from hookd.batching import BatchedProducer
+from hookd.kafka.batching import BatchedProducer
 from tests.integration.broker import consume_all
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from standardwebhooks.webhooks import Webhook
 
-from hookd.signing import webhook_id
+from hookd.requests.signing import webhook_id
 from tests.integration.harness import (
     WHSEC,
     committed,

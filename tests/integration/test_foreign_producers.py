@@ -24,7 +24,7 @@ from cloudevents.v1.http import CloudEvent as V1CloudEvent
 from cloudevents.v1.kafka import to_binary, to_structured
 
 from hookd.daemon import Daemon
-from hookd.signing import webhook_id
+from hookd.requests.signing import webhook_id
 from tests.integration import rdkafka
 from tests.integration.harness import (
     committed,

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
-from hookd.parking import read_parked
+from hookd.kafka.parking import read_parked
 from tests.integration.broker import TansuBroker
 from tests.integration.harness import (
     hook,

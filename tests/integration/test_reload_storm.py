@@ -16,7 +16,7 @@ import orjson
 import yaml
 
 from hookd.daemon import Daemon
-from hookd.signing import webhook_id
+from hookd.requests.signing import webhook_id
 from tests.integration.broker import create_topic
 from tests.integration.harness import (
     committed,

@@ -13,8 +13,8 @@ import yaml
 from aiohttp import web
 
 from hookd.cli import main as cli_main
-from hookd.parking import read_parked
-from hookd.signing import webhook_id
+from hookd.kafka.parking import read_parked
+from hookd.requests.signing import webhook_id
 from tests.integration.harness import (
     committed,
     hook,

@@ -1,6 +1,7 @@
-"""hookd.attempts.Attempts: one attempt of a delivery, with test_dispatch's fake Sender (which
-also records what each send carried), a real TokenCache whose token endpoint is a function of
-the test, a fake clock for hookd.attempts and structlog's capture of the delivery line."""
+"""hookd.delivery.attempts.Attempts: one attempt of a delivery, with test_dispatch's fake
+Sender (which also records what each send carried), a real TokenCache whose token endpoint
+is a function of the test, a fake clock for hookd.delivery.attempts and structlog's
+capture of the delivery line."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from typing import Any
 import pytest
 import structlog
 
-from hookd.attempts import Attempts, Job, Line
 from hookd.config import OAuth2Auth
+from hookd.delivery.attempts import Attempts, Job, Line
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
 from hookd.errors import BlockedDestination
-from hookd.events import decode_event, make_meta
-from hookd.loader import Runtime, load_config
+from hookd.events.decode import decode_event, make_meta
 from hookd.logs import Lines
-from hookd.oauth import TokenCache
-from hookd.render import CompiledHook, Request
-from hookd.retries import ErrorKind, Outcome, Verdict, classify_status, failure
-from hookd.signing import Signer
+from hookd.requests.oauth import TokenCache
+from hookd.requests.render import CompiledHook, Request
+from hookd.requests.signing import Signer
+from hookd.runtime import Runtime, load_config
 
 from .conftest import WriteConfig
 from .test_dispatch import OK, FakeSender, Respond, record
@@ -95,7 +96,7 @@ class TokenEndpoint:
 
 
 class FakeClock:
-    """hookd.attempts' `time`: a wall clock that stands still unless moved, and a monotonic
+    """hookd.delivery.attempts' `time`: a wall clock that stands still unless moved, and a monotonic
     clock that steps `step` seconds at every reading."""
 
     def __init__(self, now: float = 1_700_000_000.0, step: float = 0.0125) -> None:
@@ -117,7 +118,7 @@ def runtime(write_config: WriteConfig) -> Runtime:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr("hookd.attempts.time", fake)
+    monkeypatch.setattr("hookd.delivery.attempts.time", fake)
     return fake
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from hookd.auth import auth_secrets, static_auth_headers
 from hookd.config import Auth
-from hookd.loader import load_config
+from hookd.requests.auth import auth_secrets, static_auth_headers
+from hookd.runtime import load_config
 
 from .conftest import WriteConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hookd.catalogue import CALL_EVENTS, EVENTS, QUEUE_EVENTS, events_schema
+from hookd.events.catalogue import CALL_EVENTS, EVENTS, QUEUE_EVENTS, events_schema
 
 SERVICE = ("AbandonedConversation", "OutboundCall", "WorkItemClosed")
 

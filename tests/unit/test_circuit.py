@@ -1,11 +1,11 @@
-"""hookd.circuit: one endpoint's breaker, step by step (a table of outcomes and times)."""
+"""hookd.delivery.circuit: one endpoint's breaker, step by step (a table of outcomes and times)."""
 
 from __future__ import annotations
 
 import pytest
 
-from hookd.circuit import Circuit, CircuitPolicy, counts_as_failure
-from hookd.retries import ErrorKind, Outcome, Verdict, classify_status, failure
+from hookd.delivery.circuit import Circuit, CircuitPolicy, counts_as_failure
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
 
 DOWN = failure(ErrorKind.CONNECT, "refused")
 OK = classify_status(200)

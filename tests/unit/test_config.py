@@ -12,7 +12,7 @@ import pytest
 
 from hookd.config import Config, parse_rate, signing_key
 from hookd.errors import ConfigError
-from hookd.loader import DEFAULT_PATH, default_config_path, load_config
+from hookd.runtime import DEFAULT_PATH, default_config_path, load_config
 
 from .conftest import SAMPLE_CONFIG, WriteConfig
 

@@ -11,8 +11,8 @@ from standardwebhooks.webhooks import Webhook
 
 from hookd.config import signing_key
 from hookd.errors import ConfigIssue
-from hookd.loader import load_config
-from hookd.signing import Signer
+from hookd.requests.signing import Signer
+from hookd.runtime import load_config
 
 from .conftest import WriteConfig
 

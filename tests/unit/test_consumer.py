@@ -12,7 +12,7 @@ import structlog.testing
 from aiokafka import TopicPartition
 
 from hookd.config import ConsumerTuning
-from hookd.consumer import ConsumerLoop, RecordAges
+from hookd.kafka.consumer import ConsumerLoop, RecordAges
 
 TP = TopicPartition("cc.events", 0)
 

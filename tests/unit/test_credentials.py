@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hookd.credentials import SecretResolver
+from hookd.config.secrets import SecretResolver
 from hookd.errors import SpecError
 
 

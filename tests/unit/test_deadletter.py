@@ -1,4 +1,4 @@
-"""hookd.deadletter: the dead-letter record is exactly the shape SPEC §3 shows."""
+"""hookd.kafka.deadletter: the dead-letter record is exactly the shape SPEC §3 shows."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hookd.deadletter import DeadLetter, KafkaDeadLetters, Source, rfc3339
-from hookd.retries import ErrorKind
+from hookd.delivery.retries import ErrorKind
+from hookd.kafka.deadletter import DeadLetter, KafkaDeadLetters, Source, rfc3339
 
 TOP_KEYS = {"hook", "event_id", "event", "payload", "raw", "error", "attempts",
             "first_attempt_at", "last_attempt_at", "source"}

@@ -1,4 +1,5 @@
-"""hookd.delivery.HttpSender against real aiohttp servers on 127.0.0.1, and hookd.ssrf.
+"""hookd.delivery.sender.HttpSender against real aiohttp servers on 127.0.0.1, and
+hookd.delivery.ssrf.
 
 Traffic goes to 127.0.0.1/localhost only; other addresses appear as data, never connected to.
 """
@@ -19,15 +20,15 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hookd import USER_AGENT
-from hookd import endpoint as endpoint_mod
 from hookd.config import DeliveryConfig
-from hookd.delivery import HttpSender
+from hookd.delivery import endpoint as endpoint_mod
+from hookd.delivery.retries import ErrorKind, Verdict, failure
+from hookd.delivery.sender import HttpSender
+from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, literal_ip
 from hookd.errors import BlockedDestination
-from hookd.render import Request
-from hookd.retries import ErrorKind, Verdict, failure
-from hookd.signing import Signer
-from hookd.ssrf import AddressPolicy, GuardedResolver, literal_ip
-from hookd.wire import target_of
+from hookd.requests.render import Request
+from hookd.requests.signing import Signer
+from hookd.requests.target import target_of
 
 LOOPBACK = ["127.0.0.0/8"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

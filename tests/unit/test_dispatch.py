@@ -15,15 +15,15 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
-from hookd.deadletter import DeadLetter
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
 from hookd.dispatch import Dispatcher
-from hookd.loader import Runtime, load_config
-from hookd.offsets import OffsetTracker
-from hookd.parking import FORMAT_GROUP, ParkingLot, read_parked
+from hookd.kafka.deadletter import DeadLetter
+from hookd.kafka.offsets import OffsetTracker
+from hookd.kafka.parking import FORMAT_GROUP, ParkingLot, read_parked
 from hookd.redact import Redactor
-from hookd.render import Request
-from hookd.retries import ErrorKind, Outcome, Verdict, classify_status, failure
-from hookd.signing import Signer
+from hookd.requests.render import Request
+from hookd.requests.signing import Signer
+from hookd.runtime import Runtime, load_config
 
 from .conftest import WriteConfig
 

@@ -12,7 +12,7 @@ import pytest
 
 from hookd.cli import main
 from hookd.doctor import Doctor, Finding, endpoint_of
-from hookd.loader import load_config
+from hookd.runtime import load_config
 
 from .conftest import WriteConfig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hookd.durations import format_duration, parse_duration
+from hookd.config.durations import format_duration, parse_duration
 from hookd.errors import SpecError
 
 

@@ -1,5 +1,5 @@
-"""hookd.slots and hookd.endpoint: the slots' order, cancellation, an endpoint's in-flight
-caps and its stall watch (no network)."""
+"""hookd.delivery.slots and hookd.delivery.endpoint: the slots' order, cancellation, an
+endpoint's in-flight caps and its stall watch (no network)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from hookd.endpoint import Endpoint
-from hookd.endpoints import Endpoints
-from hookd.slots import Slots, Stalled
+from hookd.delivery.endpoint import Endpoint
+from hookd.delivery.endpoints import Endpoints
+from hookd.delivery.slots import Slots, Stalled
 
 
 class EndpointLimits:

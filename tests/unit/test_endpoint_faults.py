@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import pytest
 
 from hookd.config import DeliveryConfig
-from hookd.delivery import HttpSender
-from hookd.render import Request
-from hookd.retries import ErrorKind, Verdict
+from hookd.delivery.retries import ErrorKind, Verdict
+from hookd.delivery.sender import HttpSender
+from hookd.requests.render import Request
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TIMEOUT = 0.5

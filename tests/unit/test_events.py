@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from hookd.errors import DecodeError
-from hookd.events import Event, Meta, decode_event, make_meta
+from hookd.events.decode import Event, Meta, decode_event, make_meta
 
 SPEC = ("ce_specversion", b"1.0")  # the header that makes a record a binary-mode CloudEvent
 

@@ -11,8 +11,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import UnsupportedCodecError
 
-from hookd.fetching import PartitionReader, reason_of
-from hookd.stalls import StallWatch
+from hookd.kafka.fetching import PartitionReader, reason_of
+from hookd.kafka.stalls import StallWatch
 
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 
 from hookd.errors import SpecError
-from hookd.filters import MISSING, OPERATORS, compile_filter, get_path
+from hookd.events.filters import MISSING, OPERATORS, compile_filter, get_path
 
 PAYLOAD: dict[str, Any] = {
     "queue_id": 7,

@@ -12,15 +12,15 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
-from hookd.consumer import RecordAges
-from hookd.delivery import HttpSender
+from hookd.delivery.retries import ErrorKind, failure
+from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.health import HealthServer, document, status_line
-from hookd.loader import load_config
+from hookd.kafka.consumer import RecordAges
+from hookd.kafka.stalls import StallWatch
 from hookd.logs import REDACTOR
 from hookd.redact import Redactor
-from hookd.retries import ErrorKind, failure
-from hookd.stalls import StallWatch
+from hookd.runtime import load_config
 
 from .conftest import WriteConfig
 

@@ -1,4 +1,4 @@
-"""hookd.http1 against raw TCP servers on 127.0.0.1 that answer byte for byte as scripted
+"""hookd.delivery.client against raw TCP servers on 127.0.0.1 that answer byte for byte as scripted
 (on asyncio's loop and on uvloop: see conftest)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from hookd.http1 import MAX_HEAD, Connections, Connector, ProtocolError
-from hookd.wire import target_of
+from hookd.delivery.client import MAX_HEAD, Connections, Connector, ProtocolError
+from hookd.requests.target import target_of
 
 Answer = Callable[[bytes], bytes | None]  # request bytes -> raw answer (None: close)
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from hookd import kafka as kafka_mod
 from hookd.config import KafkaConfig
-from hookd.kafka import make_consumer, make_producer, make_retry_consumer
+from hookd.kafka import clients as kafka_mod
+from hookd.kafka.clients import make_consumer, make_producer, make_retry_consumer
 
 
 class AskedFor:

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from hookd.config import KafkaConfig
-from hookd.kafka import make_admin, make_consumer, make_producer, make_retry_consumer
+from hookd.kafka.clients import make_admin, make_consumer, make_producer, make_retry_consumer
 
 from .conftest import WriteConfig
 

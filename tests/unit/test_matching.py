@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 
 from hookd.errors import SpecError
-from hookd.filters import Predicate, compile_filter
-from hookd.matching import EventPattern, HookIndex
+from hookd.events.filters import Predicate, compile_filter
+from hookd.events.matching import EventPattern, HookIndex
 
 
 def always(payload: Mapping[str, Any]) -> bool:

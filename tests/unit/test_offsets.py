@@ -1,4 +1,5 @@
-"""hookd.offsets.OffsetTracker: only the contiguous prefix of finished offsets is committable."""
+"""hookd.kafka.offsets.OffsetTracker: only the contiguous prefix of finished offsets is
+committable."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hookd.offsets import OffsetTracker, Ticket
+from hookd.kafka.offsets import OffsetTracker, Ticket
 
 TP = TopicPartition("cc.events", 0)
 TP1 = TopicPartition("cc.events", 1)

@@ -1,4 +1,4 @@
-"""hookd.parking: the parked record's format, tiers, due times, and what ParkingLot writes
+"""hookd.kafka.parking: the parked record's format, tiers, due times, and what ParkingLot writes
 (through a producer that keeps the records in a list; the real broker is in
 tests/integration/test_retries.py)."""
 
@@ -12,9 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hookd.events import Event, Meta
-from hookd.loader import load_config
-from hookd.parking import (
+from hookd.events.decode import Event, Meta
+from hookd.kafka.parking import (
     DUE_HEADER,
     FORMAT_GROUP,
     Parked,
@@ -24,8 +23,8 @@ from hookd.parking import (
     pick_tier,
     read_parked,
     tier_topic,
-    tiers_of,
 )
+from hookd.runtime import load_config, tiers_of
 
 from .conftest import WriteConfig
 

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from hookd.config import HookConfig
-from hookd.credentials import SecretResolver
-from hookd.durations import format_duration, parse_duration
+from hookd.config.durations import format_duration, parse_duration
+from hookd.config.secrets import SecretResolver
 from hookd.errors import RenderError, SpecError
-from hookd.events import Event, Meta
-from hookd.render import CompiledHook, compile_hook
+from hookd.events.decode import Event, Meta
+from hookd.requests.render import CompiledHook, compile_hook
 
 SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples=300,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -12,9 +12,9 @@ import pytest
 from hookd import USER_AGENT
 from hookd.config import HookConfig
 from hookd.errors import RenderError, SpecError
-from hookd.events import Event, Meta
-from hookd.render import CompiledHook, compile_hook, lint_raw_hook
-from hookd.signing import Signer, webhook_id
+from hookd.events.decode import Event, Meta
+from hookd.requests.render import CompiledHook, compile_hook, lint_raw_hook
+from hookd.requests.signing import Signer, webhook_id
 
 PAYLOAD: dict[str, Any] = {
     "event": "Answered",

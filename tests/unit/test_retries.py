@@ -1,5 +1,5 @@
-"""hookd.retries: the retry decision (a table), Retry-After, the schedule with jitter, and the
-retry loop run against a fake attempt function and a recording sleep."""
+"""hookd.delivery.retries: the retry decision (a table), Retry-After, the schedule with
+jitter, and the retry loop run against a fake attempt function and a recording sleep."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookd.retries import (
+from hookd.delivery.retries import (
     ErrorKind,
     Outcome,
     Verdict,

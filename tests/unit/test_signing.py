@@ -9,9 +9,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hookd.config import HookConfig
-from hookd.events import Event, Meta
-from hookd.render import CompiledHook, compile_hook
-from hookd.signing import Signer, webhook_id
+from hookd.events.decode import Event, Meta
+from hookd.requests.render import CompiledHook, compile_hook
+from hookd.requests.signing import Signer, webhook_id
 
 SECRET = "whsec_g4dtUC07hnLrHs7aZYFDyBOph50j11SE"
 NEW = "whsec_YnnJt5Ej0ZVGmQdbR6jeQwCRZIfEfRFX"

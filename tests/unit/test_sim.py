@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hookd.catalogue import EVENTS, QUEUE_EVENTS
-from hookd.sim import DIALER_END, SimEvent, Simulator
+from hookd.dev.sim import DIALER_END, SimEvent, Simulator
+from hookd.events.catalogue import EVENTS, QUEUE_EVENTS
 
 COUNT = 6000
 _TYPES: dict[str, Any] = {"string": str, "integer": int, "number": (int, float),

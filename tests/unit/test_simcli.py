@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hookd import simcli
-from hookd.sim import Simulator
+from hookd.dev import simcli
+from hookd.dev.sim import Simulator
 
 
 def test_dry_run_prints_json_lines(capsysbinary: pytest.CaptureFixture[bytes]) -> None:

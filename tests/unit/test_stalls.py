@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import structlog.testing
 
-from hookd.stalls import StallWatch, summary
+from hookd.kafka.stalls import StallWatch, summary
 
 
 class Clock:

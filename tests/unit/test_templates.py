@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hookd.errors import SpecError
-from hookd.templates import ENV, Text, compile_template
+from hookd.requests.templates import ENV, Text, compile_template
 
 
 @pytest.mark.parametrize("source", ["{{ call }}", "{{ call }}\n", "{{call}}\n\n", "{{ call }} ",

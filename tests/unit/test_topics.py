@@ -11,9 +11,9 @@ import pytest
 from aiokafka.errors import ClusterAuthorizationFailedError, KafkaConnectionError
 from structlog.testing import capture_logs
 
-from hookd import topics
 from hookd.config import KafkaConfig
-from hookd.parking import ParkingLot
+from hookd.kafka import topics
+from hookd.kafka.parking import ParkingLot
 
 AUTH_FAILED = 29  # TOPIC_AUTHORIZATION_FAILED
 

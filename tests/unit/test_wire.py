@@ -1,4 +1,4 @@
-"""hookd.wire: what a URL means to the client and the bytes of a request."""
+"""hookd.delivery.wire: what a URL means to the client and the bytes of a request."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookd.wire import InvalidTarget, encode_request, target_of
+from hookd.delivery.wire import encode_request
+from hookd.requests.target import InvalidTarget, target_of
 
 
 @pytest.mark.parametrize(("url", "host", "port", "host_header", "path"), [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from hookd.config.source import Source, format_loc, load_yaml_file, parse_yaml
 from hookd.errors import ConfigIssue
-from hookd.yamlsrc import Source, format_loc, load_yaml_file, parse_yaml
 
 from .conftest import dedent
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from hookd.circuit import CircuitPolicy
-from hookd.endpoint import Endpoint
-from hookd.http1 import Connector
+from hookd.delivery.circuit import CircuitPolicy
+from hookd.delivery.client import Connector
+from hookd.delivery.endpoint import Endpoint
+from hookd.delivery.slots import Slots
 from hookd.loops import RunningLoop
-from hookd.slots import Slots
 
 
 async def _no_resolver(host: str, port: int) -> list[str]:

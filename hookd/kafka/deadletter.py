@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from hookd.retries import ErrorKind
+from hookd.delivery.retries import ErrorKind
 
 
 def rfc3339(ts: float) -> str:

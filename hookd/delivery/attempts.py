@@ -9,14 +9,14 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 
 from hookd.config import OAuth2Auth, parse_rate
-from hookd.delivery import Sender
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure
+from hookd.delivery.sender import Sender
 from hookd.errors import BlockedDestination
-from hookd.events import Event
+from hookd.events.decode import Event
 from hookd.logs import Lines
-from hookd.oauth import TokenCache
 from hookd.redact import MASK
-from hookd.render import CompiledHook, Request
-from hookd.retries import ErrorKind, Outcome, Verdict, failure
+from hookd.requests.oauth import TokenCache
+from hookd.requests.render import CompiledHook, Request
 
 
 @dataclass

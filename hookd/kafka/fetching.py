@@ -22,7 +22,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from hookd.stalls import StallWatch
+from hookd.kafka.stalls import StallWatch
 
 SUSPECT_FOR = 5.0  # after a failed multi-partition fetch: read partition by partition only
 POSITION_TIMEOUT = 1.0

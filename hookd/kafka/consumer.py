@@ -18,11 +18,11 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from hookd.config import ConsumerTuning
-from hookd.fetching import PartitionReader, reason_of
-from hookd.offsets import OffsetTracker
-from hookd.stalls import StallWatch
+from hookd.kafka.fetching import PartitionReader, reason_of
+from hookd.kafka.offsets import OffsetTracker
+from hookd.kafka.stalls import StallWatch
 
-log = structlog.get_logger("hookd.consumer")
+log = structlog.get_logger("hookd.kafka.consumer")
 
 # submit(record, done): take the record; call done() once all its work is final
 Submit = Callable[[Any, Callable[[], None]], None]

@@ -1,4 +1,4 @@
-"""Realistic contact-center traffic: the simulator behind ``hookd-sim`` (``hookd.simcli``).
+"""Realistic contact-center traffic: the simulator behind ``hookd-sim`` (``hookd.dev.simcli``).
 
 Calls, chats and work items move through queues the way a contact center's do, several
 dozen at once, their events interleaved in (simulated) time and keyed by the call id:
@@ -27,7 +27,6 @@ from __future__ import annotations
 import heapq
 import math
 import random
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from typing import Any, Final
 
 import orjson
 
-from hookd.catalogue import CALL_FIELDS
+from hookd.events.catalogue import CALL_FIELDS
 
 __all__ = ["BASE_TIME", "DIALER_END", "SimEvent", "Simulator"]
 
@@ -433,9 +432,3 @@ class Simulator:
         yield DIALER_END, {"member_id": member["member_id"], "result": result,
                            "attempts": member["attempt_number"], "queue_id": q.id,
                            "member_call_id": cid}
-
-
-if __name__ == "__main__":  # the command lives in hookd.simcli
-    from hookd.simcli import main
-
-    sys.exit(main())

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from hookd.errors import DecodeError
-from hookd.filters import MISSING, get_path
+from hookd.events.filters import MISSING, get_path
 
 
 @dataclass(frozen=True, slots=True)

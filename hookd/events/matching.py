@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 from hookd.errors import SpecError
-from hookd.filters import Predicate, equality_key, get_path, required_equalities
+from hookd.events.filters import Predicate, equality_key, get_path, required_equalities
 
 __all__ = ["EventPattern", "HookIndex"]
 

@@ -1,17 +1,16 @@
-"""What a delivery is on the wire: where a URL points, the request's bytes, TLS, the answer."""
+"""Where a request goes: a URL's target (endpoint, host, path as sent), whether a header
+value would break the framing, and the TLS context a hook's `tls` section makes."""
 
 from __future__ import annotations
 
 import functools
 import re
 import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from yarl import URL
 
 _IPV4ISH = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
-_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 class InvalidTarget(ValueError):
@@ -27,7 +26,7 @@ class Target:
     port: int
     host_header: str
     path: str  # path and query, as sent
-    endpoint: str  # scheme://host:port, the key of limits and circuit breakers
+    endpoint: str  # scheme://host:port, the key of its Endpoint
 
 
 @functools.lru_cache(maxsize=4096)
@@ -59,21 +58,6 @@ def breaks_framing(text: str) -> bool:
     return "\r" in text or "\n" in text or "\x00" in text
 
 
-def encode_request(method: str, target: Target, headers: Mapping[str, str],
-                   body: bytes) -> bytes:
-    """The request's bytes; ValueError when a header would break the framing (CR, LF, NUL)."""
-    block = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
-    # each line ends in one CR LF: any more, or a NUL, came from a name or a value
-    if block.count("\n") != len(headers) or block.count("\r") != len(headers) \
-            or "\x00" in block:
-        raise ValueError("a header name or value contains CR, LF or NUL")
-    head = f"{method} {target.path} HTTP/1.1\r\n"
-    if "host" not in map(str.lower, headers):
-        head += f"Host: {target.host_header}\r\n"
-    tail = f"Content-Length: {len(body)}\r\n\r\n" if body or method in _WITH_BODY else "\r\n"
-    return (head + block + tail).encode() + body
-
-
 def tls_context(verify: bool = True, ca_file: str | None = None,
                 cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
     """A client TLS context: the system's CAs (or `ca_file`), optionally a client
@@ -86,11 +70,3 @@ def tls_context(verify: bool = True, ca_file: str | None = None,
     if cert_file:
         ctx.load_cert_chain(cert_file, key_file)
     return ctx
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    retry_after: str | None
-    body: bytes  # at most the cap given to the request
-    truncated: bool

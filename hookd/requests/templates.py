@@ -56,7 +56,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 def make_environment(finalize: Callable[..., Any] | None = None
                      ) -> ImmutableSandboxedEnvironment:
     """The sandbox templates are compiled in: no attribute escapes, no mutation. URL
-    templates get their own (hookd.urltemplate), whose `finalize` sees every output."""
+    templates get their own (hookd.requests.urls), whose `finalize` sees every output."""
     env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False,
                    keep_trailing_newline=True, finalize=finalize)
     env.filters["tojson"] = tojson

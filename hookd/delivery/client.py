@@ -21,9 +21,10 @@ from typing import cast
 
 import httptools
 
+from hookd.delivery.wire import Response, encode_request
 from hookd.errors import HookdError
 from hookd.loops import RunningLoop
-from hookd.wire import Response, Target, encode_request
+from hookd.requests.target import Target
 
 MAX_HEAD = 64 * 1024  # bytes of status line and headers we accept in an answer
 

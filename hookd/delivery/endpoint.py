@@ -27,18 +27,18 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from hookd.circuit import Circuit
+from hookd.delivery.circuit import Circuit
+from hookd.delivery.client import Connections, ProtocolError
+from hookd.delivery.outcomes import answered, circuit_open, not_answered, stalled
+from hookd.delivery.retries import Outcome
+from hookd.delivery.slots import Slots, Stalled
 from hookd.errors import BlockedDestination
-from hookd.http1 import Connections, ProtocolError
-from hookd.outcomes import answered, circuit_open, not_answered, stalled
-from hookd.render import Request
-from hookd.retries import Outcome
-from hookd.signing import Signer
-from hookd.slots import Slots, Stalled
-from hookd.wire import Target
+from hookd.requests.render import Request
+from hookd.requests.signing import Signer
+from hookd.requests.target import Target
 
 if TYPE_CHECKING:
-    from hookd.endpoints import Endpoints
+    from hookd.delivery.endpoints import Endpoints
 
 
 class Endpoint:

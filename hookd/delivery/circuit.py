@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hookd.retries import ErrorKind, Outcome, Verdict
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict
 
 
 def counts_as_failure(outcome: Outcome) -> bool:

@@ -18,7 +18,7 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from hookd.config import KafkaConfig
 
-log = structlog.get_logger("hookd.topics")
+log = structlog.get_logger("hookd.kafka.topics")
 _CREATED, _EXISTS = 0, TopicAlreadyExistsError.errno
 
 

@@ -29,7 +29,7 @@ from jinja2.runtime import Context
 from yarl import URL
 
 from hookd.errors import RenderError, SpecError
-from hookd.templates import make_environment
+from hookd.requests.templates import make_environment
 
 QUERY_SAFE = "/?:@"  # kept in a query value: legal there, and no separator
 _AUTHORITY_SAFE = ":[]"  # a templated host may carry a port or an IPv6 literal
@@ -150,7 +150,7 @@ def parse_url(text: str) -> URL:
     range); path, query and fragment kept as written, only characters that may not stand
     in a URL (spaces, non-ASCII) percent-encoded. ValueError if it does not parse."""
     m = _ORIGIN.fullmatch(text)
-    if m is None:  # not absolute: hookd.wire.target_of says so
+    if m is None:  # not absolute: hookd.delivery.wire.target_of says so
         return URL(_requote(text), encoded=True)
     return URL(_origin(m.group(1)) + _requote(m.group(2)), encoded=True)
 

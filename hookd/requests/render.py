@@ -13,15 +13,15 @@ import orjson
 from yarl import URL
 
 from hookd import USER_AGENT
-from hookd.auth import Headers, static_auth_headers
 from hookd.config import ApiKeyAuth, HookConfig
 from hookd.errors import RenderError, SpecError
-from hookd.events import Event
-from hookd.filters import MISSING, Predicate, compile_filter, get_path
-from hookd.signing import Signer, webhook_id
-from hookd.templates import GLOBALS, Text, compile_template, tojson
-from hookd.urltemplate import UrlText, compile_url, origin_of, parse_url
-from hookd.wire import InvalidTarget, breaks_framing, target_of, tls_context
+from hookd.events.decode import Event
+from hookd.events.filters import MISSING, Predicate, compile_filter, get_path
+from hookd.requests.auth import Headers, static_auth_headers
+from hookd.requests.signing import Signer, webhook_id
+from hookd.requests.target import InvalidTarget, breaks_framing, target_of, tls_context
+from hookd.requests.templates import GLOBALS, Text, compile_template, tojson
+from hookd.requests.urls import UrlText, compile_url, origin_of, parse_url
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                      "webhook-signature", "content-length", "host"}
@@ -32,8 +32,8 @@ _NO_CONTEXT: dict[str, Any] = {}  # given to fixed texts, which never read it
 @functools.lru_cache(maxsize=4096)
 def _checked_url(text: str) -> tuple[URL, str]:
     """The URL a template rendered, parsed and checked: what the HTTP client can send to
-    (hookd.wire.target_of decides; its answers are cached, most URLs repeat). Parsed as
-    encoded: the template encoded the event's values (hookd.urltemplate)."""
+    (hookd.delivery.wire.target_of decides; its answers are cached, most URLs repeat). Parsed as
+    encoded: the template encoded the event's values (hookd.requests.urls)."""
     try:
         url = parse_url(text)
     except ValueError as exc:

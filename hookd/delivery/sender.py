@@ -1,4 +1,4 @@
-"""Sending rendered requests: the SSRF guard, the endpoints (hookd.endpoint: circuit,
+"""Sending rendered requests: the SSRF guard, the endpoints (hookd.delivery.endpoint: circuit,
 slots, stall watch and connections each), TLS defaults; and the seam dispatching uses."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ from urllib.parse import urlencode
 import orjson
 
 from hookd import USER_AGENT
-from hookd.auth import basic_authorization
-from hookd.circuit import CircuitPolicy
 from hookd.config import DeliveryConfig
-from hookd.endpoints import Endpoints
-from hookd.http1 import Connector
-from hookd.render import Request
-from hookd.retries import ErrorKind, Outcome, failure
-from hookd.signing import Signer
-from hookd.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
-from hookd.wire import target_of, tls_context
+from hookd.delivery.circuit import CircuitPolicy
+from hookd.delivery.client import Connector
+from hookd.delivery.endpoints import Endpoints
+from hookd.delivery.retries import ErrorKind, Outcome, failure
+from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
+from hookd.requests.auth import basic_authorization
+from hookd.requests.render import Request
+from hookd.requests.signing import Signer
+from hookd.requests.target import target_of, tls_context
 
 
 class Sender(Protocol):

@@ -12,15 +12,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from hookd.auth import auth_secrets
 from hookd.config import Config, HookConfig, HooksFile
-from hookd.credentials import SecretResolver
+from hookd.config.secrets import SecretResolver
+from hookd.config.source import Loc, Source, load_yaml_file
 from hookd.errors import ConfigError, ConfigIssue
-from hookd.kafka import tls_problem
-from hookd.matching import HookIndex
+from hookd.events.matching import HookIndex
+from hookd.kafka.clients import tls_problem
 from hookd.redact import Redactor
-from hookd.render import CompiledHook, compile_hook, lint_raw_hook
-from hookd.yamlsrc import Loc, Source, load_yaml_file
+from hookd.requests.auth import auth_secrets
+from hookd.requests.render import CompiledHook, compile_hook, lint_raw_hook
 
 DEFAULT_PATH = "/etc/hookd/hookd.yaml"
 M = TypeVar("M", bound=BaseModel)
@@ -170,3 +170,15 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None,
     config = config.model_copy(update={"hooks": [e.hook for e in located]})
     return Runtime(config, tuple(compiled), index, frozenset(s for s in secrets if s),
                    tuple(files), generation)
+
+
+def tiers_of(runtime: Runtime) -> list[float]:
+    """The delays of every schedule in the config that are too long to wait in memory."""
+    delivery = runtime.config.delivery
+    delays = set(delivery.retry.schedule)
+    for hook in runtime.hooks:
+        delays.update(hook.schedule)
+    tiers = {round(d, 3) for d in delays if d > delivery.retry.inline_max}
+    # an open circuit parks whatever the schedules say: there is always a tier for it
+    tiers.add(round(delivery.circuit_breaker.cooldown, 3))
+    return sorted(tiers)

@@ -1,4 +1,5 @@
-"""``hookd-sim`` (``python -m hookd.sim``): the simulator's traffic, produced to a Kafka topic.
+"""``hookd-sim`` (``python -m hookd.dev.simcli``): the simulator's traffic, produced to a
+Kafka topic.
 
     hookd-sim --bootstrap 127.0.0.1:9092 --topic cc.events --rate 200 --duration 60
     hookd-sim --dry-run --count 20          # print the events (JSON lines), send nothing
@@ -23,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from hookd.sim import BASE_TIME, Simulator
+from hookd.dev.sim import BASE_TIME, Simulator
 
 
 @dataclass
@@ -97,7 +98,7 @@ async def _produce(args: argparse.Namespace, sim: Simulator, *,
     from aiokafka import AIOKafkaProducer
 
     if args.create_topic:
-        from hookd.devbroker import create_topic
+        from hookd.dev.broker import create_topic
 
         await create_topic(args.bootstrap, args.topic, args.create_topic)
     stop = asyncio.Event()

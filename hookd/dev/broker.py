@@ -9,7 +9,7 @@ answers a Kafka ``Metadata`` request, ``stop()`` until it has exited.
 Never for production: the storage is memory only, so a restart loses every topic, record
 and committed offset.
 
-    python -m hookd.devbroker [--port N] [--topic NAME[:PARTITIONS]]...   # until Ctrl-C
+    python -m hookd.dev.broker [--port N] [--topic NAME[:PARTITIONS]]...   # until Ctrl-C
 """
 
 from __future__ import annotations
@@ -425,7 +425,7 @@ async def create_topic(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hookd.devbroker",
+    parser = argparse.ArgumentParser(prog="python -m hookd.dev.broker",
                                      description="Run a local tansu broker until Ctrl-C.")
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--topic", action="append", default=[], metavar="NAME[:PARTITIONS]",

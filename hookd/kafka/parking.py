@@ -26,14 +26,13 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from hookd import topics
-from hookd.durations import format_duration
+from hookd.config.durations import format_duration
 from hookd.errors import HookdError
-from hookd.events import Event, Meta
-from hookd.loader import Runtime
+from hookd.events.decode import Event, Meta
+from hookd.kafka import topics
 from hookd.loops import RunningLoop
 
-log = structlog.get_logger("hookd.parking")
+log = structlog.get_logger("hookd.kafka.parking")
 FORMAT = 1  # a record holds one delivery
 FORMAT_GROUP = 2  # a record holds deliveries of one hook parked unsent together
 GROUP_BYTES = 256 * 1024  # a group's record is closed at about this size
@@ -141,18 +140,6 @@ def due_of(record: Any) -> float | None:
 
 def tier_topic(prefix: str, delay: float) -> str:
     return f"{prefix}.{format_duration(delay)}"
-
-
-def tiers_of(runtime: Runtime) -> list[float]:
-    """The delays of every schedule in the config that are too long to wait in memory."""
-    delivery = runtime.config.delivery
-    delays = set(delivery.retry.schedule)
-    for hook in runtime.hooks:
-        delays.update(hook.schedule)
-    tiers = {round(d, 3) for d in delays if d > delivery.retry.inline_max}
-    # an open circuit parks whatever the schedules say: there is always a tier for it
-    tiers.add(round(delivery.circuit_breaker.cooldown, 3))
-    return sorted(tiers)
 
 
 def pick_tier(tiers: list[float], delay: float) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-log = structlog.get_logger("hookd.stalls")
+log = structlog.get_logger("hookd.kafka.stalls")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,11 @@
 """What an attempt at an endpoint ends as: an answer, no answer, or nothing sent (its
 circuit open, or it stalled). The decision itself (status → deliver, retry, fail) is
-hookd.retries'; this maps what the HTTP client saw onto it."""
+hookd.delivery.retries'; this maps what the HTTP client saw onto it."""
 
 from __future__ import annotations
 
-from hookd.errors import BlockedDestination
-from hookd.http1 import ProtocolError
-from hookd.retries import (
+from hookd.delivery.client import ProtocolError
+from hookd.delivery.retries import (
     ErrorKind,
     Outcome,
     Verdict,
@@ -14,7 +13,8 @@ from hookd.retries import (
     failure,
     parse_retry_after,
 )
-from hookd.wire import Response
+from hookd.delivery.wire import Response
+from hookd.errors import BlockedDestination
 
 
 def circuit_open(endpoint: str, wait: float) -> Outcome:
