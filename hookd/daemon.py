@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
@@ -22,7 +21,7 @@ from hookd.errors import ConfigError
 from hookd.health import HealthServer, document, status_line
 from hookd.kafka import topics
 from hookd.kafka.batching import BatchedProducer
-from hookd.kafka.clients import make_admin, make_consumer, make_producer, make_retry_consumer
+from hookd.kafka.connect import connect, stop_client
 from hookd.kafka.consumer import ConsumerLoop, RecordAges
 from hookd.kafka.deadletter import KafkaDeadLetters
 from hookd.kafka.parking import ParkingLot, due_of
@@ -35,9 +34,6 @@ from hookd.sdnotify import Notifier
 
 log = structlog.get_logger("hookd.daemon")
 EX_CONFIG = 78  # sysexits.h: configuration error (hookd.service does not restart on it)
-_NO_IDEMPOTENCE = ("kafka.idempotence needs Kafka 0.11+ (and IDEMPOTENT_WRITE where ACLs are "
-                   "on); set it to false for a broker without it")
-
 
 def _due(record: Any) -> float | None:
     """A retry-topic record is held back until its due time (unreadable ones pass on)."""
@@ -155,36 +151,11 @@ class Daemon:
 
     async def _connect_kafka(self) -> bool:
         """Wait for the broker (no crash loop while it is down); /readyz says 503 meanwhile."""
-        kafka = self.runtime.config.kafka
-        delay = 0.5
-        while not self._stop.is_set():
-            named = {"source consumer": make_consumer(kafka),  # started in this order
-                     "retry consumer": make_retry_consumer(kafka),
-                     "producer": make_producer(kafka), "admin": make_admin(kafka)}
-            name = ""
-            try:
-                for name, client in named.items():  # noqa: B007 - `name` says which failed
-                    await client.start()
-            except Exception as exc:  # KafkaError; also what a client raises by mistake
-                # (aiokafka's SCRAM exchange raised KeyError on a refused login): retry
-                refused = isinstance(exc, KafkaError) and not isinstance(
-                    exc, KafkaConnectionError)  # it answered, and said no
-                if name == "producer" and kafka.idempotence and refused:
-                    log.error("the broker refused an idempotent producer, retrying",
-                              client=name, error=str(exc), retry_in=delay, hint=_NO_IDEMPOTENCE)
-                else:
-                    log.warning("kafka not reachable, retrying", client=name,
-                                error=f"{type(exc).__name__}: {exc}", retry_in=delay)
-                for client in named.values():
-                    with contextlib.suppress(Exception):
-                        await _stop_client(client)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            self.clients = named
-            return True
-        return False
+        clients = await connect(self.runtime.config.kafka, self._stop)
+        if clients is None:
+            return False
+        self.clients = clients
+        return True
 
     # -- phase 2 ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -287,7 +258,7 @@ class Daemon:
             await loop.commit()
         for client in self.clients.values():
             with contextlib.suppress(Exception):
-                await _stop_client(client)
+                await stop_client(client)
         if self.sender is not None:
             await self.sender.close()
         if self.health is not None:
@@ -328,11 +299,6 @@ class Daemon:
         finally:
             await self.shutdown()
         return 1 if self.failed else 0
-
-
-async def _stop_client(client: Any) -> None:
-    closer = getattr(client, "stop", None) or client.close
-    await closer()
 
 
 def tune_gc() -> None:

@@ -24,28 +24,45 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from hookd.delivery.circuit import Circuit
-from hookd.delivery.client import Connections, ProtocolError
+from hookd.delivery.circuit import Circuit, CircuitPolicy
+from hookd.delivery.client import Connections, Connector
+from hookd.delivery.connection import ProtocolError
 from hookd.delivery.outcomes import answered, circuit_open, not_answered, stalled
 from hookd.delivery.retries import Outcome
 from hookd.delivery.slots import Slots, Stalled
 from hookd.errors import BlockedDestination
+from hookd.loops import RunningLoop
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.requests.target import Target
 
-if TYPE_CHECKING:
-    from hookd.delivery.endpoints import Endpoints
+
+class Shared(Protocol):
+    """What all endpoints share (hookd.delivery.endpoints.Endpoints)."""
+
+    per_endpoint: int
+    total: Slots  # the global in-flight cap
+    loop: RunningLoop
+    stall_after: float
+    deep_queue: int
+    policy: CircuitPolicy
+    connector: Connector
+    max_response_bytes: int
+    progress: float  # the last answer from any endpoint
+    in_flight: int
+    crowded: Callable[[], bool]
+
+    def forget(self, endpoint: Endpoint) -> None: ...
 
 
 class Endpoint:
     __slots__ = ("circuit", "connections", "gap", "name", "progress", "shared", "silent",
                  "slots", "users", "watch")
 
-    def __init__(self, name: str, shared: Endpoints) -> None:
+    def __init__(self, name: str, shared: Shared) -> None:
         self.name, self.shared = name, shared
         self.circuit = Circuit(shared.policy)
         self.slots = Slots(shared.per_endpoint, shared.loop)

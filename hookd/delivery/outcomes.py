@@ -4,7 +4,7 @@ hookd.delivery.retries'; this maps what the HTTP client saw onto it."""
 
 from __future__ import annotations
 
-from hookd.delivery.client import ProtocolError
+from hookd.delivery.connection import ProtocolError
 from hookd.delivery.retries import (
     ErrorKind,
     Outcome,

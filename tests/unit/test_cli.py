@@ -16,8 +16,7 @@ from standardwebhooks.webhooks import Webhook
 
 from hookd import USER_AGENT
 from hookd.cli import main
-
-from .conftest import EXAMPLES, SAMPLE_CONFIG, SECRETS, WriteConfig
+from tests.unit.conftest import EXAMPLES, SAMPLE_CONFIG, SECRETS, WriteConfig
 
 
 def secret(name: str) -> str:

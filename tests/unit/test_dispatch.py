@@ -24,8 +24,7 @@ from hookd.redact import Redactor
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.runtime import Runtime, load_config
-
-from .conftest import WriteConfig
+from tests.unit.conftest import WriteConfig
 
 TOPIC = "cc.events"
 TP = TopicPartition(TOPIC, 0)

@@ -13,8 +13,7 @@ import pytest
 from hookd.cli import main
 from hookd.doctor import Doctor, Finding, endpoint_of
 from hookd.runtime import load_config
-
-from .conftest import WriteConfig
+from tests.unit.conftest import WriteConfig
 
 
 @pytest.mark.parametrize("url, endpoint", [

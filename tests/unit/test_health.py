@@ -21,8 +21,7 @@ from hookd.kafka.stalls import StallWatch
 from hookd.logs import REDACTOR
 from hookd.redact import Redactor
 from hookd.runtime import load_config
-
-from .conftest import WriteConfig
+from tests.unit.conftest import WriteConfig
 
 BODY: dict[str, Any] = {
     "config": {"generation": 3, "loaded_at": datetime(2024, 5, 1, 12, 0, tzinfo=UTC), "hooks": 2},

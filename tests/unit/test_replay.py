@@ -16,8 +16,7 @@ from hookd.kafka.deadletter import DeadLetter, Source
 from hookd.kafka.parking import ParkingLot
 from hookd.replay import ReplayReport, _one, letter_to_parked
 from hookd.runtime import Runtime, load_config
-
-from .conftest import WriteConfig
+from tests.unit.conftest import WriteConfig
 
 
 def letter(**changes: Any) -> DeadLetter:

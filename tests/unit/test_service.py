@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from tests.unit.conftest import REPO
 
 UNIT = REPO / "hookd.service"
 TEMPLATE = REPO / "hookd@.service"

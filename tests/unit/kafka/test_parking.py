@@ -25,8 +25,7 @@ from hookd.kafka.parking import (
     tier_topic,
 )
 from hookd.runtime import load_config, tiers_of
-
-from .conftest import WriteConfig
+from tests.unit.conftest import WriteConfig
 
 EVENT = Event("Answered", "ev-1", {"event": "Answered", "call": "c-1"},
               Meta("cc.events", 2, 41, "c-1", 1_700_000_000_000, {"trace": "t-1"}))

@@ -13,8 +13,7 @@ from hookd.config import signing_key
 from hookd.errors import ConfigIssue
 from hookd.requests.signing import Signer
 from hookd.runtime import load_config
-
-from .conftest import WriteConfig
+from tests.unit.conftest import WriteConfig
 
 HOOK = """
 hooks:

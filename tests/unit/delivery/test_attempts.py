@@ -24,9 +24,8 @@ from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import Signer
 from hookd.runtime import Runtime, load_config
-
-from .conftest import WriteConfig
-from .test_dispatch import OK, FakeSender, Respond, record
+from tests.unit.conftest import WriteConfig
+from tests.unit.test_dispatch import OK, FakeSender, Respond, record
 
 CONFIG = """
 hooks:

@@ -18,8 +18,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 
 from hookd.config import KafkaConfig
 from hookd.kafka.clients import make_admin, make_consumer, make_producer, make_retry_consumer
-
-from .conftest import WriteConfig
+from tests.unit.conftest import WriteConfig
 
 BOOT = ["127.0.0.1:9"]
 CODECS = {"none": DefaultRecordBatch.CODEC_NONE, "gzip": DefaultRecordBatch.CODEC_GZIP,

@@ -13,8 +13,7 @@ import pytest
 from hookd.config import Config, parse_rate, signing_key
 from hookd.errors import ConfigError
 from hookd.runtime import DEFAULT_PATH, default_config_path, load_config
-
-from .conftest import SAMPLE_CONFIG, WriteConfig
+from tests.unit.conftest import SAMPLE_CONFIG, WriteConfig
 
 MAIN = "hookd.yaml"
 

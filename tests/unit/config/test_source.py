@@ -8,8 +8,7 @@ import pytest
 
 from hookd.config.source import Source, format_loc, load_yaml_file, parse_yaml
 from hookd.errors import ConfigIssue
-
-from .conftest import dedent
+from tests.unit.conftest import dedent
 
 DOC = dedent("""
     kafka:

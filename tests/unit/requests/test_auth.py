@@ -11,8 +11,7 @@ from pydantic import TypeAdapter
 from hookd.config import Auth
 from hookd.requests.auth import auth_secrets, static_auth_headers
 from hookd.runtime import load_config
-
-from .conftest import WriteConfig
+from tests.unit.conftest import WriteConfig
 
 AUTH: TypeAdapter[Any] = TypeAdapter(Auth)
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from hookd.delivery.client import MAX_HEAD, Connections, Connector, ProtocolError
+from hookd.delivery.client import Connections, Connector
+from hookd.delivery.connection import MAX_HEAD, ProtocolError
 from hookd.requests.target import target_of
 
 Answer = Callable[[bytes], bytes | None]  # request bytes -> raw answer (None: close)
