@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from hookd.delivery.attempts import Attempts, Job, Line
-from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
+from hookd.delivery.retries import ErrorKind, Verdict, failure, run_with_retries
 from hookd.delivery.sender import Sender
+from hookd.endings import Counters, Endings
 from hookd.errors import DecodeError, RenderError
 from hookd.events.decode import decode_event, make_meta
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
-from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark, read_parked, until_acked
+from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.logs import Lines
 from hookd.loops import RunningLoop
 from hookd.redact import Redactor
@@ -28,17 +28,6 @@ from hookd.runtime import Runtime
 log = structlog.get_logger("hookd.dispatch")
 Done = Callable[[], None]
 Work = Coroutine[Any, Any, None] | asyncio.Future[Any]  # a task to run, or a parking to await
-
-
-@dataclass
-class Counters:
-    delivered: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
-    parked: int = 0  # deliveries parked in retry topics so far (a total, not a gauge)
-    retrying: int = 0  # deliveries waiting in memory for their next attempt right now
-    decode_errors: int = 0
-    events: int = 0
 
 
 @dataclass
@@ -57,6 +46,7 @@ class Dispatcher:
     _records: int = 0
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
+    _endings: Endings = field(init=False, repr=False)  # parking and dead letters
     _loop: RunningLoop = field(default_factory=RunningLoop)
     # a logger of the logging set-up in force when the dispatcher is made: the module's
     # lazy proxy would look the configuration up again for every delivery
@@ -64,6 +54,7 @@ class Dispatcher:
 
     def __post_init__(self) -> None:
         self._attempts = Attempts(self.sender, self.tokens)
+        self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking)
 
     @property
     def pending(self) -> int:
@@ -86,7 +77,7 @@ class Dispatcher:
             letter = DeadLetter(None, None, None, None, record.value, ErrorKind.DECODE,
                                 None, str(exc), 0, None, None,
                                 Source(meta.topic, meta.partition, meta.offset), record.key)
-            return self._run(done, [self._dead_letter(letter)])
+            return self._run(done, [self._endings.dead_letter(letter)])
         hooks = [h for h in runtime.index.match(event.name, event.payload)
                  if h.id not in self.disabled]
         if not hooks:
@@ -101,7 +92,7 @@ class Dispatcher:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("unreadable record in a retry topic, dead-lettered", topic=record.topic,
                       offset=record.offset, error=str(exc))
-            return self._run(done, [self._dead_letter(DeadLetter(
+            return self._run(done, [self._endings.dead_letter(DeadLetter(
                 None, None, None, None, record.value, ErrorKind.DECODE, None,
                 f"retry record: {exc}", 0, None, None,
                 Source(record.topic, record.partition, record.offset), record.key))])
@@ -127,7 +118,7 @@ class Dispatcher:
         closed = self.sender.unavailable(hook.endpoint)  # (turns a stalled one's queue away)
         if closed is None or (job.key is not None and (hook.id, job.key) in self._chains):
             return self._ordered(job, hook)
-        parking = self._gather(job, closed, closed.retry_after or 0.0)
+        parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
         return parking if parking is not None else self._ordered(job, hook)
 
     def _run(self, done: Done, work: list[Work]) -> None:
@@ -187,7 +178,8 @@ class Dispatcher:
         except Exception as exc:
             log.exception("internal error in a delivery; dead-lettered", hook=hook.id,
                           event_id=job.event.id)
-            await self._fail(job, failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            await self._endings.fail(job, failure(ErrorKind.INTERNAL,
+                                                  f"{type(exc).__name__}: {exc}"))
         finally:
             if mine is not None:
                 if not mine.done():
@@ -199,14 +191,15 @@ class Dispatcher:
     async def _deliver(self, job: Job, hook: CompiledHook) -> None:
         event, meta = job.event, job.event.meta
         if hook.id in self.disabled:
-            return await self._fail(job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
+            return await self._endings.fail(
+                job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
         if self.parking is not None and hook.endpoint is not None:
             closed = self.sender.unavailable(hook.endpoint)
             if closed is not None:  # park at once: the request is rendered when it is due
                 wait = closed.retry_after or 0.0
-                if await self._park_unsent(job, closed, wait):
+                if await self._endings.park_unsent(job, closed, wait):
                     return None
-                return await self._park(job, closed, wait, Line(
+                return await self._endings.park(job, closed, wait, Line(
                     self._lines, {"hook": hook.id, "_event": event.name,
                                 "webhook_id": webhook_id(event.id, hook.id),
                                 "url": hook.url.source, "topic": meta.topic,
@@ -214,7 +207,7 @@ class Dispatcher:
         try:
             request = hook.render(event)
         except RenderError as exc:  # render() turns every template/body error into this
-            return await self._fail(job, failure(ErrorKind.RENDER, str(exc)))
+            return await self._endings.fail(job, failure(ErrorKind.RENDER, str(exc)))
         bound = Line(self._lines, {  # the log processor masks secrets
             "hook": hook.id, "_event": event.name, "webhook_id": request.webhook_id,
             "url": request.url, "topic": meta.topic, "partition": meta.partition,
@@ -242,12 +235,12 @@ class Dispatcher:
                 await self._backoff(outcome.retry_after or 0.0)
                 return await self._deliver(job, hook)
             wait = outcome.retry_after or 0.0
-            if await self._park_unsent(job, outcome, wait):
+            if await self._endings.park_unsent(job, outcome, wait):
                 return None  # (the circuit opened meanwhile) gathered with the others
-            return await self._park(job, outcome, wait, bound)
+            return await self._endings.park(job, outcome, wait, bound)
         if outcome.verdict is Verdict.RETRY and delay is not None and self.parking is not None:
-            return await self._park(job, outcome, delay, bound)  # the delay that was drawn
-        return await self._fail(job, outcome)
+            return await self._endings.park(job, outcome, delay, bound)  # the delay that was drawn
+        return await self._endings.fail(job, outcome)
 
     async def _backoff(self, delay: float) -> None:
         self.counters.retrying += 1
@@ -255,74 +248,3 @@ class Dispatcher:
             await asyncio.sleep(delay)
         finally:
             self.counters.retrying -= 1
-
-    # -- endings --------------------------------------------------------------------------------
-    def _parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
-        lot = self.parking
-        assert lot is not None
-        if lot.tiers:  # a record holds its partition until due: never longer than its tier
-            delay = min(delay, lot.tiers[-1])  # (a Retry-After of a week waits a day)
-        return Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
-                      time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
-                                            "message": self.redactor()(outcome.message)}), delay
-
-    def _gather(self, job: Job, outcome: Outcome, delay: float) -> asyncio.Future[str] | None:
-        """Park a delivery that was not sent, with the others of its hook (one record and
-        one log line for them all); None when it cannot join them (then it never will:
-        its size does not change, so it is not serialized again to find out)."""
-        assert self.parking is not None
-        if job.alone:
-            return None
-        parked, delay = self._parked(job, outcome, delay)
-        parking = self.parking.park_unsent(parked, delay)
-        if parking is None:
-            job.alone = True
-        else:
-            parking.add_done_callback(self._count_parked)
-        return parking
-
-    def _count_parked(self, parking: asyncio.Future[str]) -> None:
-        if not parking.cancelled() and parking.exception() is None:
-            self.counters.parked += 1
-
-    async def _park_unsent(self, job: Job, outcome: Outcome, delay: float) -> bool:
-        """Park a delivery that was not sent with the others of its hook, and wait for the
-        group's ack; False when it cannot join them (then `_park` it alone)."""
-        gathered = self._gather(job, outcome, delay)
-        if gathered is None:
-            return False
-        await asyncio.shield(gathered)  # shielded: the group is shared with other deliveries
-        return True
-
-    async def _park(self, job: Job, outcome: Outcome, delay: float, bound: Line) -> None:
-        """Park one delivery alone: its own record and log line (an unsent one is first
-        offered to its hook's group, by the caller: `_park_unsent`)."""
-        lot = self.parking
-        assert lot is not None
-        parked, delay = self._parked(job, outcome, delay)
-        try:
-            topic = await until_acked(lambda: lot.park(parked, delay), "park")
-        except TooLargeToPark as exc:
-            return await self._fail(job, replace(outcome, message=f"{outcome.message} "
-                                                 f"(not parked: {exc})"))
-        self.counters.parked += 1
-        bound.info("delivery", outcome="parked", attempt=job.attempts, retry_in_s=round(delay, 1),
-                   retry_topic=topic)
-
-    async def _fail(self, job: Job, outcome: Outcome) -> None:
-        self.counters.failed += 1
-        meta = job.event.meta
-        await self._dead_letter(DeadLetter(
-            job.hook_id, job.event.id, job.event.name, job.event.payload, None,
-            outcome.kind or ErrorKind.CONNECT, outcome.status,
-            self.redactor()(outcome.message), job.attempts,
-            job.first_attempt_at, time.time() if job.attempts else None,
-            Source(meta.topic, meta.partition, meta.offset), job.key))
-        log.warning("delivery", outcome="dead_lettered", hook=job.hook_id,
-                    _event=job.event.name, attempts=job.attempts, status=outcome.status,
-                    error_kind=str(outcome.kind), error=outcome.message,
-                    topic=meta.topic, partition=meta.partition, offset=meta.offset)
-
-    async def _dead_letter(self, letter: DeadLetter) -> None:
-        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter")
-        self.counters.dead_lettered += 1

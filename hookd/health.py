@@ -14,7 +14,8 @@ from hookd.logs import REDACTOR
 
 if TYPE_CHECKING:
     from hookd.delivery.sender import HttpSender
-    from hookd.dispatch import Counters, Dispatcher
+    from hookd.dispatch import Dispatcher
+    from hookd.endings import Counters
     from hookd.kafka.consumer import ConsumerLoop, RecordAges
     from hookd.runtime import Runtime
 

@@ -20,7 +20,8 @@ from hookd.events.matching import HookIndex
 from hookd.kafka.clients import tls_problem
 from hookd.redact import Redactor
 from hookd.requests.auth import auth_secrets
-from hookd.requests.render import CompiledHook, compile_hook, lint_raw_hook
+from hookd.requests.compile import compile_hook, lint_raw_hook
+from hookd.requests.render import CompiledHook
 
 DEFAULT_PATH = "/etc/hookd/hookd.yaml"
 M = TypeVar("M", bound=BaseModel)

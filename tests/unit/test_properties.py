@@ -22,7 +22,8 @@ from hookd.config.durations import format_duration, parse_duration
 from hookd.config.secrets import SecretResolver
 from hookd.errors import RenderError, SpecError
 from hookd.events.decode import Event, Meta
-from hookd.requests.render import CompiledHook, compile_hook
+from hookd.requests.compile import compile_hook
+from hookd.requests.render import CompiledHook
 
 SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples=300,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -13,7 +13,8 @@ from hookd import USER_AGENT
 from hookd.config import HookConfig
 from hookd.errors import RenderError, SpecError
 from hookd.events.decode import Event, Meta
-from hookd.requests.render import CompiledHook, compile_hook, lint_raw_hook
+from hookd.requests.compile import compile_hook, lint_raw_hook
+from hookd.requests.render import CompiledHook
 from hookd.requests.signing import Signer, webhook_id
 
 PAYLOAD: dict[str, Any] = {

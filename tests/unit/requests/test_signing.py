@@ -10,7 +10,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hookd.config import HookConfig
 from hookd.events.decode import Event, Meta
-from hookd.requests.render import CompiledHook, compile_hook
+from hookd.requests.compile import compile_hook
+from hookd.requests.render import CompiledHook
 from hookd.requests.signing import Signer, webhook_id
 
 SECRET = "whsec_g4dtUC07hnLrHs7aZYFDyBOph50j11SE"

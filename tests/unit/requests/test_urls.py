@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookd.errors import RenderError, SpecError
-from hookd.requests.render import compile_hook
+from hookd.requests.compile import compile_hook
 from hookd.requests.urls import Part, compile_url, encode_value, fixed_origin, parse_url, part_at
 from tests.unit.requests.test_render import compile_one, event, hook_config, render_error
 

@@ -1,0 +1,109 @@
+"""How a delivery that is not delivered ends: parked in a retry topic (alone, or gathered
+with the others of its hook when it was never sent), or dead-lettered; each counted, and
+each waited for until the broker acknowledged it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import structlog
+
+from hookd.delivery.attempts import Job, Line
+from hookd.delivery.retries import ErrorKind, Outcome
+from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
+from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark, until_acked
+from hookd.redact import Redactor
+
+log = structlog.get_logger("hookd.dispatch")
+
+
+@dataclass
+class Counters:
+    delivered: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    parked: int = 0  # deliveries parked in retry topics so far (a total, not a gauge)
+    retrying: int = 0  # deliveries waiting in memory for their next attempt right now
+    decode_errors: int = 0
+    events: int = 0
+
+
+@dataclass
+class Endings:
+    dead_letters: DeadLetterSink
+    redactor: Callable[[], Redactor]
+    counters: Counters
+    parking: ParkingLot | None = None  # None: every retry waits in memory
+
+    def parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
+        lot = self.parking
+        assert lot is not None
+        if lot.tiers:  # a record holds its partition until due: never longer than its tier
+            delay = min(delay, lot.tiers[-1])  # (a Retry-After of a week waits a day)
+        return Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
+                      time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
+                                            "message": self.redactor()(outcome.message)}), delay
+
+    def gather(self, job: Job, outcome: Outcome, delay: float) -> asyncio.Future[str] | None:
+        """Park a delivery that was not sent, with the others of its hook (one record and
+        one log line for them all); None when it cannot join them (then it never will:
+        its size does not change, so it is not serialized again to find out)."""
+        assert self.parking is not None
+        if job.alone:
+            return None
+        parked, delay = self.parked(job, outcome, delay)
+        parking = self.parking.park_unsent(parked, delay)
+        if parking is None:
+            job.alone = True
+        else:
+            parking.add_done_callback(self._count_parked)
+        return parking
+
+    def _count_parked(self, parking: asyncio.Future[str]) -> None:
+        if not parking.cancelled() and parking.exception() is None:
+            self.counters.parked += 1
+
+    async def park_unsent(self, job: Job, outcome: Outcome, delay: float) -> bool:
+        """Park a delivery that was not sent with the others of its hook, and wait for the
+        group's ack; False when it cannot join them (then `park` it alone)."""
+        gathered = self.gather(job, outcome, delay)
+        if gathered is None:
+            return False
+        await asyncio.shield(gathered)  # shielded: the group is shared with other deliveries
+        return True
+
+    async def park(self, job: Job, outcome: Outcome, delay: float, bound: Line) -> None:
+        """Park one delivery alone: its own record and log line (an unsent one is first
+        offered to its hook's group, by the caller: `park_unsent`)."""
+        lot = self.parking
+        assert lot is not None
+        parked, delay = self.parked(job, outcome, delay)
+        try:
+            topic = await until_acked(lambda: lot.park(parked, delay), "park")
+        except TooLargeToPark as exc:
+            return await self.fail(job, replace(outcome, message=f"{outcome.message} "
+                                                 f"(not parked: {exc})"))
+        self.counters.parked += 1
+        bound.info("delivery", outcome="parked", attempt=job.attempts, retry_in_s=round(delay, 1),
+                   retry_topic=topic)
+
+    async def fail(self, job: Job, outcome: Outcome) -> None:
+        self.counters.failed += 1
+        meta = job.event.meta
+        await self.dead_letter(DeadLetter(
+            job.hook_id, job.event.id, job.event.name, job.event.payload, None,
+            outcome.kind or ErrorKind.CONNECT, outcome.status,
+            self.redactor()(outcome.message), job.attempts,
+            job.first_attempt_at, time.time() if job.attempts else None,
+            Source(meta.topic, meta.partition, meta.offset), job.key))
+        log.warning("delivery", outcome="dead_lettered", hook=job.hook_id,
+                    _event=job.event.name, attempts=job.attempts, status=outcome.status,
+                    error_kind=str(outcome.kind), error=outcome.message,
+                    topic=meta.topic, partition=meta.partition, offset=meta.offset)
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter")
+        self.counters.dead_lettered += 1
