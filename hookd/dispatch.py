@@ -115,7 +115,8 @@ class Dispatcher:
         that waits behind one of its key is left to the task, to keep their order."""
         if self.parking is None or hook.endpoint is None or hook.id in self.disabled:
             return self._ordered(job, hook)
-        closed = self.sender.unavailable(hook.endpoint)  # (turns a stalled one's queue away)
+        # (turns a stalled one's queue away)
+        closed = self.sender.unavailable(hook.endpoint, hook.id)
         if closed is None or (job.key is not None and (hook.id, job.key) in self._chains):
             return self._ordered(job, hook)
         parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
@@ -194,7 +195,7 @@ class Dispatcher:
             return await self._endings.fail(
                 job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
         if self.parking is not None and hook.endpoint is not None:
-            closed = self.sender.unavailable(hook.endpoint)
+            closed = self.sender.unavailable(hook.endpoint, hook.id)
             if closed is not None:  # park at once: the request is rendered when it is due
                 wait = closed.retry_after or 0.0
                 if await self._endings.park_unsent(job, closed, wait):

@@ -1,7 +1,14 @@
-"""A circuit breaker, one per endpoint: park deliveries instead of hammering a dead one.
+"""Circuit breakers: park deliveries instead of hammering what is failing.
 
-Closed → (N failures in a row) → open for a cooldown → half-open: one probe → closed on
-success, open again with a doubled cooldown (up to max_cooldown) on failure.
+Two scopes, by what a failure says. No answer at all (connection refused or reset, DNS,
+TLS handshake, a connect or read timeout) says the *host* is in trouble: it counts for the
+host's circuit (`scheme://host:port`), which parks every hook on it. An HTTP answer, any
+status, proves the host is up: it closes the host's circuit, and a 5xx or 429 counts for
+the *hook's* own circuit (hook id + endpoint) only, so one broken path on a shared CRM or
+PBX host never stalls the hooks on its other paths.
+
+Each: closed → (N failures in a row) → open for a cooldown → half-open: one probe →
+closed on success, open again with a doubled cooldown (up to max_cooldown) on failure.
 """
 
 from __future__ import annotations
@@ -11,12 +18,21 @@ from dataclasses import dataclass
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict
 
 
+def host_trouble(outcome: Outcome) -> bool:
+    """No answer from the host: a timeout or a connection error (not the request's fault)."""
+    return outcome.verdict is Verdict.RETRY and outcome.status is None and outcome.kind in (
+        ErrorKind.TIMEOUT, ErrorKind.CONNECT)
+
+
+def hook_trouble(outcome: Outcome) -> bool:
+    """An answer that says this hook's handler is failing or throttled: 5xx, 429."""
+    return outcome.verdict is Verdict.RETRY and outcome.status is not None and (
+        outcome.status >= 500 or outcome.status == 429)
+
+
 def counts_as_failure(outcome: Outcome) -> bool:
-    """Endpoint trouble, not the request's fault: timeouts, connection errors, 5xx, 429."""
-    if outcome.verdict is not Verdict.RETRY:
-        return False
-    return outcome.kind in (ErrorKind.TIMEOUT, ErrorKind.CONNECT) or (
-        outcome.status is not None and (outcome.status >= 500 or outcome.status == 429))
+    """Trouble of either scope."""
+    return host_trouble(outcome) or hook_trouble(outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +76,19 @@ class Circuit:
         return None
 
     def record(self, outcome: Outcome, now: float) -> None:
-        if outcome.verdict is Verdict.PARK:
-            return
-        if not counts_as_failure(outcome):
+        """An outcome as one circuit of both scopes would see it (tests, tools)."""
+        if outcome.verdict is not Verdict.PARK:
+            self.result(counts_as_failure(outcome), now)
+
+    def unprobe(self) -> None:
+        """The probe let through was not sent, or its outcome says nothing of this scope:
+        the next request may probe."""
+        self.probing = False
+
+    def result(self, failed: bool, now: float) -> None:
+        """A success closes the circuit; a failure counts, and opens it at N in a row (or
+        again at once, after a failed probe)."""
+        if not failed:
             self.failures, self.open_until, self.cooldown, self.probing = 0, 0.0, 0.0, False
             return
         self.failures += 1

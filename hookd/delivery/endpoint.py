@@ -1,6 +1,7 @@
-"""One endpoint (`scheme://host:port`): its circuit, its in-flight slots and stall watch,
+"""One endpoint (`scheme://host:port`): its circuits (the host's, and one per hook whose
+answers are failing: see hookd.delivery.circuit), its in-flight slots and stall watch,
 its idle connections, and one attempt through it, read in one place: acquire a slot →
-check the circuit → sign → send → record the outcome → release.
+check the circuits → sign → send → record the outcome → release.
 
 Per-endpoint slots are taken before the global one, so a slow endpoint queues behind its
 own cap and never holds the slots the healthy ones need. An endpoint with every slot
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from hookd.delivery.circuit import Circuit, CircuitPolicy
+from hookd.delivery.circuit import Circuit, CircuitPolicy, hook_trouble, host_trouble
 from hookd.delivery.client import Connections, Connector
 from hookd.delivery.connection import ProtocolError
 from hookd.delivery.outcomes import answered, circuit_open, not_answered, stalled
@@ -59,12 +60,13 @@ class Shared(Protocol):
 
 
 class Endpoint:
-    __slots__ = ("circuit", "connections", "gap", "name", "progress", "shared", "silent",
-                 "slots", "users", "watch")
+    __slots__ = ("circuit", "connections", "gap", "hooks", "name", "progress", "shared",
+                 "silent", "slots", "users", "watch")
 
     def __init__(self, name: str, shared: Shared) -> None:
         self.name, self.shared = name, shared
-        self.circuit = Circuit(shared.policy)
+        self.circuit = Circuit(shared.policy)  # the host's
+        self.hooks: dict[str, Circuit] = {}  # hook id -> its own, while its answers fail
         self.slots = Slots(shared.per_endpoint, shared.loop)
         self.connections = Connections(shared.connector, on_empty=self._idle)
         self.users = 0  # waiting or in flight
@@ -74,12 +76,18 @@ class Endpoint:
         self.watch: asyncio.TimerHandle | None = None
 
     # -- one attempt ----------------------------------------------------------------------
-    def unavailable(self) -> Outcome | None:
-        """PARK when the circuit is open or the endpoint has stalled: checked before a
-        request is even rendered (hooks with a fixed URL); None otherwise."""
-        wait = self.circuit.open_for(time.monotonic())
+    def unavailable(self, hook: str | None = None) -> Outcome | None:
+        """PARK when the host's circuit or this hook's is open, or the endpoint has
+        stalled: checked before a request is even rendered (hooks with a fixed URL); None
+        otherwise."""
+        now = time.monotonic()
+        wait = self.circuit.open_for(now)
         if wait is not None:
             return circuit_open(self.name, wait)
+        own = self.hooks.get(hook) if hook is not None else None
+        wait = own.open_for(now) if own is not None else None
+        if wait is not None:
+            return circuit_open(self.name, wait, hook)
         if self.stalled():
             return stalled(self.name, self.shared.policy.cooldown)
         return None
@@ -89,7 +97,8 @@ class Endpoint:
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
         """One attempt, unless the circuit is open or the endpoint has stalled (then PARK,
         nothing sent)."""
-        closed = self.unavailable()
+        hook = request.hook_id
+        closed = self.unavailable(hook)
         if closed is not None:
             return closed
         if not self.try_acquire():
@@ -99,9 +108,9 @@ class Endpoint:
                 return stalled(self.name, self.shared.policy.cooldown)
         got_answer = False
         try:
-            wait = self.circuit.blocked_for(time.monotonic())  # it may have opened meanwhile
-            if wait is not None:
-                return circuit_open(self.name, wait)
+            closed = self._blocked(hook)  # a circuit may have opened meanwhile
+            if closed is not None:
+                return closed
             headers = request.signed_headers(signer, int(time.time()))  # fresh after a wait
             if extra_headers:
                 headers.update(extra_headers)
@@ -114,10 +123,58 @@ class Endpoint:
             else:
                 outcome = answered(resp)
             got_answer = outcome.status is not None
-            self.circuit.record(outcome, time.monotonic())
+            self._record(hook, outcome)
             return outcome
         finally:
             self.release(got_answer)
+
+    # -- the circuits -------------------------------------------------------------------------
+    def _blocked(self, hook: str) -> Outcome | None:
+        """None: send (both closed, or this is a half-open one's probe); else the park."""
+        now = time.monotonic()
+        wait = self.circuit.blocked_for(now)
+        if wait is not None:
+            return circuit_open(self.name, wait)
+        own = self.hooks.get(hook)
+        wait = own.blocked_for(now) if own is not None else None
+        if wait is not None:
+            self.circuit.unprobe()  # (if the host's let this one through: it was not sent)
+            return circuit_open(self.name, wait, hook)
+        return None
+
+    def _record(self, hook: str, outcome: Outcome) -> None:
+        """An answer, any status, proves the host is up; a 5xx or 429 counts against the
+        hook's own circuit only. No answer counts against the host's."""
+        now = time.monotonic()
+        own = self.hooks.get(hook)
+        if outcome.status is not None:
+            self.circuit.result(False, now)
+            failed = hook_trouble(outcome)
+            if failed and own is None:
+                own = self.hooks[hook] = Circuit(self.shared.policy)
+            if own is not None:
+                own.result(failed, now)
+                if own.closed:
+                    del self.hooks[hook]  # closed: a healthy hook costs nothing
+        elif host_trouble(outcome):
+            self.circuit.result(True, now)
+            if own is not None:
+                own.unprobe()  # its probe never reached the hook: let the next one try
+        else:  # nothing sent, or refused before sending (blocked, a bad request)
+            self.circuit.unprobe()
+            if own is not None:
+                own.unprobe()
+
+    def open_circuits(self, now: float) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        if self.circuit.open_until:
+            out.append({"endpoint": self.name, "scope": "host",
+                        "next_probe_in_s": round(max(0.0, self.circuit.open_until - now), 1)})
+        for hook, circuit in self.hooks.items():
+            if circuit.open_until:
+                out.append({"endpoint": self.name, "scope": "hook", "hook": hook,
+                            "next_probe_in_s": round(max(0.0, circuit.open_until - now), 1)})
+        return out
 
     # -- slots and the stall watch ------------------------------------------------------------
     def stalled(self) -> bool:
@@ -221,4 +278,5 @@ class Endpoint:
     @property
     def idle(self) -> bool:
         """Nothing to keep: no request, no open or failing circuit, no connection."""
-        return self.users == 0 and self.circuit.closed and not self.connections
+        return (self.users == 0 and self.circuit.closed and not self.hooks
+                and not self.connections)

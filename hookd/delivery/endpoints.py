@@ -53,11 +53,11 @@ class Endpoints:
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(list(self._all.values()))
 
-    def open_circuits(self) -> dict[str, float]:
-        """Endpoint → seconds until the next probe (0: half-open now)."""
+    def open_circuits(self) -> list[dict[str, object]]:
+        """Each open circuit: its endpoint, its scope (`host`, or `hook` with the hook's
+        id) and the seconds until its next probe (0: half-open now)."""
         now = time.monotonic()
-        return {e.name: round(max(0.0, e.circuit.open_until - now), 1)
-                for e in self._all.values() if e.circuit.open_until}
+        return [c for e in self._all.values() for c in e.open_circuits(now)]
 
     def reset(self) -> None:
         """New rules (a reload changed the SSRF guard): kept-alive connections are closed,

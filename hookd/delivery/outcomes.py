@@ -17,8 +17,11 @@ from hookd.delivery.wire import Response
 from hookd.errors import BlockedDestination
 
 
-def circuit_open(endpoint: str, wait: float) -> Outcome:
-    return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}", wait)
+def circuit_open(endpoint: str, wait: float, hook: str | None = None) -> Outcome:
+    """Parked unsent: the host's circuit (`hook` None) or that hook's is open."""
+    where = f"hook {hook} at {endpoint}" if hook is not None else f"host {endpoint}"
+    return Outcome(Verdict.PARK, ErrorKind.CIRCUIT_OPEN, None, f"circuit open for {where}",
+                   wait)
 
 
 def stalled(endpoint: str, cooldown: float) -> Outcome:

@@ -33,6 +33,9 @@ class ErrorKind(enum.StrEnum):
     BLOCKED = "blocked"
     DECODE = "decode"
     INTERNAL = "internal"  # a bug in hookd: dead-lettered rather than wedging a partition
+    # parked unsent while the endpoint's (host) or the hook's circuit is open; a dead letter
+    # carries it only when such a delivery could not be parked (too large for the topic)
+    CIRCUIT_OPEN = "circuit_open"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,10 @@ class Sender(Protocol):
                       tls: ssl.SSLContext | None = None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome: ...
 
-    def unavailable(self, endpoint: str) -> Outcome | None:
-        """PARK when the endpoint's circuit is open or it has stalled: checked before a
-        request is even rendered (hooks with a fixed URL); None otherwise."""
+    def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
+        """PARK when the endpoint's (host) circuit or the hook's own is open, or the
+        endpoint has stalled: checked before a request is even rendered (hooks with a
+        fixed URL); None otherwise."""
         ...
 
 
@@ -78,9 +79,9 @@ class HttpSender:
             return None
         return tls or self._default_tls
 
-    def unavailable(self, endpoint: str) -> Outcome | None:
+    def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
         known = self.endpoints.find(endpoint)
-        return None if known is None else known.unavailable()
+        return None if known is None else known.unavailable(hook)
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
                       tls: ssl.SSLContext | None = None,

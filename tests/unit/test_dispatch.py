@@ -107,7 +107,7 @@ class FakeSender:
         self.log.append(("end", call.hook, seq))
         return result
 
-    def unavailable(self, endpoint: str) -> Outcome | None:
+    def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
         return None
 
     def hooks_for(self, seq: int) -> set[str]:
@@ -516,7 +516,7 @@ class ClosedSender(FakeSender):
         self.closed = closed
         self.asked: list[str] = []
 
-    def unavailable(self, endpoint: str) -> Outcome | None:
+    def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
         self.asked.append(endpoint)
         if endpoint != self.closed:
             return None
@@ -643,7 +643,7 @@ async def test_a_delivery_waiting_behind_its_key_is_not_gathered_ahead_of_it(
     class OpensLater(FakeSender):
         closed = False
 
-        def unavailable(self, endpoint: str) -> Outcome | None:
+        def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
             return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, "circuit open", 30.0) \
                 if self.closed else None
 

@@ -207,7 +207,8 @@ def test_document_reads_every_part_and_masks_secrets(
     counters = body["counters"]
     assert (counters["delivered"], counters["retrying"], counters["retrying_in_memory"]) == (
         7, 2 + 5, 2)
-    assert list(body["open_circuits"]) == ["https://crm.example:443"]
+    assert [(c["endpoint"], c["scope"]) for c in body["open_circuits"]] == [
+        ("https://crm.example:443", "host")]
     assert body["disabled_hooks"] == {"gone": "410 Gone from https://old.example/?t=***"}
     assert document(**parts, stopping=True)[0] is False  # stopping: not ready any more
     assert document(**{**parts, "source": Loop([], {})}, stopping=False)[0] is False

@@ -80,6 +80,7 @@ FAILURE_TABLE = [
     (ErrorKind.DECODE, F),
     (ErrorKind.HTTP_STATUS, F),
     (ErrorKind.INTERNAL, F),
+    (ErrorKind.CIRCUIT_OPEN, F),  # (never made by failure(): a park, see outcomes)
 ]
 
 
@@ -95,9 +96,11 @@ def test_every_error_kind_is_in_the_failure_table() -> None:
 
 
 def test_error_kind_strings_are_the_spec_ones() -> None:
-    # the SPEC's six, plus `internal`: a bug in hookd is dead-lettered, not a wedged partition
+    # the SPEC's six, plus `internal` (a bug in hookd is dead-lettered, not a wedged
+    # partition) and `circuit_open` (why a delivery was parked unsent)
     assert sorted(str(k) for k in ErrorKind) == sorted(
-        ["http_status", "timeout", "connect", "render", "blocked", "decode", "internal"])
+        ["http_status", "timeout", "connect", "render", "blocked", "decode", "internal",
+         "circuit_open"])
 
 
 # ------------------------------------------------------------------------- Retry-After
