@@ -5,6 +5,7 @@ listening still opens one host circuit for all of its hooks."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def _cfg(tmp_path: Path, bootstrap: str, topic: str, hooks: list[dict[str, Any]]
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    return [round(b - a, 3) for a, b in itertools.pairwise(times)]
 
 
 async def test_a_broken_path_opens_its_own_circuit_and_its_neighbours_keep_their_schedules(
