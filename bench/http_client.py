@@ -70,7 +70,7 @@ async def run(url: str, requests: int, concurrency: int) -> None:
                 await resp.read()
                 assert resp.status == 200
 
-        for name, send in (("aiohttp", aiohttp_send), ("hookd.delivery.client", hookd_send)):
+        for name, send in (("aiohttp", aiohttp_send), ("hookd client", hookd_send)):
             rounds = [await measure(send, requests, concurrency) for _ in range(3)]
             rate = max(r for r, _ in rounds)
             print(f"{name:12} {rate:9,.0f} requests/s  {min(c for _, c in rounds):6.1f} µs "
