@@ -121,6 +121,7 @@ class Daemon:
         self.retries.consumer.subscribe(self.parking.topics, listener=self.retries.listener())
         log.info("started", config=self.config_path, hooks=len(self.runtime.hooks),
                  topics=list(kafka.topics), group=kafka.group_id,
+                 group_instance_id=kafka.group_instance_id,
                  retry_tiers=list(self.parking.tiers),
                  health=f"{listen.rpartition(':')[0]}:{self.health.port}")
         self.notifier.ready(self._status())
