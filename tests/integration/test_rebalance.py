@@ -71,7 +71,7 @@ async def test_a_keys_order_holds_across_a_rebalance_with_deliveries_in_flight(
     topic, group = unique("order"), unique("g")
     await create_topic(broker.bootstrap, topic, 4)
     cfg = _configs(tmp_path, broker.bootstrap, topic, group, receiver)
-    receiver.delay["/o"] = 0.25
+    receiver.delay["/o"] = 0.5
     per_key = 24
     a = DaemonProcess(cfg["a"]).start()
     processes.append(a)
@@ -87,6 +87,12 @@ async def test_a_keys_order_holds_across_a_rebalance_with_deliveries_in_flight(
         return {(body["k"], body["s"]) for body in map(orjson.loads,
                                                       (r.body for r in receiver.at("/o")))}
     await until(lambda: seen() >= everything, 90)
+    async with asyncio.timeout(60):  # and the redeliveries after it: until quiet for 3 s
+        count, quiet_since = -1, time.monotonic()
+        while time.monotonic() - quiet_since < 3.0:
+            if receiver.arrivals != count:
+                count, quiet_since = receiver.arrivals, time.monotonic()
+            await asyncio.sleep(0.1)
     _, state = await get_json(f"http://127.0.0.1:{_port(cfg['b'])}/readyz")
     assert state["assigned_partitions"], "b never got a partition: nothing was handed over"
 
