@@ -111,16 +111,19 @@ class Daemon:
                                    kafka.consumer, self._pending, self._high_water,
                                    ages=self.ages,
                                    watch=StallWatch("source", stall_after,
-                                                    changed=self._stalls_changed))
+                                                    changed=self._stalls_changed),
+                                   abandon=self.dispatcher.abandon)
         self.retries = ConsumerLoop("retry", self.clients["retry consumer"],
                                     self.dispatcher.submit_parked,
                                     kafka.consumer, self._pending, self._high_water, due=_due,
                                     watch=StallWatch("retry", stall_after,
-                                                     changed=self._stalls_changed))
+                                                     changed=self._stalls_changed),
+                                    abandon=self.dispatcher.abandon)
         self.source.consumer.subscribe(list(kafka.topics), listener=self.source.listener())
         self.retries.consumer.subscribe(self.parking.topics, listener=self.retries.listener())
         log.info("started", config=self.config_path, hooks=len(self.runtime.hooks),
                  topics=list(kafka.topics), group=kafka.group_id,
+                 group_instance_id=kafka.group_instance_id,
                  retry_tiers=list(self.parking.tiers),
                  health=f"{listen.rpartition(':')[0]}:{self.health.port}")
         self.notifier.ready(self._status())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,9 @@ class Dispatcher:
     counters: Counters = field(default_factory=Counters)
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
     _tasks: set[asyncio.Future[Any]] = field(default_factory=set)
+    # the same work by the record's (topic, partition): what a revocation abandons
+    _by_partition: dict[tuple[str, int], set[asyncio.Future[Any]]] = field(
+        default_factory=dict)
     _records: int = 0
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
@@ -77,12 +80,12 @@ class Dispatcher:
             letter = DeadLetter(None, None, None, None, record.value, ErrorKind.DECODE,
                                 None, str(exc), 0, None, None,
                                 Source(meta.topic, meta.partition, meta.offset), record.key)
-            return self._run(done, [self._endings.dead_letter(letter)])
+            return self._run(record, done, [self._endings.dead_letter(letter)])
         hooks = [h for h in runtime.index.match(event.name, event.payload)
                  if h.id not in self.disabled]
         if not hooks:
             return done()
-        self._run(done, [self._work(Job(h.id, event, record.key), h) for h in hooks])
+        self._run(record, done, [self._work(Job(h.id, event, record.key), h) for h in hooks])
 
     def submit_parked(self, record: Any, done: Done) -> None:
         """A record of a retry topic whose time has come: its deliveries (one, or a group
@@ -92,7 +95,7 @@ class Dispatcher:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("unreadable record in a retry topic, dead-lettered", topic=record.topic,
                       offset=record.offset, error=str(exc))
-            return self._run(done, [self._endings.dead_letter(DeadLetter(
+            return self._run(record, done, [self._endings.dead_letter(DeadLetter(
                 None, None, None, None, record.value, ErrorKind.DECODE, None,
                 f"retry record: {exc}", 0, None, None,
                 Source(record.topic, record.partition, record.offset), record.key))])
@@ -107,7 +110,7 @@ class Dispatcher:
                                        p.first_attempt_at), hook))
         if not work:
             return done()
-        self._run(done, work)
+        self._run(record, done, work)
 
     def _work(self, job: Job, hook: CompiledHook) -> Work:
         """A delivery's work: a task, or, when its endpoint is known and unavailable right
@@ -122,15 +125,20 @@ class Dispatcher:
         parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
         return parking if parking is not None else self._ordered(job, hook)
 
-    def _run(self, done: Done, work: list[Work]) -> None:
+    def _run(self, record: Any, done: Done, work: list[Work]) -> None:
         """Run a record's work; `done()` when all of it finished (not when some was
         cancelled: then the record stays unfinished and is redelivered)."""
         self._records += 1
         left, whole = len(work), True
+        tp = (record.topic, record.partition)
+        mine = self._by_partition.get(tp)
+        if mine is None:
+            mine = self._by_partition[tp] = set()
 
         def finished(task: asyncio.Future[Any]) -> None:
             nonlocal left, whole
             self._tasks.discard(task)
+            mine.discard(task)
             whole = whole and not task.cancelled()
             left -= 1
             if left == 0:
@@ -142,7 +150,32 @@ class Dispatcher:
         for item in work:
             task = item if isinstance(item, asyncio.Future) else loop.create_task(item)
             self._tasks.add(task)
+            mine.add(task)
             task.add_done_callback(finished)
+
+    def in_flight(self, topic: str, partition: int) -> int:
+        """Deliveries (and dead letters) of that partition's records not final yet."""
+        return len(self._by_partition.get((topic, partition), ()))
+
+    async def abandon(self, partitions: Iterable[tuple[str, int]], timeout: float = 5.0) -> int:
+        """Give up the work of these partitions' records (they were revoked): cancel their
+        deliveries, wait until they have ended (at most `timeout`), and return how many
+        were cancelled. Their records stay unfinished, uncommitted, and are delivered
+        again by the partitions' next owner; nothing of them is sent after this returns,
+        so the next owner never delivers a key's later event before this process's
+        earlier one. A parking already under way (a future, shared with the other
+        deliveries gathered with it) is left to finish: it is quick and sends nothing."""
+        work = [task for tp in partitions for task in self._by_partition.pop(tp, ())]
+        cancelled = 0
+        for task in work:
+            if isinstance(task, asyncio.Task) and task.cancel():
+                cancelled += 1
+        if work:
+            _, late = await asyncio.wait(work, timeout=timeout)
+            if late:
+                log.error("revoked partitions' work did not end when cancelled",
+                          deliveries=len(late))
+        return cancelled
 
     async def drain(self, timeout: float) -> int:
         """Wait up to `timeout` for in-flight work; cancel the rest. Returns the records

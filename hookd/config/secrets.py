@@ -12,6 +12,10 @@ from typing import Any
 from hookd.errors import SpecError
 
 _REF = re.compile(r"\$\{(env|file|cred):([^}]*)\}")
+# where a substituted value is a name, not a secret: it is shown in logs and on /readyz
+# (masking "hookd-web1-8081" in every line would hide which process wrote it, and a short
+# value such as a host name would be masked wherever else it appears)
+NOT_SECRET: frozenset[tuple[str | int, ...]] = frozenset({("kafka", "group_instance_id")})
 
 
 @dataclass
@@ -47,10 +51,11 @@ class SecretResolver:
         except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: NUL in name
             raise SpecError(f"cannot read secret {kind}:{name}: {exc.__class__.__name__}") from None
 
-    def substitute(self, text: str) -> str:
+    def substitute(self, text: str, secret: bool = True) -> str:
+        """`secret=False`: the values are not remembered (not masked in logs)."""
         def repl(m: re.Match[str]) -> str:
             value = self._lookup(m.group(1), m.group(2))
-            if value:
+            if value and secret:
                 self.found.add(value)
             return value
 
@@ -61,7 +66,7 @@ class SecretResolver:
         errors: list[SpecError] = []
         if isinstance(data, str):
             try:
-                return self.substitute(data), errors
+                return self.substitute(data, loc not in NOT_SECRET), errors
             except SpecError as exc:
                 return data, [SpecError(exc.message, loc)]
         if isinstance(data, dict):

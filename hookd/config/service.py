@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -21,6 +22,8 @@ from hookd.config.types import (
     as_list,
     host_port,
 )
+
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,243}")
 
 
 class SecurityConfig(Model):
@@ -70,6 +73,11 @@ class KafkaConfig(Model):
     topics: Annotated[list[NonEmptyStr], BeforeValidator(as_list)] = Field(
         default_factory=lambda: ["cc.events"], min_length=1)
     group_id: NonEmptyStr = "hookd"
+    # static membership (KIP-345): this process's name in the group, stable across its
+    # restarts (hookd@.service: "hookd-${env:HOOKD_INSTANCE}"). A restart within the
+    # session timeout keeps its partitions without a rebalance; a dead one's partitions
+    # wait the whole session timeout. The retry consumer is "<id>.retry". None: dynamic
+    group_instance_id: str | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     security: SecurityConfig = SecurityConfig()
     retry_topic_prefix: NonEmptyStr = "hookd.retry"
@@ -87,6 +95,16 @@ class KafkaConfig(Model):
     # cost little CPU for a good ratio on JSON. Consumers read every codec whatever this says
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     consumer: ConsumerTuning = ConsumerTuning()
+
+    @field_validator("group_instance_id")
+    @classmethod
+    def _instance_id(cls, value: str | None) -> str | None:
+        """What Kafka takes as a group.instance.id (its own check, JoinGroupRequest's),
+        with room for the retry consumer's ".retry"."""
+        if value is not None and (not _INSTANCE_ID.fullmatch(value) or value in (".", "..")):
+            raise ValueError(f"{value!r} is not a group instance id: 1 to 243 characters "
+                             "of A-Z, a-z, 0-9, '.', '_' and '-'")
+        return value
 
 
 class EventsConfig(Model):

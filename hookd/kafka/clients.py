@@ -44,13 +44,15 @@ def tls_problem(cfg: KafkaConfig) -> str | None:
 
 def make_consumer(cfg: KafkaConfig, group_id: str | None = None,
                   from_start: bool = False, fetch_max_wait: float | None = None,
-                  ) -> AIOKafkaConsumer:
+                  instance_id: str | None = None) -> AIOKafkaConsumer:
     """`from_start`: a partition without a committed offset is read from its beginning
     whatever `auto_offset_reset` says: hookd's own topics (retry tiers, dead letters)
-    hold nothing that may be skipped. `fetch_max_wait`: instead of the configured one."""
+    hold nothing that may be skipped. `fetch_max_wait`: instead of the configured one.
+    `instance_id`: a static member of the group (KIP-345), else a dynamic one."""
     tune = cfg.consumer
     return AIOKafkaConsumer(
         group_id=group_id or cfg.group_id,
+        group_instance_id=instance_id,
         enable_auto_commit=False,  # offsets move only when deliveries are final
         auto_offset_reset="earliest" if from_start else cfg.auto_offset_reset,
         session_timeout_ms=int(tune.session_timeout * 1000),
@@ -63,11 +65,21 @@ def make_consumer(cfg: KafkaConfig, group_id: str | None = None,
     )
 
 
+def make_source_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
+    """The source topics' consumer: the group `group_id`, a static member of it when
+    `group_instance_id` is set."""
+    return make_consumer(cfg, instance_id=cfg.group_instance_id)
+
+
 def make_retry_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
     """The retry topics' consumer: a group of its own, every parked record read, and
-    `retry_fetch_max_wait` (it idles most of the time: fewer idle fetches)."""
+    `retry_fetch_max_wait` (it idles most of the time: fewer idle fetches). Static as
+    `<group_instance_id>.retry` when the source consumer is static: a restart then moves
+    neither group's partitions, and each member's retry partitions stay with it."""
+    instance = cfg.group_instance_id
     return make_consumer(cfg, f"{cfg.group_id}.retry", from_start=True,
-                         fetch_max_wait=cfg.consumer.retry_fetch_max_wait)
+                         fetch_max_wait=cfg.consumer.retry_fetch_max_wait,
+                         instance_id=None if instance is None else f"{instance}.retry")
 
 
 def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:

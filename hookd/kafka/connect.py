@@ -11,7 +11,12 @@ import structlog
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from hookd.config import KafkaConfig
-from hookd.kafka.clients import make_admin, make_consumer, make_producer, make_retry_consumer
+from hookd.kafka.clients import (
+    make_admin,
+    make_producer,
+    make_retry_consumer,
+    make_source_consumer,
+)
 
 log = structlog.get_logger("hookd.daemon")
 _NO_IDEMPOTENCE = ("kafka.idempotence needs Kafka 0.11+ (and IDEMPOTENT_WRITE where ACLs are "
@@ -24,7 +29,7 @@ async def connect(kafka: KafkaConfig, stop: asyncio.Event) -> dict[str, Any] | N
     Tries again with a doubling delay (0.5 s up to 30 s)."""
     delay = 0.5
     while not stop.is_set():
-        named = {"source consumer": make_consumer(kafka),
+        named = {"source consumer": make_source_consumer(kafka),
                  "retry consumer": make_retry_consumer(kafka),
                  "producer": make_producer(kafka), "admin": make_admin(kafka)}
         name = ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -28,6 +28,9 @@ log = structlog.get_logger("hookd.kafka.consumer")
 Submit = Callable[[Any, Callable[[], None]], None]
 # due(record) -> None to take it now, or the epoch time it becomes due
 Due = Callable[[Any], float | None]
+# abandon(partitions) -> how many deliveries it cancelled: nothing of those partitions'
+# records is sent once it returns (Dispatcher.abandon)
+Abandon = Callable[[set[TopicPartition]], Awaitable[int]]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -83,8 +86,9 @@ class ConsumerLoop:
     def __init__(self, name: str, consumer: Any, submit: Submit, tuning: ConsumerTuning,
                  pending: Callable[[], int], high_water: Callable[[], int],
                  due: Due | None = None, ages: RecordAges | None = None,
-                 watch: StallWatch | None = None) -> None:
+                 watch: StallWatch | None = None, abandon: Abandon | None = None) -> None:
         self.name, self.consumer, self.submit, self.tuning = name, consumer, submit, tuning
+        self.abandon = abandon
         self.pending, self.high_water, self.due = pending, high_water, due
         self.tracker = OffsetTracker()
         self.fetched: dict[TopicPartition, int] = {}
@@ -248,10 +252,25 @@ class ConsumerLoop:
         self.tracker.mark_committed(offsets)
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
-        """Give in-flight work of revoked partitions a short grace, commit, forget them."""
+        """Give in-flight work of revoked partitions a short grace (`revoke_grace`),
+        abandon what is left of it, commit what finished, forget them.
+
+        Abandoning keeps a key's order across owners: the next owner is assigned these
+        partitions only after this returns (every member rejoins first), and it delivers
+        again from the committed offset; a delivery of this process still running then
+        (a slow receiver, retries waiting in memory, deliveries queued behind their key)
+        could reach the receiver after the next owner's delivery of a later event of its
+        key. Cancelled ones stay uncommitted: delivered again, with the same webhook-id."""
         deadline = time.monotonic() + self.tuning.revoke_grace
         while time.monotonic() < deadline and any(self.tracker.in_flight(tp) for tp in revoked):
             await asyncio.sleep(0.05)
+        unfinished = {tp for tp in revoked if self.tracker.in_flight(tp)}
+        if unfinished and self.abandon is not None:
+            cancelled = await self.abandon(unfinished)
+            log.info("revoked partitions' deliveries abandoned after the grace; their next "
+                     "owner delivers them again", consumer=self.name, deliveries=cancelled,
+                     records=sum(self.tracker.in_flight(tp) for tp in unfinished),
+                     partitions=sorted(f"{t.topic}-{t.partition}" for t in unfinished))
         await self.commit(only=revoked)
         self.tracker.forget(revoked)
         self.reader.forget(revoked)

@@ -702,3 +702,40 @@ async def test_a_delivery_too_large_for_a_group_is_offered_to_it_once_then_parke
     assert "hookd-deliveries" not in dict(headers)  # its own record
     assert [p.event.meta.offset for p in read_parked(value)] == [0]
     assert dispatcher.counters.parked == 1
+
+
+# ------------------------------------------------------------------------- revocation
+
+async def test_abandon_cancels_the_revoked_partitions_work_and_nothing_of_it_is_sent_after(
+        make: Make) -> None:
+    """A key's deliveries queued behind a slow one are given up with it, so none of them
+    reaches the receiver once the partition's next owner has begun delivering it; the
+    other partition's work goes on, and the abandoned records stay uncommitted."""
+    release = asyncio.Event()
+
+    async def respond(call: Call) -> Outcome:
+        if call.seq == 0:
+            await release.wait()  # in flight at the revocation
+        return OK
+
+    d = make(FakeSender(respond))
+    for offset in range(3):  # offsets 0, 1, 2 of one key: 1 and 2 wait behind 0
+        d.submit(record(offset, "Solo", key=b"k", partition=0))
+    d.submit(record(0, "Solo", key=b"other", partition=1))
+    await asyncio.sleep(0.05)
+    assert d.dispatcher.in_flight(TOPIC, 0) == 3
+    assert await d.dispatcher.abandon({TP}) == 3
+    assert d.dispatcher.in_flight(TOPIC, 0) == 0
+    release.set()
+    await d.settle()
+    assert [c.seq for c in d.sender.calls if c.hook == "solo"] == [0, 0]  # p0's first, p1's
+    assert d.tracker.committable() == {TopicPartition(TOPIC, 1): 1}  # p0: nothing finished
+    assert d.pending == 0
+
+
+async def test_abandon_of_a_partition_with_nothing_in_flight_is_a_no_op(make: Make) -> None:
+    d = make()
+    d.submit(record(0, "Solo"))
+    await d.settle()
+    assert await d.dispatcher.abandon({TP, TopicPartition(TOPIC, 7)}) == 0
+    assert d.tracker.committable() == {TP: 1}

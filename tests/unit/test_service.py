@@ -86,8 +86,17 @@ def test_template_gives_each_instance_its_health_port() -> None:
 def test_template_is_hookd_service_but_for_its_health_port() -> None:
     """The two units are kept in step: a hardening line added to one is added to both."""
     differ = {"Description", "ExecStart"}
-    assert [d for d in directives(TEMPLATE.read_text()) if d[0] not in differ] == \
+    instance = ("Environment", "HOOKD_INSTANCE=%H-%i")
+    assert [d for d in directives(TEMPLATE.read_text())
+            if d[0] not in differ and d != instance] == \
         [d for d in directives(UNIT.read_text()) if d[0] not in differ]
+
+
+def test_template_names_each_instance_for_static_membership() -> None:
+    """`kafka.group_instance_id: "hookd-${env:HOOKD_INSTANCE}"` (README): unique per host
+    and instance, the same across the instance's restarts."""
+    assert "HOOKD_INSTANCE=%H-%i" in values("Environment", TEMPLATE)
+    assert not any(v.startswith("HOOKD_INSTANCE=") for v in values("Environment"))
 
 
 @pytest.mark.parametrize(("key", "expected"), [

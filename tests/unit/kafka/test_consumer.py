@@ -259,3 +259,62 @@ async def test_the_loop_asks_for_end_offsets_as_it_commits_and_stops_asking_when
     assert asking is not None
     await asyncio.sleep(0)
     assert asking.cancelled()
+
+
+async def test_revoked_abandons_what_is_still_in_flight_after_the_grace_then_commits() -> None:
+    """Offsets 0..2 taken: 0 finishes, 1 and 2 are still in flight when `revoke_grace`
+    ends: they are abandoned (so nothing of them is sent after the revocation), and the
+    commit holds only the finished prefix."""
+    consumer = SlowCommits([[0, 1, 2]])
+    consumer.release.set()
+    dones: dict[int, Callable[[], None]] = {}
+    abandoned: list[set[TopicPartition]] = []
+
+    def submit(record: Any, done: Callable[[], None]) -> None:
+        dones[record.offset] = done
+
+    async def abandon(tps: set[TopicPartition]) -> int:
+        abandoned.append(set(tps))
+        return 2
+
+    loop = ConsumerLoop("source", consumer, submit,
+                        ConsumerTuning(commit_interval="1h", revoke_grace="100ms"),
+                        lambda: 0, lambda: 100, abandon=abandon)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    await _until(lambda: len(dones) == 3)
+    dones[0]()
+    started = time.monotonic()
+    with structlog.testing.capture_logs() as logs:
+        await loop.revoked({TP})
+    assert time.monotonic() - started >= 0.1  # the grace first
+    assert abandoned == [{TP}]
+    assert consumer.committed == [{TP: 1}]
+    said = [e for e in logs if "abandoned" in e["event"]]
+    assert said and said[0]["deliveries"] == 2 and said[0]["records"] == 2
+    stop.set()
+    await task
+
+
+async def test_revoked_abandons_nothing_when_all_finished_within_the_grace() -> None:
+    consumer = SlowCommits([[0]])
+    consumer.release.set()
+    abandoned: list[set[TopicPartition]] = []
+
+    async def abandon(tps: set[TopicPartition]) -> int:
+        abandoned.append(set(tps))
+        return 0
+
+    loop = ConsumerLoop("source", consumer, lambda record, done: done(),
+                        ConsumerTuning(commit_interval="1h", revoke_grace="5s"),
+                        lambda: 0, lambda: 100, abandon=abandon)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    await _until(lambda: TP in loop.fetched)
+    started = time.monotonic()
+    await loop.revoked({TP})
+    assert time.monotonic() - started < 1.0  # no waiting out the grace
+    assert abandoned == []
+    assert consumer.committed == [{TP: 1}]
+    stop.set()
+    await task
