@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from hookd.hookview import hook_states
 from hookd.kafka.stalls import Problem, summary
 from hookd.logs import REDACTOR
 
@@ -90,6 +91,7 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
     lag = source.lag() if source else {}
     parked_lag = retries.lag() if retries else {}
     c = dispatcher.counters if dispatcher else None
+    circuits = sender.endpoints.open_circuits() if sender else []
     body: dict[str, Any] = {
         "config": {"generation": runtime.generation if runtime else None,
                    "loaded_at": runtime.loaded_at if runtime else None,
@@ -113,8 +115,11 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
             "in_flight": sender.endpoints.in_flight if sender else 0,
             "records_pending": dispatcher.pending if dispatcher else 0,
         },
-        "open_circuits": sender.endpoints.open_circuits() if sender else {},
+        "open_circuits": circuits,
         "disabled_hooks": dict(dispatcher.disabled) if dispatcher else {},
+        # each configured hook: its state, its figures since start, its last error
+        "hooks": hook_states(runtime, dispatcher.disabled if dispatcher else {}, circuits,
+                             dispatcher.stats if dispatcher else None),
     }
     if stalls:  # the oldest first: what an operator looks at first
         body = {"reason": summary(stalls), "since": stalls[0].as_dict()["since"],
