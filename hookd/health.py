@@ -1,5 +1,6 @@
-"""The one thing hookd serves: GET /healthz and GET /readyz (JSON), nothing else; and what
-they say, read off the daemon's parts."""
+"""The one thing hookd serves: GET /healthz and GET /readyz (JSON), GET /metrics
+(Prometheus, unless health.metrics.enabled is false), nothing else; and what they say,
+read off the daemon's parts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from hookd.hookview import hook_states
 from hookd.kafka.stalls import Problem, summary
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from hookd.runtime import Runtime
 
 StateFn = Callable[[], tuple[bool, dict[str, Any]]]  # (ready, body)
+MetricsFn = Callable[[], bytes]  # the Prometheus text exposition
 
 
 def _json(body: dict[str, Any], status: int) -> web.Response:
@@ -32,10 +35,11 @@ class HealthServer:
     """`/healthz`: 200 while the loop runs. `/readyz`: 200 when config is loaded and the
     consumer holds an assignment, else 503. Both carry the same state document."""
 
-    def __init__(self, listen: str, state: StateFn) -> None:
+    def __init__(self, listen: str, state: StateFn, metrics: MetricsFn | None = None) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.state = state
+        self.metrics = metrics  # None: no /metrics
         self._runner: web.AppRunner | None = None
 
     async def _healthz(self, _request: web.Request) -> web.Response:
@@ -47,10 +51,16 @@ class HealthServer:
         status = "ready" if ready else "stalled" if body.get("stalls") else "not ready"
         return _json({"status": status, **body}, 200 if ready else 503)
 
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        return web.Response(body=self.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if self.metrics is not None:
+            app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
