@@ -156,12 +156,13 @@ class DaemonCollector(Collector):
 
     def _lag(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily("hookd_consumer_lag", "Records not consumed yet per "
-                                   "partition (source and retry topics), as of the last "
-                                   "fetch", labels=["topic", "partition"])
-        for loop in (self.parts.source, self.parts.retries):
+                                   "partition, as of the last fetch (consumer source: the "
+                                   "event topics; retry: the retry topics, whose records wait "
+                                   "there until due)", labels=["consumer", "topic", "partition"])
+        for name, loop in (("source", self.parts.source), ("retry", self.parts.retries)):
             lag: Mapping[str, int] = loop.lag() if loop is not None else {}
             for tp, n in sorted(lag.items()):
-                family.add_metric(list(_split(tp)), n)
+                family.add_metric([name, *_split(tp)], n)
         return family
 
 

@@ -3,11 +3,14 @@ prometheus_client's own parser, and /metrics on the health listener."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from hookd.delivery.retries import ErrorKind, failure
@@ -127,8 +130,9 @@ def test_the_collector_reads_every_part(write_config: WriteConfig) -> None:
     assert one("hookd_dead_letters_total") == 4
     assert one("hookd_retrying", tier="in_memory") == 3
     assert one("hookd_retrying", tier="30s") == 3 and one("hookd_retrying", tier="5m") == 0
-    assert one("hookd_consumer_lag", topic="cc.events", partition="0") == 7
-    assert one("hookd_consumer_lag", topic="hookd.retry.30s", partition="1") == 1
+    assert one("hookd_consumer_lag", consumer="source", topic="cc.events", partition="0") == 7
+    assert one("hookd_consumer_lag", consumer="retry", topic="hookd.retry.30s",
+               partition="1") == 1
     assert one("hookd_circuit_open", endpoint="https://crm.example:443", scope="host",
                hook="") == 1
     assert [one("hookd_hook_enabled", hook=h) for h in ("crm", "gone", "dormant")] == [1, 0, 0]
@@ -162,3 +166,28 @@ async def test_metrics_is_served_on_the_health_listener_when_asked() -> None:
         await server.stop()
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {"hookd_deliveries", "hookd_in_flight", "process_resident_memory_bytes"} <= names
+
+
+RULES = Path(__file__).resolve().parents[2] / "config" / "prometheus-rules.yaml"
+
+
+def rule_series(path: Path = RULES) -> dict[str, set[str]]:
+    """Each alert of the rules file -> the hookd_* series its expression names."""
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return {rule["alert"]: set(re.findall(r"\bhookd_[a-z_]+\b", rule["expr"]))
+            for group in groups for rule in group["rules"]}
+
+
+def exposed(text: str) -> set[str]:
+    """Every family and sample name of an exposition."""
+    families = list(text_string_to_metric_families(text))
+    return {f.name for f in families} | {s.name for f in families for s in f.samples}
+
+
+def test_the_alert_rules_name_series_the_exposition_has() -> None:
+    rules = rule_series()
+    assert set(rules) == {"HookdDeadLettersRising", "HookdConsumerLagGrowing",
+                          "HookdNotReady"}
+    names = exposed(exposition(registry_of(Parts())).decode())
+    for alert, series in rules.items():
+        assert series and series <= names, (alert, series - names)
