@@ -99,7 +99,7 @@ class Endings:
     async def fail(self, job: Job, outcome: Outcome) -> None:
         self.counters.failed += 1
         stat = self.stats.of(job.hook_id)
-        stat.error(f"{outcome.status or outcome.kind}: {outcome.message}")  # the final one
+        stat.error(outcome.message or str(outcome.status or outcome.kind))  # the final one
         meta = job.event.meta
         await self.dead_letter(DeadLetter(
             job.hook_id, job.event.id, job.event.name, job.event.payload, None,

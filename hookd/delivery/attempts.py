@@ -90,7 +90,7 @@ class Attempts:
                           attempt=attempt_no, duration_ms=duration_ms,
                           error_kind=str(outcome.kind), error=outcome.message)
             if stat is not None:
-                stat.error(f"{outcome.status or outcome.kind}: {outcome.message}")
+                stat.error(outcome.message or str(outcome.status or outcome.kind))
         return outcome
 
     async def _send_oauth2(self, hook: CompiledHook, request: Request, auth: OAuth2Auth,
