@@ -1,4 +1,4 @@
-"""The `hookd` command line: run, check, render, schema."""
+"""The `hookd` command line: run, check, render, replay, status, schema."""
 
 from __future__ import annotations
 
@@ -77,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--hook", help="only dead letters of this hook")
     replay.add_argument("--limit", type=int, help="at most this many")
     replay.add_argument("--dry-run", action="store_true", help="list, change nothing")
+
+    status = sub.add_parser("status", help="the running daemon's hooks: state, deliveries, "
+                            "last error (read from its health listener)")
+    status.add_argument("-c", "--config", help=cfg_help + "; only health.listen is read")
+    status.add_argument("--health-listen", type=_listen, metavar="HOST:PORT",
+                        help="ask the daemon listening here instead of at health.listen")
+    status.add_argument("--json", action="store_true", help="one JSON document")
+    status.add_argument("--timeout", type=_seconds, default=5.0, metavar="DURATION",
+                        help="longest wait for the answer (default 5s)")
 
     schema = sub.add_parser("schema", help="print a JSON Schema")
     schema.add_argument("what", choices=["config", "events"])
@@ -205,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_schema(args.what, out)
     if args.command == "replay":
         return cmd_replay(args.config, args.hook, args.limit, args.dry_run, out, err)
+    if args.command == "status":
+        from hookd.status import cmd_status
+
+        return cmd_status(args.config or default_config_path(), args.health_listen, args.json,
+                          out, err, args.timeout, explicit=args.config is not None)
     if args.command == "run":
         from hookd.daemon import run_daemon
 

@@ -19,6 +19,7 @@ from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import ConfigError
 from hookd.health import HealthServer, document, status_line
+from hookd.hookstats import HookStats
 from hookd.kafka import topics
 from hookd.kafka.batching import BatchedProducer
 from hookd.kafka.connect import connect, stop_client
@@ -27,6 +28,7 @@ from hookd.kafka.deadletter import KafkaDeadLetters
 from hookd.kafka.parking import ParkingLot, due_of
 from hookd.kafka.stalls import Problem, StallWatch
 from hookd.logs import REDACTOR, configure_logging
+from hookd.metrics import exposition, registry_of
 from hookd.redact import Redactor
 from hookd.requests.oauth import TokenCache
 from hookd.runtime import Runtime, load_config, tiers_of
@@ -52,6 +54,7 @@ class Daemon:
         self._reload = asyncio.Event()
         self._runtime: Runtime | None = None
         self.last_reload: dict[str, Any] = {"ok": None, "at": None, "error": None}
+        self.reloads = {"ok": 0, "rejected": 0}  # hookd_config_reload_total
         # "source consumer", "retry consumer", "producer", "admin": started in this order,
         # stopped at shutdown
         self.clients: dict[str, Any] = {}
@@ -87,7 +90,9 @@ class Daemon:
         REDACTOR.current = Redactor(self.runtime.secrets)
         self.last_reload = {"ok": True, "at": self.runtime.loaded_at, "error": None}
         listen = self.health_listen or cfg.health.listen
-        self.health = HealthServer(listen, self.state)
+        registry = registry_of(self) if cfg.health.metrics.enabled else None
+        self.health = HealthServer(listen, self.state, None if registry is None
+                                   else lambda: exposition(registry))
         await self.health.start()
         self.sender = HttpSender(cfg.delivery)
         await self.sender.start()
@@ -103,7 +108,8 @@ class Daemon:
         self.dispatcher = Dispatcher(
             self.sender, KafkaDeadLetters(self.batches, kafka.dead_letter_topic,
                                           kafka.max_request_size),
-            lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form))
+            lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form),
+            stats=HookStats(h.id for h in self.runtime.hooks), timed=registry is not None)
         self.sender.endpoints.crowded = self._crowded
         stall_after = cfg.health.stall_after
         self.source = ConsumerLoop("source", self.clients["source consumer"],
@@ -207,6 +213,7 @@ class Daemon:
             errors = ([str(i) for i in exc.issues] if isinstance(exc, ConfigError)
                       else [f"{type(exc).__name__}: {exc}"])
             self.last_reload = {"ok": False, "at": datetime.now(UTC), "error": errors}
+            self.reloads["rejected"] += 1
             log.error("reload rejected; the previous config stays in force",
                       generation=old.generation, errors=errors)
         else:
@@ -225,7 +232,9 @@ class Daemon:
             REDACTOR.current = Redactor(new.secrets)
             if self.dispatcher is not None:
                 self.dispatcher.reset_disabled()
+                self.dispatcher.stats.keep(h.id for h in new.hooks)
             self.last_reload = {"ok": True, "at": new.loaded_at, "error": None}
+            self.reloads["ok"] += 1
             log.info("reloaded", generation=new.generation, hooks=len(new.hooks))
 
     async def _watchdog_loop(self) -> None:
@@ -277,6 +286,16 @@ class Daemon:
         found = [p for loop in (self.source, self.retries) if loop is not None
                  for p in loop.watch.stalls()]
         return sorted(found, key=lambda p: p.since)
+
+    def current(self) -> Runtime | None:
+        """The config in force, None before startup (/metrics asks any time)."""
+        return self._runtime
+
+    def ready(self) -> bool:
+        return self.state()[0]
+
+    def stalled(self) -> int:
+        return len(self._stalls())
 
     def state(self) -> tuple[bool, dict[str, Any]]:
         return document(runtime=self._runtime, last_reload=self.last_reload,

@@ -15,6 +15,7 @@ from hookd.delivery.sender import Sender
 from hookd.endings import Counters, Endings
 from hookd.errors import DecodeError, RenderError
 from hookd.events.decode import decode_event, make_meta
+from hookd.hookstats import HookStat, HookStats
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.logs import Lines
@@ -42,6 +43,8 @@ class Dispatcher:
     tokens: TokenCache | None = None
     counters: Counters = field(default_factory=Counters)
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
+    stats: HookStats = field(default_factory=HookStats)  # per hook: `hookd status`, /metrics
+    timed: bool = True  # each attempt's duration and status class into `stats` (/metrics)
     _tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     # the same work by the record's (topic, partition): what a revocation abandons
     _by_partition: dict[tuple[str, int], set[asyncio.Future[Any]]] = field(
@@ -56,8 +59,9 @@ class Dispatcher:
     _lines: Lines = field(default_factory=lambda: Lines(log.bind()))
 
     def __post_init__(self) -> None:
-        self._attempts = Attempts(self.sender, self.tokens)
-        self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking)
+        self._attempts = Attempts(self.sender, self.tokens, self.stats, self.timed)
+        self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
+                                self.stats)
 
     @property
     def pending(self) -> int:
@@ -81,9 +85,14 @@ class Dispatcher:
                                 None, str(exc), 0, None, None,
                                 Source(meta.topic, meta.partition, meta.offset), record.key)
             return self._run(record, done, [self._endings.dead_letter(letter)])
-        hooks = [h for h in runtime.index.match(event.name, event.payload)
-                 if h.id not in self.disabled]
+        hooks = runtime.index.match(event.name, event.payload)
+        if self.disabled and hooks:  # (410 Gone) skipped until the next reload
+            for h in hooks:
+                if h.id in self.disabled:
+                    self.stats.of(h.id).skipped += 1
+            hooks = [h for h in hooks if h.id not in self.disabled]
         if not hooks:
+            self.counters.unmatched += 1
             return done()
         self._run(record, done, [self._work(Job(h.id, event, record.key), h) for h in hooks])
 
@@ -102,7 +111,10 @@ class Dispatcher:
         runtime, work = self.runtime(), []
         for p in parked:
             hook = runtime.hook(p.hook)
+            stat = self.stats.of(p.hook)
+            stat.returned += 1
             if hook is None or not hook.config.enabled:
+                stat.skipped += 1
                 log.warning("parked delivery dropped: its hook was removed or disabled",
                             hook=p.hook, _event=p.event.name, event_id=p.event.id)
                 continue
@@ -252,21 +264,23 @@ class Dispatcher:
             outcome, last, delay = made, first, None
         else:
             delivery = self.runtime().config.delivery
+            stat = self.stats.of(hook.id)
             outcome, last, delay = await run_with_retries(
                 lambda n: self._attempts.attempt(job, hook, request, n, bound), hook.schedule,
-                delivery.retry.jitter, self._backoff, first=first, made=made,
+                delivery.retry.jitter, lambda d: self._backoff(d, stat), first=first, made=made,
                 inline_max=delivery.retry.inline_max if self.parking is not None
                 else float("inf"))
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
         if outcome.ok:
             self.counters.delivered += 1
+            self.stats.delivered(self.stats.of(hook.id), meta.timestamp)
             return None
         if outcome.verdict is Verdict.GONE:
             self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"
             bound.warning("hook disabled until the next reload", reason="410 Gone")
         if outcome.verdict is Verdict.PARK:  # circuit open: nothing was sent
             if self.parking is None:  # no retry topics: wait in memory, no attempt spent
-                await self._backoff(outcome.retry_after or 0.0)
+                await self._backoff(outcome.retry_after or 0.0, self.stats.of(hook.id))
                 return await self._deliver(job, hook)
             wait = outcome.retry_after or 0.0
             if await self._endings.park_unsent(job, outcome, wait):
@@ -276,9 +290,13 @@ class Dispatcher:
             return await self._endings.park(job, outcome, delay, bound)  # the delay that was drawn
         return await self._endings.fail(job, outcome)
 
-    async def _backoff(self, delay: float) -> None:
+    async def _backoff(self, delay: float, stat: HookStat) -> None:
+        """Wait in memory for a delivery's next attempt."""
         self.counters.retrying += 1
+        stat.retried += 1
+        stat.waiting += 1
         try:
             await asyncio.sleep(delay)
         finally:
             self.counters.retrying -= 1
+            stat.waiting -= 1

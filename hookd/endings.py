@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import structlog
 
 from hookd.delivery.attempts import Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome
+from hookd.hookstats import HookStat, HookStats
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark, until_acked
 from hookd.redact import Redactor
@@ -29,6 +30,7 @@ class Counters:
     retrying: int = 0  # deliveries waiting in memory for their next attempt right now
     decode_errors: int = 0
     events: int = 0
+    unmatched: int = 0  # records decoded that matched no (enabled) hook
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Endings:
     redactor: Callable[[], Redactor]
     counters: Counters
     parking: ParkingLot | None = None  # None: every retry waits in memory
+    stats: HookStats = field(default_factory=HookStats)  # per hook
 
     def parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
         lot = self.parking
@@ -59,12 +62,14 @@ class Endings:
         if parking is None:
             job.alone = True
         else:
-            parking.add_done_callback(self._count_parked)
+            stat = self.stats.of(job.hook_id)
+            parking.add_done_callback(lambda done: self._count_parked(done, stat))
         return parking
 
-    def _count_parked(self, parking: asyncio.Future[str]) -> None:
+    def _count_parked(self, parking: asyncio.Future[str], stat: HookStat) -> None:
         if not parking.cancelled() and parking.exception() is None:
             self.counters.parked += 1
+            stat.parked += 1
 
     async def park_unsent(self, job: Job, outcome: Outcome, delay: float) -> bool:
         """Park a delivery that was not sent with the others of its hook, and wait for the
@@ -87,11 +92,14 @@ class Endings:
             return await self.fail(job, replace(outcome, message=f"{outcome.message} "
                                                  f"(not parked: {exc})"))
         self.counters.parked += 1
+        self.stats.of(job.hook_id).parked += 1
         bound.info("delivery", outcome="parked", attempt=job.attempts, retry_in_s=round(delay, 1),
                    retry_topic=topic)
 
     async def fail(self, job: Job, outcome: Outcome) -> None:
         self.counters.failed += 1
+        stat = self.stats.of(job.hook_id)
+        stat.error(outcome.message or str(outcome.status or outcome.kind))  # the final one
         meta = job.event.meta
         await self.dead_letter(DeadLetter(
             job.hook_id, job.event.id, job.event.name, job.event.payload, None,
@@ -99,6 +107,7 @@ class Endings:
             self.redactor()(outcome.message), job.attempts,
             job.first_attempt_at, time.time() if job.attempts else None,
             Source(meta.topic, meta.partition, meta.offset), job.key))
+        stat.dead_lettered += 1
         log.warning("delivery", outcome="dead_lettered", hook=job.hook_id,
                     _event=job.event.name, attempts=job.attempts, status=outcome.status,
                     error_kind=str(outcome.kind), error=outcome.message,

@@ -1,5 +1,6 @@
-"""The one thing hookd serves: GET /healthz and GET /readyz (JSON), nothing else; and what
-they say, read off the daemon's parts."""
+"""The one thing hookd serves: GET /healthz and GET /readyz (JSON), GET /metrics
+(Prometheus, unless health.metrics.enabled is false), nothing else; and what they say,
+read off the daemon's parts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from hookd.hookview import hook_states
 from hookd.kafka.stalls import Problem, summary
 from hookd.logs import REDACTOR
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from hookd.runtime import Runtime
 
 StateFn = Callable[[], tuple[bool, dict[str, Any]]]  # (ready, body)
+MetricsFn = Callable[[], bytes]  # the Prometheus text exposition
 
 
 def _json(body: dict[str, Any], status: int) -> web.Response:
@@ -31,10 +35,11 @@ class HealthServer:
     """`/healthz`: 200 while the loop runs. `/readyz`: 200 when config is loaded and the
     consumer holds an assignment, else 503. Both carry the same state document."""
 
-    def __init__(self, listen: str, state: StateFn) -> None:
+    def __init__(self, listen: str, state: StateFn, metrics: MetricsFn | None = None) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.state = state
+        self.metrics = metrics  # None: no /metrics
         self._runner: web.AppRunner | None = None
 
     async def _healthz(self, _request: web.Request) -> web.Response:
@@ -46,10 +51,16 @@ class HealthServer:
         status = "ready" if ready else "stalled" if body.get("stalls") else "not ready"
         return _json({"status": status, **body}, 200 if ready else 503)
 
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        return web.Response(body=self.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if self.metrics is not None:
+            app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -90,6 +101,7 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
     lag = source.lag() if source else {}
     parked_lag = retries.lag() if retries else {}
     c = dispatcher.counters if dispatcher else None
+    circuits = sender.endpoints.open_circuits() if sender else []
     body: dict[str, Any] = {
         "config": {"generation": runtime.generation if runtime else None,
                    "loaded_at": runtime.loaded_at if runtime else None,
@@ -113,8 +125,11 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
             "in_flight": sender.endpoints.in_flight if sender else 0,
             "records_pending": dispatcher.pending if dispatcher else 0,
         },
-        "open_circuits": sender.endpoints.open_circuits() if sender else {},
+        "open_circuits": circuits,
         "disabled_hooks": dict(dispatcher.disabled) if dispatcher else {},
+        # each configured hook: its state, its figures since start, its last error
+        "hooks": hook_states(runtime, dispatcher.disabled if dispatcher else {}, circuits,
+                             dispatcher.stats if dispatcher else None),
     }
     if stalls:  # the oldest first: what an operator looks at first
         body = {"reason": summary(stalls), "since": stalls[0].as_dict()["since"],

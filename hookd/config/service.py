@@ -151,8 +151,15 @@ class DeliveryConfig(Model):
         return value
 
 
+class MetricsConfig(Model):
+    # GET /metrics on the health listener, and the per-attempt figures behind it (status
+    # class, duration); off: neither (per-hook outcomes for `hookd status` are still kept)
+    enabled: bool = True
+
+
 class HealthConfig(Model):
     listen: str = "127.0.0.1:8081"
+    metrics: MetricsConfig = MetricsConfig()
     # a consumer that cannot fetch, read a partition's records or commit for this long is
     # stalled: /readyz answers 503 with the reason, and the log says it at error level
     stall_after: Duration = Field(default=30.0, gt=0)

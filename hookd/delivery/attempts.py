@@ -13,6 +13,7 @@ from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure
 from hookd.delivery.sender import Sender
 from hookd.errors import BlockedDestination
 from hookd.events.decode import Event
+from hookd.hookstats import HookStats
 from hookd.logs import Lines
 from hookd.redact import MASK
 from hookd.requests.oauth import TokenCache
@@ -54,6 +55,10 @@ class Attempts:
 
     sender: Sender
     tokens: TokenCache | None = None
+    # each attempt made is counted here (its status class and duration only when `timed`:
+    # /metrics on); each failed one is its hook's last error
+    stats: HookStats | None = None
+    timed: bool = True
     _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
 
     async def attempt(self, job: Job, hook: CompiledHook, request: Request, attempt_no: int,
@@ -70,7 +75,11 @@ class Attempts:
             return outcome
         if job.first_attempt_at is None:
             job.first_attempt_at = time.time()
-        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        seconds = time.monotonic() - started
+        duration_ms = round(seconds * 1000, 1)
+        stat = self.stats.of(hook.id) if self.stats is not None else None
+        if stat is not None and self.timed:
+            stat.attempt(outcome.status, seconds)
         if outcome.ok:
             bound.info("delivery", outcome="delivered", status=outcome.status,
                        attempt=attempt_no, duration_ms=duration_ms)
@@ -80,6 +89,8 @@ class Attempts:
                           retryable=outcome.verdict is Verdict.RETRY, status=outcome.status,
                           attempt=attempt_no, duration_ms=duration_ms,
                           error_kind=str(outcome.kind), error=outcome.message)
+            if stat is not None:
+                stat.error(outcome.message or str(outcome.status or outcome.kind))
         return outcome
 
     async def _send_oauth2(self, hook: CompiledHook, request: Request, auth: OAuth2Auth,

@@ -495,15 +495,15 @@ async def test_health_server_serves_nothing_else(
         base = f"http://127.0.0.1:{port}"
         got: dict[tuple[str, str], int] = {}
         async with aiohttp.ClientSession() as session:
-            for path in ("/", "/metrics", "/debug", "/readyz/", "/healthz/x", "/readyz.json",
-                         "/READYZ", "/config", "/hookd.yaml", "/static/x", "/.env"):
+            for path in ("/", "/metrics/", "/debug", "/readyz/", "/healthz/x", "/readyz.json",
+                         "/READYZ", "/METRICS", "/config", "/hookd.yaml", "/static/x", "/.env"):
                 async with session.get(base + path) as resp:
                     got[("GET", path)] = resp.status
             for method in ("POST", "PUT", "DELETE", "PATCH"):
-                for path in ("/readyz", "/healthz"):
+                for path in ("/readyz", "/healthz", "/metrics"):
                     async with session.request(method, base + path, data=b"{}") as resp:
                         got[(method, path)] = resp.status
-            for path in ("/readyz", "/healthz"):
+            for path in ("/readyz", "/healthz", "/metrics"):
                 async with session.get(base + path) as resp:
                     got[("GET", path)] = resp.status
         traversal = await _raw_http(port, b"GET /../../../etc/passwd HTTP/1.1\r\n"
@@ -512,7 +512,7 @@ async def test_health_server_serves_nothing_else(
                                         b"Host: x\r\nConnection: close\r\n\r\n")
         status, body = await get_json(base + "/readyz")
     for (method, path), code in got.items():
-        if path in ("/readyz", "/healthz"):
+        if path in ("/readyz", "/healthz", "/metrics"):
             assert code == (200 if method == "GET" else 405), (method, path, code)
         else:
             assert code == 404, (method, path, code)

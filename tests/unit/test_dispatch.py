@@ -739,3 +739,34 @@ async def test_abandon_of_a_partition_with_nothing_in_flight_is_a_no_op(make: Ma
     await d.settle()
     assert await d.dispatcher.abandon({TP, TopicPartition(TOPIC, 7)}) == 0
     assert d.tracker.committable() == {TP: 1}
+
+
+# -- per-hook figures (hookd.hookstats) ------------------------------------------------------
+async def test_each_final_outcome_is_counted_for_its_hook(make: Make) -> None:
+    def respond(call: Call) -> Outcome:
+        if call.hook == "a":
+            return classify_status(410, message="HTTP 410: gone")
+        if call.hook == "b" and call.attempt == 1:
+            return classify_status(503, message="HTTP 503: busy")
+        return OK
+
+    d = make(FakeSender(respond))
+    d.submit(record(0, "Answered"))
+    await d.settle()
+    d.submit(record(1, "Answered"))  # a is disabled now: skipped
+    d.submit(record(2, "Nobody"))  # no hook matches
+    d.submit(record(3, "Render"))  # a render error: dead-lettered, never attempted
+    await d.settle()
+    stats = d.dispatcher.stats
+    a, b = stats.of("a"), stats.of("b")
+    assert (a.delivered, a.dead_lettered, a.skipped, a.retried) == (0, 1, 1, 0)
+    assert a.attempts[4] == 1 and a.last_error == "HTTP 410: gone"
+    # (each of b's deliveries: a 503, then a 200)
+    assert (b.delivered, b.retried, b.dead_lettered, b.waiting) == (2, 2, 0, 0)
+    assert (b.attempts[2], b.attempts[5]) == (2, 2) and b.duration.count == 4
+    assert b.last_error == "HTTP 503: busy" and b.last_error_at is not None
+    bad = stats.of("bad-render")
+    assert (bad.dead_lettered, sum(bad.attempts)) == (1, 0)
+    assert bad.last_error is not None and "no_such_field" in bad.last_error
+    assert stats.lag.count == 2  # b's two deliveries (the records carry a timestamp)
+    assert (d.counters.events, d.counters.unmatched) == (4, 1)

@@ -1,0 +1,104 @@
+"""hookd.hookstats (per-hook figures) and hookd.hookview (each hook's state)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hookd.hookstats import DURATION_BUCKETS, Buckets, HookStat, HookStats
+from hookd.hookview import CIRCUIT_OPEN, DISABLED, ENABLED, GONE, enabled, hook_states
+from hookd.runtime import load_config
+from tests.unit.conftest import WriteConfig
+
+
+def test_buckets_count_each_value_once_and_cumulate_when_read() -> None:
+    buckets = Buckets((0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 3.0, 7.0):
+        buckets.observe(value)
+    assert buckets.counts == [2, 1, 2]  # le 0.1 is inclusive, as Prometheus has it
+    assert buckets.cumulative() == [("0.1", 2), ("1.0", 3), ("+Inf", 5)]
+    assert buckets.count == 5 and buckets.sum == pytest.approx(10.65)
+
+
+def test_an_attempt_counts_in_its_status_class() -> None:
+    stat = HookStat()
+    for status in (200, 204, 302, 404, 503, None, 0, 99, 700):
+        stat.attempt(status, 0.02)
+    # none, 1xx, 2xx, 3xx, 4xx, 5xx: no answer (or a status out of range) is `none`
+    assert stat.attempts == [4, 0, 2, 1, 1, 1]
+    assert stat.duration.count == 9
+    assert stat.duration.counts[DURATION_BUCKETS.index(0.025)] == 9
+
+
+def test_retrying_is_waiting_in_memory_plus_parked_not_back() -> None:
+    stat = HookStat()
+    stat.waiting, stat.parked, stat.returned = 2, 5, 3
+    assert stat.retrying == 4
+    stat.returned = 9  # parked by an earlier run: never below what waits in memory
+    assert stat.retrying == 2
+
+
+def test_last_error_has_its_time() -> None:
+    stat = HookStat()
+    assert stat.as_dict()["last_error"] is None
+    before = time.time()
+    stat.error("503: Service Unavailable")
+    figures = stat.as_dict()
+    assert figures["last_error"] == "503: Service Unavailable"
+    assert isinstance(figures["last_error_at"], float) and figures["last_error_at"] >= before
+
+
+def test_a_reload_keeps_the_figures_of_the_hooks_it_keeps() -> None:
+    stats = HookStats(["a", "b"])
+    stats.of("a").delivered = 3
+    stats.of("late").delivered = 1  # parked before a reload removed it: made on first use
+    stats.keep(["a", "c"])
+    assert sorted(stats.hooks) == ["a", "c"]
+    assert stats.hooks["a"].delivered == 3 and stats.hooks["c"].delivered == 0
+
+
+def test_delivered_observes_the_lag_from_the_record_timestamp() -> None:
+    stats = HookStats(["a"])
+    stats.delivered(stats.of("a"), int((time.time() - 2.0) * 1000))
+    stats.delivered(stats.of("a"), None)  # no timestamp: counted, no lag
+    assert stats.of("a").delivered == 2
+    assert stats.lag.count == 1 and 1.9 < stats.lag.sum < 3.0
+
+
+def test_hook_states(write_config: WriteConfig) -> None:
+    tree = write_config("""
+        kafka: {bootstrap_servers: ["127.0.0.1:9092"], topics: [cc.events], group_id: g}
+        hooks:
+          - {id: ok, event: Answered, request: {url: "https://a.example/ok"}}
+          - {id: dormant, enabled: false, event: Answered, request: {url: "https://a.example/x"}}
+          - {id: gone, event: [Answered, Joined], request: {url: "https://b.example/g"}}
+          - {id: host, event: Answered, request: {url: "https://c.example/h"}}
+          - {id: mine, event: Answered, request: {url: "https://a.example/m"}}
+          - {id: tmpl, event: Answered,
+             request: {method: PUT, url: "https://{{ payload.host }}/t"}}
+        """)
+    runtime = load_config(tree.main)
+    stats = HookStats(h.id for h in runtime.hooks)
+    stats.of("ok").delivered = 4
+    circuits = [{"endpoint": "https://c.example:443", "scope": "host", "next_probe_in_s": 10},
+                {"endpoint": "https://a.example:443", "scope": "hook", "hook": "mine",
+                 "next_probe_in_s": 5},
+                {"endpoint": "https://d.example:443", "scope": "hook", "hook": "tmpl",
+                 "next_probe_in_s": 0}]
+    states = hook_states(runtime, {"gone": "410 Gone from https://b.example/g"}, circuits,
+                         stats, now=1000.0)
+    by_id = {s["id"]: s for s in states}
+    assert [s["id"] for s in states] == ["ok", "dormant", "gone", "host", "mine", "tmpl"]
+    assert [s["state"] for s in states] == [ENABLED, DISABLED, GONE, CIRCUIT_OPEN,
+                                            CIRCUIT_OPEN, CIRCUIT_OPEN]
+    assert by_id["host"]["circuit_open_until"] == 1010.0  # the host's circuit: all its hooks
+    assert by_id["mine"]["circuit_open_until"] == 1005.0  # its own
+    assert by_id["tmpl"]["circuit_open_until"] == 1000.0  # templated: its own only
+    assert by_id["ok"]["circuit_open_until"] is None and by_id["ok"]["delivered"] == 4
+    assert by_id["gone"]["reason"] == "410 Gone from https://b.example/g"
+    assert by_id["gone"]["event"] == ["Answered", "Joined"]
+    assert (by_id["tmpl"]["method"], by_id["tmpl"]["url"]) == (
+        "PUT", "https://{{ payload.host }}/t")  # as written
+    assert [enabled(s) for s in states] == [True, False, False, True, True, True]
+    assert hook_states(None, {}, [], None) == []
