@@ -186,7 +186,9 @@ class Bench:
     def config(self, name: str, hooks: list[dict[str, Any]], topic: str) -> tuple[Path, int]:
         port = free_port()
         path = write_config(self.workdir / name, bootstrap=self.broker.bootstrap, topic=topic,
-                            group=f"hookd-{name}", hooks=hooks, health_port=port)
+                            group=f"hookd-{name}", hooks=hooks, health_port=port,
+                            overrides={"health": {"metrics": {"enabled": False}}}
+                            if self.args.no_metrics else None)
         return path, port
 
     def hookd(self, name: str, config: Path, *args: str) -> Child:
@@ -748,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="use this broker instead of starting tansu (it gets topics named "
                         "bench.<time>.*, with one replica)")
     p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    p.add_argument("--no-metrics", action="store_true",
+                   help="hookd with health.metrics.enabled: false (what /metrics costs)")
     p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,floor,"
                    "latency_x2,hooks1000,blackhole (prints the figures; writes no results)")
     args = p.parse_args(argv)
