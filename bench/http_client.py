@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -49,7 +50,7 @@ async def measure(send: Callable[[], Awaitable[None]], requests: int,
     return requests / wall, cpu / requests * 1e6
 
 
-async def run(url: str, requests: int, concurrency: int) -> None:
+async def run(url: str, requests: int, concurrency: int) -> dict[str, dict[str, float]]:
     async def loopback(host: str, port: int) -> list[str]:
         return ["127.0.0.1"]
 
@@ -70,26 +71,34 @@ async def run(url: str, requests: int, concurrency: int) -> None:
                 await resp.read()
                 assert resp.status == 200
 
+        out: dict[str, dict[str, float]] = {}
         for name, send in (("aiohttp", aiohttp_send), ("hookd client", hookd_send)):
             rounds = [await measure(send, requests, concurrency) for _ in range(3)]
-            rate = max(r for r, _ in rounds)
-            print(f"{name:12} {rate:9,.0f} requests/s  {min(c for _, c in rounds):6.1f} µs "
-                  "CPU per request (best of 3)")
+            out[name] = {"requests_per_s": round(max(r for r, _ in rounds)),
+                         "cpu_us_per_request": round(min(c for _, c in rounds), 2)}
     pool.close()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.http_client")
     p.add_argument("--requests", type=int, default=30_000)
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hookd-http-") as tmp:
         receiver, info = start_receiver(Path(tmp))
         try:
-            uvloop.run(run(f"http://127.0.0.1:{info['port']}/hook", args.requests,
-                           args.concurrency))
+            result = uvloop.run(run(f"http://127.0.0.1:{info['port']}/hook", args.requests,
+                                    args.concurrency))
         finally:
             receiver.stop()
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        for name, figures in result.items():
+            print(f"{name:12} {figures['requests_per_s']:9,.0f} requests/s  "
+                  f"{figures['cpu_us_per_request']:6.1f} µs CPU per request (best of 3)")
     return 0
 
 

@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -497,6 +498,8 @@ class Bench:
                 self.floor(a.rate, a.latency_seconds)
             elif name == "latency_x2":  # as hookd@.service runs it on two cores
                 self.latency(a.rate, a.latency_seconds, "latency_x2", processes=2)
+            elif name == "cpu":  # row 8 alone
+                self.cpu_ratio()
             elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
                 self.latency(a.rate, a.latency_seconds, "latency_blackhole", [self.hole_hook()])
             else:
@@ -512,6 +515,7 @@ class Bench:
             "limit", "naive", "e2e", "e2e_x2", "hooks1000", "blackhole"))
         lat = self.latency(a.rate, a.latency_seconds)
         floor = self.floor(a.rate, a.latency_seconds)
+        cpu = self.cpu_ratio()
 
         def paired(num: dict[str, Any], den: dict[str, Any]) -> list[float]:
             return [_ratio(x, y) for x, y in zip(num["runs"], den["runs"], strict=True)]
@@ -552,8 +556,40 @@ class Bench:
               f"{_shown(ratios, target=0.9)} ({hole['rate']:,.0f}/s)", "≥ 0.9×",
               median(ratios) >= 0.9 and not hole["short"],
               f"only {min(hole['short'])}/{hole['expected']} delivered" if hole["short"] else "")
+        ok_cpu = cpu["ratio"] <= 2.5
+        r.add("8. CPU per healthy delivery ÷ the bare client's per request (3 hooks: signed, "
+              "rendered, one log line each)", f"{cpu['ratio']:.1f}×", "≤ 2.5×", ok_cpu,
+              f"{cpu['delivery_us']:.0f} µs per delivery (bench.cpu) against "
+              f"{cpu['request_us']:.1f} µs per request (bench.http_client), this run; beside "
+              f"a black-holed hook {cpu['blackhole_ratio']:.1f}×, with 997 hooks that never "
+              f"match {cpu['others_ratio']:.1f}×")
         r.raw["seconds"] = round(time.monotonic() - started)
         return r
+
+    def cpu_ratio(self, events: int = 3000) -> dict[str, float]:
+        """Row 8: hookd's CPU per delivery in-process (bench.cpu, no broker: decode, match,
+        render, sign, log, send, bookkeeping) ÷ the bare client's CPU per request
+        (bench.http_client, the same requests), measured one after the other. Each is the
+        best of its runs: the least disturbed by the rest of the machine."""
+        def run(*argv: str) -> Any:
+            proc = subprocess.run([PY, "-m", *argv, "--json"], capture_output=True, text=True,
+                                  check=True, cwd=self.src)
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        warm = str(max(300, events // 6))
+        plain = min(run("bench.cpu", "--events", str(events), "--warm", warm)
+                    ["cpu_us_per_delivery"] for _ in range(2))
+        hole = run("bench.cpu", "--events", str(events), "--warm", warm, "--blackhole")
+        others = run("bench.cpu", "--events", str(events), "--warm", warm, "--others", "997")
+        client = min(run("bench.http_client", "--requests", "10000")["hookd client"]
+                     ["cpu_us_per_request"] for _ in range(2))
+        out = {"delivery_us": plain, "request_us": client, "ratio": plain / client,
+               "blackhole_ratio": hole["cpu_us_per_delivery"] / client,
+               "others_ratio": others["cpu_us_per_delivery"] / client}
+        log(f"  cpu: {plain:.1f} us per delivery, {client:.1f} us per request: "
+            f"{out['ratio']:.1f}x")
+        self.report.raw["cpu"] = out
+        return out
 
 
 def _shown(ratios: list[float], digits: int = 2, target: float | None = None) -> str:
@@ -753,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-metrics", action="store_true",
                    help="hookd with health.metrics.enabled: false (what /metrics costs)")
     p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,floor,"
-                   "latency_x2,hooks1000,blackhole (prints the figures; writes no results)")
+                   "latency_x2,hooks1000,blackhole,cpu (prints the figures; writes no results)")
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.naive_events, args.latency_seconds, args.repeat = 1500, 400, 6.0, 1
