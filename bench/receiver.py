@@ -12,7 +12,8 @@ framework, so that on a 2-core machine it leaves the CPU to what is being measur
 On start it prints one JSON line: {"port": N, "blackhole_port": M or null}. With
 ``--print`` it then prints one line per delivery: time, method, path, status, signature.
 A request may carry ``x-sent-at`` (epoch seconds): the receiver records now - sent_at
-as that delivery's latency.
+as that delivery's latency, at its first arrival (a redelivery of a webhook-id already
+answered 200 adds none).
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ class Receiver:
         if self.keep_arrivals:
             st.arrivals.append(now)
         sent_at = headers.get(b"x-sent-at")
-        if sent_at:
+        # a redelivery (same webhook-id, after a crash or a rebalance) is not a new latency:
+        # each delivery's latency is its first arrival's
+        if sent_at and headers.get(b"webhook-id", b"") not in st.ids:
             with contextlib.suppress(ValueError):
                 st.latencies.append(now - float(sent_at))
         verdict = verify(self.keys, headers, body, now) if self.keys or b"webhook-signature" \

@@ -46,6 +46,7 @@ from statistics import median
 from typing import Any
 
 import orjson
+import yaml
 
 from bench.common import (
     PY,
@@ -65,6 +66,7 @@ from bench.common import (
     wait_ready,
     write_config,
 )
+from hookd.config.durations import parse_duration
 from hookd.dev.broker import DevBroker, create_topic, free_port
 from hookd.dev.sim import Simulator
 from hookd.events.decode import decode_event, make_meta
@@ -500,6 +502,8 @@ class Bench:
                 self.latency(a.rate, a.latency_seconds, "latency_x2", processes=2)
             elif name == "cpu":  # row 8 alone
                 self.cpu_ratio()
+            elif name in ("failover", "failover-term"):  # row 9 alone
+                self.failover(signal.SIGKILL if name == "failover" else signal.SIGTERM)
             elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
                 self.latency(a.rate, a.latency_seconds, "latency_blackhole", [self.hole_hook()])
             else:
@@ -516,6 +520,8 @@ class Bench:
         lat = self.latency(a.rate, a.latency_seconds)
         floor = self.floor(a.rate, a.latency_seconds)
         cpu = self.cpu_ratio()
+        kill = self.failover(signal.SIGKILL)
+        term = self.failover(signal.SIGTERM)
 
         def paired(num: dict[str, Any], den: dict[str, Any]) -> list[float]:
             return [_ratio(x, y) for x, y in zip(num["runs"], den["runs"], strict=True)]
@@ -563,8 +569,66 @@ class Bench:
               f"{cpu['request_us']:.1f} µs per request (bench.http_client), this run; beside "
               f"a black-holed hook {cpu['blackhole_ratio']:.1f}×, with 997 hooks that never "
               f"match {cpu['others_ratio']:.1f}×")
+        for fo, what, target, bound in (
+                (kill, "SIGKILLed", "≤ 1.3× the session timeout", 1.3 * kill["session_s"]),
+                (term, "stopped with SIGTERM", "≤ 2 s", 2.0)):
+            r.add(f"9. failover: 3 processes in one group, one {what} under "
+                  f"{fo['rate']:,.0f} ev/s: the longest produce → first delivery",
+                  f"{fo['max_s']:.1f} s", target, fo["max_s"] <= bound,
+                  f"{fo['max_s'] / fo['session_s']:.2f}× the {fo['session_s']:g} s session "
+                  f"timeout; p99 {fo['p99_ms']:.0f} ms; {fo['duplicates']} redelivered, "
+                  f"{fo['delivered']:,} of {fo['expected']:,} delivered")
         r.raw["seconds"] = round(time.monotonic() - started)
         return r
+
+    def failover(self, sig: signal.Signals, rate: float = 200.0, seconds: float = 30.0,
+                 at: float = 8.0) -> dict[str, Any]:
+        """Row 9: three processes in one group under steady traffic; one of them gets `sig`
+        `at` seconds in. The events of its partitions wait for the group to hand them on
+        (a SIGKILL: the session timeout, then the rebalance; a SIGTERM: LeaveGroup, then
+        the rebalance): the longest produce → first delivery says how long."""
+        name = f"failover-{sig.name.lower()}"
+        log(f"9. failover: 3 processes, one {sig.name} at {at:g} s of {seconds:g} s "
+            f"at {rate:.0f} events/s")
+        topic = self.fresh_topic(name)
+        asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
+        config, health = self.config(topic, bench_hooks(self.base()), topic)
+        session = parse_duration(yaml.safe_load(config.read_text())["kafka"]["consumer"]
+                                 ["session_timeout"])
+        # started one after the other, as a deployment's processes are: each join is a
+        # rebalance, so the group's generation is past tansu's first (0), in which aiokafka
+        # sends no LeaveGroup on a stop (a real Kafka starts at 1; BROKER_NOTES.md)
+        ports = [health, free_port(), free_port()]
+        children = []
+        try:
+            for i, port in enumerate(ports):
+                children.append(self.hookd(f"{name}.{i}", config, "--health-listen",
+                                           f"127.0.0.1:{port}"))
+                wait_ready(port, 60, children[-1])
+            for port, one in zip(ports, children, strict=True):
+                wait_ready(port, 60, one)  # each holds partitions after the last rebalance
+            time.sleep(session / 2)  # (and the group has settled)
+            self.reset()
+            sim = self.produce(topic, int(rate * seconds), rate=rate, duration=seconds)
+            time.sleep(at)
+            children[1].proc.send_signal(sig)
+            sim.proc.wait(seconds + 60)
+            sim.stop()
+            expected = 3 * int(rate * seconds)
+            st = self.wait_count(expected, 60, children[0], children[2], stall=session + 10)
+        finally:
+            for one in children:
+                if one.alive():
+                    self.finish_hookd(one)
+        lat = sorted(self.fetch_floats("latencies"))
+        out = {"rate": rate, "session_s": session, "max_s": lat[-1] if lat else float("nan"),
+               "p99_ms": percentiles(lat)["p99_ms"] if lat else float("nan"),
+               "duplicates": st["duplicates"], "delivered": len(lat), "expected": expected}
+        self.report.raw[name] = out
+        log(f"  longest produce → first delivery {out['max_s']:.1f} s "
+            f"({out['max_s'] / session:.2f}x the {session:g} s session timeout), "
+            f"{out['duplicates']} redelivered, {len(lat)}/{expected} first deliveries")
+        return out
 
     def cpu_ratio(self, events: int = 3000) -> dict[str, float]:
         """Row 8: hookd's CPU per delivery in-process (bench.cpu, no broker: decode, match,
