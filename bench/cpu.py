@@ -37,7 +37,6 @@ import uvloop
 from aiokafka.structs import ConsumerRecord
 
 from bench.common import PY, bench_hooks, other_hooks, start_receiver, stop_children, write_config
-from hookd.daemon import tune_gc
 from hookd.delivery.retries import ErrorKind, failure
 from hookd.delivery.sender import HttpSender
 from hookd.dev.sim import Simulator
@@ -45,6 +44,7 @@ from hookd.dispatch import Dispatcher
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.parking import ParkingLot
 from hookd.logs import REDACTOR, configure_logging
+from hookd.process import tune_gc
 from hookd.redact import Redactor
 from hookd.runtime import Runtime, load_config, tiers_of
 

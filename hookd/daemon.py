@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ import structlog
 from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import ConfigError
-from hookd.health import HealthServer, document, status_line
+from hookd.health import HealthServer, document, is_ready, status_line
 from hookd.hookstats import HookStats
 from hookd.kafka import topics
 from hookd.kafka.batching import BatchedProducer
@@ -292,7 +291,8 @@ class Daemon:
         return self._runtime
 
     def ready(self) -> bool:
-        return self.state()[0]
+        """What /readyz answers, without building its document."""
+        return is_ready(self._runtime, self.source, self._stop.is_set(), self._stalls())
 
     def stalled(self) -> int:
         return len(self._stalls())
@@ -321,26 +321,3 @@ class Daemon:
         finally:
             await self.shutdown()
         return 1 if self.failed else 0
-
-
-def tune_gc() -> None:
-    """Every delivery allocates hundreds of short-lived objects (requests, responses,
-    futures, log events) while thousands of long-lived ones stay (config,
-    compiled templates, in-flight records): with the default thresholds (700, 10, 10) the
-    collector runs every few deliveries and keeps walking the survivors. Freeze what is
-    loaded so far and collect the young generation far less often; reference counting
-    still frees almost everything at once."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def run_daemon(config_path: str, health_listen: str | None = None) -> int:
-    tune_gc()
-    daemon = Daemon(config_path, health_listen=health_listen)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(daemon.main())
-    return uvloop.run(daemon.main())
-

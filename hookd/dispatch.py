@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from hookd.endings import Counters, Endings
 from hookd.errors import DecodeError, RenderError
 from hookd.events.decode import decode_event, make_meta
 from hookd.hookstats import HookStat, HookStats
+from hookd.inflight import Done, InFlight, Work
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.logs import Lines
@@ -27,8 +28,6 @@ from hookd.requests.signing import webhook_id
 from hookd.runtime import Runtime
 
 log = structlog.get_logger("hookd.dispatch")
-Done = Callable[[], None]
-Work = Coroutine[Any, Any, None] | asyncio.Future[Any]  # a task to run, or a parking to await
 
 
 @dataclass
@@ -45,11 +44,7 @@ class Dispatcher:
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
     stats: HookStats = field(default_factory=HookStats)  # per hook: `hookd status`, /metrics
     timed: bool = True  # each attempt's duration and status class into `stats` (/metrics)
-    _tasks: set[asyncio.Future[Any]] = field(default_factory=set)
-    # the same work by the record's (topic, partition): what a revocation abandons
-    _by_partition: dict[tuple[str, int], set[asyncio.Future[Any]]] = field(
-        default_factory=dict)
-    _records: int = 0
+    _work_of: InFlight = field(default_factory=InFlight)  # the records' work, by partition
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
     _endings: Endings = field(init=False, repr=False)  # parking and dead letters
@@ -66,7 +61,7 @@ class Dispatcher:
     @property
     def pending(self) -> int:
         """Records not final yet (for backpressure)."""
-        return self._records
+        return self._work_of.records
 
     def submit(self, record: Any, done: Done) -> None:
         """A source record: decoded and matched now, one task per delivery; `done()` once
@@ -84,7 +79,7 @@ class Dispatcher:
             letter = DeadLetter(None, None, None, None, record.value, ErrorKind.DECODE,
                                 None, str(exc), 0, None, None,
                                 Source(meta.topic, meta.partition, meta.offset), record.key)
-            return self._run(record, done, [self._endings.dead_letter(letter)])
+            return self._work_of.run(record, done, [self._endings.dead_letter(letter)])
         hooks = runtime.index.match(event.name, event.payload)
         if self.disabled and hooks:  # (410 Gone) skipped until the next reload
             for h in hooks:
@@ -94,7 +89,8 @@ class Dispatcher:
         if not hooks:
             self.counters.unmatched += 1
             return done()
-        self._run(record, done, [self._work(Job(h.id, event, record.key), h) for h in hooks])
+        self._work_of.run(record, done,
+                          [self._work(Job(h.id, event, record.key), h) for h in hooks])
 
     def submit_parked(self, record: Any, done: Done) -> None:
         """A record of a retry topic whose time has come: its deliveries (one, or a group
@@ -104,7 +100,7 @@ class Dispatcher:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("unreadable record in a retry topic, dead-lettered", topic=record.topic,
                       offset=record.offset, error=str(exc))
-            return self._run(record, done, [self._endings.dead_letter(DeadLetter(
+            return self._work_of.run(record, done, [self._endings.dead_letter(DeadLetter(
                 None, None, None, None, record.value, ErrorKind.DECODE, None,
                 f"retry record: {exc}", 0, None, None,
                 Source(record.topic, record.partition, record.offset), record.key))])
@@ -122,7 +118,7 @@ class Dispatcher:
                                        p.first_attempt_at), hook))
         if not work:
             return done()
-        self._run(record, done, work)
+        self._work_of.run(record, done, work)
 
     def _work(self, job: Job, hook: CompiledHook) -> Work:
         """A delivery's work: a task, or, when its endpoint is known and unavailable right
@@ -137,71 +133,20 @@ class Dispatcher:
         parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
         return parking if parking is not None else self._ordered(job, hook)
 
-    def _run(self, record: Any, done: Done, work: list[Work]) -> None:
-        """Run a record's work; `done()` when all of it finished (not when some was
-        cancelled: then the record stays unfinished and is redelivered)."""
-        self._records += 1
-        left, whole = len(work), True
-        tp = (record.topic, record.partition)
-        mine = self._by_partition.get(tp)
-        if mine is None:
-            mine = self._by_partition[tp] = set()
-
-        def finished(task: asyncio.Future[Any]) -> None:
-            nonlocal left, whole
-            self._tasks.discard(task)
-            mine.discard(task)
-            whole = whole and not task.cancelled()
-            left -= 1
-            if left == 0:
-                self._records -= 1
-                if whole:
-                    done()
-
-        loop = self._loop()
-        for item in work:
-            task = item if isinstance(item, asyncio.Future) else loop.create_task(item)
-            self._tasks.add(task)
-            mine.add(task)
-            task.add_done_callback(finished)
-
     def in_flight(self, topic: str, partition: int) -> int:
         """Deliveries (and dead letters) of that partition's records not final yet."""
-        return len(self._by_partition.get((topic, partition), ()))
+        return self._work_of.of(topic, partition)
 
     async def abandon(self, partitions: Iterable[tuple[str, int]], timeout: float = 5.0) -> int:
-        """Give up the work of these partitions' records (they were revoked): cancel their
-        deliveries, wait until they have ended (at most `timeout`), and return how many
-        were cancelled. Their records stay unfinished, uncommitted, and are delivered
-        again by the partitions' next owner; nothing of them is sent after this returns,
-        so the next owner never delivers a key's later event before this process's
-        earlier one. A parking already under way (a future, shared with the other
-        deliveries gathered with it) is left to finish: it is quick and sends nothing."""
-        work = [task for tp in partitions for task in self._by_partition.pop(tp, ())]
-        cancelled = 0
-        for task in work:
-            if isinstance(task, asyncio.Task) and task.cancel():
-                cancelled += 1
-        if work:
-            _, late = await asyncio.wait(work, timeout=timeout)
-            if late:
-                log.error("revoked partitions' work did not end when cancelled",
-                          deliveries=len(late))
-        return cancelled
+        """A revocation: see InFlight.abandon."""
+        return await self._work_of.abandon(partitions, timeout)
 
     async def drain(self, timeout: float) -> int:
         """Wait up to `timeout` for in-flight work; cancel the rest. Returns the records
         left unfinished."""
         if self.parking is not None:
             self.parking.write_gathered()  # now, not after the linger
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
-        left = self._records
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        left = await self._work_of.finish(timeout)
         if self.parking is not None:
             await self.parking.stop_gathering()
         return left

@@ -88,6 +88,14 @@ def status_line(runtime: Runtime | None, counters: Counters | None,
                f"{counters.dead_lettered}" if counters else ""))
 
 
+def is_ready(runtime: Runtime | None, source: ConsumerLoop | None, stopping: bool,
+             stalls: list[Problem] | None) -> bool:
+    """A config is loaded, the source consumer holds partitions, no consumer is stalled and
+    no stop was asked for."""
+    return (runtime is not None and source is not None and bool(source.assignment())
+            and not stopping and not stalls)
+
+
 def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
              source: ConsumerLoop | None, retries: ConsumerLoop | None, ages: RecordAges,
              dispatcher: Dispatcher | None, sender: HttpSender | None,
@@ -134,5 +142,5 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
     if stalls:  # the oldest first: what an operator looks at first
         body = {"reason": summary(stalls), "since": stalls[0].as_dict()["since"],
                 "stalls": [p.as_dict() for p in stalls], **body}
-    ready = runtime is not None and bool(assigned) and not stopping and not stalls
+    ready = is_ready(runtime, source, stopping, stalls)
     return ready, REDACTOR().value(body)
