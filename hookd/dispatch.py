@@ -26,6 +26,7 @@ from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook
 from hookd.requests.signing import webhook_id
 from hookd.runtime import Runtime
+from hookd.slices import Slices
 
 log = structlog.get_logger("hookd.dispatch")
 
@@ -49,6 +50,7 @@ class Dispatcher:
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
     _endings: Endings = field(init=False, repr=False)  # parking and dead letters
     _loop: RunningLoop = field(default_factory=RunningLoop)
+    _slices: Slices = field(default_factory=Slices)  # deliveries started per loop iteration
     # a logger of the logging set-up in force when the dispatcher is made: the module's
     # lazy proxy would look the configuration up again for every delivery
     _lines: Lines = field(default_factory=lambda: Lines(log.bind()))
@@ -195,6 +197,9 @@ class Dispatcher:
                                 "webhook_id": webhook_id(event.id, hook.id),
                                 "url": hook.url.source, "topic": meta.topic,
                                 "partition": meta.partition, "offset": meta.offset}))
+        turn = self._slices.turn()  # rendered and sent in bounded slices of the loop
+        if turn is not None:
+            await turn
         try:
             request = hook.render(event)
         except RenderError as exc:  # render() turns every template/body error into this

@@ -22,7 +22,9 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 _MEMO_SIZE = 4096  # distinct log strings remembered with their redacted form
 _MEMO_LEN = 512  # longer strings are redacted every time
-_OWN_KEYS = frozenset({"timestamp", "level"})  # written by our processors: never secret
+# written by our processors, or a digest (`webhook_id`, unique per delivery: it would only
+# churn the memo): never a secret
+_OWN_KEYS = frozenset({"timestamp", "level", "webhook_id"})
 _SCALARS = (int, float, bool, type(None))
 
 

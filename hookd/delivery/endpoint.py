@@ -80,6 +80,11 @@ class Endpoint:
         """PARK when the host's circuit or this hook's is open, or the endpoint has
         stalled: checked before a request is even rendered (hooks with a fixed URL); None
         otherwise."""
+        if self.circuit.open_until == 0.0 and (hook is None or hook not in self.hooks):
+            # the common case, asked up to three times per delivery: both circuits closed
+            if self.users >= self.shared.per_endpoint and self.stalled():
+                return stalled(self.name, self.shared.policy.cooldown)
+            return None
         now = time.monotonic()
         wait = self.circuit.open_for(now)
         if wait is not None:
@@ -101,16 +106,18 @@ class Endpoint:
         closed = self.unavailable(hook)
         if closed is not None:
             return closed
-        if not self.try_acquire():
+        waited = not self.try_acquire()
+        if waited:
             try:
                 await self.acquire()
             except Stalled:  # stalled while this request waited for its slot: park
                 return stalled(self.name, self.shared.policy.cooldown)
         got_answer = False
         try:
-            closed = self._blocked(hook)  # a circuit may have opened meanwhile
-            if closed is not None:
-                return closed
+            if waited or self.circuit.open_until != 0.0 or hook in self.hooks:
+                closed = self._blocked(hook)  # a circuit may have opened meanwhile, or
+                if closed is not None:  # this is a half-open one's probe
+                    return closed
             headers = request.signed_headers(signer, int(time.time()))  # fresh after a wait
             if extra_headers:
                 headers.update(extra_headers)

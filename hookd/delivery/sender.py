@@ -4,7 +4,7 @@ slots, stall watch and connections each), TLS defaults; and the seam dispatching
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -26,15 +26,19 @@ from hookd.requests.target import target_of, tls_context
 class Sender(Protocol):
     """The seam between dispatching and HTTP: tests may fake it, the daemon uses HttpSender."""
 
-    async def attempt(self, request: Request, signer: Signer | None, timeout: float,
-                      tls: ssl.SSLContext | None = None,
-                      extra_headers: Mapping[str, str] | None = None) -> Outcome: ...
+    def attempt(self, request: Request, signer: Signer | None, timeout: float,
+                tls: ssl.SSLContext | None = None,
+                extra_headers: Mapping[str, str] | None = None) -> Awaitable[Outcome]: ...
 
     def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
         """PARK when the endpoint's (host) circuit or the hook's own is open, or the
         endpoint has stalled: checked before a request is even rendered (hooks with a
         fixed URL); None otherwise."""
         ...
+
+
+async def _now(outcome: Outcome) -> Outcome:
+    return outcome
 
 
 class HttpSender:
@@ -83,15 +87,17 @@ class HttpSender:
         known = self.endpoints.find(endpoint)
         return None if known is None else known.unavailable(hook)
 
-    async def attempt(self, request: Request, signer: Signer | None, timeout: float,
-                      tls: ssl.SSLContext | None = None,
-                      extra_headers: Mapping[str, str] | None = None) -> Outcome:
-        """One attempt through the request's endpoint (see Endpoint.attempt)."""
+    def attempt(self, request: Request, signer: Signer | None, timeout: float,
+                tls: ssl.SSLContext | None = None,
+                extra_headers: Mapping[str, str] | None = None) -> Awaitable[Outcome]:
+        """One attempt through the request's endpoint (see Endpoint.attempt): its
+        coroutine, handed back rather than awaited here, so that each resume of the
+        delivery runs through one frame less."""
         try:
             target = target_of(request.url)
         except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
-            return failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300])
-        return await self.endpoints.get(target.endpoint).attempt(
+            return _now(failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300]))
+        return self.endpoints.get(target.endpoint).attempt(
             target, request, signer, timeout, self._tls(target.scheme, tls), extra_headers)
 
     async def post_form(self, url: str, form: dict[str, str], basic: tuple[str, str],

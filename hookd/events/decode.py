@@ -34,6 +34,9 @@ class Event:
     id: str
     payload: Mapping[str, Any]
     meta: Meta
+    # what templates see of it, built by the first hook that renders it and shared by the
+    # others (hookd.requests.render.CompiledHook.variables): nothing of a hook's config
+    context: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def _text(raw: bytes | str | None) -> str | None:

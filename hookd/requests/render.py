@@ -92,16 +92,24 @@ class CompiledHook:
     templated: bool = True  # False: no template reads the context (it is not built)
 
     id: str = field(init=False)  # config.id, read several times per delivery
+    _hook: dict[str, Any] = field(init=False, repr=False, compare=False)  # templates' `hook`
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", self.config.id)
+        object.__setattr__(self, "_hook", {"id": self.config.id,
+                                           "description": self.config.description})
 
     def variables(self, event: Event) -> dict[str, Any]:
-        """What templates see, built once per request: the template globals, payload
-        fields at top level, event, payload, meta and hook."""
-        ctx = {**GLOBALS, **event.payload}
-        ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
-                   hook={"id": self.config.id, "description": self.config.description})
+        """What templates see: the template globals, payload fields at top level, event,
+        payload, meta and hook. All but `hook` is built once per event, for all the hooks
+        that render it; `hook` is set here (rendering is synchronous: the dict is the
+        hook's until its render returns)."""
+        ctx = event.context
+        if ctx is None:
+            ctx = {**GLOBALS, **event.payload}
+            ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict())
+            object.__setattr__(event, "context", ctx)
+        ctx["hook"] = self._hook
         return ctx
 
     def render(self, event: Event) -> Request:

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 
 from hookd.config import signing_key
 
+_SHA256 = hashlib.sha256()  # copied per id: a new one costs OpenSSL 3's digest look-up
+
 
 def webhook_id(event_id: str, hook_id: str) -> str:
     """Stable per (event, hook): identical on every retry and after a redelivery."""
-    digest = hashlib.sha256(f"{event_id}\x00{hook_id}".encode()).hexdigest()
-    return f"msg_{digest[:32]}"
+    sha = _SHA256.copy()
+    sha.update(f"{event_id}\x00{hook_id}".encode())
+    return f"msg_{sha.hexdigest()[:32]}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""Where a delivery's CPU goes, stage by stage: each stage of `bench.cpu`'s deliveries run
+alone, in a loop, over the same simulated events and the same three hooks, and timed by
+the CPU it takes (`time.process_time`, best of several rounds: the least disturbed).
+
+    python -m bench.stages [--events 2000] [--json]
+
+Stages, per delivery (an event's decode and match are shared by its three deliveries, so
+a third of each is one delivery's):
+- decode: the Kafka record's bytes into an Event (orjson, metadata, CloudEvents check);
+- match: the event against the hook index (names, filters);
+- render: the hook's templates (url, headers, body) into a Request;
+- sign: the Standard Webhooks headers of an attempt (HMAC-SHA256 per key);
+- log: the canonical JSON line of a delivered attempt, redacted, into the batched writer
+  (to /dev/null here);
+- encode: the request's bytes on the wire (request line, headers, body).
+What `bench.cpu` measures beyond their sum is the rest: the send and the answer (system
+calls, the event loop, the HTTP parser) and the bookkeeping around them (tasks, the
+ordering per key, slots, circuits, counters, stats). `bench.run` puts the two side by
+side (its "where the CPU goes" table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import bench_hooks, write_config
+from bench.cpu import record
+from hookd.delivery.attempts import Line
+from hookd.delivery.wire import encode_request
+from hookd.dev.sim import Simulator
+from hookd.events.decode import decode_event, make_meta
+from hookd.logs import REDACTOR, Lines, configure_logging
+from hookd.redact import Redactor
+from hookd.requests.render import Request
+from hookd.requests.target import target_of
+from hookd.runtime import load_config
+
+ROUNDS = 5
+
+
+def _best(fn: Callable[[], int], rounds: int = ROUNDS) -> float:
+    """CPU µs per unit of `fn`'s work (it returns how many units it did), best of rounds."""
+    best = float("inf")
+    for _ in range(rounds):
+        cpu = time.process_time()
+        units = fn()
+        best = min(best, (time.process_time() - cpu) / units * 1e6)
+    return best
+
+
+def measure(events: int, workdir: Path) -> dict[str, float]:
+    base = "http://127.0.0.1:9"  # nothing is sent
+    runtime = load_config(write_config(workdir, bootstrap="127.0.0.1:9", topic="cc.events",
+                                       group="stages", hooks=bench_hooks(base),
+                                       health_port=9))
+    name_field = runtime.config.events.name_field
+    records = [record(i, e.key.encode(), e.encoded(sent_at=time.time()))
+               for i, e in enumerate(Simulator(seed=1).take(events))]
+
+    def decode_all() -> list[Any]:
+        return [decode_event(r.value, make_meta(r.topic, r.partition, r.offset, r.key,
+                                                r.timestamp, r.headers), name_field)
+                for r in records]
+
+    decoded = decode_all()
+    matched = [(e, runtime.index.match(e.name, e.payload)) for e in decoded]
+    per_event = sum(len(h) for _, h in matched) / len(matched)  # deliveries per event
+    pairs = [(e, h) for e, hooks in matched for h in hooks]
+    requests: list[tuple[Request, Any]] = [(h.render(e), h) for e, h in pairs]
+
+    def decode() -> int:
+        decode_all()
+        return len(records)
+
+    def match() -> int:
+        for e in decoded:
+            runtime.index.match(e.name, e.payload)
+        return len(decoded)
+
+    def render() -> int:
+        for e, h in pairs:
+            h.render(e)
+        return len(pairs)
+
+    def sign() -> int:
+        now = int(time.time())
+        for r, h in requests:
+            r.signed_headers(h.signer, now)
+        return len(requests)
+
+    def encode() -> int:
+        now = int(time.time())
+        for r, h in requests:
+            encode_request(r.method, target_of(r.url), r.signed_headers(h.signer, now), r.body)
+        return len(requests)
+
+    with open("/dev/null", "w") as null:
+        sys.stdout = null  # the JSON lines go to stdout, as the daemon's do
+        try:
+            configure_logging("info", "json")
+            REDACTOR.current = Redactor(runtime.secrets)
+            lines = Lines(__import__("structlog").get_logger("hookd.dispatch").bind())
+
+            def log() -> int:
+                for (e, h), (r, _) in zip(pairs, requests, strict=True):
+                    m = e.meta
+                    Line(lines, {"hook": h.id, "_event": e.name, "webhook_id": r.webhook_id,
+                                 "url": r.url, "topic": m.topic, "partition": m.partition,
+                                 "offset": m.offset}).info(
+                        "delivery", outcome="delivered", status=200, attempt=1,
+                        duration_ms=1.2)
+                return len(pairs)
+
+            logged = _best(log)
+        finally:
+            sys.stdout = sys.__stdout__
+    signed = _best(sign)
+    return {"decode": _best(decode) / per_event, "match": _best(match) / per_event,
+            "render": _best(render), "sign": signed, "log": logged,
+            "encode": _best(encode) - signed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.stages",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=2000)
+    p.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hookd-stages-") as tmp:
+        result = {k: round(v, 2) for k, v in measure(args.events, Path(tmp)).items()}
+    print(json.dumps(result) if args.json else
+          "  ".join(f"{k}: {v} µs" for k, v in result.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
