@@ -2,7 +2,11 @@
 alone, in a loop, over the same simulated events and the same three hooks, and timed by
 the CPU it takes (`time.process_time`, best of several rounds: the least disturbed).
 
-    python -m bench.stages [--events 2000] [--json]
+    python -m bench.stages [--events 2000] [--json] [--callgrind]
+
+With `--callgrind`, instructions per delivery instead (each stage run under valgrind for
+one round and for four: the difference, so set-up cancels out): the same on any machine,
+whatever else it is doing.
 
 Stages, per delivery (an event's decode and match are shared by its three deliveries, so
 a third of each is one delivery's):
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import bench_hooks, write_config
+from bench.common import PY, bench_hooks, write_config
 from bench.cpu import record
 from hookd.delivery.attempts import Line
 from hookd.delivery.wire import encode_request
@@ -55,7 +61,8 @@ def _best(fn: Callable[[], int], rounds: int = ROUNDS) -> float:
     return best
 
 
-def measure(events: int, workdir: Path) -> dict[str, float]:
+def measure(events: int, workdir: Path, only: str | None = None,
+            rounds: int = ROUNDS) -> dict[str, float]:
     base = "http://127.0.0.1:9"  # nothing is sent
     runtime = load_config(write_config(workdir, bootstrap="127.0.0.1:9", topic="cc.events",
                                        group="stages", hooks=bench_hooks(base),
@@ -118,13 +125,56 @@ def measure(events: int, workdir: Path) -> dict[str, float]:
                         duration_ms=1.2)
                 return len(pairs)
 
-            logged = _best(log)
+            if only == "log":
+                for _ in range(rounds):
+                    log()
+            logged = _best(log, rounds) if only is None else 0.0
         finally:
             sys.stdout = sys.__stdout__
-    signed = _best(sign)
-    return {"decode": _best(decode) / per_event, "match": _best(match) / per_event,
-            "render": _best(render), "sign": signed, "log": logged,
-            "encode": _best(encode) - signed}
+    stages = {"decode": decode, "match": match, "render": render, "sign": sign,
+              "encode": encode}
+    if only is not None:  # one stage, `rounds` times (for callgrind): units done
+        if only != "log":
+            for _ in range(rounds):
+                stages[only]()
+        return {"units": rounds * (len(records) if only == "decode" else
+                                   len(decoded) if only == "match" else len(pairs)),
+                "per_event": per_event}
+    signed = _best(sign, rounds)
+    return {"decode": _best(decode, rounds) / per_event,
+            "match": _best(match, rounds) / per_event, "render": _best(render, rounds),
+            "sign": signed, "log": logged, "encode": _best(encode, rounds) - signed}
+
+
+STAGES = ("decode", "match", "render", "sign", "encode", "log")
+
+
+def callgrind(events: int) -> dict[str, float]:
+    """Instructions per delivery of each stage: each run under callgrind once for 1 round
+    and once for 4, the difference divided by the extra units (set-up cancels out)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt install valgrind)")
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="hookd-stages-") as tmp:
+        for stage in STAGES:
+            totals, units, per_event = [], [], 1.0
+            for rounds in (1, 4):
+                file = Path(tmp) / f"callgrind.{stage}.{rounds}"
+                argv = [PY, "-m", "bench.stages", "--events", str(events), "--only", stage,
+                        "--rounds", str(rounds), "--json"]
+                proc = subprocess.run(["valgrind", "--tool=callgrind",
+                                       f"--callgrind-out-file={file}", *argv],
+                                      capture_output=True, text=True, check=True)
+                doc = json.loads(proc.stdout.strip().splitlines()[-1])
+                units.append(doc["units"])
+                per_event = doc["per_event"]
+                totals.append(next(int(line.split()[1]) for line in
+                                   file.read_text().splitlines()
+                                   if line.startswith(("summary:", "totals:"))))
+            per_unit = (totals[1] - totals[0]) / (units[1] - units[0])
+            out[stage] = per_unit / per_event if stage in ("decode", "match") else per_unit
+        out["encode"] -= out["sign"]  # (encode signs first, as an attempt does)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,11 +182,21 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=2000)
     p.add_argument("--json", action="store_true", help="print only the JSON result")
+    p.add_argument("--callgrind", action="store_true",
+                   help="instructions per delivery of each stage, counted under valgrind")
+    p.add_argument("--only", choices=STAGES, help=argparse.SUPPRESS)  # (callgrind's runs)
+    p.add_argument("--rounds", type=int, default=ROUNDS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="hookd-stages-") as tmp:
-        result = {k: round(v, 2) for k, v in measure(args.events, Path(tmp)).items()}
+    unit = "instructions" if args.callgrind else "µs"
+    result: dict[str, float]
+    if args.callgrind:
+        result = {k: round(v) for k, v in callgrind(args.events).items()}
+    else:
+        with tempfile.TemporaryDirectory(prefix="hookd-stages-") as tmp:
+            result = {k: round(v, 2) for k, v in
+                      measure(args.events, Path(tmp), args.only, args.rounds).items()}
     print(json.dumps(result) if args.json else
-          "  ".join(f"{k}: {v} µs" for k, v in result.items()), flush=True)
+          "  ".join(f"{k}: {v} {unit}" for k, v in result.items()), flush=True)
     return 0
 
 

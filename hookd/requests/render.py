@@ -6,7 +6,7 @@ import functools
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from yarl import URL
 
@@ -49,9 +49,10 @@ def _query_value(value: Any) -> str:
     return "" if value is None else tojson(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A rendered request, not yet signed (signing is per attempt: fresh timestamp)."""
+class Request(NamedTuple):
+    """A rendered request, not yet signed (signing is per attempt: fresh timestamp).
+    A named tuple: as immutable as a frozen dataclass, made in a fraction of its time
+    (one per delivery)."""
 
     hook_id: str
     method: str

@@ -4,8 +4,6 @@ host's, for every hook on it; any answer proves the host is up."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from hookd.delivery.retries import ErrorKind, Verdict
 from hookd.delivery.sender import HttpSender
 from hookd.requests.render import Request
@@ -16,7 +14,7 @@ BREAKER = {"failures": 3, "cooldown": "200ms", "max_cooldown": "1s"}
 
 
 def as_hook(hook: str, url: str) -> Request:
-    return dataclasses.replace(request(url), hook_id=hook)
+    return request(url)._replace(hook_id=hook)
 
 
 async def _send(sender: HttpSender, hook: str, url: str) -> tuple[Verdict, int | None, str]:
