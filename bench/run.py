@@ -551,6 +551,10 @@ class Bench:
               f"{_ages(taken, table=True)} (its event_age_ms); "
               f"the broker alone (a plain consumer, same traffic, nothing else running): "
               f"{floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} ms")
+        added = lat["p99_ms"] - taken["p99"] if taken.get("records") else float("nan")
+        r.add("4a. latency added by hookd: receiver p99 − hookd's taken-at p99 (event_age_ms), "
+              "same run", f"{added:.1f} ms", "≤ 5 ms", added <= 5,
+              "the time from hookd's fetch to the receiver, at the tail")
         rss = self.peak_rss_kb / 1024
         r.add("5. hookd peak RSS under load", f"{rss:.0f} MB", "≤ 150 MB", rss <= 150)
         ratios = paired(many, e2e)
@@ -568,7 +572,10 @@ class Bench:
               f"{cpu['delivery_us']:.0f} µs per delivery (bench.cpu) against "
               f"{cpu['request_us']:.1f} µs per request (bench.http_client), this run; beside "
               f"a black-holed hook {cpu['blackhole_ratio']:.1f}×, with 997 hooks that never "
-              f"match {cpu['others_ratio']:.1f}×")
+              f"match {cpu['others_ratio']:.1f}×; where it goes (bench.stages, µs): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in cpu["stages_us"].items() if k != "encode")
+              + f", the request (the bare client's) {cpu['request_us']:.1f}, the rest "
+              f"(tasks, order per key, slots, circuits, stats) {cpu['bookkeeping_us']:.0f}")
         for fo, row, what, target, bound in (
                 (kill, "9a", "SIGKILLed", "≤ 1.3× the session timeout",
                  1.3 * kill["session_s"]),
@@ -634,7 +641,7 @@ class Bench:
             f"{out['duplicates']} redelivered, {len(lat)}/{expected} first deliveries")
         return out
 
-    def cpu_ratio(self, events: int = 3000) -> dict[str, float]:
+    def cpu_ratio(self, events: int = 3000) -> dict[str, Any]:
         """Row 8: hookd's CPU per delivery in-process (bench.cpu, no broker: decode, match,
         render, sign, log, send, bookkeeping) ÷ the bare client's CPU per request
         (bench.http_client, the same requests), measured one after the other. Each is the
@@ -651,9 +658,14 @@ class Bench:
         others = run("bench.cpu", "--events", str(events), "--warm", warm, "--others", "997")
         client = min(run("bench.http_client", "--requests", "10000")["hookd client"]
                      ["cpu_us_per_request"] for _ in range(2))
+        stages = run("bench.stages")  # each stage alone: where the CPU goes
         out = {"delivery_us": plain, "request_us": client, "ratio": plain / client,
                "blackhole_ratio": hole["cpu_us_per_delivery"] / client,
-               "others_ratio": others["cpu_us_per_delivery"] / client}
+               "others_ratio": others["cpu_us_per_delivery"] / client,
+               "stages_us": stages,
+               # the rest: tasks, ordering, slots, circuits, stats (encode is in the client's)
+               "bookkeeping_us": plain - client - sum(v for k, v in stages.items()
+                                                      if k != "encode")}
         log(f"  cpu: {plain:.1f} us per delivery, {client:.1f} us per request: "
             f"{out['ratio']:.1f}x")
         self.report.raw["cpu"] = out
