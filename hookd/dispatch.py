@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import structlog
 
 from hookd.delivery.attempts import Attempts, Job, Line
-from hookd.delivery.retries import ErrorKind, Verdict, failure, run_with_retries
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
 from hookd.delivery.sender import Sender
 from hookd.endings import Counters, Endings
 from hookd.errors import DecodeError, RenderError
@@ -23,7 +24,7 @@ from hookd.logs import Lines
 from hookd.loops import RunningLoop
 from hookd.redact import Redactor
 from hookd.requests.oauth import TokenCache
-from hookd.requests.render import CompiledHook
+from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import webhook_id
 from hookd.runtime import Runtime
 from hookd.slices import Slices
@@ -127,13 +128,13 @@ class Dispatcher:
         now, its parking (unrendered, gathered with the others of its hook). A delivery
         that waits behind one of its key is left to the task, to keep their order."""
         if self.parking is None or hook.endpoint is None or hook.id in self.disabled:
-            return self._ordered(job, hook)
+            return self._deliver(job, hook)
         # (turns a stalled one's queue away)
         closed = self.sender.unavailable(hook.endpoint, hook.id)
         if closed is None or (job.key is not None and (hook.id, job.key) in self._chains):
-            return self._ordered(job, hook)
+            return self._deliver(job, hook)
         parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
-        return parking if parking is not None else self._ordered(job, hook)
+        return parking if parking is not None else self._deliver(job, hook)
 
     def in_flight(self, topic: str, partition: int) -> int:
         """Deliveries (and dead letters) of that partition's records not final yet."""
@@ -156,9 +157,11 @@ class Dispatcher:
     def reset_disabled(self) -> None:
         self.disabled.clear()
 
-    async def _ordered(self, job: Job, hook: CompiledHook) -> None:
-        """Deliveries of one key to one hook go out in offset order. A bug must not wedge a
-        partition: what raises is dead-lettered as `internal`."""
+    async def _deliver(self, job: Job, hook: CompiledHook) -> None:
+        """One delivery's task. Deliveries of one key to one hook go out in offset order
+        (each waits for the one before it). A bug must not wedge a partition: what raises
+        is dead-lettered as `internal`. One coroutine from the chain to the endpoint's
+        attempt: each frame between them was resumed at every await."""
         previous = mine = None
         if job.key is not None:
             chain_key = (hook.id, job.key)
@@ -167,7 +170,44 @@ class Dispatcher:
         try:
             if previous is not None:
                 await previous  # its owner only ever sets a result (or is cancelled with us)
-            await self._deliver(job, hook)
+            while True:  # more than once only while a circuit is open and nothing is parked
+                if hook.id in self.disabled:
+                    return await self._endings.fail(
+                        job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
+                if self.parking is not None and hook.endpoint is not None:
+                    closed = self.sender.unavailable(hook.endpoint, hook.id)
+                    if closed is not None:  # park at once: rendered when it is due
+                        return await self._park_unrendered(job, hook, closed)
+                turn = self._slices.turn()  # rendered and sent in bounded slices of the loop
+                if turn is not None:
+                    await turn
+                try:
+                    request = hook.render(job.event)
+                except RenderError as exc:  # render() turns every template error into this
+                    return await self._endings.fail(job, failure(ErrorKind.RENDER, str(exc)))
+                meta = job.event.meta
+                bound = Line(self._lines, {  # the log processor masks secrets
+                    "hook": hook.id, "_event": job.event.name,
+                    "webhook_id": request.webhook_id, "url": request.url, "topic": meta.topic,
+                    "partition": meta.partition, "offset": meta.offset})
+                first = job.attempts + 1
+                if self._attempts.plain(hook):  # the common case: the endpoint's, awaited here
+                    started = time.monotonic()
+                    made = self._attempts.record(job, hook, await self.sender.attempt(
+                        request, hook.signer, hook.timeout, hook.tls), first, started, bound)
+                else:
+                    made = await self._attempts.attempt(job, hook, request, first, bound)
+                if made.ok:  # the common case: no retry machinery at all
+                    job.attempts = first
+                    self.counters.delivered += 1
+                    self.stats.delivered(self.stats.of(hook.id), meta.timestamp)
+                    return None
+                if made.verdict is Verdict.PARK and self.parking is None:
+                    # no retry topics: wait in memory (no attempt spent), then again
+                    await self._backoff(made.retry_after or 0.0, self.stats.of(hook.id))
+                    continue
+                if not await self._not_delivered(job, hook, request, bound, made, first):
+                    return None
         except Exception as exc:
             log.exception("internal error in a delivery; dead-lettered", hook=hook.id,
                           event_id=job.event.id)
@@ -180,37 +220,23 @@ class Dispatcher:
                 if self._chains.get(chain_key) is mine:
                     del self._chains[chain_key]
 
-    # -- one delivery -------------------------------------------------------------------------
-    async def _deliver(self, job: Job, hook: CompiledHook) -> None:
+    async def _park_unrendered(self, job: Job, hook: CompiledHook, closed: Outcome) -> None:
+        """Its endpoint is unavailable: parked (or gathered) before it is rendered."""
+        wait = closed.retry_after or 0.0
+        if await self._endings.park_unsent(job, closed, wait):
+            return
         event, meta = job.event, job.event.meta
-        if hook.id in self.disabled:
-            return await self._endings.fail(
-                job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
-        if self.parking is not None and hook.endpoint is not None:
-            closed = self.sender.unavailable(hook.endpoint, hook.id)
-            if closed is not None:  # park at once: the request is rendered when it is due
-                wait = closed.retry_after or 0.0
-                if await self._endings.park_unsent(job, closed, wait):
-                    return None
-                return await self._endings.park(job, closed, wait, Line(
-                    self._lines, {"hook": hook.id, "_event": event.name,
-                                "webhook_id": webhook_id(event.id, hook.id),
-                                "url": hook.url.source, "topic": meta.topic,
-                                "partition": meta.partition, "offset": meta.offset}))
-        turn = self._slices.turn()  # rendered and sent in bounded slices of the loop
-        if turn is not None:
-            await turn
-        try:
-            request = hook.render(event)
-        except RenderError as exc:  # render() turns every template/body error into this
-            return await self._endings.fail(job, failure(ErrorKind.RENDER, str(exc)))
-        bound = Line(self._lines, {  # the log processor masks secrets
-            "hook": hook.id, "_event": event.name, "webhook_id": request.webhook_id,
-            "url": request.url, "topic": meta.topic, "partition": meta.partition,
-            "offset": meta.offset})
-        first = job.attempts + 1
-        made = await self._attempts.attempt(job, hook, request, first, bound)
-        if made.verdict is not Verdict.RETRY:  # the common case: no retry machinery at all
+        await self._endings.park(job, closed, wait, Line(
+            self._lines, {"hook": hook.id, "_event": event.name,
+                          "webhook_id": webhook_id(event.id, hook.id),
+                          "url": hook.url.source, "topic": meta.topic,
+                          "partition": meta.partition, "offset": meta.offset}))
+
+    async def _not_delivered(self, job: Job, hook: CompiledHook, request: Request,
+                             bound: Line, made: Outcome, first: int) -> bool:
+        """The first attempt did not deliver: retries (in memory, then parked), or the end.
+        True: to be tried again from the start (a circuit opened, and nothing is parked)."""
+        if made.verdict is not Verdict.RETRY:
             outcome, last, delay = made, first, None
         else:
             delivery = self.runtime().config.delivery
@@ -223,22 +249,24 @@ class Dispatcher:
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
         if outcome.ok:
             self.counters.delivered += 1
-            self.stats.delivered(self.stats.of(hook.id), meta.timestamp)
-            return None
+            self.stats.delivered(self.stats.of(hook.id), job.event.meta.timestamp)
+            return False
         if outcome.verdict is Verdict.GONE:
             self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"
             bound.warning("hook disabled until the next reload", reason="410 Gone")
         if outcome.verdict is Verdict.PARK:  # circuit open: nothing was sent
             if self.parking is None:  # no retry topics: wait in memory, no attempt spent
                 await self._backoff(outcome.retry_after or 0.0, self.stats.of(hook.id))
-                return await self._deliver(job, hook)
+                return True
             wait = outcome.retry_after or 0.0
-            if await self._endings.park_unsent(job, outcome, wait):
-                return None  # (the circuit opened meanwhile) gathered with the others
-            return await self._endings.park(job, outcome, wait, bound)
-        if outcome.verdict is Verdict.RETRY and delay is not None and self.parking is not None:
-            return await self._endings.park(job, outcome, delay, bound)  # the delay that was drawn
-        return await self._endings.fail(job, outcome)
+            if not await self._endings.park_unsent(job, outcome, wait):
+                # (if it was, the circuit opened meanwhile: gathered with the others)
+                await self._endings.park(job, outcome, wait, bound)
+        elif outcome.verdict is Verdict.RETRY and delay is not None and self.parking is not None:
+            await self._endings.park(job, outcome, delay, bound)  # the delay that was drawn
+        else:
+            await self._endings.fail(job, outcome)
+        return False
 
     async def _backoff(self, delay: float, stat: HookStat) -> None:
         """Wait in memory for a delivery's next attempt."""
