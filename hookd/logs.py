@@ -61,11 +61,14 @@ class RedactorHolder:
                 clean = memo.get(value)
                 if clean is None:
                     clean = redactor(value)
+                    if clean == value:
+                        clean = value  # (then the line keeps its own string)
                     if len(value) <= _MEMO_LEN:
                         if len(memo) >= _MEMO_SIZE:
                             memo.clear()
                         memo[value] = clean
-                event_dict[key] = clean
+                if clean is not value:
+                    event_dict[key] = clean
             elif not isinstance(value, _SCALARS):
                 event_dict[key] = redactor.value(value)
         return event_dict

@@ -17,6 +17,7 @@ from hookd.errors import RenderError, SpecError
 
 _MAX_REPEAT = 1_000_000  # items or characters a `*` in a template may build
 _MAX_POWER_BITS = 100_000  # size of an integer a `**` in a template may build
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # `payload.items` is the method, as in Jinja2
 
 
 def _json_default(value: Any) -> str:
@@ -39,6 +40,17 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     already caps `range`): a template must not be able to exhaust the daemon's memory."""
 
     intercepted_binops = frozenset({"*", "**"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`meta.key`, `payload.field`: on a plain dict, whose instances have no attribute
+        but the type's, the item straight away. Jinja2 would try the attribute first and
+        catch its AttributeError (~1 µs a time); the result is the same."""
+        if obj.__class__ is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":

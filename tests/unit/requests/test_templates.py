@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import jinja2
 import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from hookd.errors import SpecError
 from hookd.requests.templates import ENV, Text, compile_template
@@ -23,3 +25,30 @@ def test_a_syntax_error_names_its_place_and_the_template_line() -> None:
     assert caught.value.path == ("hooks", 0, "body")
     assert caught.value.message.startswith("template syntax:")
     assert caught.value.message.endswith("(template line 2)")
+
+
+_PLAIN_SANDBOX = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined,
+                                               keep_trailing_newline=True)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ meta.key }}", "{{ meta.offset + 1 }}", "{{ payload.items is defined }}",
+    "{{ payload.items() | list }}", "{{ payload.keys | string | length > 0 }}",
+    "{{ payload.nope is defined }}", "{{ payload.nope | default('d') }}",
+    "{{ payload.nested.deep }}", "{{ payload['items'] }}", "{{ text.upper() }}",
+])
+def test_dotted_access_on_dicts_as_jinja_does(source: str) -> None:
+    """The dict fast path of the sandbox's getattr: an attribute of dict (a method) wins
+    over a key of the same name, a missing key is undefined, other objects are Jinja's."""
+    variables = {"meta": {"key": "k-1", "offset": 41}, "text": "abc",
+                 "payload": {"items": 3, "keys": "k", "nested": {"deep": True}}}
+    assert ENV.from_string(source).render(variables) == (
+        _PLAIN_SANDBOX.from_string(source).render(variables))
+
+
+def test_a_missing_key_says_what_jinja_says() -> None:
+    with pytest.raises(jinja2.UndefinedError) as ours:
+        ENV.from_string("{{ meta.nope }}").render(meta={})
+    with pytest.raises(jinja2.UndefinedError) as theirs:
+        _PLAIN_SANDBOX.from_string("{{ meta.nope }}").render(meta={})
+    assert str(ours.value) == str(theirs.value)
