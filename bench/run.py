@@ -193,12 +193,18 @@ class Bench:
             raise RuntimeError(f"hookd-sim failed, see {sim.log}")
         sim.stop()
 
-    def config(self, name: str, hooks: list[dict[str, Any]], topic: str) -> tuple[Path, int]:
+    def config(self, name: str, hooks: list[dict[str, Any]], topic: str,
+               consumer: dict[str, str] | None = None) -> tuple[Path, int]:
+        """`consumer`: kafka.consumer settings instead of write_config's."""
         port = free_port()
+        overrides: dict[str, Any] = {}
+        if self.args.no_metrics:
+            overrides["health"] = {"metrics": {"enabled": False}}
+        if consumer:
+            overrides["kafka"] = {"consumer": consumer}
         path = write_config(self.workdir / name, bootstrap=self.broker.bootstrap, topic=topic,
                             group=f"hookd-{name}", hooks=hooks, health_port=port,
-                            overrides={"health": {"metrics": {"enabled": False}}}
-                            if self.args.no_metrics else None)
+                            overrides=overrides or None)
         return path, port
 
     def hookd(self, name: str, config: Path, *args: str) -> Child:
@@ -587,7 +593,8 @@ class Bench:
                   f"{fo['rate']:,.0f} ev/s: the longest produce → first delivery",
                   f"{fo['max_s']:.1f} s", target, fo["max_s"] <= bound,
                   f"{fo['max_s'] / fo['session_s']:.2f}× the {fo['session_s']:g} s session "
-                  f"timeout; p99 {fo['p99_ms']:.0f} ms; {fo['duplicates']} redelivered, "
+                  f"timeout (heartbeat {fo['heartbeat_s']:g} s); p99 {fo['p99_ms']:.0f} ms; "
+                  f"{fo['duplicates']} redelivered, "
                   f"{fo['delivered']:,} of {fo['expected']:,} first deliveries")
         by = scale["by_processes"]
         short = [f"{n} processes: only {min(v['short']):,} of {v['expected']:,} delivered"
@@ -596,7 +603,7 @@ class Bench:
               f"one group ({scale['partitions']} partitions; the backlog left once the producer, "
               "faster than the group, finished), as multiples of one process",
               " / ".join(f"{v['rate']:,.0f}" for v in by.values()) + " deliveries/s = "
-              + " / ".join(_shown(v["ratios"]) for v in by.values()),
+              + " / ".join("1×" if n == 1 else _shown(v["ratios"]) for n, v in by.items()),
               note="; ".join([f"**{scale['cores']} cores** (os.cpu_count()), shared with the "
                               "broker, the receiver and the producer; fastest of "
                               f"{len(next(iter(by.values()))['runs'])} runs each, ratios "
@@ -615,9 +622,13 @@ class Bench:
             f"at {rate:.0f} events/s")
         topic = self.fresh_topic(name)
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
-        config, health = self.config(topic, bench_hooks(self.base()), topic)
-        session = parse_duration(yaml.safe_load(config.read_text())["kafka"]["consumer"]
-                                 ["session_timeout"])
+        timings = {key: value for key, value in (
+            ("session_timeout", self.args.session_timeout),
+            ("heartbeat_interval", self.args.heartbeat_interval)) if value}
+        config, health = self.config(topic, bench_hooks(self.base()), topic, timings)
+        consumer = yaml.safe_load(config.read_text())["kafka"]["consumer"]
+        session = parse_duration(consumer["session_timeout"])
+        heartbeat = parse_duration(consumer["heartbeat_interval"])
         # started one after the other, as a deployment's processes are: each join is a
         # rebalance, so the group's generation is past tansu's first (0), in which aiokafka
         # sends no LeaveGroup on a stop (a real Kafka starts at 1; BROKER_NOTES.md)
@@ -647,12 +658,14 @@ class Bench:
                 if one.alive():
                     self.finish_hookd(one)
         lat = sorted(self.fetch_floats("latencies"))
-        out = {"rate": rate, "session_s": session, "max_s": lat[-1] if lat else float("nan"),
+        out = {"rate": rate, "session_s": session, "heartbeat_s": heartbeat,
+               "max_s": lat[-1] if lat else float("nan"),
                "p99_ms": percentiles(lat)["p99_ms"] if lat else float("nan"),
                "duplicates": st["duplicates"], "delivered": len(lat), "expected": expected}
         self.report.raw[name] = out
         log(f"  longest produce → first delivery {out['max_s']:.1f} s "
-            f"({out['max_s'] / session:.2f}x the {session:g} s session timeout), "
+            f"({out['max_s'] / session:.2f}x the {session:g} s session timeout, heartbeat "
+            f"{heartbeat:g} s), "
             f"{out['duplicates']} redelivered, {len(lat)}/{expected} first deliveries")
         return out
 
@@ -974,6 +987,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", metavar="HOST:PORT",
                    help="use this broker instead of starting tansu (it gets topics named "
                         "bench.<time>.*, with one replica)")
+    p.add_argument("--session-timeout", metavar="DURATION",
+                   help="row 9 (failover): kafka.consumer.session_timeout (default 6s)")
+    p.add_argument("--heartbeat-interval", metavar="DURATION",
+                   help="row 9 (failover): kafka.consumer.heartbeat_interval (default 500ms)")
     p.add_argument("--scaling-events", type=int, default=12000,
                    help="events per run of row 10 (scaling; 3 deliveries each)")
     p.add_argument("--scaling-rounds", type=int, default=3,
