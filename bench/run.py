@@ -15,13 +15,19 @@ process, hookd as a real process):
    broker alone costs;
 5. hookd's peak RSS under load;
 6. 3 hooks versus 1,000 hooks (3 of them matching): throughput ratio;
-7. one black-holed endpoint beside the healthy ones: the healthy throughput ratio.
+7. one black-holed endpoint beside the healthy ones: the healthy throughput ratio;
+8. CPU per delivery (bench.cpu) ÷ the bare client's per request (bench.http_client);
+9. failover: 3 processes in one group under steady traffic, one SIGKILLed (9a) or stopped
+   with SIGTERM (9b): the longest produce → first delivery;
+10. scaling: deliveries/s with 1, 2 and 4 processes in one group on an 8-partition topic,
+    as multiples of one process, beside the machine's core count.
 
 Prints a table and writes `bench/results/latest.{md,json}` and `bench/results/bench.png`,
 and puts the table into README.md (between the bench markers). A benchmark, not a test:
 it reports, and never fails because a target is missed.
 
     python -m bench.run [--events 6000] [--quick] [--profile] [--src DIR] [--no-readme]
+    python -m bench.run --only scaling        # one part alone (see --only)
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ RESULTS = REPO / "bench" / "results"
 README = REPO / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 PARTITIONS = 4
+SCALING_PARTITIONS = 8  # row 10: enough for 4 processes, 2 each
 CONCURRENCY = 64  # delivery.per_endpoint_in_flight (default): all bench hooks share one endpoint
 SIM_CALLS = 1000  # calls in progress in the simulator: many keys, as at 1,000 events/s
 
@@ -186,12 +193,18 @@ class Bench:
             raise RuntimeError(f"hookd-sim failed, see {sim.log}")
         sim.stop()
 
-    def config(self, name: str, hooks: list[dict[str, Any]], topic: str) -> tuple[Path, int]:
+    def config(self, name: str, hooks: list[dict[str, Any]], topic: str,
+               consumer: dict[str, str] | None = None) -> tuple[Path, int]:
+        """`consumer`: kafka.consumer settings instead of write_config's."""
         port = free_port()
+        overrides: dict[str, Any] = {}
+        if self.args.no_metrics:
+            overrides["health"] = {"metrics": {"enabled": False}}
+        if consumer:
+            overrides["kafka"] = {"consumer": consumer}
         path = write_config(self.workdir / name, bootstrap=self.broker.bootstrap, topic=topic,
                             group=f"hookd-{name}", hooks=hooks, health_port=port,
-                            overrides={"health": {"metrics": {"enabled": False}}}
-                            if self.args.no_metrics else None)
+                            overrides=overrides or None)
         return path, port
 
     def hookd(self, name: str, config: Path, *args: str) -> Child:
@@ -504,6 +517,8 @@ class Bench:
                 self.cpu_ratio()
             elif name in ("failover", "failover-term"):  # row 9 alone
                 self.failover(signal.SIGKILL if name == "failover" else signal.SIGTERM)
+            elif name == "scaling":  # row 10 alone
+                self.scaling()
             elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
                 self.latency(a.rate, a.latency_seconds, "latency_blackhole", [self.hole_hook()])
             else:
@@ -522,6 +537,7 @@ class Bench:
         cpu = self.cpu_ratio()
         kill = self.failover(signal.SIGKILL)
         term = self.failover(signal.SIGTERM)
+        scale = self.scaling()
 
         def paired(num: dict[str, Any], den: dict[str, Any]) -> list[float]:
             return [_ratio(x, y) for x, y in zip(num["runs"], den["runs"], strict=True)]
@@ -584,8 +600,21 @@ class Bench:
                   f"{fo['rate']:,.0f} ev/s: the longest produce → first delivery",
                   f"{fo['max_s']:.1f} s", target, fo["max_s"] <= bound,
                   f"{fo['max_s'] / fo['session_s']:.2f}× the {fo['session_s']:g} s session "
-                  f"timeout; p99 {fo['p99_ms']:.0f} ms; {fo['duplicates']} redelivered, "
+                  f"timeout (heartbeat {fo['heartbeat_s']:g} s); p99 {fo['p99_ms']:.0f} ms; "
+                  f"{fo['duplicates']} redelivered, "
                   f"{fo['delivered']:,} of {fo['expected']:,} first deliveries")
+        by = scale["by_processes"]
+        short = [f"{n} processes: only {min(v['short']):,} of {v['expected']:,} delivered"
+                 for n, v in by.items() if v["short"]]
+        r.add(f"10. scaling: deliveries/s with {', '.join(str(n) for n in by)} processes in "
+              f"one group ({scale['partitions']} partitions; the backlog left once the producer, "
+              "faster than the group, finished), as multiples of one process",
+              " / ".join(f"{v['rate']:,.0f}" for v in by.values()) + " deliveries/s = "
+              + " / ".join("1×" if n == 1 else _shown(v["ratios"]) for n, v in by.items()),
+              note="; ".join([f"**{scale['cores']} cores** (os.cpu_count()), shared with the "
+                              "broker, the receiver and the producer; fastest of "
+                              f"{len(next(iter(by.values()))['runs'])} runs each, ratios "
+                              "the median of the rounds' [range]", *short]))
         r.raw["seconds"] = round(time.monotonic() - started)
         return r
 
@@ -600,9 +629,13 @@ class Bench:
             f"at {rate:.0f} events/s")
         topic = self.fresh_topic(name)
         asyncio.run(create_topic(self.broker.bootstrap, topic, PARTITIONS))
-        config, health = self.config(topic, bench_hooks(self.base()), topic)
-        session = parse_duration(yaml.safe_load(config.read_text())["kafka"]["consumer"]
-                                 ["session_timeout"])
+        timings = {key: value for key, value in (
+            ("session_timeout", self.args.session_timeout),
+            ("heartbeat_interval", self.args.heartbeat_interval)) if value}
+        config, health = self.config(topic, bench_hooks(self.base()), topic, timings)
+        consumer = yaml.safe_load(config.read_text())["kafka"]["consumer"]
+        session = parse_duration(consumer["session_timeout"])
+        heartbeat = parse_duration(consumer["heartbeat_interval"])
         # started one after the other, as a deployment's processes are: each join is a
         # rebalance, so the group's generation is past tansu's first (0), in which aiokafka
         # sends no LeaveGroup on a stop (a real Kafka starts at 1; BROKER_NOTES.md)
@@ -632,13 +665,114 @@ class Bench:
                 if one.alive():
                     self.finish_hookd(one)
         lat = sorted(self.fetch_floats("latencies"))
-        out = {"rate": rate, "session_s": session, "max_s": lat[-1] if lat else float("nan"),
+        out = {"rate": rate, "session_s": session, "heartbeat_s": heartbeat,
+               "max_s": lat[-1] if lat else float("nan"),
                "p99_ms": percentiles(lat)["p99_ms"] if lat else float("nan"),
                "duplicates": st["duplicates"], "delivered": len(lat), "expected": expected}
         self.report.raw[name] = out
         log(f"  longest produce → first delivery {out['max_s']:.1f} s "
-            f"({out['max_s'] / session:.2f}x the {session:g} s session timeout), "
+            f"({out['max_s'] / session:.2f}x the {session:g} s session timeout, heartbeat "
+            f"{heartbeat:g} s), "
             f"{out['duplicates']} redelivered, {len(lat)}/{expected} first deliveries")
+        return out
+
+    def settled(self, ports: list[int], children: list[Child], partitions: int,
+                timeout: float = 90.0) -> None:
+        """Until every process holds partitions and together they hold all `partitions`,
+        twice in a row 1 s apart (a group still rebalancing revokes them all first)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for child in children:
+                if not child.alive():
+                    raise RuntimeError(f"{child.name} exited (code {child.proc.returncode});"
+                                       f" see {child.log}")
+            held = [(http_json(f"http://127.0.0.1:{port}/readyz", timeout=2)[1] or {})
+                    .get("assigned_partitions") or [] for port in ports]
+            if all(held) and len({p for one in held for p in one}) == partitions:
+                seen += 1
+                if seen == 2:
+                    return
+                time.sleep(1.0)
+                continue
+            seen = 0
+            time.sleep(0.2)
+        raise TimeoutError(f"the group of {len(ports)} did not settle within {timeout:g} s")
+
+    def scaling_run(self, processes: int, events: int, announce: bool = False
+                    ) -> dict[str, Any]:
+        """One run of row 10: `processes` hookd processes in one group on a topic of
+        SCALING_PARTITIONS partitions; once the group has settled (every process holds
+        partitions), `events` are produced as fast as the producer goes, faster than they
+        are delivered. The rate is that of the backlog left when the producer finished,
+        drained by the group alone: consumption-bound."""
+        if announce:
+            log(f"10. scaling: 1, 2 and 4 hookd processes in one group, "
+                f"{SCALING_PARTITIONS} partitions, {events} events × 3 hooks produced once "
+                f"the group has settled; {os.cpu_count()} cores")
+        name = f"scaling{processes}"
+        topic = self.fresh_topic(name)
+        asyncio.run(create_topic(self.broker.bootstrap, topic, SCALING_PARTITIONS))
+        config, health = self.config(topic, bench_hooks(self.base()), topic)
+        ports, children = self.group(name, config, health, processes)
+        expected = 3 * events
+        try:
+            self.settled(ports, children, SCALING_PARTITIONS)
+            cpu_ready = [cpu_seconds(child.pid) for child in children]
+            self.reset()
+            started = time.time()
+            sim = self.produce(topic, events)
+            if sim.proc.wait(120) != 0:
+                raise RuntimeError(f"hookd-sim failed, see {sim.log}")
+            produced_at = time.time()
+            sim.stop()
+            at_produced = self.stats()["count"]
+            st = self.wait_count(expected, 300, *children)
+            cpu = sum(cpu_seconds(child.pid) for child in children) - sum(cpu_ready)
+        finally:
+            for child in children:
+                self.finish_hookd(child)
+        # the backlog left when the producer finished, drained by the group alone (the
+        # producer's CPU no longer competes): the figure shown; first → last beside it
+        tail = st["count"] - at_produced
+        rate = tail / (st["last_at"] - produced_at) if st["last_at"] > produced_at else 0.0
+        out = {"processes": processes, "rate": rate, "rate_all": self.rate(st),
+               "deliveries": st["count"],
+               "expected": expected, "duplicates": st["duplicates"],
+               "produce_s": produced_at - started,
+               "delivered_when_produced": at_produced,
+               "cpu_us_per_delivery": cpu / max(st["count"], 1) * 1e6}
+        log(f"  {processes} process{'es' if processes > 1 else ''}: {st['count']}/{expected} "
+            f"deliveries; produced in {out['produce_s']:.1f} s, by then {at_produced:,} "
+            f"delivered; the other {tail:,} at {rate:,.0f}/s (first → last "
+            f"{out['rate_all']:,.0f}/s), {out['cpu_us_per_delivery']:.0f} µs CPU per "
+            "delivery")
+        return out
+
+    def scaling(self, counts: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
+        """Row 10: deliveries/s with each of `counts` processes, in `--scaling-rounds`
+        rounds each running every count back to back; per count the fastest run, and its
+        ratio to one process as the median of the rounds' (paired within a round)."""
+        a = self.args
+        runs: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+        for _ in range(a.scaling_rounds):
+            for n in counts:
+                runs[n].append(self.scaling_run(n, a.scaling_events, announce=not any(
+                    runs.values())))
+        one = [r["rate"] for r in runs[counts[0]]]
+        out: dict[str, Any] = {"cores": os.cpu_count(), "partitions": SCALING_PARTITIONS,
+                               "events": a.scaling_events, "by_processes": {}}
+        for n in counts:
+            best = max(runs[n], key=lambda r: r["rate"])
+            out["by_processes"][n] = {
+                **best, "runs": [round(r["rate"]) for r in runs[n]],
+                "ratios": [_ratio(r["rate"], base) for r, base in zip(runs[n], one,
+                                                                       strict=True)],
+                "short": [r["deliveries"] for r in runs[n] if r["deliveries"] < r["expected"]]}
+        self.report.raw["scaling"] = out
+        log("  scaling: " + ", ".join(
+            f"{n}: {v['rate']:,.0f}/s ({_shown(v['ratios'])})"
+            for n, v in out["by_processes"].items()) + f"; {out['cores']} cores")
         return out
 
     def cpu_ratio(self, events: int = 3000) -> dict[str, Any]:
@@ -865,14 +999,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", metavar="HOST:PORT",
                    help="use this broker instead of starting tansu (it gets topics named "
                         "bench.<time>.*, with one replica)")
+    p.add_argument("--session-timeout", metavar="DURATION",
+                   help="row 9 (failover): kafka.consumer.session_timeout (default 6s)")
+    p.add_argument("--heartbeat-interval", metavar="DURATION",
+                   help="row 9 (failover): kafka.consumer.heartbeat_interval (default 500ms)")
+    p.add_argument("--scaling-events", type=int, default=12000,
+                   help="events per run of row 10 (scaling; 3 deliveries each)")
+    p.add_argument("--scaling-rounds", type=int, default=3,
+                   help="rounds of row 10, each running 1, 2 and 4 processes")
     p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     p.add_argument("--no-metrics", action="store_true",
                    help="hookd with health.metrics.enabled: false (what /metrics costs)")
     p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,floor,"
-                   "latency_x2,hooks1000,blackhole,cpu (prints the figures; writes no results)")
+                   "latency_x2,hooks1000,blackhole,cpu,failover,failover-term,scaling (prints the "
+                   "figures; writes no results)")
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.naive_events, args.latency_seconds, args.repeat = 1500, 400, 6.0, 1
+        args.scaling_events, args.scaling_rounds = 4000, 1
     load = machine()
     workdir = Path(tempfile.mkdtemp(prefix="hookd-bench-"))
     bench = Bench(args, workdir)

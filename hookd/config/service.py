@@ -56,7 +56,11 @@ class ConsumerTuning(Model):
     """Consumer timings; the defaults suit production, tests shorten them."""
 
     session_timeout: Duration = 10.0
-    heartbeat_interval: Duration = 3.0
+    # a tenth of the session timeout, not aiokafka's 3 s: the members learn of a rebalance
+    # (a member left or was evicted) at their next heartbeat, so a hand-over takes up to
+    # this much longer (Kafka's docs: "adjusted even lower to control the expected time for
+    # normal rebalances"); one small request a second per member and consumer
+    heartbeat_interval: Duration = 1.0
     max_poll_interval: Duration = 300.0
     fetch_max_wait: Duration = 0.1
     # the retry topics' consumer: it idles most of the time, and a partition it resumes
