@@ -53,11 +53,12 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-## make cpu: instructions per delivery, counted under valgrind (bench.cpu --callgrind; ~6
-## minutes): 3 hooks, then beside a black-holed hook, then with 997 hooks that never match
+## make cpu: instructions per delivery, counted under valgrind (bench.cpu --callgrind; ~15
+## minutes): 3 hooks, then beside a black-holed hook, then stage by stage (bench.stages)
 cpu: $(STAMP)
 	$(BIN)/python -m bench.cpu --callgrind --events 500 --warm 300
 	$(BIN)/python -m bench.cpu --callgrind --events 500 --warm 300 --blackhole
+	$(BIN)/python -m bench.stages --callgrind --events 300
 	$(BIN)/python -m bench.cpu --callgrind --events 500 --warm 300 --others 997
 
 ## make check: validate the sample configuration
