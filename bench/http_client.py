@@ -1,7 +1,7 @@
 """CPU per request: aiohttp's client against hookd.delivery.client's connections, same
 requests, same receiver.
 
-    python -m bench.http_client [--requests 30000] [--concurrency 64]
+    python -m bench.http_client [--requests 30000] [--concurrency 64] [--callgrind]
 
 Starts `bench.receiver` in its own process on 127.0.0.1, then POSTs the same signed-looking
 JSON request with each client at the given concurrency; prints requests/s and CPU µs per
@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +25,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench.common import start_receiver
+from bench.common import PY, start_receiver
 from hookd.delivery.client import Connections, Connector
 from hookd.requests.target import target_of
 
@@ -80,17 +82,61 @@ async def run(url: str, requests: int, concurrency: int) -> dict[str, dict[str, 
     return out
 
 
+async def pool_only(url: str, requests: int, concurrency: int) -> None:
+    """hookd's pool alone, 500 requests to warm up then `requests` (for callgrind)."""
+    async def loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    pool, target = Connections(Connector(loopback)), target_of(url)
+
+    async def send() -> None:
+        response = await pool.request("POST", target, HEADERS, BODY, 5.0, 1024, None)
+        assert response.status == 200
+
+    await measure(send, 500, concurrency)
+    await measure(send, requests, concurrency)
+    pool.close()
+
+
+def callgrind(requests: int, concurrency: int) -> dict[str, float]:
+    """Instructions per request of hookd's pool: two runs under callgrind, `requests` and
+    4 times as many, their difference (start-up and the receiver's set-up cancel out)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt install valgrind)")
+    totals = []
+    with tempfile.TemporaryDirectory(prefix="hookd-http-") as tmp:
+        for n in (requests, 4 * requests):
+            out = Path(tmp) / f"callgrind.{n}"
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                            PY, "-m", "bench.http_client", "--pool-only", "--requests",
+                            str(n), "--concurrency", str(concurrency)],
+                           capture_output=True, text=True, check=True)
+            totals.append(next(int(line.split()[1]) for line in out.read_text().splitlines()
+                               if line.startswith(("summary:", "totals:"))))
+    return {"instructions_per_request": round((totals[1] - totals[0]) / (3 * requests))}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.http_client")
     p.add_argument("--requests", type=int, default=30_000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print only the JSON result")
+    p.add_argument("--callgrind", action="store_true",
+                   help="instructions per request of hookd's pool, under valgrind "
+                        "(--requests 1000 is plenty)")
+    p.add_argument("--pool-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.callgrind:
+        print(json.dumps(callgrind(args.requests, args.concurrency)), flush=True)
+        return 0
     with tempfile.TemporaryDirectory(prefix="hookd-http-") as tmp:
         receiver, info = start_receiver(Path(tmp))
         try:
-            result = uvloop.run(run(f"http://127.0.0.1:{info['port']}/hook", args.requests,
-                                    args.concurrency))
+            url = f"http://127.0.0.1:{info['port']}/hook"
+            if args.pool_only:
+                uvloop.run(pool_only(url, args.requests, args.concurrency))
+                return 0
+            result = uvloop.run(run(url, args.requests, args.concurrency))
         finally:
             receiver.stop()
     if args.json:
