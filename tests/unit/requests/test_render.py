@@ -468,3 +468,25 @@ def test_unusable_tls_files_are_a_config_error_not_an_endpoint_failure(tmp_path:
     assert "cannot use the TLS files" in errors[0].message
     hook = compile_one({"url": "https://crm.example/x"}, tls={"verify": False})
     assert hook.tls is not None and not hook.tls.check_hostname
+
+
+def test_hooks_sharing_an_events_context_each_see_their_own_hook() -> None:
+    """The context is built once per event and shared by the hooks that render it: each
+    render sees its own `hook`, and a reloaded hook (compiled anew) its new definition."""
+    body = {"body": '{"hook": {{ hook.id|tojson }}, "about": {{ hook.description|tojson }}, '
+                    '"call": {{ meta.key|tojson }}}'}
+    one = compile_one(body)
+    other, errors = compile_hook(hook_config(body, id="billing", description="Billing"),
+                                 10.0, (5.0,))
+    assert errors == [] and other is not None
+    shared = event()
+    first, second, again = (h.render(shared) for h in (one, other, one))
+    assert orjson.loads(first.body) == {"hook": "crm", "about": "CRM hook", "call": "call-1"}
+    assert orjson.loads(second.body) == {"hook": "billing", "about": "Billing",
+                                         "call": "call-1"}
+    assert again.body == first.body
+    reloaded, errors = compile_hook(hook_config(body, description="CRM, reloaded"), 10.0,
+                                    (5.0,))
+    assert errors == [] and reloaded is not None
+    assert orjson.loads(reloaded.render(shared).body)["about"] == "CRM, reloaded"
+    assert shared.context is not None and shared.context["payload"] is shared.payload
