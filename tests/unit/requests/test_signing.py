@@ -106,3 +106,16 @@ def test_headers_carry_the_webhook_id() -> None:
     headers = req.signed_headers(hook.signer, 1_700_000_000)
     assert headers["webhook-id"] == webhook_id("evt-1", "crm")
     assert headers["webhook-timestamp"] == "1700000000"
+
+
+def test_the_fallback_hmac_signs_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenSSL's HMAC object is used where CPython has it; hmac's wrapper otherwise."""
+    from hookd.requests import signing
+
+    keys = (b"k" * 32, b"")
+    fast = signing.Signer(keys).signature("msg_1", 1_700_000_000, b'{"a": 1}')
+    monkeypatch.setattr(signing, "_openssl_hmac", None)
+    slow = signing.Signer(keys)
+    assert all(type(mac).__name__ == "HMAC" and type(mac).__module__ == "hmac"
+               for mac in slow._keyed)
+    assert slow.signature("msg_1", 1_700_000_000, b'{"a": 1}') == fast
