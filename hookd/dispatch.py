@@ -185,11 +185,7 @@ class Dispatcher:
                     request = hook.render(job.event)
                 except RenderError as exc:  # render() turns every template error into this
                     return await self._endings.fail(job, failure(ErrorKind.RENDER, str(exc)))
-                meta = job.event.meta
-                bound = Line(self._lines, {  # the log processor masks secrets
-                    "hook": hook.id, "_event": job.event.name,
-                    "webhook_id": request.webhook_id, "url": request.url, "topic": meta.topic,
-                    "partition": meta.partition, "offset": meta.offset})
+                bound = self._line(job, hook, request.webhook_id, request.url)
                 first = job.attempts + 1
                 if self._attempts.plain(hook):  # the common case: the endpoint's, awaited here
                     started = time.monotonic()
@@ -199,13 +195,7 @@ class Dispatcher:
                     made = await self._attempts.attempt(job, hook, request, first, bound)
                 if made.ok:  # the common case: no retry machinery at all
                     job.attempts = first
-                    self.counters.delivered += 1
-                    self.stats.delivered(self.stats.of(hook.id), meta.timestamp)
-                    return None
-                if made.verdict is Verdict.PARK and self.parking is None:
-                    # no retry topics: wait in memory (no attempt spent), then again
-                    await self._backoff(made.retry_after or 0.0, self.stats.of(hook.id))
-                    continue
+                    return self._delivered(job, hook)
                 if not await self._not_delivered(job, hook, request, bound, made, first):
                     return None
         except Exception as exc:
@@ -225,12 +215,19 @@ class Dispatcher:
         wait = closed.retry_after or 0.0
         if await self._endings.park_unsent(job, closed, wait):
             return
-        event, meta = job.event, job.event.meta
-        await self._endings.park(job, closed, wait, Line(
-            self._lines, {"hook": hook.id, "_event": event.name,
-                          "webhook_id": webhook_id(event.id, hook.id),
-                          "url": hook.url.source, "topic": meta.topic,
-                          "partition": meta.partition, "offset": meta.offset}))
+        await self._endings.park(job, closed, wait, self._line(
+            job, hook, webhook_id(job.event.id, hook.id), hook.url.source))
+
+    def _line(self, job: Job, hook: CompiledHook, msg_id: str, url: str) -> Line:
+        """A delivery's log context (the log processor masks secrets)."""
+        meta = job.event.meta
+        return Line(self._lines, {"hook": hook.id, "_event": job.event.name,
+                                  "webhook_id": msg_id, "url": url, "topic": meta.topic,
+                                  "partition": meta.partition, "offset": meta.offset})
+
+    def _delivered(self, job: Job, hook: CompiledHook) -> None:
+        self.counters.delivered += 1
+        self.stats.delivered(self.stats.of(hook.id), job.event.meta.timestamp)
 
     async def _not_delivered(self, job: Job, hook: CompiledHook, request: Request,
                              bound: Line, made: Outcome, first: int) -> bool:
@@ -248,8 +245,7 @@ class Dispatcher:
                 else float("inf"))
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
         if outcome.ok:
-            self.counters.delivered += 1
-            self.stats.delivered(self.stats.of(hook.id), job.event.meta.timestamp)
+            self._delivered(job, hook)
             return False
         if outcome.verdict is Verdict.GONE:
             self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"

@@ -80,8 +80,7 @@ class Endpoint:
         """PARK when the host's circuit or this hook's is open, or the endpoint has
         stalled: checked before a request is even rendered (hooks with a fixed URL); None
         otherwise."""
-        if self.circuit.open_until == 0.0 and (hook is None or hook not in self.hooks):
-            # the common case, asked up to three times per delivery: both circuits closed
+        if self._closed(hook):  # the common case, asked up to three times per delivery
             if self.users >= self.shared.per_endpoint and self.stalled():
                 return stalled(self.name, self.shared.policy.cooldown)
             return None
@@ -114,7 +113,7 @@ class Endpoint:
                 return stalled(self.name, self.shared.policy.cooldown)
         got_answer = False
         try:
-            if waited or self.circuit.open_until != 0.0 or hook in self.hooks:
+            if waited or not self._closed(hook):
                 closed = self._blocked(hook)  # a circuit may have opened meanwhile, or
                 if closed is not None:  # this is a half-open one's probe
                     return closed
@@ -136,6 +135,10 @@ class Endpoint:
             self.release(got_answer)
 
     # -- the circuits -------------------------------------------------------------------------
+    def _closed(self, hook: str | None) -> bool:
+        """The host's circuit and the hook's are both closed: nothing to check further."""
+        return self.circuit.open_until == 0.0 and (hook is None or hook not in self.hooks)
+
     def _blocked(self, hook: str) -> Outcome | None:
         """None: send (both closed, or this is a half-open one's probe); else the park."""
         now = time.monotonic()
