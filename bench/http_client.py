@@ -52,16 +52,22 @@ async def measure(send: Callable[[], Awaitable[None]], requests: int,
     return requests / wall, cpu / requests * 1e6
 
 
-async def run(url: str, requests: int, concurrency: int) -> dict[str, dict[str, float]]:
+def hookd_pool(url: str) -> tuple[Connections, Callable[[], Awaitable[None]]]:
+    """One endpoint's connections, as in hookd, and a send of the request through them."""
     async def loopback(host: str, port: int) -> list[str]:
         return ["127.0.0.1"]
 
-    pool = Connections(Connector(loopback))  # one endpoint's connections, as in hookd
+    pool = Connections(Connector(loopback))
     target = target_of(url)  # hookd parses each URL before it reaches the pool
 
-    async def hookd_send() -> None:
+    async def send() -> None:
         response = await pool.request("POST", target, HEADERS, BODY, 5.0, 1024, None)
         assert response.status == 200
+    return pool, send
+
+
+async def run(url: str, requests: int, concurrency: int) -> dict[str, dict[str, float]]:
+    pool, hookd_send = hookd_pool(url)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
@@ -84,15 +90,7 @@ async def run(url: str, requests: int, concurrency: int) -> dict[str, dict[str, 
 
 async def pool_only(url: str, requests: int, concurrency: int) -> None:
     """hookd's pool alone, 500 requests to warm up then `requests` (for callgrind)."""
-    async def loopback(host: str, port: int) -> list[str]:
-        return ["127.0.0.1"]
-
-    pool, target = Connections(Connector(loopback)), target_of(url)
-
-    async def send() -> None:
-        response = await pool.request("POST", target, HEADERS, BODY, 5.0, 1024, None)
-        assert response.status == 200
-
+    pool, send = hookd_pool(url)
     await measure(send, 500, concurrency)
     await measure(send, requests, concurrency)
     pool.close()

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
 import uvloop
 
 from bench.common import PY, bench_hooks, write_config
@@ -110,42 +111,33 @@ def measure(events: int, workdir: Path, only: str | None = None,
             encode_request(r.method, target_of(r.url), r.signed_headers(h.signer, now), r.body)
         return len(requests)
 
+    def log() -> int:
+        for (e, h), (r, _) in zip(pairs, requests, strict=True):
+            m = e.meta
+            Line(lines, {"hook": h.id, "_event": e.name, "webhook_id": r.webhook_id,
+                         "url": r.url, "topic": m.topic, "partition": m.partition,
+                         "offset": m.offset}).info(
+                "delivery", outcome="delivered", status=200, attempt=1, duration_ms=1.2)
+        return len(pairs)
+
+    stages = {"decode": decode, "match": match, "render": render, "sign": sign,
+              "encode": encode, "log": log}
     with open("/dev/null", "w") as null:
         sys.stdout = null  # the JSON lines go to stdout, as the daemon's do
         try:
             configure_logging("info", "json")
             REDACTOR.current = Redactor(runtime.secrets)
-            lines = Lines(__import__("structlog").get_logger("hookd.dispatch").bind())
-
-            def log() -> int:
-                for (e, h), (r, _) in zip(pairs, requests, strict=True):
-                    m = e.meta
-                    Line(lines, {"hook": h.id, "_event": e.name, "webhook_id": r.webhook_id,
-                                 "url": r.url, "topic": m.topic, "partition": m.partition,
-                                 "offset": m.offset}).info(
-                        "delivery", outcome="delivered", status=200, attempt=1,
-                        duration_ms=1.2)
-                return len(pairs)
-
-            if only == "log":
-                for _ in range(rounds):
-                    log()
-            logged = _best(log, rounds) if only is None else 0.0
+            lines = Lines(structlog.get_logger("hookd.dispatch").bind())
+            if only is not None:  # one stage, `rounds` times (for callgrind): units done
+                return {"units": sum(stages[only]() for _ in range(rounds)),
+                        "per_event": per_event}
+            us = {name: _best(fn, rounds) for name, fn in stages.items()}
         finally:
             sys.stdout = sys.__stdout__
-    stages = {"decode": decode, "match": match, "render": render, "sign": sign,
-              "encode": encode}
-    if only is not None:  # one stage, `rounds` times (for callgrind): units done
-        if only != "log":
-            for _ in range(rounds):
-                stages[only]()
-        return {"units": rounds * (len(records) if only == "decode" else
-                                   len(decoded) if only == "match" else len(pairs)),
-                "per_event": per_event}
-    signed = _best(sign, rounds)
-    return {"decode": _best(decode, rounds) / per_event,
-            "match": _best(match, rounds) / per_event, "render": _best(render, rounds),
-            "sign": signed, "log": logged, "encode": _best(encode, rounds) - signed}
+    us["decode"] /= per_event  # a delivery's share of its event's
+    us["match"] /= per_event
+    us["encode"] -= us["sign"]  # (encode signs first, as an attempt does)
+    return us
 
 
 STAGES = ("decode", "match", "render", "sign", "encode", "log")
