@@ -15,8 +15,11 @@ async def create_topic(
     *,
     exist_ok: bool = True,
     timeout: float = 10.0,
+    replication: int = 1,
+    configs: dict[str, str] | None = None,
 ) -> None:
-    """Create ``name`` with ``partitions`` partitions via the CreateTopics API.
+    """Create ``name`` with ``partitions`` partitions (and ``replication`` replicas, topic
+    ``configs``) via the CreateTopics API.
 
     tansu implements CreateTopics with any partition count (replication factor is
     accepted and ignored).  aiokafka does not raise on per-topic errors, so they are
@@ -32,7 +35,8 @@ async def create_topic(
     await admin.start()
     try:
         response: Any = await asyncio.wait_for(
-            admin.create_topics([NewTopic(name, partitions, 1)]), timeout
+            admin.create_topics([NewTopic(name, partitions, replication,
+                                          topic_configs=configs or {})]), timeout
         )
         for topic_error in response.topic_errors:
             topic, code = topic_error[0], topic_error[1]

@@ -1,0 +1,439 @@
+"""Apache Kafka on loopback, for tests and benchmarks: one or more KRaft nodes from the jars.
+
+``KafkaCluster(nodes=1)`` runs combined broker+controller nodes (``process.roles=broker,
+controller``; no ZooKeeper) on free ``127.0.0.1`` ports, each a ``java kafka.Kafka`` process
+in its own process group that Linux stops should the caller die. The quorum is static
+(``controller.quorum.voters``), so storage is formatted without ``--standalone``, once, on
+the first ``start()``; the logs stay on disk, so a node that is killed or stopped comes back
+with its data (unlike tansu). ``start()`` blocks until every node has logged
+``Kafka Server started`` and answers a Metadata request naming every broker.
+
+Extra listeners (SASL_SSL, SSL) and broker settings are passed in; SCRAM users are added at
+format time. Settings that keep a one-core test fast are the defaults (see ``_BASE``).
+
+    python -m hookd.dev.kafka [--nodes N] [--topic NAME[:PARTITIONS]]...   # until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final
+
+from hookd.dev.admin import create_topic
+from hookd.dev.kafkajars import KAFKA_VERSION, ensure_jars
+from hookd.dev.probe import metadata_probe
+from hookd.dev.process import HOST, BrokerStartError, free_port, parent_death_signal
+
+__all__ = ["KAFKA_VERSION", "KafkaCluster", "KafkaNode", "java_binary"]
+
+#: Broker settings for a throw-away cluster on one machine: no wait before the first
+#: rebalance, one offsets partition, a 2 MiB log cleaner buffer (else 128 MiB of heap at
+#: start), session timeouts down to 500 ms allowed (production floor: 6 s).
+_BASE: Final[Mapping[str, str]] = {
+    "process.roles": "broker,controller",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "group.initial.rebalance.delay.ms": "0",
+    "group.min.session.timeout.ms": "500",
+    "offsets.topic.num.partitions": "1",
+    "log.cleaner.dedupe.buffer.size": "2097152",
+    "auto.create.topics.enable": "false",
+    "num.network.threads": "2",
+    "num.io.threads": "2",
+    "num.recovery.threads.per.data.dir": "1",
+    "log.segment.bytes": str(16 * 1024 * 1024),
+    "log.flush.interval.messages": str(2**62),
+    "controller.quorum.election.backoff.max.ms": "200",
+    # a killed broker is fenced (its partitions led elsewhere) after 3 s, not 9 s, and may
+    # register again only then: faults in tests take seconds, not tens of seconds
+    "broker.session.timeout.ms": "3000",
+    "broker.heartbeat.interval.ms": "500",
+}
+_READY_LINE: Final = b"Kafka Server started"
+_JVM: Final = ("-Xmx256m", "-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+               "-Xss512k", "-Djava.awt.headless=true")
+_LOG4J: Final = """status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def java_binary() -> str:
+    """``$JAVA_HOME/bin/java``, else ``java`` on PATH (FileNotFoundError if neither)."""
+    if home := os.environ.get("JAVA_HOME"):
+        candidate = Path(home) / "bin" / "java"
+        if candidate.is_file():
+            return str(candidate)
+    if found := shutil.which("java"):
+        return found
+    raise FileNotFoundError(
+        "Java 17 or newer is needed to run Apache Kafka for the tests (Debian: apt-get "
+        "install openjdk-17-jre-headless), or run them on the demo broker: make test "
+        "BROKER=tansu")
+
+
+class KafkaNode:
+    """One combined broker+controller process of a :class:`KafkaCluster`."""
+
+    def __init__(self, cluster: KafkaCluster, node_id: int, workdir: Path,
+                 listeners: Mapping[str, str], port: int | None = None) -> None:
+        self.cluster, self.node_id, self.workdir = cluster, node_id, workdir
+        self.protocols = dict(listeners)  # listener name -> security protocol
+        self.ports = {name: free_port() for name in [*listeners, "CONTROLLER"]}
+        if port:
+            self.ports["PLAINTEXT"] = port
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._log_offset = 0
+
+    @property
+    def port(self) -> int:
+        return self.ports["PLAINTEXT"]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def address(self, listener: str) -> str:
+        return f"{HOST}:{self.ports[listener]}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "kafka.log"
+
+    @property
+    def properties_path(self) -> Path:
+        return self.workdir / "server.properties"
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def write_properties(self, voters: str, extra: Mapping[str, str]) -> None:
+        names = [*self.protocols, "CONTROLLER"]
+        props = {
+            **_BASE,
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": ",".join(f"{n}://{HOST}:{self.ports[n]}" for n in names),
+            "advertised.listeners": ",".join(
+                f"{n}://{HOST}:{self.ports[n]}" for n in self.protocols),
+            "listener.security.protocol.map": ",".join(
+                [f"{n}:{p}" for n, p in self.protocols.items()] + ["CONTROLLER:PLAINTEXT"]),
+            "log.dirs": str(self.workdir / "data"),
+            **extra,
+        }
+        self.properties_path.write_text(
+            "".join(f"{k}={_escape(v)}\n" for k, v in props.items()))
+
+    def spawn(self) -> None:
+        """Start the process (no wait: :meth:`KafkaCluster.start` waits for all nodes)."""
+        if self.running:
+            return
+        self.reap()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in reap()
+        self._log.write(f"\n=== starting kafka node {self.node_id} at {time.ctime()} ===\n"
+                        .encode())
+        self._log.flush()
+        self._log_offset = self.log_path.stat().st_size
+        self._proc = subprocess.Popen(
+            [*self.cluster.java_command(), "kafka.Kafka", str(self.properties_path)],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=parent_death_signal(),
+        )
+
+    def started(self) -> bool:
+        """Has this run of the process logged its ready line? (raises if it died)"""
+        if self._proc is None or (code := self._proc.poll()) is not None:
+            code = None if self._proc is None else self._proc.poll()
+            raise BrokerStartError(
+                f"kafka node {self.node_id} exited with code {code} during startup.\n"
+                f"--- {self.log_path} (tail) ---\n{self.log_tail()}")
+        with self.log_path.open("rb") as handle:
+            handle.seek(self._log_offset)
+            return _READY_LINE in handle.read()
+
+    def signal(self, signum: int) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash. Its data stays on disk; :meth:`spawn` brings it back."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self.reap()
+
+    def terminate(self, timeout: float = 30.0) -> None:
+        """SIGTERM (a controlled shutdown: leadership moved first), SIGKILL after timeout."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.reap()
+
+    def reap(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None
+        if self._proc is None and self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<KafkaNode {self.node_id} {self.bootstrap} pid={self.pid} {state}>"
+
+
+def _escape(value: str) -> str:
+    """A Java properties value: backslashes doubled, line breaks as \\n."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+class KafkaCluster:
+    """``nodes`` Apache Kafka KRaft nodes on ``127.0.0.1`` (never for production).
+
+    ``listeners`` maps extra listener names to security protocols (``{"SASL_SSL":
+    "SASL_SSL"}``); ``PLAINTEXT`` is always there, for :attr:`bootstrap`. ``settings`` are
+    added to every node's ``server.properties``; ``format_args`` to ``kafka-storage
+    format`` (``["--add-scram", "SCRAM-SHA-512=[name=u,password=p]"]``). Replication
+    defaults to ``min(3, nodes)``. ``ports`` fixes the PLAINTEXT ports (a client that
+    already knows them); otherwise free ones are picked once, kept across restarts.
+    """
+
+    def __init__(self, workdir: Path | None = None, *, nodes: int = 1,
+                 listeners: Mapping[str, str] | None = None,
+                 settings: Mapping[str, str] | None = None,
+                 format_args: Sequence[str] = (), startup_timeout: float = 90.0,
+                 jvm_options: Sequence[str] = _JVM, ports: Sequence[int] = ()) -> None:
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="hookd-kafka-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cluster_id = uuid.uuid4().bytes.hex()[:22]  # replaced by a proper id at format
+        self._format_args = list(format_args)
+        self._startup_timeout = startup_timeout
+        self._jvm = list(jvm_options)
+        self._libs: Path | None = None
+        self._formatted = False
+        replicas = str(min(3, nodes))
+        self.settings = {
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": str(min(2, nodes)),
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": str(min(2, nodes)),
+            "default.replication.factor": replicas,
+            **(settings or {}),
+        }
+        protocols = {"PLAINTEXT": "PLAINTEXT", **(listeners or {})}
+        given = [*ports, *[0] * nodes]
+        self.nodes = [KafkaNode(self, i, self.workdir / f"node{i}", protocols, given[i - 1])
+                      for i in range(1, nodes + 1)]
+
+    # -- addresses -------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        """The PLAINTEXT listeners of every node, for ``bootstrap_servers``."""
+        return self.address("PLAINTEXT")
+
+    def address(self, listener: str) -> str:
+        return ",".join(node.address(listener) for node in self.nodes)
+
+    @property
+    def running(self) -> bool:
+        return all(node.running for node in self.nodes)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(f"--- node {n.node_id} ---\n{n.log_tail(lines)}" for n in self.nodes)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def java_command(self) -> list[str]:
+        assert self._libs is not None
+        log4j = self.workdir / "log4j2.properties"
+        return [java_binary(), *self._jvm, f"-Dlog4j2.configurationFile={log4j}",
+                "-cp", f"{self._libs}/*"]
+
+    def start(self) -> KafkaCluster:
+        """Format (first time), start every stopped node, wait until all serve."""
+        if not self._formatted:
+            self._format()
+        for node in self.nodes:
+            node.spawn()
+        self.wait_ready(self.nodes)
+        return self
+
+    def start_node(self, node: KafkaNode) -> None:
+        node.spawn()
+        self.wait_ready([node])
+
+    def wait_ready(self, nodes: Sequence[KafkaNode]) -> None:
+        deadline = time.monotonic() + self._startup_timeout
+        waiting = list(nodes)
+        while waiting:
+            waiting = [node for node in waiting if not node.started()]
+            if waiting and time.monotonic() > deadline:
+                raise BrokerStartError(
+                    f"kafka nodes {[n.node_id for n in waiting]} not started within "
+                    f"{self._startup_timeout:.0f}s.\n{self.log_tail()}")
+            time.sleep(0.05)
+        self._wait_metadata(nodes, deadline)
+
+    def _wait_metadata(self, nodes: Sequence[KafkaNode], deadline: float) -> None:
+        """Until each node's Metadata answer names every running broker."""
+        want = sorted((n.node_id, HOST, n.port) for n in self.nodes if n.running)
+        for node in nodes:
+            last: object = None
+            while True:
+                try:
+                    _cluster, brokers = metadata_probe(node.port, timeout=1.0)
+                    if sorted(brokers) == want:
+                        break
+                    last = brokers
+                except (OSError, ValueError, struct.error) as exc:
+                    last = exc
+                if time.monotonic() > deadline:
+                    raise BrokerStartError(
+                        f"kafka node {node.node_id} does not list every broker: {last!r}")
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every node: SIGTERM to all at once (a node waiting for the last of a quorum
+        to shut down would wait in vain), SIGKILL what is left after ``timeout``; remove
+        the workdir if this cluster made it."""
+        self.terminate(timeout)
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def terminate(self, timeout: float = 10.0) -> None:
+        """SIGTERM every node at once, SIGKILL those still running after ``timeout``."""
+        for node in self.nodes:
+            node.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            node.terminate(max(0.0, deadline - time.monotonic()))
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def leader_of(self, topic: str, partition: int = 0) -> KafkaNode:
+        """The node leading ``topic``'s ``partition`` now (by a Metadata request)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def ask() -> int:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._live_bootstrap())
+            await admin.start()
+            try:
+                described: list[dict[str, Any]] = await admin.describe_topics([topic])
+            finally:
+                await admin.close()
+            for part in described[0]["partitions"]:
+                if part["partition"] == partition:
+                    return int(part["leader"])
+            raise LookupError(f"{topic}[{partition}] not found")
+
+        leader = asyncio.run(ask())
+        return next(n for n in self.nodes if n.node_id == leader)
+
+    def _live_bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes if n.running) or self.bootstrap
+
+    def __enter__(self) -> KafkaCluster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<KafkaCluster {KAFKA_VERSION} {self.nodes}>"
+
+    # -- internals -------------------------------------------------------------------
+
+    def _format(self) -> None:
+        self._libs = ensure_jars()
+        (self.workdir / "log4j2.properties").write_text(_LOG4J)
+        self.cluster_id = self._run_tool(["random-uuid"]).strip().splitlines()[-1]
+        voters = ",".join(f"{n.node_id}@{HOST}:{n.ports['CONTROLLER']}" for n in self.nodes)
+        for node in self.nodes:
+            node.workdir.mkdir(parents=True, exist_ok=True)
+            node.write_properties(voters, self.settings)
+            self._run_tool(["format", "-t", self.cluster_id, "-c", str(node.properties_path),
+                            *self._format_args])
+        self._formatted = True
+
+    def _run_tool(self, args: list[str]) -> str:
+        done = subprocess.run([*self.java_command(), "kafka.tools.StorageTool", *args],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise BrokerStartError(f"kafka-storage {args[0]} failed ({done.returncode}): "
+                                   f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        return done.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hookd.dev.kafka",
+                                     description="Run Apache Kafka on loopback until Ctrl-C.")
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--topic", action="append", default=[], metavar="NAME[:PARTITIONS]")
+    args = parser.parse_args(argv)
+    stop = False
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with KafkaCluster(nodes=args.nodes) as cluster:
+        for spec in args.topic:
+            name, _, count = spec.partition(":")
+            asyncio.run(create_topic(cluster.bootstrap, name, int(count or 4),
+                                     replication=min(3, args.nodes)))
+        print(f"Apache Kafka {KAFKA_VERSION} on {cluster.bootstrap}; Ctrl-C stops it",
+              flush=True)
+        while not stop and cluster.running:
+            time.sleep(0.2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
