@@ -194,8 +194,10 @@ class ParkingLot:
         names = [tier_topic(self.prefix, t) for t in wanted]
         missing = [n for n in names if n not in self._created]
         if missing and self.admin is not None:  # one that exists already is fine
+            delays = dict(zip(names, wanted, strict=True))
+            configs = {n: topics.retry_topic_configs(delays[n]) for n in missing}
             topics.report(await topics.create_topics(self.admin, missing, self.partitions,
-                                                     self.replication),
+                                                     self.replication, configs),
                           "retry", self.partitions, self.replication)
         self._created.update(names)
         self.tiers, self._names = wanted, names

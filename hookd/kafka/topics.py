@@ -4,10 +4,17 @@ created with the admin API, with `kafka.retry_partitions` and `kafka.retry_repli
 a topic that already exists is fine. When the cluster refuses (no CREATE permission),
 the log says which topics are missing and how to create them, and hookd goes on: it
 works once they exist. A source topic that does not exist is named in a warning.
+
+Apache Kafka answers CreateTopics once its controller has the topic; each broker learns of
+it a moment later. A consumer that subscribes in between is told the topic does not exist
+and is assigned nothing until its next metadata refresh (aiokafka: 5 minutes). So a topic
+created here is waited for until a broker serves a leader for every partition.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +27,36 @@ from hookd.config import KafkaConfig
 
 log = structlog.get_logger("hookd.kafka.topics")
 _CREATED, _EXISTS = 0, TopicAlreadyExistsError.errno
+SERVED_WITHIN = 10.0  # seconds to wait for a created topic's leaders
+RETENTION_FLOOR = 7 * 24 * 3600.0  # seconds: Kafka's own default (log.retention.hours=168)
+
+
+def retry_topic_configs(delay: float) -> dict[str, str]:
+    """The configs of a retry tier's topic, whose records wait `delay` seconds: deleted,
+    never compacted (compaction keeps one record per key, and parked deliveries share
+    their event's key), and kept at least twice their wait and never less than Kafka's
+    default week, whatever the cluster's default (a cluster with log.retention.hours=24
+    would delete a parked 24 h retry before it is due)."""
+    keep_ms = int(max(2 * delay, RETENTION_FLOOR) * 1000)
+    return {"cleanup.policy": "delete", "retention.ms": str(keep_ms)}
+
+
+def retention_problem(configs: Mapping[str, str], delay: float) -> str | None:
+    """Why a retry topic with these configs could drop a record parked for `delay`
+    seconds before it is due (None: it cannot)."""
+    if "compact" in configs.get("cleanup.policy", "delete"):
+        return (f"cleanup.policy={configs['cleanup.policy']}: compaction keeps one record "
+                "per key, and parked deliveries share their event's key")
+    retention = int(configs.get("retention.ms", "-1") or -1)
+    if retention >= 0 and retention < 2 * delay * 1000:
+        return (f"retention.ms={retention} is under twice the tier's delay "
+                f"({int(2 * delay * 1000)} ms): a parked delivery can be deleted before "
+                "it is due, or while a backlog is read")
+    size = int(configs.get("retention.bytes", "-1") or -1)
+    if size >= 0:
+        return (f"retention.bytes={size}: a backlog over that size is deleted, parked "
+                "deliveries with it")
+    return None
 
 
 @dataclass(frozen=True)
@@ -32,15 +69,20 @@ class Creation:
 
 
 async def create_topics(admin: Any, names: Iterable[str], partitions: int,
-                        replication: int) -> Creation:
-    """Ask for every topic in `names`; never raises (a broker down, or refusing, is a
-    refusal of each). aiokafka does not raise per-topic errors: they are read here."""
+                        replication: int, configs: Mapping[str, Mapping[str, str]] | None
+                        = None) -> Creation:
+    """Ask for every topic in `names` (with its `configs`, if any); never raises (a broker
+    down, or refusing, is a refusal of each). aiokafka does not raise per-topic errors:
+    they are read here. Returns once the created topics are served (or after
+    SERVED_WITHIN seconds, with a warning)."""
     wanted = sorted(set(names))
     if not wanted:
         return Creation()
+    configs = configs or {}
     try:
         response = await admin.create_topics(
-            [NewTopic(n, partitions, replication) for n in wanted])
+            [NewTopic(n, partitions, replication, topic_configs=dict(configs.get(n, {})))
+             for n in wanted])
     except TopicAlreadyExistsError:
         return Creation(existing=tuple(wanted))
     except Exception as exc:
@@ -55,7 +97,35 @@ async def create_topics(admin: Any, names: Iterable[str], partitions: int,
             existing.append(name)
         else:
             refused[name] = for_code(code).__name__ + (f": {message}" if message else "")
+    if created:
+        await until_served(admin, created, partitions)
     return Creation(tuple(created), tuple(existing), refused)
+
+
+async def until_served(admin: Any, names: list[str], partitions: int,
+                       within: float = SERVED_WITHIN) -> bool:
+    """Until a broker's metadata has a leader for each of the `partitions` of every topic
+    in `names`; False (and a warning) after `within` seconds. Never raises."""
+    deadline, pending = time.monotonic() + within, sorted(names)
+    while True:
+        try:
+            described = await admin.describe_topics(pending)
+            pending = sorted(str(t["topic"]) for t in described if not _served(t, partitions))
+        except Exception as exc:
+            log.debug("describing new topics failed", error=f"{type(exc).__name__}: {exc}")
+        if not pending:
+            return True
+        if time.monotonic() > deadline:
+            log.warning("created topics not served yet; a consumer may see them only at its "
+                        "next metadata refresh", topics=pending, waited_s=within)
+            return False
+        await asyncio.sleep(0.05)
+
+
+def _served(topic: Mapping[str, Any], partitions: int) -> bool:
+    parts = topic.get("partitions") or []
+    return (topic.get("error_code") == 0 and len(parts) >= partitions
+            and all(int(p.get("leader", -1)) >= 0 for p in parts))
 
 
 def how_to_create(topics: Iterable[str], partitions: int, replication: int) -> list[str]:

@@ -31,6 +31,19 @@ class Admin:
     codes: dict[str, int] = field(default_factory=dict)
     raises: Exception | None = None
     asked: list[tuple[str, int, int]] = field(default_factory=list)
+    configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    leaderless: int = 0  # describe_topics answers this many times before leaders are known
+    described: int = 0
+
+    async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        self.described += 1
+        leader = 1 if self.described > self.leaderless else -1
+        return [{"topic": n, "error_code": 0, "partitions": [
+            {"partition": p, "leader": leader} for p in range(self.partitions(n))]}
+            for n in names]
+
+    def partitions(self, name: str) -> int:
+        return next(p for t, p, _r in self.asked if t == name)
 
     async def list_topics(self) -> list[str]:
         if self.raises is not None:
@@ -41,6 +54,7 @@ class Admin:
         if self.raises is not None:
             raise self.raises
         self.asked += [(t.name, t.num_partitions, t.replication_factor) for t in new]
+        self.configs.update({t.name: dict(t.topic_configs) for t in new})
         return Answer([(t.name, self.codes.get(t.name, 0), None if self.codes.get(t.name)
                         in (None, 0) else "denied") for t in new])
 
@@ -51,6 +65,27 @@ async def test_created_existing_and_refused_topics_are_told_apart() -> None:
     assert admin.asked == [("a", 6, 3), ("b", 6, 3), ("c", 6, 3)]
     assert (got.created, got.existing) == (("a",), ("b",))
     assert got.refused == {"c": "TopicAuthorizationFailedError: denied"}
+
+
+async def test_a_created_topic_is_waited_for_until_every_partition_has_a_leader() -> None:
+    """Kafka's brokers learn of a new topic after CreateTopics answers: a consumer that
+    subscribed in between would be assigned nothing until its next metadata refresh."""
+    admin = Admin(leaderless=3)
+    await topics.create_topics(admin, ["a"], 2, 1)
+    assert admin.described == 4
+
+
+async def test_a_topic_never_served_is_given_up_on_with_a_warning() -> None:
+    admin = Admin(leaderless=10**9)
+    with capture_logs() as logs:
+        assert not await topics.until_served(admin, ["a"], 1, within=0.2)
+    assert [e["topics"] for e in logs if e["log_level"] == "warning"] == [["a"]]
+
+
+async def test_topic_configs_are_sent_with_the_topic_they_name() -> None:
+    admin = Admin()
+    await topics.create_topics(admin, ["a", "b"], 1, 1, {"a": {"retention.ms": "5"}})
+    assert admin.configs == {"a": {"retention.ms": "5"}, "b": {}}
 
 
 @pytest.mark.parametrize("error", [ClusterAuthorizationFailedError(),
@@ -102,3 +137,29 @@ async def test_the_retry_tiers_go_the_same_way() -> None:
     assert [e["topics"] for e in refused] == [["hookd.retry.5m"]]
     assert "could not create the retry topics" in refused[0]["event"]
     assert lot.topic_for(300.0) == "hookd.retry.5m"  # used once someone creates it
+
+
+@pytest.mark.parametrize(("delay", "kept_ms"), [
+    (1.0, 7 * 24 * 3600 * 1000),            # a short tier: Kafka's default week
+    (24 * 3600.0, 7 * 24 * 3600 * 1000),
+    (5 * 24 * 3600.0, 10 * 24 * 3600 * 1000),  # twice its wait, over the week
+])
+def test_a_retry_topic_keeps_its_records_twice_their_wait_and_at_least_a_week(
+        delay: float, kept_ms: int) -> None:
+    configs = topics.retry_topic_configs(delay)
+    assert configs == {"cleanup.policy": "delete", "retention.ms": str(kept_ms)}
+    assert topics.retention_problem(configs, delay) is None
+
+
+@pytest.mark.parametrize(("configs", "delay", "problem"), [
+    ({"cleanup.policy": "delete", "retention.ms": "-1"}, 86400.0, None),
+    ({"cleanup.policy": "delete", "retention.ms": "172800000"}, 86400.0, None),
+    ({"cleanup.policy": "delete", "retention.ms": "86400000"}, 86400.0, "retention.ms=86400000"),
+    ({"cleanup.policy": "compact"}, 1.0, "cleanup.policy=compact"),
+    ({"cleanup.policy": "compact,delete", "retention.ms": "-1"}, 1.0, "compaction"),
+    ({"retention.ms": "-1", "retention.bytes": "1073741824"}, 1.0, "retention.bytes="),
+])
+def test_a_retry_topic_that_could_drop_a_parked_delivery_is_named(
+        configs: dict[str, str], delay: float, problem: str | None) -> None:
+    got = topics.retention_problem(configs, delay)
+    assert (got is None) if problem is None else (got is not None and problem in got), got
