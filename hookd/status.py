@@ -57,7 +57,8 @@ def _time(epoch: float | None) -> str:
 
 def state_text(hook: dict[str, Any]) -> str:
     if hook["state"] == "circuit-open":
-        return f"circuit open until {_time(hook.get('circuit_open_until'))}"
+        scope = f" ({hook['circuit_scope']})" if hook.get("circuit_scope") else ""
+        return f"circuit-open{scope} until {_time(hook.get('circuit_open_until'))}"
     return str(hook["state"])
 
 

@@ -22,7 +22,8 @@ HOOKS: list[dict[str, Any]] = [
      "last_error": None, "last_error_at": None},
     {"id": "slow", "event": ["Answered", "Joined"], "method": "PUT",
      "url": "https://slow.example/h", "state": "circuit-open", "reason": None,
-     "circuit_open_until": 1_700_000_030.0, "delivered": 1, "failed": 2, "retrying": 3,
+     "circuit_scope": "host", "circuit_open_until": 1_700_000_030.0, "delivered": 1,
+     "failed": 2, "retrying": 3,
      "last_error": "503: Service Unavailable", "last_error_at": 1_700_000_000.0},
 ]
 
@@ -47,7 +48,7 @@ async def test_the_table_has_one_row_per_hook() -> None:
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["ID", "EVENT", "REQUEST", "STATE"]
     assert lines[1].split()[:4] == ["crm", "Answered", "POST", "https://crm.example/{{"]
-    assert "circuit open until 2023-11-14 22:13:50Z" in lines[2]
+    assert "circuit-open (host) until 2023-11-14 22:13:50Z" in lines[2]
     assert lines[2].endswith("2023-11-14 22:13:20Z 503: Service Unavailable")
     assert lines[-1] == "2 hook(s), config generation 4; daemon ready"
 
