@@ -205,7 +205,8 @@ async def test_fan_out_to_every_matching_enabled_hook(make: Make) -> None:
     assert len(sender.calls) == 6  # one request per (event, hook)
     assert d.letters == []
     assert d.tracker.committable() == {TP: 4}
-    assert (d.counters.events, d.counters.delivered, d.counters.failed) == (4, 6, 0)
+    assert (d.counters.events, d.counters.delivered, d.counters.dead_lettered) == (4, 6, 0)
+    assert [d.dispatcher.stats.of(h).delivered for h in ("a", "b", "c")] == [2, 3, 1]
 
 
 # ------------------------------------------------------------------------- ordering
@@ -326,6 +327,7 @@ async def test_decode_error_is_one_dead_letter_and_the_offset_finishes(
     assert doc["error"]["kind"] == "decode" and doc["hook"] is None and doc["payload"] is None
     assert d.tracker.committable() == {TP: 43}
     assert d.counters.decode_errors == 1 and d.counters.dead_lettered == 1
+    assert d.counters.bad_dead_lettered == 1  # a record of no hook: not in any hook's figures
     assert d.sender.hooks_for(42) == {"solo"}
 
 
@@ -361,7 +363,8 @@ async def test_404_dead_letters_after_one_attempt(make: Make) -> None:
     assert letter.first_attempt_at <= letter.last_attempt_at
     assert letter.key == b"member-1"
     assert d.tracker.committable() == {TP: 1}
-    assert (d.counters.delivered, d.counters.failed, d.counters.dead_lettered) == (0, 1, 1)
+    assert (d.counters.delivered, d.counters.dead_lettered) == (0, 1)
+    assert d.dispatcher.stats.of("solo").dead_lettered == 1
 
 
 async def test_retries_then_success(make: Make) -> None:
@@ -370,7 +373,8 @@ async def test_retries_then_success(make: Make) -> None:
     await d.settle()
     assert [c.attempt for c in d.sender.calls] == [1, 2, 3]
     assert d.letters == []
-    assert (d.counters.delivered, d.counters.failed, d.counters.retrying) == (1, 0, 0)
+    assert (d.counters.delivered, d.counters.dead_lettered, d.counters.retrying) == (1, 0, 0)
+    assert d.dispatcher.stats.of("solo").retried == 2
 
 
 async def test_blocked_is_not_retried(make: Make) -> None:
@@ -539,7 +543,7 @@ async def test_hooks_whose_endpoint_is_known_are_parked_unrendered_while_its_cir
     assert {(p.attempts, p.error["kind"], p.error["message"]) for p in parked} == {
         (0, "circuit_open", f"circuit open for host {DOWN}")}
     assert dispatcher.counters.parked == 3
-    assert dispatcher.counters.failed == 0
+    assert dispatcher.counters.dead_lettered == 0
 
 
 async def test_a_templated_host_is_rendered_then_parked_by_its_open_circuit(

@@ -52,6 +52,7 @@ def test_last_error_has_its_time() -> None:
     stat.error("503: Service Unavailable")
     figures = stat.as_dict()
     assert figures["last_error"] == "503: Service Unavailable"
+    assert "dead_lettered" in figures and "failed" not in figures  # one name per fact
     assert isinstance(figures["last_error_at"], float) and figures["last_error_at"] >= before
 
 
@@ -59,9 +60,14 @@ def test_a_reload_keeps_the_figures_of_the_hooks_it_keeps() -> None:
     stats = HookStats(["a", "b"])
     stats.of("a").delivered = 3
     stats.of("late").delivered = 1  # parked before a reload removed it: made on first use
+    stats.of("b").dead_lettered = 2
     stats.keep(["a", "c"])
     assert sorted(stats.hooks) == ["a", "c"]
     assert stats.hooks["a"].delivered == 3 and stats.hooks["c"].delivered == 0
+    # the totals never go down: a removed hook's figures stay in them...
+    assert (stats.total("delivered"), stats.total("dead_lettered")) == (4, 2)
+    stats.keep(["a", "b"])  # ...and come back with it
+    assert stats.hooks["b"].dead_lettered == 2 and stats.total("dead_lettered") == 2
 
 
 def test_delivered_observes_the_lag_from_the_record_timestamp() -> None:
