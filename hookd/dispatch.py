@@ -42,9 +42,9 @@ class Dispatcher:
     redactor: Callable[[], Redactor]
     parking: ParkingLot | None = None  # None: every retry waits in memory
     tokens: TokenCache | None = None
-    counters: Counters = field(default_factory=Counters)
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
     stats: HookStats = field(default_factory=HookStats)  # per hook: `hookd status`, /metrics
+    counters: Counters = field(init=False)  # the totals: records, and the sums of `stats`
     timed: bool = True  # each attempt's duration and status class into `stats` (/metrics)
     _work_of: InFlight = field(default_factory=InFlight)  # the records' work, by partition
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
@@ -58,8 +58,8 @@ class Dispatcher:
 
     def __post_init__(self) -> None:
         self._attempts = Attempts(self.sender, self.tokens, self.stats, self.timed)
-        self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
-                                self.stats)
+        self.counters = Counters(self.stats)
+        self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking)
 
     @property
     def pending(self) -> int:
@@ -82,7 +82,7 @@ class Dispatcher:
             letter = DeadLetter(None, None, None, None, record.value, ErrorKind.DECODE,
                                 None, str(exc), 0, None, None,
                                 Source(meta.topic, meta.partition, meta.offset), record.key)
-            return self._work_of.run(record, done, [self._endings.dead_letter(letter)])
+            return self._work_of.run(record, done, [self._endings.bad_record(letter)])
         hooks = runtime.index.match(event.name, event.payload)
         if self.disabled and hooks:  # (410 Gone) skipped until the next reload
             for h in hooks:
@@ -103,7 +103,7 @@ class Dispatcher:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("unreadable record in a retry topic, dead-lettered", topic=record.topic,
                       offset=record.offset, error=str(exc))
-            return self._work_of.run(record, done, [self._endings.dead_letter(DeadLetter(
+            return self._work_of.run(record, done, [self._endings.bad_record(DeadLetter(
                 None, None, None, None, record.value, ErrorKind.DECODE, None,
                 f"retry record: {exc}", 0, None, None,
                 Source(record.topic, record.partition, record.offset), record.key))])
@@ -226,7 +226,6 @@ class Dispatcher:
                                   "partition": meta.partition, "offset": meta.offset})
 
     def _delivered(self, job: Job, hook: CompiledHook) -> None:
-        self.counters.delivered += 1
         self.stats.delivered(self.stats.of(hook.id), job.event.meta.timestamp)
 
     async def _not_delivered(self, job: Job, hook: CompiledHook, request: Request,
@@ -266,11 +265,9 @@ class Dispatcher:
 
     async def _backoff(self, delay: float, stat: HookStat) -> None:
         """Wait in memory for a delivery's next attempt."""
-        self.counters.retrying += 1
         stat.retried += 1
         stat.waiting += 1
         try:
             await asyncio.sleep(delay)
         finally:
-            self.counters.retrying -= 1
             stat.waiting -= 1

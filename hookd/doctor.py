@@ -3,10 +3,11 @@
 One line per fact, `ok` or `FAIL` first: the brokers answer (with the configured security);
 each source topic exists (and its partitions); both consumer groups (the source topics'
 and the retry topics') can be described; the dead-letter topic and each retry topic exist,
-or would be created at start; each distinct hook endpoint (`scheme://host:port` of its
-literal URL) resolves to an address the SSRF guard allows. Nothing on the cluster is
-changed (CreateTopics' validate_only is not used: some brokers, tansu among them,
-create the topics anyway). A broker that cannot be reached is one line.
+or would be created at start; each distinct hook endpoint (`scheme://host:port`, known
+whenever the URL's scheme and host are literal: the compiled hook's `url.target`)
+resolves to an address the SSRF guard allows. Nothing on the cluster is changed
+(CreateTopics' validate_only is not used: some brokers, tansu among them, create the
+topics anyway). A broker that cannot be reached is one line.
 
 Every request is bounded by `timeout`, so the whole check ends within a few of them.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
@@ -28,12 +28,11 @@ from hookd.errors import BlockedDestination
 from hookd.kafka.clients import make_admin
 from hookd.kafka.parking import tier_topic
 from hookd.redact import Redactor
-from hookd.requests.target import InvalidTarget, Target, target_of
+from hookd.requests.target import Target
 from hookd.runtime import Runtime, tiers_of
 
 T = TypeVar("T")
 PER_DELIVERY = "decided per delivery"
-_AUTHORITY = re.compile(r"^\s*(https?)://([^/?#]*)")
 
 
 @dataclass(frozen=True)
@@ -47,18 +46,6 @@ class Finding:
 
 class Unreachable(Exception):
     """The brokers did not answer in time (or refused the connection)."""
-
-
-def endpoint_of(url: str) -> Target | None:
-    """The target of a hook's URL as written (its `endpoint` is `scheme://host:port`), None
-    when a template decides the scheme or the host (the path and query may be templated)."""
-    m = _AUTHORITY.match(url)
-    if m is None or "{" in m.group(2):
-        return None
-    try:
-        return target_of(f"{m.group(1)}://{m.group(2)}/")
-    except (InvalidTarget, ValueError):
-        return None
 
 
 def _why(exc: BaseException) -> str:
@@ -161,7 +148,7 @@ class Doctor:
         resolver = GuardedResolver(AddressPolicy(delivery.allow_networks), self.lookup)
         users: dict[str, tuple[Target | None, list[str]]] = {}
         for hook in self.runtime.hooks:
-            target = endpoint_of(hook.config.request.url)
+            target = hook.url.target  # worked out once, at compile
             key = target.endpoint if target is not None else "~"  # sorted last
             users.setdefault(key, (target, []))[1].append(hook.id)
         for _, (target, hooks) in sorted(users.items()):

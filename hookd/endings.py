@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -21,25 +21,45 @@ from hookd.redact import Redactor
 log = structlog.get_logger("hookd.dispatch")
 
 
-@dataclass
 class Counters:
-    delivered: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
-    parked: int = 0  # deliveries parked in retry topics so far (a total, not a gauge)
-    retrying: int = 0  # deliveries waiting in memory for their next attempt right now
-    decode_errors: int = 0
-    events: int = 0
-    unmatched: int = 0  # records decoded that matched no (enabled) hook
+    """The daemon's totals. What happens to a record as a whole is counted here; how each
+    delivery ended is counted once, in its hook's HookStat, and summed when read."""
+
+    __slots__ = ("bad_dead_lettered", "decode_errors", "events", "stats", "unmatched")
+
+    def __init__(self, stats: HookStats) -> None:
+        self.stats = stats
+        self.events = 0  # source records taken
+        self.decode_errors = 0  # of them, not decodable (each dead-lettered as `decode`)
+        self.unmatched = 0  # records decoded that matched no (enabled) hook
+        self.bad_dead_lettered = 0  # records of no hook written to the dead-letter topic
+
+    @property
+    def delivered(self) -> int:
+        return self.stats.total("delivered")
+
+    @property
+    def parked(self) -> int:
+        """Deliveries parked in retry topics so far (a total, not a gauge)."""
+        return self.stats.total("parked")
+
+    @property
+    def retrying(self) -> int:
+        """Deliveries waiting in memory for their next attempt right now."""
+        return self.stats.total("waiting")
+
+    @property
+    def dead_lettered(self) -> int:
+        """Records written to the dead-letter topic: deliveries, and bad records."""
+        return self.stats.total("dead_lettered") + self.bad_dead_lettered
 
 
 @dataclass
 class Endings:
     dead_letters: DeadLetterSink
     redactor: Callable[[], Redactor]
-    counters: Counters
+    counters: Counters  # its `stats`: per hook, where each ending is counted
     parking: ParkingLot | None = None  # None: every retry waits in memory
-    stats: HookStats = field(default_factory=HookStats)  # per hook
 
     def parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
         lot = self.parking
@@ -49,6 +69,10 @@ class Endings:
         return Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
                       time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
                                             "message": self.redactor()(outcome.message)}), delay
+
+    @property
+    def stats(self) -> HookStats:
+        return self.counters.stats
 
     def gather(self, job: Job, outcome: Outcome, delay: float) -> asyncio.Future[str] | None:
         """Park a delivery that was not sent, with the others of its hook (one record and
@@ -68,7 +92,6 @@ class Endings:
 
     def _count_parked(self, parking: asyncio.Future[str], stat: HookStat) -> None:
         if not parking.cancelled() and parking.exception() is None:
-            self.counters.parked += 1
             stat.parked += 1
 
     async def park_unsent(self, job: Job, outcome: Outcome, delay: float) -> bool:
@@ -91,13 +114,12 @@ class Endings:
         except TooLargeToPark as exc:
             return await self.fail(job, replace(outcome, message=f"{outcome.message} "
                                                  f"(not parked: {exc})"))
-        self.counters.parked += 1
         self.stats.of(job.hook_id).parked += 1
         bound.info("delivery", outcome="parked", attempt=job.attempts, retry_in_s=round(delay, 1),
                    retry_topic=topic)
 
     async def fail(self, job: Job, outcome: Outcome) -> None:
-        self.counters.failed += 1
+        """A delivery's end: dead-lettered, counted for its hook once the broker acked."""
         stat = self.stats.of(job.hook_id)
         stat.error(outcome.message or str(outcome.status or outcome.kind))  # the final one
         meta = job.event.meta
@@ -115,4 +137,8 @@ class Endings:
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter")
-        self.counters.dead_lettered += 1
+
+    async def bad_record(self, letter: DeadLetter) -> None:
+        """A record that belongs to no hook (undecodable, or an unreadable retry record)."""
+        await self.dead_letter(letter)
+        self.counters.bad_dead_lettered += 1

@@ -123,7 +123,6 @@ def document(*, runtime: Runtime | None, last_reload: Mapping[str, Any],
         "event_age_ms": ages.summary(),
         "counters": {
             "delivered": c.delivered if c else 0,
-            "failed": c.failed if c else 0,
             # waiting for a next attempt: in memory, plus records in the retry topics
             # this member has not consumed yet (as of their last fetch)
             "retrying": (c.retrying if c else 0) + sum(parked_lag.values()),

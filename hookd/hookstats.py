@@ -2,7 +2,13 @@
 status class and duration, its last error. Fed where outcomes are final (dispatch,
 endings, attempts): one dict lookup per outcome, then plain integer adds; read by
 `hookd status` (through the health document) and by /metrics (hookd.metrics), at scrape
-time. No label value ever comes from an event: the keys are hook ids from the config."""
+time. No label value ever comes from an event: the keys are hook ids from the config.
+
+The one count of each delivery's ending: the daemon's totals (delivered, parked,
+dead-lettered, waiting in memory) are their sums (`HookStats.total`), never counted apart.
+Each fact has one name everywhere (metrics, the health document, `hookd status`):
+`dead_lettered` is a delivery written to the dead-letter topic; a log line's
+`outcome=failed` is one attempt that failed, never a delivery's end."""
 
 from __future__ import annotations
 
@@ -76,31 +82,39 @@ class HookStat:
         return self.waiting + max(0, self.parked - self.returned)
 
     def as_dict(self) -> dict[str, object]:
-        return {"delivered": self.delivered, "failed": self.dead_lettered,
+        return {"delivered": self.delivered, "dead_lettered": self.dead_lettered,
                 "retried": self.retried, "parked": self.parked, "skipped": self.skipped,
                 "retrying": self.retrying, "last_error": self.last_error,
                 "last_error_at": self.last_error_at}
 
 
 class HookStats:
-    """Every configured hook's `HookStat`, by hook id; `keep` drops those a reload removed
-    (their series leave /metrics). A delivery of a hook no longer configured (parked
-    before a reload) still gets one, made on first use."""
+    """Every configured hook's `HookStat`, by hook id (`hooks`); `keep` leaves out those a
+    reload removed (their series leave /metrics). A delivery of a hook no longer configured
+    (parked before a reload) gets one, made on first use. No figure is ever dropped: a
+    removed hook's stay in the totals, and come back with it if a reload brings it back,
+    so the totals never go down (Prometheus counters)."""
 
     def __init__(self, hook_ids: Iterable[str] = ()) -> None:
         self.hooks: dict[str, HookStat] = {h: HookStat() for h in hook_ids}
+        self._every: dict[str, HookStat] = dict(self.hooks)  # every hook ever counted
         self.lag = Buckets(LAG_BUCKETS)  # record timestamp → final delivery, all hooks
 
     def of(self, hook_id: str) -> HookStat:
         stat = self.hooks.get(hook_id)
         if stat is None:
-            stat = self.hooks[hook_id] = HookStat()
+            stat = self.hooks[hook_id] = self._every.get(hook_id) or HookStat()
+            self._every[hook_id] = stat
         return stat
 
     def keep(self, hook_ids: Iterable[str]) -> None:
         """After a reload: the new config's hooks, each with its figures so far."""
-        old = self.hooks
-        self.hooks = {h: old.get(h) or HookStat() for h in hook_ids}
+        self.hooks = {h: self.of(h) for h in hook_ids}
+
+    def total(self, figure: str) -> int:
+        """A figure (`delivered`, `parked`, `dead_lettered`, `waiting`...) of every hook
+        this process has counted, removed ones included."""
+        return sum(getattr(stat, figure) for stat in self._every.values())
 
     def delivered(self, stat: HookStat, timestamp_ms: int | None) -> None:
         stat.delivered += 1

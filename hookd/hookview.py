@@ -1,7 +1,7 @@
 """The hook registry as an operator sees it: each configured hook, its state (enabled,
-disabled by config, disabled by a 410, or its circuit open until when) and its figures
-since start. The `hooks` section of the health document (`hookd status` reads it), and
-`hookd_hook_enabled` in /metrics."""
+disabled by config, disabled by a 410, or a circuit open until when: its endpoint's, or its
+own) and its figures since start. The `hooks` section of the health document (`hookd
+status` reads it), and `hookd_hook_enabled` in /metrics."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hookd.hookstats import HookStats
+from hookd.requests.render import CompiledHook
 from hookd.runtime import Runtime
 
 ENABLED, DISABLED, GONE, CIRCUIT_OPEN = "enabled", "disabled", "disabled-by-410", "circuit-open"
+HOST, HOOK = "host", "hook"  # an open circuit's scope: its endpoint's, or the hook's own
 
 
 def open_until(circuits: Iterable[Mapping[str, Any]], now: float
@@ -23,11 +25,25 @@ def open_until(circuits: Iterable[Mapping[str, Any]], now: float
             now + float(c.get("next_probe_in_s") or 0.0) for c in circuits}
 
 
+def _open_circuit(hook: CompiledHook, opened: Mapping[tuple[str, str | None], float],
+                  by_hook: Mapping[str, float]) -> tuple[float, str] | None:
+    """(until when, scope) of the hook's open circuit that stays open longest: its
+    endpoint's (scope host) or its own (scope hook); None when neither is open. A hook
+    whose host is templated has no endpoint: only a circuit of its own is found for it."""
+    if hook.endpoint is None:
+        found = [(by_hook[hook.id], HOOK)] if hook.id in by_hook else []
+    else:
+        found = [(until, scope) for until, scope in (
+            (opened.get((hook.endpoint, None)), HOST),
+            (opened.get((hook.endpoint, hook.id)), HOOK)) if until is not None]
+    return max(found) if found else None
+
+
 def hook_states(runtime: Runtime | None, disabled: Mapping[str, str],
                 circuits: Iterable[Mapping[str, Any]], stats: HookStats | None,
                 now: float | None = None) -> list[dict[str, Any]]:
-    """One entry per configured hook, in config order. A hook whose URL is templated has
-    no endpoint known at load: only a circuit of its own (scope hook) is found for it."""
+    """One entry per configured hook, in config order; a hook with an open circuit says
+    which (`circuit_scope`: host, every hook of its endpoint; hook, its own)."""
     if runtime is None:
         return []
     now = time.time() if now is None else now
@@ -35,24 +51,21 @@ def hook_states(runtime: Runtime | None, disabled: Mapping[str, str],
     by_hook = {hook: until for (_endpoint, hook), until in opened.items() if hook}
     out = []
     for hook in runtime.hooks:
-        config, until = hook.config, None
+        config, until, scope = hook.config, None, None
         if not config.enabled:
             state, reason = DISABLED, "enabled: false"
         elif hook.id in disabled:
             state, reason = GONE, disabled[hook.id]
         else:
             state, reason = ENABLED, None
-            found = [u for u in ((opened.get((hook.endpoint, None)),
-                                  opened.get((hook.endpoint, hook.id))) if hook.endpoint
-                                 else (by_hook.get(hook.id),)) if u is not None]
-            until = max(found) if found else None
-            if until is not None:
-                state = CIRCUIT_OPEN
+            circuit = _open_circuit(hook, opened, by_hook)
+            if circuit is not None:
+                (until, scope), state = circuit, CIRCUIT_OPEN
         figures = stats.of(hook.id).as_dict() if stats is not None else {}
         out.append({"id": hook.id, "event": list(config.event),
                     "method": config.request.method, "url": config.request.url,
-                    "state": state, "reason": reason, "circuit_open_until": until,
-                    **figures})
+                    "endpoint": hook.endpoint, "state": state, "reason": reason,
+                    "circuit_scope": scope, "circuit_open_until": until, **figures})
     return out
 
 

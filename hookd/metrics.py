@@ -2,8 +2,9 @@
 of the daemon's own (not the library's global one: several daemons in one process, as in
 the tests, do not clash). Everything is read at scrape time off the daemon's parts, as
 the health document is: the state (lag, circuits, in flight, enabled, generation) and the
-counters, which the hot path keeps as plain integers (hookd.hookstats, endings.Counters),
-so a delivery costs no lock and no label lookup. Label values are hook ids, endpoints
+counters, which the hot path keeps as plain integers (each delivery's ending once, in
+hookd.hookstats; records in endings.Counters, whose totals are the hooks' sums), so a
+delivery costs no lock and no label lookup. Label values are hook ids, endpoints
 (`scheme://host:port`), topics and fixed words: never anything from an event."""
 
 from __future__ import annotations

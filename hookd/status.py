@@ -16,7 +16,8 @@ import yaml
 from hookd.config import host_port
 
 DEFAULT_LISTEN = "127.0.0.1:8081"  # HealthConfig's default
-COLUMNS = ("ID", "EVENT", "REQUEST", "STATE", "DELIVERED", "FAILED", "RETRYING", "LAST ERROR")
+COLUMNS = ("ID", "EVENT", "REQUEST", "STATE", "DELIVERED", "DEAD-LETTERED", "RETRYING",
+           "LAST ERROR")
 
 
 def listen_of(config_path: str) -> str:
@@ -57,7 +58,8 @@ def _time(epoch: float | None) -> str:
 
 def state_text(hook: dict[str, Any]) -> str:
     if hook["state"] == "circuit-open":
-        return f"circuit open until {_time(hook.get('circuit_open_until'))}"
+        scope = f" ({hook['circuit_scope']})" if hook.get("circuit_scope") else ""
+        return f"circuit-open{scope} until {_time(hook.get('circuit_open_until'))}"
     return str(hook["state"])
 
 
@@ -66,7 +68,8 @@ def rows(hooks: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     for h in hooks:
         error = h.get("last_error")
         out.append((str(h["id"]), ",".join(h["event"]), f"{h['method']} {h['url']}",
-                    state_text(h), str(h.get("delivered", 0)), str(h.get("failed", 0)),
+                    state_text(h), str(h.get("delivered", 0)),
+                    str(h.get("dead_lettered", h.get("failed", 0))),  # (`failed`: before 27)
                     str(h.get("retrying", 0)),
                     f"{_time(h.get('last_error_at'))} {error}" if error else "-"))
     return out

@@ -78,8 +78,8 @@ class Endpoint:
     # -- one attempt ----------------------------------------------------------------------
     def unavailable(self, hook: str | None = None) -> Outcome | None:
         """PARK when the host's circuit or this hook's is open, or the endpoint has
-        stalled: checked before a request is even rendered (hooks with a fixed URL); None
-        otherwise."""
+        stalled: checked before a request is even rendered (hooks whose endpoint is known
+        at load: CompiledHook.endpoint); None otherwise."""
         if self._closed(hook):  # the common case, asked up to three times per delivery
             if self.users >= self.shared.per_endpoint and self.stalled():
                 return stalled(self.name, self.shared.policy.cooldown)

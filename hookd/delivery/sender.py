@@ -32,8 +32,8 @@ class Sender(Protocol):
 
     def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
         """PARK when the endpoint's (host) circuit or the hook's own is open, or the
-        endpoint has stalled: checked before a request is even rendered (hooks with a
-        fixed URL); None otherwise."""
+        endpoint has stalled: checked before a request is even rendered (hooks whose
+        endpoint is known at load: CompiledHook.endpoint); None otherwise."""
         ...
 
 

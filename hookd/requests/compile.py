@@ -16,7 +16,7 @@ from hookd.events.filters import MISSING, Predicate, compile_filter, get_path
 from hookd.requests.auth import static_auth_headers
 from hookd.requests.render import BodyFn, CompiledHook, checked_url, select_fields
 from hookd.requests.signing import Signer
-from hookd.requests.target import breaks_framing, target_of, tls_context
+from hookd.requests.target import breaks_framing, tls_context
 from hookd.requests.templates import Text, compile_template, tojson
 from hookd.requests.urls import UrlText, compile_url
 
@@ -107,11 +107,10 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
                                         ("request", "headers", given)))
         if breaks_framing(value):
             errors.append(SpecError("auth value contains CR, LF or NUL", ("auth",)))
-    endpoint = fixed_url = None  # known at load when the URL has no template syntax
+    fixed_url = None  # known at load when the URL has no template syntax
     if url is not None and url.const is not None:
         try:
             fixed_url = checked_url(url.const.strip())
-            endpoint = target_of(fixed_url[1]).endpoint
         except RenderError as exc:  # every event would fail the same way: say so now
             errors.append(SpecError(str(exc), ("request", "url")))
     texts = [url, *(t for _, t in headers), *(t for _, t in query)]
@@ -150,7 +149,7 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
         signer=Signer.from_secrets(hook.signing.secret) if hook.signing else None,
         timeout=req.timeout if req.timeout is not None else default_timeout,
         schedule=tuple(hook.retry.schedule) if hook.retry else default_schedule,
-        endpoint=endpoint,
+        endpoint=url.target.endpoint if url.target is not None else None,
         tls=tls,
         fixed_url=fixed_url,
         templated=templated,

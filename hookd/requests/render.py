@@ -87,7 +87,9 @@ class CompiledHook:
     signer: Signer | None
     timeout: float
     schedule: tuple[float, ...]
-    endpoint: str | None = None  # scheme://host:port when the URL is fixed (no template)
+    # scheme://host:port whenever the URL's scheme and host are literal (url.target): the
+    # Endpoint every request of the hook goes to; None when a template writes the host
+    endpoint: str | None = None
     tls: ssl.SSLContext | None = None  # from the hook's `tls` section (None: the defaults)
     fixed_url: tuple[URL, str] | None = None  # the URL, parsed at load, when it is fixed
     templated: bool = True  # False: no template reads the context (it is not built)

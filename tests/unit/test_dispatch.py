@@ -1,21 +1,28 @@
-"""hookd.dispatch.Dispatcher with a fake Sender and a fake dead-letter sink, a real
-OffsetTracker and a Runtime loaded from a config written to tmp_path."""
+"""hookd.dispatch.Dispatcher with a fake dead-letter sink, a real OffsetTracker and a
+Runtime loaded from a config written to tmp_path. What is about the sender's contract
+(connections refused, timeouts, an open circuit) goes through a real HttpSender to
+127.0.0.1: a closed port, or an aiohttp server that fails or delays on cue; a fake Sender
+only where the dispatch logic is tested (fan-out, order, counting, parking)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiokafka import TopicPartition
 
+from hookd.config import DeliveryConfig
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
+from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.offsets import OffsetTracker
@@ -25,9 +32,11 @@ from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.runtime import Runtime, load_config
 from tests.unit.conftest import WriteConfig
+from tests.unit.delivery.test_sender import LOOPBACK, closed_port, request
 
 TOPIC = "cc.events"
 TP = TopicPartition(TOPIC, 0)
+DOWN = f"http://127.0.0.1:{closed_port()}"  # nothing listens: connections are refused
 
 CONFIG = """
 delivery:
@@ -52,7 +61,10 @@ hooks:
   - id: bad-render
     event: Render
     request: {url: "http://127.0.0.1/{{ no_such_field }}"}
-"""
+  - id: anywhere
+    event: Anywhere
+    request: {url: "http://{{ host }}/anywhere"}
+""".replace("http://127.0.0.1/", f"{DOWN}/")
 
 
 @dataclass
@@ -193,7 +205,8 @@ async def test_fan_out_to_every_matching_enabled_hook(make: Make) -> None:
     assert len(sender.calls) == 6  # one request per (event, hook)
     assert d.letters == []
     assert d.tracker.committable() == {TP: 4}
-    assert (d.counters.events, d.counters.delivered, d.counters.failed) == (4, 6, 0)
+    assert (d.counters.events, d.counters.delivered, d.counters.dead_lettered) == (4, 6, 0)
+    assert [d.dispatcher.stats.of(h).delivered for h in ("a", "b", "c")] == [2, 3, 1]
 
 
 # ------------------------------------------------------------------------- ordering
@@ -314,6 +327,7 @@ async def test_decode_error_is_one_dead_letter_and_the_offset_finishes(
     assert doc["error"]["kind"] == "decode" and doc["hook"] is None and doc["payload"] is None
     assert d.tracker.committable() == {TP: 43}
     assert d.counters.decode_errors == 1 and d.counters.dead_lettered == 1
+    assert d.counters.bad_dead_lettered == 1  # a record of no hook: not in any hook's figures
     assert d.sender.hooks_for(42) == {"solo"}
 
 
@@ -349,7 +363,8 @@ async def test_404_dead_letters_after_one_attempt(make: Make) -> None:
     assert letter.first_attempt_at <= letter.last_attempt_at
     assert letter.key == b"member-1"
     assert d.tracker.committable() == {TP: 1}
-    assert (d.counters.delivered, d.counters.failed, d.counters.dead_lettered) == (0, 1, 1)
+    assert (d.counters.delivered, d.counters.dead_lettered) == (0, 1)
+    assert d.dispatcher.stats.of("solo").dead_lettered == 1
 
 
 async def test_retries_then_success(make: Make) -> None:
@@ -358,27 +373,8 @@ async def test_retries_then_success(make: Make) -> None:
     await d.settle()
     assert [c.attempt for c in d.sender.calls] == [1, 2, 3]
     assert d.letters == []
-    assert (d.counters.delivered, d.counters.failed, d.counters.retrying) == (1, 0, 0)
-
-
-@pytest.mark.parametrize(("outcome", "kind", "status"), [
-    (classify_status(503, message="HTTP 503: busy"), ErrorKind.HTTP_STATUS, 503),
-    (failure(ErrorKind.TIMEOUT, "no answer"), ErrorKind.TIMEOUT, None),
-    (failure(ErrorKind.CONNECT, "refused"), ErrorKind.CONNECT, None),
-])
-async def test_exhausted_retries(make: Make, runtime: Runtime, outcome: Outcome,
-                                 kind: ErrorKind, status: int | None) -> None:
-    d = make(FakeSender(lambda call: outcome))
-    d.submit(record(0, "Solo"))
-    await d.settle()
-    schedule = runtime.hook("solo").schedule  # type: ignore[union-attr]
-    assert schedule == (0.01, 0.02)
-    assert len(d.sender.calls) == len(schedule) + 1
-    (letter,) = d.letters
-    assert letter.attempts == len(schedule) + 1
-    assert (letter.kind, letter.status) == (kind, status)
-    assert letter.message == outcome.message
-    assert d.tracker.committable() == {TP: 1}
+    assert (d.counters.delivered, d.counters.dead_lettered, d.counters.retrying) == (1, 0, 0)
+    assert d.dispatcher.stats.of("solo").retried == 2
 
 
 async def test_blocked_is_not_retried(make: Make) -> None:
@@ -508,44 +504,63 @@ class FakeProducer:
         self.records.append((topic, value, key, list(headers or ())))
 
 
-class ClosedSender(FakeSender):
-    """Reports one endpoint unavailable (circuit open) before anything is rendered."""
-
-    def __init__(self, closed: str) -> None:
-        super().__init__()
-        self.closed = closed
-        self.asked: list[str] = []
-
-    def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
-        self.asked.append(endpoint)
-        if endpoint != self.closed:
-            return None
-        return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, f"circuit open for {endpoint}",
-                       30.0)
+@pytest.fixture
+async def down() -> AsyncIterator[HttpSender]:
+    """A real HttpSender whose circuit for CONFIG's host (DOWN) is open, as the daemon's
+    opens: a connection refused (`failures: 1`)."""
+    sender = HttpSender(DeliveryConfig.model_validate({
+        "allow_networks": LOOPBACK, "circuit_breaker": {"failures": 1, "cooldown": "30s"}}))
+    refused = await sender.attempt(request(f"{DOWN}/x"), None, 2.0)
+    assert refused.kind is ErrorKind.CONNECT
+    closed = sender.unavailable(DOWN)
+    assert closed is not None and closed.kind is ErrorKind.CIRCUIT_OPEN
+    yield sender
+    await sender.close()
 
 
-async def test_a_hook_with_a_fixed_url_is_parked_unrendered_while_its_endpoint_is_closed(
-        runtime: Runtime) -> None:
-    sender, producer = ClosedSender("http://127.0.0.1:80"), FakeProducer()
+def attempts_made(dispatcher: Dispatcher) -> int:
+    return sum(sum(stat.attempts) for stat in dispatcher.stats.hooks.values())
+
+
+async def test_hooks_whose_endpoint_is_known_are_parked_unrendered_while_its_circuit_is_open(
+        runtime: Runtime, down: HttpSender) -> None:
+    producer = FakeProducer()
     lot = ParkingLot(producer, None, "hookd.retry", 4)
     await lot.ensure_tiers([30.0])
-    dispatcher = Dispatcher(sender, FakeSink(), lambda: runtime,
+    dispatcher = Dispatcher(down, FakeSink(), lambda: runtime,
                             lambda: Redactor(runtime.secrets), lot)
     done: list[int] = []
     dispatcher.submit(record(0, "Answered"), lambda: done.append(0))
-    dispatcher.submit(record(1, "Render"), lambda: done.append(1))  # templated URL
+    dispatcher.submit(record(1, "Render"), lambda: done.append(1))  # a templated path
     await dispatcher.drain(5.0)
     assert sorted(done) == [0, 1]
-    assert sender.calls == []  # nothing was sent...
+    assert attempts_made(dispatcher) == 0  # nothing was sent...
     parked = [p for _, value, _, _ in producer.records for p in read_parked(value)]
-    assert sorted(p.hook for p in parked) == ["a", "b"]  # ...a and b were parked
+    # ...a, b and bad-render were parked: bad-render's path is a template, but its scheme
+    # and host are literal, so its endpoint is known before rendering (it is not rendered)
+    assert sorted(p.hook for p in parked) == ["a", "b", "bad-render"]
     assert {topic for topic, *_ in producer.records} == {"hookd.retry.30s"}
-    assert all(p.attempts == 0 for p in parked)
-    assert dispatcher.counters.parked == 2
-    # bad-render's URL is a template: its endpoint is not known before rendering, so it
-    # was rendered (and failed), not parked
-    assert sorted(sender.asked) == ["http://127.0.0.1:80"] * 2
-    assert dispatcher.counters.failed == 1
+    assert {(p.attempts, p.error["kind"], p.error["message"]) for p in parked} == {
+        (0, "circuit_open", f"circuit open for host {DOWN}")}
+    assert dispatcher.counters.parked == 3
+    assert dispatcher.counters.dead_lettered == 0
+
+
+async def test_a_templated_host_is_rendered_then_parked_by_its_open_circuit(
+        runtime: Runtime, down: HttpSender) -> None:
+    """A hook whose host is templated has no endpoint before rendering: it is rendered,
+    and the endpoint's attempt parks it (nothing sent, no attempt spent)."""
+    producer = FakeProducer()
+    lot = ParkingLot(producer, None, "hookd.retry", 4)
+    await lot.ensure_tiers([30.0])
+    dispatcher = Dispatcher(down, FakeSink(), lambda: runtime,
+                            lambda: Redactor(runtime.secrets), lot)
+    dispatcher.submit(record(0, "Anywhere", host=DOWN.removeprefix("http://")), lambda: None)
+    assert await dispatcher.drain(5.0) == 0
+    [parked] = [p for _, value, _, _ in producer.records for p in read_parked(value)]
+    assert (parked.hook, parked.attempts, parked.error["kind"]) == (
+        "anywhere", 0, "circuit_open")
+    assert attempts_made(dispatcher) == 0
 
 
 async def test_a_retry_after_longer_than_the_longest_tier_waits_that_tier(
@@ -569,18 +584,17 @@ async def test_a_retry_after_longer_than_the_longest_tier_waits_that_tier(
 
 # ------------------------------------------------------------ parked unsent, gathered
 async def closed_dispatcher(runtime: Runtime, producer: FakeProducer,
-                            sender: FakeSender | None = None) -> tuple[Dispatcher, ParkingLot]:
+                            sender: HttpSender | FakeSender) -> tuple[Dispatcher, ParkingLot]:
     lot = ParkingLot(producer, None, "hookd.retry", 4)
     await lot.ensure_tiers([30.0])
-    sender = sender or ClosedSender("http://127.0.0.1:80")
     return Dispatcher(sender, FakeSink(), lambda: runtime,
                       lambda: Redactor(runtime.secrets), lot), lot
 
 
 async def test_deliveries_to_an_unavailable_endpoint_are_parked_as_one_record_per_hook(
-        runtime: Runtime) -> None:
+        runtime: Runtime, down: HttpSender) -> None:
     producer = FakeProducer(hold=asyncio.Event())
-    dispatcher, _ = await closed_dispatcher(runtime, producer)
+    dispatcher, _ = await closed_dispatcher(runtime, producer, down)
     done: list[int] = []
     for n in range(50):
         dispatcher.submit(record(n, "Answered", key=f"call-{n % 7}".encode()),
@@ -605,13 +619,13 @@ async def test_deliveries_to_an_unavailable_endpoint_are_parked_as_one_record_pe
     for parked in by_hook.values():  # in the order they came, each as it was
         assert [p.event.meta.offset for p in parked] == list(range(50))
         assert [p.key for p in parked] == [f"call-{n % 7}".encode() for n in range(50)]
-        assert all(p.attempts == 0 and p.error["kind"] == "connect" for p in parked)
+        assert all(p.attempts == 0 and p.error["kind"] == "circuit_open" for p in parked)
 
 
 async def test_a_gathered_record_the_broker_refuses_is_written_again_until_acked(
-        runtime: Runtime) -> None:
+        runtime: Runtime, down: HttpSender) -> None:
     producer = FakeProducer(failures=1)
-    dispatcher, _ = await closed_dispatcher(runtime, producer)
+    dispatcher, _ = await closed_dispatcher(runtime, producer, down)
     done: list[int] = []
     dispatcher.submit(record(0, "Solo"), lambda: done.append(0))
     assert await dispatcher.drain(5.0) == 0
@@ -619,9 +633,9 @@ async def test_a_gathered_record_the_broker_refuses_is_written_again_until_acked
 
 
 async def test_gathered_deliveries_not_acked_by_shutdown_stay_unfinished(
-        runtime: Runtime) -> None:
+        runtime: Runtime, down: HttpSender) -> None:
     producer = FakeProducer(hold=asyncio.Event())  # never acks
-    dispatcher, lot = await closed_dispatcher(runtime, producer)
+    dispatcher, lot = await closed_dispatcher(runtime, producer, down)
     done: list[int] = []
     for n in range(3):
         dispatcher.submit(record(n, "Answered"), lambda n=n: done.append(n))
@@ -665,9 +679,10 @@ async def test_a_delivery_waiting_behind_its_key_is_not_gathered_ahead_of_it(
     assert [c.seq for c in sender.calls] == [0]
 
 
-async def test_a_group_comes_back_as_its_deliveries_in_order(runtime: Runtime) -> None:
+async def test_a_group_comes_back_as_its_deliveries_in_order(runtime: Runtime,
+                                                           down: HttpSender) -> None:
     producer = FakeProducer()
-    dispatcher, _ = await closed_dispatcher(runtime, producer)
+    dispatcher, _ = await closed_dispatcher(runtime, producer, down)
     for n in range(5):
         dispatcher.submit(record(n, "Solo", key=b"k"), lambda: None)
     await dispatcher.drain(5.0)
@@ -683,9 +698,9 @@ async def test_a_group_comes_back_as_its_deliveries_in_order(runtime: Runtime) -
 
 
 async def test_a_delivery_too_large_for_a_group_is_offered_to_it_once_then_parked_alone(
-        runtime: Runtime) -> None:
+        runtime: Runtime, down: HttpSender) -> None:
     producer = FakeProducer()
-    dispatcher, lot = await closed_dispatcher(runtime, producer)
+    dispatcher, lot = await closed_dispatcher(runtime, producer, down)
     lot.group_bytes = 10  # every delivery is too large to join a group
     offered: list[str] = []
     park_unsent = lot.park_unsent
@@ -770,3 +785,189 @@ async def test_each_final_outcome_is_counted_for_its_hook(make: Make) -> None:
     assert bad.last_error is not None and "no_such_field" in bad.last_error
     assert stats.lag.count == 2  # b's two deliveries (the records carry a timestamp)
     assert (d.counters.events, d.counters.unmatched) == (4, 1)
+
+
+# -- the sender's contract, for real: HttpSender to 127.0.0.1 ------------------------------
+@dataclass
+class Receiver:
+    """An aiohttp server on 127.0.0.1 answering by the path's first segment: /busy 503
+    (no Retry-After), /slow only after `gate` is set (or 5 s), anything else 200."""
+
+    port: int = 0
+    hits: list[str] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.hits.append(request.path)
+        kind = request.path.split("/")[1]
+        if kind == "busy":
+            return web.Response(status=503, text="busy")
+        if kind == "slow":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate.wait(), 5.0)
+        return web.Response(text="ok")
+
+    async def start(self, port: int = 0) -> Receiver:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        self.gate.set()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Callable[[int], Awaitable[Receiver]]]:
+    started: list[Receiver] = []
+
+    async def start(port: int = 0) -> Receiver:
+        started.append(await Receiver().start(port))
+        return started[-1]
+
+    yield start
+    for receiver in started:
+        await receiver.stop()
+
+
+class Live:
+    """A Dispatcher with a real HttpSender, made from a config whose hooks go to a
+    Receiver (templated paths: /busy, /slow), or to DOWN (a templated path and a fixed
+    one); retry topics when `parked`."""
+
+    def __init__(self, runtime: Runtime, parking: ParkingLot | None) -> None:
+        self.sender = HttpSender(runtime.config.delivery)
+        self.sink, self.producer = FakeSink(), parking.producer if parking else None
+        self.dispatcher = Dispatcher(self.sender, self.sink, lambda: runtime,
+                                     lambda: Redactor(runtime.secrets), parking)
+        self.done: list[int] = []
+
+    def submit(self, rec: Record) -> None:
+        self.dispatcher.submit(rec, lambda: self.done.append(rec.offset))
+
+    def parked(self) -> list[Any]:
+        assert isinstance(self.producer, FakeProducer)
+        return [p for _, value, _, _ in self.producer.records for p in read_parked(value)]
+
+
+LiveFactory = Callable[..., Awaitable[Live]]
+
+
+@pytest.fixture
+async def live(write_config: WriteConfig, receivers: Callable[[int], Awaitable[Receiver]]
+               ) -> AsyncIterator[LiveFactory]:
+    made: list[Live] = []
+
+    async def build(receiver: Receiver | None = None, *, failures: int = 10,
+                    cooldown: str = "30s", schedule: str = "[10ms, 20ms]",
+                    parked: bool = False) -> Live:
+        there = f"http://127.0.0.1:{(receiver or await receivers(0)).port}"
+        runtime = load_config(write_config(f"""
+            delivery:
+              allow_networks: ["127.0.0.0/8"]
+              retry: {{schedule: {schedule}, jitter: 0.0}}
+              circuit_breaker: {{failures: {failures}, cooldown: {cooldown}}}
+            hooks:
+              - {{id: busy, event: Busy, request: {{url: "{there}/busy/{{{{ seq }}}}"}}}}
+              - {{id: slow, event: Slow,
+                 request: {{url: "{there}/slow/{{{{ seq }}}}", timeout: 200ms}}}}
+              - {{id: down, event: [Down, DownBoth],
+                 request: {{url: "{DOWN}/calls/{{{{ seq }}}}"}}}}
+              - {{id: down-fixed, event: DownBoth, request: {{url: "{DOWN}/fixed"}}}}
+            """).main, environ={})
+        lot = None
+        if parked:
+            lot = ParkingLot(FakeProducer(), None, "hookd.retry", 4)
+            await lot.ensure_tiers([30.0])
+        made.append(Live(runtime, lot))
+        return made[-1]
+
+    yield build
+    for one in made:
+        await one.sender.close()
+
+
+@pytest.mark.parametrize(("event", "kind", "status", "path", "status_class"), [
+    ("Busy", ErrorKind.HTTP_STATUS, 503, "/busy/0", 5),
+    ("Slow", ErrorKind.TIMEOUT, None, "/slow/0", 0),
+    ("Down", ErrorKind.CONNECT, None, None, 0),  # refused: nothing listens
+])
+async def test_exhausted_retries(live: LiveFactory, receivers: Callable[[int], Awaitable[Receiver]],
+                                 event: str, kind: ErrorKind, status: int | None,
+                                 path: str | None, status_class: int) -> None:
+    receiver = await receivers(0)
+    d = await live(receiver)
+    d.submit(record(0, event))
+    assert await d.dispatcher.drain(10.0) == 0 and d.done == [0]
+    hook = d.dispatcher.runtime().hook(event.lower())
+    assert hook is not None and hook.schedule == (0.01, 0.02)
+    (letter,) = d.sink.letters
+    assert (letter.kind, letter.status, letter.attempts) == (kind, status, 3)
+    assert receiver.hits == ([path] * 3 if path else [])  # the path rendered per event
+    stat = d.dispatcher.stats.of(hook.id)
+    assert (stat.attempts[status_class], sum(stat.attempts)) == (3, 3)
+    assert (stat.retried, stat.dead_lettered, stat.delivered) == (2, 1, 0)
+
+
+async def test_refused_connections_open_the_host_circuit_and_the_rest_is_parked_unsent(
+        live: LiveFactory) -> None:
+    """A templated path on a host that refuses: its retries open the host's circuit (no
+    answer is the host's trouble), the delivery is parked for its next tier; then every
+    delivery to that host, of this hook or a neighbour with a fixed URL, is parked before
+    it is rendered, as `circuit_open`, with no attempt spent."""
+    d = await live(failures=2, schedule="[10ms, 30s]", parked=True)
+    d.submit(record(0, "Down", key=b"k0"))
+    assert await d.dispatcher.drain(5.0) == 0
+    [first] = d.parked()
+    assert (first.hook, first.attempts, first.error["kind"]) == ("down", 2, "connect")
+    closed = d.sender.unavailable(DOWN)
+    assert closed is not None and closed.kind is ErrorKind.CIRCUIT_OPEN
+    d.submit(record(1, "DownBoth", key=b"k1"))
+    assert await d.dispatcher.drain(5.0) == 0 and d.done == [0, 1]
+    later = d.parked()[1:]
+    assert sorted((p.hook, p.attempts, p.error["kind"], p.error["message"]) for p in later) == [
+        (hook, 0, "circuit_open", f"circuit open for host {DOWN}")
+        for hook in ("down", "down-fixed")]
+    stats = d.dispatcher.stats
+    assert (sum(stats.of("down").attempts), sum(stats.of("down-fixed").attempts)) == (2, 0)
+    assert d.sink.letters == []
+
+
+async def test_deliveries_under_way_when_the_circuit_opens_are_parked_as_circuit_open(
+        live: LiveFactory) -> None:
+    """Rendered and sent before the circuit opened: their retry meets the open circuit in
+    the endpoint's attempt, which sends nothing (`circuit_open`, not `connect`), and they
+    are parked with the one attempt they made."""
+    d = await live(failures=2, parked=True)
+    d.submit(record(0, "Down", key=b"k0"))
+    d.submit(record(1, "Down", key=b"k1"))
+    assert await d.dispatcher.drain(5.0) == 0 and sorted(d.done) == [0, 1]
+    parked = d.parked()
+    assert sorted((p.event.meta.offset, p.attempts, p.error["kind"]) for p in parked) == [
+        (0, 1, "circuit_open"), (1, 1, "circuit_open")]
+    assert sum(d.dispatcher.stats.of("down").attempts) == 2 and d.sink.letters == []
+
+
+async def test_without_retry_topics_an_open_circuit_waits_in_memory_until_the_host_is_back(
+        live: LiveFactory, receivers: Callable[[int], Awaitable[Receiver]]) -> None:
+    """No retry topics: a delivery that meets its open circuit waits for the probe, no
+    attempt spent, and is delivered by it once the host listens again."""
+    d = await live(failures=1, cooldown="300ms")
+    stat = d.dispatcher.stats.of("down")
+    d.submit(record(0, "Down"))
+    for _ in range(200):
+        if stat.attempts[0]:
+            break
+        await asyncio.sleep(0.005)
+    assert stat.attempts[0] == 1  # refused: the circuit is open now
+    back = await receivers(int(DOWN.rsplit(":", 1)[1]))  # the host comes back
+    assert await d.dispatcher.drain(5.0) == 0 and d.done == [0]
+    assert back.hits == ["/calls/0"] and d.sink.letters == []
+    assert (stat.attempts[0], stat.attempts[2], stat.delivered) == (1, 1, 1)

@@ -11,23 +11,9 @@ from typing import Any
 import pytest
 
 from hookd.cli import main
-from hookd.doctor import Doctor, Finding, endpoint_of
+from hookd.doctor import Doctor, Finding
 from hookd.runtime import load_config
 from tests.unit.conftest import WriteConfig
-
-
-@pytest.mark.parametrize("url, endpoint", [
-    ("https://api.example.com/v1/{{ payload.id }}", "https://api.example.com:443"),
-    ("http://10.0.0.1:8080?x={{ event }}", "http://10.0.0.1:8080"),
-    ("  https://[2001:db8::1]/", "https://2001:db8::1:443"),
-    ("https://{{ payload.tenant }}.example.com/", None),
-    ("{{ payload.callback }}", None),
-    ("{{ scheme }}://a.example/", None),
-    ("ftp://a.example/", None),
-])
-def test_the_endpoint_is_read_from_the_url_as_written(url: str, endpoint: str | None) -> None:
-    target = endpoint_of(url)
-    assert (target.endpoint if target else None) == endpoint
 
 
 @dataclass

@@ -187,7 +187,9 @@ def test_document_reads_every_part_and_masks_secrets(
     for _ in range(runtime.config.delivery.circuit_breaker.failures):
         crm.circuit.record(failure(ErrorKind.CONNECT, "down"), time.monotonic())
     dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR)
-    dispatcher.counters.delivered, dispatcher.counters.retrying = 7, 2
+    first = dispatcher.stats.of(runtime.hooks[0].id)  # the totals are the hooks' sums
+    first.delivered, first.waiting, first.dead_lettered = 7, 2, 1
+    dispatcher.counters.bad_dead_lettered = 2
     dispatcher.disabled["gone"] = "410 Gone from https://old.example/?t=tok-0123456789-secret"
     source = Loop([("cc.events", 1), ("cc.events", 0)], {"cc.events-0": 3, "cc.events-1": 4})
     retries = Loop([("hookd.retry.30s", 0)], {"hookd.retry.30s-0": 5})
@@ -207,13 +209,15 @@ def test_document_reads_every_part_and_masks_secrets(
     counters = body["counters"]
     assert (counters["delivered"], counters["retrying"], counters["retrying_in_memory"]) == (
         7, 2 + 5, 2)
+    assert counters["dead_lettered"] == 1 + 2 and "failed" not in counters
+    assert body["hooks"][0]["dead_lettered"] == 1 and "failed" not in body["hooks"][0]
     assert [(c["endpoint"], c["scope"]) for c in body["open_circuits"]] == [
         ("https://crm.example:443", "host")]
     assert body["disabled_hooks"] == {"gone": "410 Gone from https://old.example/?t=***"}
     assert document(**parts, stopping=True)[0] is False  # stopping: not ready any more
     assert document(**{**parts, "source": Loop([], {})}, stopping=False)[0] is False
     assert status_line(runtime, dispatcher.counters) == (
-        f"generation {runtime.generation}, 2 hooks, delivered 7, parked 0, dead-lettered 0")
+        f"generation {runtime.generation}, 2 hooks, delivered 7, parked 0, dead-lettered 3")
 
 
 def test_a_stall_makes_the_document_not_ready_and_says_why_first(

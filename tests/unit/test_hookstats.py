@@ -6,10 +6,16 @@ import time
 
 import pytest
 
+from hookd.delivery.retries import ErrorKind
+from hookd.events.decode import Event, Meta
 from hookd.hookstats import DURATION_BUCKETS, Buckets, HookStat, HookStats
 from hookd.hookview import CIRCUIT_OPEN, DISABLED, ENABLED, GONE, enabled, hook_states
 from hookd.runtime import load_config
+from hookd.status import state_text
 from tests.unit.conftest import WriteConfig
+from tests.unit.delivery.test_sender import SenderFactory, closed_port, make_sender
+
+__all__ = ["make_sender"]  # the fixture: a real HttpSender, closed at teardown
 
 
 def test_buckets_count_each_value_once_and_cumulate_when_read() -> None:
@@ -46,6 +52,7 @@ def test_last_error_has_its_time() -> None:
     stat.error("503: Service Unavailable")
     figures = stat.as_dict()
     assert figures["last_error"] == "503: Service Unavailable"
+    assert "dead_lettered" in figures and "failed" not in figures  # one name per fact
     assert isinstance(figures["last_error_at"], float) and figures["last_error_at"] >= before
 
 
@@ -53,9 +60,14 @@ def test_a_reload_keeps_the_figures_of_the_hooks_it_keeps() -> None:
     stats = HookStats(["a", "b"])
     stats.of("a").delivered = 3
     stats.of("late").delivered = 1  # parked before a reload removed it: made on first use
+    stats.of("b").dead_lettered = 2
     stats.keep(["a", "c"])
     assert sorted(stats.hooks) == ["a", "c"]
     assert stats.hooks["a"].delivered == 3 and stats.hooks["c"].delivered == 0
+    # the totals never go down: a removed hook's figures stay in them...
+    assert (stats.total("delivered"), stats.total("dead_lettered")) == (4, 2)
+    stats.keep(["a", "b"])  # ...and come back with it
+    assert stats.hooks["b"].dead_lettered == 2 and stats.total("dead_lettered") == 2
 
 
 def test_delivered_observes_the_lag_from_the_record_timestamp() -> None:
@@ -95,6 +107,7 @@ def test_hook_states(write_config: WriteConfig) -> None:
     assert by_id["host"]["circuit_open_until"] == 1010.0  # the host's circuit: all its hooks
     assert by_id["mine"]["circuit_open_until"] == 1005.0  # its own
     assert by_id["tmpl"]["circuit_open_until"] == 1000.0  # templated: its own only
+    assert [s["circuit_scope"] for s in states] == [None, None, None, "host", "hook", "hook"]
     assert by_id["ok"]["circuit_open_until"] is None and by_id["ok"]["delivered"] == 4
     assert by_id["gone"]["reason"] == "410 Gone from https://b.example/g"
     assert by_id["gone"]["event"] == ["Answered", "Joined"]
@@ -102,3 +115,40 @@ def test_hook_states(write_config: WriteConfig) -> None:
         "PUT", "https://{{ payload.host }}/t")  # as written
     assert [enabled(s) for s in states] == [True, False, False, True, True, True]
     assert hook_states(None, {}, [], None) == []
+
+
+async def test_a_templated_path_hook_shows_its_host_circuit_open(
+        write_config: WriteConfig, make_sender: SenderFactory) -> None:
+    """config/hooks.yaml's first hook's shape (literal scheme://host:port, templated path),
+    its host down: a real HttpSender, connections refused on a closed loopback port, opens
+    the host's circuit; the hook's state (the health document's `hooks`, `hookd status`)
+    and /metrics' enabled gauge see it through the endpoint compiled once."""
+    port = closed_port()
+    tree = write_config(f"""
+        kafka: {{bootstrap_servers: ["127.0.0.1:9092"], topics: [cc.events], group_id: g}}
+        hooks:
+          - {{id: calls, event: Answered,
+             request: {{url: "http://127.0.0.1:{port}/calls/{{{{ member_call_id }}}}"}}}}
+          - {{id: other, event: Answered,
+             request: {{url: "http://{{{{ host }}}}:{port}/x"}}}}
+        """)
+    runtime = load_config(tree.main)
+    calls = runtime.hook("calls")
+    assert calls is not None and calls.endpoint == f"http://127.0.0.1:{port}"
+    sender = await make_sender(circuit_breaker={"failures": 2, "cooldown": "30s"})
+    for n in range(2):
+        event = Event("Answered", f"e-{n}", {"member_call_id": f"m-{n}"},
+                      Meta("cc.events", 0, n))
+        outcome = await sender.attempt(calls.render(event), None, 2.0)
+        assert outcome.kind is ErrorKind.CONNECT
+    before = time.time()
+    by_id = {s["id"]: s for s in hook_states(runtime, {}, sender.endpoints.open_circuits(),
+                                             HookStats())}
+    entry = by_id["calls"]
+    assert (entry["state"], entry["circuit_scope"]) == (CIRCUIT_OPEN, "host")
+    assert entry["endpoint"] == f"http://127.0.0.1:{port}"
+    assert before + 25 < entry["circuit_open_until"] <= time.time() + 30
+    assert state_text(entry).startswith("circuit-open (host) until ")
+    assert enabled(entry)  # a pause, not a disabling
+    # its host is decided per delivery: no endpoint, and no circuit of its own is open
+    assert (by_id["other"]["state"], by_id["other"]["endpoint"]) == (ENABLED, None)

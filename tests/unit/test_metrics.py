@@ -89,10 +89,10 @@ def test_the_collector_reads_every_part(write_config: WriteConfig) -> None:
     dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR, stats=stats)
     dispatcher.disabled["gone"] = "410 Gone"
     c = dispatcher.counters
-    c.events, c.decode_errors, c.unmatched, c.retrying, c.dead_lettered = 10, 1, 2, 3, 4
+    c.events, c.decode_errors, c.unmatched, c.bad_dead_lettered = 10, 1, 2, 3
     crm_stat = stats.of("crm")
     crm_stat.delivered, crm_stat.retried, crm_stat.parked = 5, 2, 1
-    crm_stat.dead_lettered, crm_stat.skipped = 1, 0
+    crm_stat.dead_lettered, crm_stat.skipped, crm_stat.waiting = 1, 0, 3
     for status, seconds in ((200, 0.004), (503, 0.2), (None, 5.5)):
         crm_stat.attempt(status, seconds)
     stats.delivered(crm_stat, int((time.time() - 1.5) * 1000))
@@ -127,7 +127,7 @@ def test_the_collector_reads_every_part(write_config: WriteConfig) -> None:
     assert one("hookd_records_total", result="decoded") == 9
     assert one("hookd_records_total", result="bad") == 1
     assert one("hookd_records_total", result="skipped") == 2
-    assert one("hookd_dead_letters_total") == 4
+    assert one("hookd_dead_letters_total") == 4  # crm's one, and 3 bad records
     assert one("hookd_retrying", tier="in_memory") == 3
     assert one("hookd_retrying", tier="30s") == 3 and one("hookd_retrying", tier="5m") == 0
     assert one("hookd_consumer_lag", consumer="source", topic="cc.events", partition="0") == 7

@@ -18,11 +18,12 @@ from hookd.status import cmd_status, listen_of, url_of
 HOOKS: list[dict[str, Any]] = [
     {"id": "crm", "event": ["Answered"], "method": "POST",
      "url": "https://crm.example/{{ payload.id }}", "state": "enabled", "reason": None,
-     "circuit_open_until": None, "delivered": 12, "failed": 0, "retrying": 0,
+     "circuit_open_until": None, "delivered": 12, "dead_lettered": 0, "retrying": 0,
      "last_error": None, "last_error_at": None},
     {"id": "slow", "event": ["Answered", "Joined"], "method": "PUT",
      "url": "https://slow.example/h", "state": "circuit-open", "reason": None,
-     "circuit_open_until": 1_700_000_030.0, "delivered": 1, "failed": 2, "retrying": 3,
+     "circuit_scope": "host", "circuit_open_until": 1_700_000_030.0, "delivered": 1,
+     "dead_lettered": 2, "retrying": 3,
      "last_error": "503: Service Unavailable", "last_error_at": 1_700_000_000.0},
 ]
 
@@ -45,9 +46,11 @@ async def test_the_table_has_one_row_per_hook() -> None:
     print(out)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["ID", "EVENT", "REQUEST", "STATE"]
+    assert lines[0].split() == ["ID", "EVENT", "REQUEST", "STATE", "DELIVERED",
+                                "DEAD-LETTERED", "RETRYING", "LAST", "ERROR"]
     assert lines[1].split()[:4] == ["crm", "Answered", "POST", "https://crm.example/{{"]
-    assert "circuit open until 2023-11-14 22:13:50Z" in lines[2]
+    assert "circuit-open (host) until 2023-11-14 22:13:50Z  " in lines[2]
+    assert lines[2].split()[-8:-5] == ["1", "2", "3"]  # delivered, dead-lettered, retrying
     assert lines[2].endswith("2023-11-14 22:13:20Z 503: Service Unavailable")
     assert lines[-1] == "2 hook(s), config generation 4; daemon ready"
 

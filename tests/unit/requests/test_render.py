@@ -280,7 +280,9 @@ def test_a_fixed_url_gives_the_endpoint_the_sender_uses() -> None:
         "https://api.example.com:443")
     assert compile_one({"url": "https://bücher.de/x"}).endpoint == (
         "https://xn--bcher-kva.de:443")
-    assert compile_one({"url": "https://crm.example/{{ event }}"}).endpoint is None
+    assert compile_one({"url": "https://crm.example/{{ event }}"}).endpoint == (
+        "https://crm.example:443")  # every URL shape: tests/unit/requests/test_endpoint.py
+    assert compile_one({"url": "https://{{ event }}.example/"}).endpoint is None
 
 
 @pytest.mark.parametrize("target", ["https://[::1/", "https://x.example:99999/"])
