@@ -20,6 +20,7 @@ from hookd.hookstats import HookStat, HookStats
 from hookd.inflight import Done, InFlight, Work
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.kafka.parking import ParkingLot, read_parked
+from hookd.kafka.writes import WriteWatch
 from hookd.logs import Lines
 from hookd.loops import RunningLoop
 from hookd.redact import Redactor
@@ -46,6 +47,7 @@ class Dispatcher:
     disabled: dict[str, str] = field(default_factory=dict)  # hook id -> why (410 Gone)
     stats: HookStats = field(default_factory=HookStats)  # per hook: `hookd status`, /metrics
     timed: bool = True  # each attempt's duration and status class into `stats` (/metrics)
+    writes: WriteWatch | None = None  # parked and dead-letter writes that keep failing
     _work_of: InFlight = field(default_factory=InFlight)  # the records' work, by partition
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
@@ -59,7 +61,7 @@ class Dispatcher:
     def __post_init__(self) -> None:
         self._attempts = Attempts(self.sender, self.tokens, self.stats, self.timed)
         self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
-                                self.stats)
+                                self.stats, self.writes)
 
     @property
     def pending(self) -> int:

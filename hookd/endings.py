@@ -15,7 +15,8 @@ from hookd.delivery.attempts import Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome
 from hookd.hookstats import HookStat, HookStats
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
-from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark, until_acked
+from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark
+from hookd.kafka.writes import WriteWatch, until_acked
 from hookd.redact import Redactor
 
 log = structlog.get_logger("hookd.dispatch")
@@ -40,6 +41,7 @@ class Endings:
     counters: Counters
     parking: ParkingLot | None = None  # None: every retry waits in memory
     stats: HookStats = field(default_factory=HookStats)  # per hook
+    writes: WriteWatch | None = None  # where writes that keep failing are told (readiness)
 
     def parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
         lot = self.parking
@@ -87,7 +89,8 @@ class Endings:
         assert lot is not None
         parked, delay = self.parked(job, outcome, delay)
         try:
-            topic = await until_acked(lambda: lot.park(parked, delay), "park")
+            topic = await until_acked(lambda: lot.park(parked, delay), "park",
+                                      lot.topic_for(delay), self.writes)
         except TooLargeToPark as exc:
             return await self.fail(job, replace(outcome, message=f"{outcome.message} "
                                                  f"(not parked: {exc})"))
@@ -114,5 +117,7 @@ class Endings:
                     topic=meta.topic, partition=meta.partition, offset=meta.offset)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter")
+        topic = getattr(self.dead_letters, "topic", "the dead-letter topic")  # a test's sink
+        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter", topic,
+                          self.writes)
         self.counters.dead_lettered += 1
