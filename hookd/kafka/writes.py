@@ -40,8 +40,10 @@ FIRST_PAUSE, LONGEST_PAUSE = 0.5, 30.0
 # errors the broker (or the client, before sending) gives again however often the write is
 # tried, and what the operator must do about each
 _TOO_LARGE = ("the record is larger than the topic takes: raise the topic's "
-              "max.message.bytes to at least kafka.max_request_size (hookd cuts dead letters "
-              "to fit that), or lower kafka.max_request_size")
+              "max.message.bytes to kafka.max_request_size or more (dead letters are cut to "
+              "fit that), or lower kafka.max_request_size")
+_OVER_OURS = ("the record is larger than kafka.max_request_size (a dead letter's key is "
+              "never cut): raise it")
 NOT_RETRIABLE: tuple[tuple[type[Exception], str], ...] = (
     (TopicAuthorizationFailedError, "hookd is not authorized to write to the topic: grant "
                                     "its principal WRITE and DESCRIBE on it"),
@@ -72,6 +74,8 @@ def explain(exc: BaseException) -> str:
     text = said if name in said else f"{name}: {said}" if said else name  # aiokafka's name it
     for kind, todo in NOT_RETRIABLE:
         if isinstance(exc, kind):
+            if todo is _TOO_LARGE and "max_request_size" in said:  # the client's own limit
+                todo = _OVER_OURS
             return f"not retriable: {text}; {todo}"
     return text
 

@@ -118,6 +118,13 @@ def test_a_produce_stall_in_readiness_words() -> None:
     (MessageSizeTooLargeError("1 MB"), "not retriable: [Error 10] MessageSizeTooLargeError: "
                                        "1 MB; the record is larger than the topic takes"),
     (RecordTooLargeError(), "not retriable: RecordTooLargeError; the record is larger"),
+    (MessageSizeTooLargeError("The message is 75784 bytes when serialized which is larger "
+                              "than the maximum request size you have configured with the "
+                              "max_request_size configuration"),
+     "not retriable: [Error 10] MessageSizeTooLargeError: The message is 75784 bytes when "
+     "serialized which is larger than the maximum request size you have configured with the "
+     "max_request_size configuration; the record is larger than kafka.max_request_size (a "
+     "dead letter's key is never cut): raise it"),
     (KafkaConnectionError("refused"), "KafkaConnectionError: refused"),
     (KafkaTimeoutError(), "KafkaTimeoutError"),
     (NotEnoughReplicasError(), "[Error 19] NotEnoughReplicasError"),
