@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from hookd.config import HostPort
 from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import ConfigError
@@ -45,7 +46,8 @@ def _due(record: Any) -> float | None:
 
 class Daemon:
     def __init__(self, config_path: str, environ: Mapping[str, str] | None = None,
-                 notifier: Notifier | None = None, health_listen: str | None = None) -> None:
+                 notifier: Notifier | None = None,
+                 health_listen: HostPort | None = None) -> None:
         self.config_path = config_path
         self.health_listen = health_listen  # `run --health-listen`: over health.listen
         self.environ = dict(os.environ if environ is None else environ)
@@ -135,7 +137,7 @@ class Daemon:
                  topics=list(kafka.topics), group=kafka.group_id,
                  group_instance_id=kafka.group_instance_id,
                  retry_tiers=list(self.parking.tiers),
-                 health=f"{listen.rpartition(':')[0]}:{self.health.port}")
+                 health=str(HostPort(f"[{self.health.host}]:{self.health.port}")))
         self.notifier.ready(self._status())
 
     def _stalls_changed(self) -> None:
