@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from hookd.config import HostPort
 from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import ConfigError
@@ -26,6 +27,7 @@ from hookd.kafka.consumer import ConsumerLoop, RecordAges
 from hookd.kafka.deadletter import KafkaDeadLetters
 from hookd.kafka.parking import ParkingLot, due_of
 from hookd.kafka.stalls import Problem, StallWatch
+from hookd.kafka.writes import WriteWatch
 from hookd.logs import REDACTOR, configure_logging
 from hookd.metrics import exposition, registry_of
 from hookd.redact import Redactor
@@ -44,7 +46,8 @@ def _due(record: Any) -> float | None:
 
 class Daemon:
     def __init__(self, config_path: str, environ: Mapping[str, str] | None = None,
-                 notifier: Notifier | None = None, health_listen: str | None = None) -> None:
+                 notifier: Notifier | None = None,
+                 health_listen: HostPort | None = None) -> None:
         self.config_path = config_path
         self.health_listen = health_listen  # `run --health-listen`: over health.listen
         self.environ = dict(os.environ if environ is None else environ)
@@ -65,6 +68,7 @@ class Daemon:
         self.source: ConsumerLoop | None = None
         self.ages = RecordAges()  # of the source topics' records (a retry record's is moot)
         self.retries: ConsumerLoop | None = None
+        self.writes: WriteWatch | None = None  # parked and dead-letter writes failing
         self._tasks: list[asyncio.Task[None]] = []
         self.failed = False  # a loop died: main() returns 1
 
@@ -99,18 +103,21 @@ class Daemon:
             return
         kafka = cfg.kafka
         await topics.prepare(self.clients["admin"], kafka)  # before anything subscribes
+        stall_after = cfg.health.stall_after
+        self.writes = WriteWatch(StallWatch("producer", stall_after, noun="producer",
+                                            changed=self._stalls_changed))
         self.batches = BatchedProducer(self.clients["producer"])
         self.parking = ParkingLot(self.batches, self.clients["admin"], kafka.retry_topic_prefix,
                                   kafka.retry_partitions, kafka.retry_replication,
-                                  kafka.max_request_size)
+                                  kafka.max_request_size, writes=self.writes)
         await self.parking.ensure_tiers(tiers_of(self.runtime))
         self.dispatcher = Dispatcher(
             self.sender, KafkaDeadLetters(self.batches, kafka.dead_letter_topic,
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form),
-            stats=HookStats(h.id for h in self.runtime.hooks), timed=registry is not None)
+            stats=HookStats(h.id for h in self.runtime.hooks), timed=registry is not None,
+            writes=self.writes)
         self.sender.endpoints.crowded = self._crowded
-        stall_after = cfg.health.stall_after
         self.source = ConsumerLoop("source", self.clients["source consumer"],
                                    self.dispatcher.submit,
                                    kafka.consumer, self._pending, self._high_water,
@@ -130,7 +137,7 @@ class Daemon:
                  topics=list(kafka.topics), group=kafka.group_id,
                  group_instance_id=kafka.group_instance_id,
                  retry_tiers=list(self.parking.tiers),
-                 health=f"{listen.rpartition(':')[0]}:{self.health.port}")
+                 health=str(HostPort(f"[{self.health.host}]:{self.health.port}")))
         self.notifier.ready(self._status())
 
     def _stalls_changed(self) -> None:
@@ -282,9 +289,10 @@ class Daemon:
                            self._stalls())
 
     def _stalls(self) -> list[Problem]:
-        found = [p for loop in (self.source, self.retries) if loop is not None
-                 for p in loop.watch.stalls()]
-        return sorted(found, key=lambda p: p.since)
+        watches = [loop.watch for loop in (self.source, self.retries) if loop is not None]
+        if self.writes is not None:
+            watches.append(self.writes.watch)
+        return sorted((p for watch in watches for p in watch.stalls()), key=lambda p: p.since)
 
     def current(self) -> Runtime | None:
         """The config in force, None before startup (/metrics asks any time)."""

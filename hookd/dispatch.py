@@ -20,6 +20,7 @@ from hookd.hookstats import HookStat, HookStats
 from hookd.inflight import Done, InFlight, Work
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.kafka.parking import ParkingLot, read_parked
+from hookd.kafka.writes import WriteWatch
 from hookd.logs import Lines
 from hookd.loops import RunningLoop
 from hookd.redact import Redactor
@@ -46,6 +47,7 @@ class Dispatcher:
     stats: HookStats = field(default_factory=HookStats)  # per hook: `hookd status`, /metrics
     counters: Counters = field(init=False)  # the totals: records, and the sums of `stats`
     timed: bool = True  # each attempt's duration and status class into `stats` (/metrics)
+    writes: WriteWatch | None = None  # parked and dead-letter writes that keep failing
     _work_of: InFlight = field(default_factory=InFlight)  # the records' work, by partition
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
@@ -59,7 +61,8 @@ class Dispatcher:
     def __post_init__(self) -> None:
         self._attempts = Attempts(self.sender, self.tokens, self.stats, self.timed)
         self.counters = Counters(self.stats)
-        self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking)
+        self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
+                                self.writes)
 
     @property
     def pending(self) -> int:

@@ -15,7 +15,8 @@ from hookd.delivery.attempts import Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome
 from hookd.hookstats import HookStat, HookStats
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
-from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark, until_acked
+from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark
+from hookd.kafka.writes import WriteWatch, until_acked
 from hookd.redact import Redactor
 
 log = structlog.get_logger("hookd.dispatch")
@@ -60,6 +61,7 @@ class Endings:
     redactor: Callable[[], Redactor]
     counters: Counters  # its `stats`: per hook, where each ending is counted
     parking: ParkingLot | None = None  # None: every retry waits in memory
+    writes: WriteWatch | None = None  # where writes that keep failing are told (readiness)
 
     def parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
         lot = self.parking
@@ -110,7 +112,8 @@ class Endings:
         assert lot is not None
         parked, delay = self.parked(job, outcome, delay)
         try:
-            topic = await until_acked(lambda: lot.park(parked, delay), "park")
+            topic = await until_acked(lambda: lot.park(parked, delay), "park",
+                                      lot.topic_for(delay), self.writes)
         except TooLargeToPark as exc:
             return await self.fail(job, replace(outcome, message=f"{outcome.message} "
                                                  f"(not parked: {exc})"))
@@ -136,7 +139,9 @@ class Endings:
                     topic=meta.topic, partition=meta.partition, offset=meta.offset)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter")
+        topic = getattr(self.dead_letters, "topic", "the dead-letter topic")  # a test's sink
+        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter", topic,
+                          self.writes)
 
     async def bad_record(self, letter: DeadLetter) -> None:
         """A record that belongs to no hook (undecodable, or an unreadable retry record)."""

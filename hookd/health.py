@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from hookd.config import host_port
 from hookd.hookview import hook_states
 from hookd.kafka.stalls import Problem, summary
 from hookd.logs import REDACTOR
@@ -36,8 +37,8 @@ class HealthServer:
     consumer holds an assignment, else 503. Both carry the same state document."""
 
     def __init__(self, listen: str, state: StateFn, metrics: MetricsFn | None = None) -> None:
-        host, _, port = listen.rpartition(":")
-        self.host, self.port = host.strip("[]"), int(port)
+        parsed = host_port(listen)  # health.listen comes parsed by the config model
+        self.host, self.port = parsed.host, parsed.port
         self.state = state
         self.metrics = metrics  # None: no /metrics
         self._runner: web.AppRunner | None = None

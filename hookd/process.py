@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from hookd.config import HostPort
 from hookd.daemon import Daemon
 
 
@@ -20,7 +21,7 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def run_daemon(config_path: str, health_listen: str | None = None) -> int:
+def run_daemon(config_path: str, health_listen: HostPort | None = None) -> int:
     tune_gc()
     daemon = Daemon(config_path, health_listen=health_listen)
     try:

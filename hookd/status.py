@@ -13,14 +13,14 @@ from typing import Any, TextIO
 
 import yaml
 
-from hookd.config import host_port
+from hookd.config import HealthConfig, HostPort, host_port
 
-DEFAULT_LISTEN = "127.0.0.1:8081"  # HealthConfig's default
+DEFAULT_LISTEN = HealthConfig().listen
 COLUMNS = ("ID", "EVENT", "REQUEST", "STATE", "DELIVERED", "DEAD-LETTERED", "RETRYING",
            "LAST ERROR")
 
 
-def listen_of(config_path: str) -> str:
+def listen_of(config_path: str) -> HostPort:
     """health.listen of a main config file, read alone: the rest (secrets, hooks) need not
     be readable by whoever asks for the status."""
     data = yaml.safe_load(Path(config_path).read_text()) or {}
@@ -31,10 +31,9 @@ def listen_of(config_path: str) -> str:
 
 def url_of(listen: str) -> str:
     """http://HOST:PORT/readyz; a wildcard address is asked on the loopback."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}/readyz"
+    parsed = host_port(listen)
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(parsed.host, parsed.host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{parsed.port}/readyz"
 
 
 def fetch(listen: str, timeout: float = 5.0) -> dict[str, Any]:

@@ -28,12 +28,12 @@ from hookd.config.service import (
     RetryConfig,
     SecurityConfig,
 )
-from hookd.config.types import Duration, Model, host_port, parse_rate
+from hookd.config.types import Duration, HostPort, Model, Rate, host_port, parse_rate
 
 __all__ = [
     "ApiKeyAuth", "Auth", "BasicAuth", "BearerAuth", "BreakerConfig", "Config",
     "ConsumerTuning", "DeliveryConfig", "Duration", "EventsConfig", "HealthConfig",
-    "HookConfig", "HookRetry", "HooksFile", "KafkaConfig", "LoggingConfig", "Model",
-    "OAuth2Auth", "RequestConfig", "RetryConfig", "SecurityConfig", "SigningConfig",
+    "HookConfig", "HookRetry", "HooksFile", "HostPort", "KafkaConfig", "LoggingConfig", "Model",
+    "OAuth2Auth", "Rate", "RequestConfig", "RetryConfig", "SecurityConfig", "SigningConfig",
     "TlsConfig", "host_port", "parse_rate", "signing_key",
 ]

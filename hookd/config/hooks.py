@@ -19,8 +19,8 @@ from hookd.config.types import (
     Duration,
     Model,
     NonEmptyStr,
+    RateLimit,
     as_list,
-    parse_rate,
 )
 
 
@@ -147,14 +147,7 @@ class HookConfig(Model):
     tls: TlsConfig | None = None
     signing: SigningConfig | None = None
     retry: HookRetry | None = None
-    rate_limit: str | None = None
-
-    @field_validator("rate_limit")
-    @classmethod
-    def _rate(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_rate(value)
-        return value
+    rate_limit: RateLimit | None = None  # parsed once: limit per period
 
 
 class HooksFile(Model):

@@ -17,10 +17,10 @@ from hookd.config.durations import parse_duration
 from hookd.config.types import (
     DEFAULT_SCHEDULE,
     Duration,
+    Listen,
     Model,
     NonEmptyStr,
     as_list,
-    host_port,
 )
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,243}")
@@ -34,6 +34,16 @@ class SecurityConfig(Model):
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+
+    @field_validator("sasl_mechanism")
+    @classmethod
+    def _supported(cls, value: str | None) -> str | None:
+        """Named in the schema, so that the refusal says why rather than "not one of"."""
+        if value == "OAUTHBEARER":
+            raise ValueError("OAUTHBEARER is not supported: hookd has no OAuth token provider "
+                             "for Kafka (aiokafka's sasl_oauth_token_provider); use PLAIN, "
+                             "SCRAM-SHA-256 or SCRAM-SHA-512")
+        return value
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> SecurityConfig:
@@ -162,16 +172,11 @@ class MetricsConfig(Model):
 
 
 class HealthConfig(Model):
-    listen: str = "127.0.0.1:8081"
+    listen: Listen = Field(default="127.0.0.1:8081", validate_default=True)
     metrics: MetricsConfig = MetricsConfig()
     # a consumer that cannot fetch, read a partition's records or commit for this long is
     # stalled: /readyz answers 503 with the reason, and the log says it at error level
     stall_after: Duration = Field(default=30.0, gt=0)
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        return host_port(value)
 
 
 class LoggingConfig(Model):

@@ -10,6 +10,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     WithJsonSchema,
 )
 
@@ -48,12 +50,39 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def host_port(value: str) -> str:
-    """`value` if it is HOST:PORT (the health endpoint's address), else ValueError."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    return value
+class HostPort(str):
+    """HOST:PORT as written (the health endpoint's address) and, split once when the config
+    is loaded, its `host` (an IPv6 address without its brackets) and `port`."""
+
+    host: str
+    port: int
+
+    def __new__(cls, value: str) -> HostPort:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        self = super().__new__(cls, value)
+        self.host, self.port = host.strip("[]"), int(port)
+        return self
+
+
+def host_port(value: str) -> HostPort:
+    """`value` parsed if it is HOST:PORT, else ValueError."""
+    return value if isinstance(value, HostPort) else HostPort(value)
+
+
+class Rate(str):
+    """A rate limit as written (`50/s`) and, parsed once when the config is loaded,
+    `limit` requests per `period` seconds."""
+
+    limit: float
+    period: float
+
+    def __new__(cls, text: str) -> Rate:
+        limit, period = parse_rate(text)
+        self = super().__new__(cls, text)
+        self.limit, self.period = limit, period
+        return self
 
 
 def parse_rate(text: str) -> tuple[float, float]:
@@ -62,3 +91,21 @@ def parse_rate(text: str) -> tuple[float, float]:
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"invalid rate {text!r} (expected e.g. 50/s, 600/m)")
     return float(m.group(1)), {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
+
+
+def _parsed(kind: type[str], what: str) -> PlainValidator:
+    def validate(value: object) -> str:
+        if isinstance(value, kind):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"expected {what} as a string, got {type(value).__name__}")
+        return kind(value)
+    return PlainValidator(validate)
+
+
+# parsed by the model, once: the hot path and the health server read the parts
+_AS_WRITTEN = PlainSerializer(str, return_type=str)
+Listen = Annotated[HostPort, _parsed(HostPort, "HOST:PORT"), _AS_WRITTEN, WithJsonSchema(
+    {"type": "string", "description": "HOST:PORT, e.g. 127.0.0.1:8081"})]
+RateLimit = Annotated[Rate, _parsed(Rate, "a rate"), _AS_WRITTEN, WithJsonSchema(
+    {"type": "string", "pattern": RATE.pattern, "description": "e.g. 50/s, 600/m"})]

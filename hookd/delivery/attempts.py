@@ -8,7 +8,7 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-from hookd.config import OAuth2Auth, parse_rate
+from hookd.config import OAuth2Auth, Rate
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure
 from hookd.delivery.sender import Sender
 from hookd.errors import BlockedDestination
@@ -59,7 +59,7 @@ class Attempts:
     # /metrics on); each failed one is its hook's last error
     stats: HookStats | None = None
     timed: bool = True
-    _limiters: dict[str, tuple[str, AsyncLimiter]] = field(default_factory=dict)
+    _limiters: dict[str, tuple[Rate, AsyncLimiter]] = field(default_factory=dict)
 
     def plain(self, hook: CompiledHook) -> bool:
         """No rate limit and no OAuth2 token to wait for: the caller may send through the
@@ -126,10 +126,10 @@ class Attempts:
         return outcome
 
     async def _rate(self, hook: CompiledHook) -> None:
-        rate = hook.config.rate_limit
+        rate = hook.config.rate_limit  # parsed by the config model, once
         assert rate is not None
         current = self._limiters.get(hook.id)
-        if current is None or current[0] != rate:
-            count, period = parse_rate(rate)
-            current = self._limiters[hook.id] = (rate, AsyncLimiter(count, period))
+        # the same config: the same object; after a reload an equal rate keeps its limiter
+        if current is None or (current[0] is not rate and current[0] != rate):
+            current = self._limiters[hook.id] = (rate, AsyncLimiter(rate.limit, rate.period))
         await current[1].acquire()

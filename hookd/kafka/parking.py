@@ -19,24 +19,23 @@ import base64
 import bisect
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import structlog
 
 from hookd.config.durations import format_duration
-from hookd.errors import HookdError
 from hookd.events.decode import Event, Meta
 from hookd.kafka import topics
+from hookd.kafka.writes import Unwritable, WriteWatch, until_acked
 from hookd.loops import RunningLoop
 
 log = structlog.get_logger("hookd.kafka.parking")
 FORMAT = 1  # a record holds one delivery
 FORMAT_GROUP = 2  # a record holds deliveries of one hook parked unsent together
 GROUP_BYTES = 256 * 1024  # a group's record is closed at about this size
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,20 +84,6 @@ def read_parked(value: bytes | None) -> list[Parked]:
     if doc["v"] == FORMAT:
         return [Parked.of(hook, doc, due_at, error)]
     return [Parked.of(hook, entry, due_at, error) for entry in doc["parked"]]
-
-
-async def until_acked(produce: Callable[[], Awaitable[T]], what: str) -> T:
-    """Retry until the broker acks: the source offset must not move before that."""
-    delay = 0.5
-    while True:
-        try:
-            return await produce()
-        except TooLargeToPark:
-            raise  # no retry makes it fit
-        except Exception as exc:  # any broker trouble: keep trying, the offset waits
-            log.error(f"{what} publish failed, retrying", error=str(exc), retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 class _Group:
@@ -153,16 +138,19 @@ def _tier_at(tiers: list[float], delay: float) -> int:
     return at - 1 if at else 0
 
 
-class TooLargeToPark(HookdError):
+class TooLargeToPark(Unwritable):
     """The delivery cannot be written to a retry topic (too big, or not serializable)."""
 
 
 class ParkingLot:
-    """Writes parked deliveries (acks=all) and creates the tier topics."""
+    """Writes parked deliveries (acks=all) and creates the tier topics. `writes`: where
+    writes that keep failing are told (readiness), None: nowhere."""
 
     def __init__(self, producer: Any, admin: Any, prefix: str, partitions: int,
-                 replication: int = 3, max_bytes: int = 1 << 20, linger: float = 0.002) -> None:
+                 replication: int = 3, max_bytes: int = 1 << 20, linger: float = 0.002,
+                 writes: WriteWatch | None = None) -> None:
         self.producer, self.admin, self.max_bytes = producer, admin, max_bytes
+        self.writes = writes
         self.prefix, self.partitions, self.replication = prefix, partitions, replication
         self.linger = linger
         self.group_bytes = min(GROUP_BYTES, max_bytes // 2)
@@ -280,7 +268,7 @@ class ParkingLot:
                    ("hookd-deliveries", str(len(group.entries)).encode())]
         try:
             await until_acked(lambda: self.producer.send_and_wait(
-                group.topic, value, key=key, headers=headers), "park")
+                group.topic, value, key=key, headers=headers), "park", group.topic, self.writes)
         except BaseException:
             group.future.cancel()
             raise

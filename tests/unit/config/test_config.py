@@ -520,6 +520,19 @@ INVALID = [
         """, [Exp(2, "kafka.security", "protocol SASL_SSL needs sasl_mechanism")],
          "sasl-without-mechanism"),
     case("""
+        kafka:
+          security:
+            protocol: SASL_SSL
+            sasl_mechanism: OAUTHBEARER
+        """, [Exp(4, "kafka.security.sasl_mechanism",
+                  "OAUTHBEARER is not supported: hookd has no OAuth token provider for Kafka "
+                  "(aiokafka's sasl_oauth_token_provider); use PLAIN, SCRAM-SHA-256 or "
+                  "SCRAM-SHA-512")], "sasl-oauthbearer"),
+    case("""
+        health: {listen: 8081}
+        """, [Exp(1, "health.listen", "expected HOST:PORT as a string, got int")],
+         "health-listen-not-a-string"),
+    case("""
         health: {listen: "8081"}
         """, [Exp(1, "health.listen", "expected HOST:PORT, got '8081'")], "bad-health-listen"),
     case("""
@@ -752,7 +765,17 @@ def test_sample_config_loads() -> None:
     assert by_id["ivr-journey"].timeout == 10.0
     assert by_id["call-reporting-prod"].signer is not None
     assert len(by_id["call-reporting-prod"].signer.keys) == 2
-    assert runtime.config.hooks[9].rate_limit == "20/s"
+    rate = runtime.config.hooks[9].rate_limit
+    assert rate == "20/s" and (rate.limit, rate.period) == (20.0, 1.0)  # parsed at load
+
+
+@pytest.mark.parametrize(("listen", "host", "port"), [
+    ("127.0.0.1:8081", "127.0.0.1", 8081), ("[::1]:9100", "::1", 9100),
+    ("0.0.0.0:0", "0.0.0.0", 0)])
+def test_health_listen_is_parsed_once_at_load(listen: str, host: str, port: int) -> None:
+    parsed = Config.model_validate({"health": {"listen": listen}}).health.listen
+    assert (parsed, parsed.host, parsed.port) == (listen, host, port)
+    assert Config.model_validate({}).health.listen.port == 8081  # the default, parsed too
 
 
 def test_env_file_and_cred_secrets_are_substituted(write_config: WriteConfig) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import structlog
 
-from hookd.config import OAuth2Auth
+from hookd.config import OAuth2Auth, Rate
 from hookd.delivery.attempts import Attempts, Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
 from hookd.errors import BlockedDestination
@@ -342,7 +342,7 @@ async def test_a_changed_rate_replaces_the_hooks_limiter(
     for n in (1, 2):  # the 2/h limiter is full
         await attempts.attempt(job, hook, request, n, line_for(request))
     old = attempts._limiters["limited"][1]
-    reloaded = replace(hook, config=hook.config.model_copy(update={"rate_limit": "5/h"}))
+    reloaded = replace(hook, config=hook.config.model_copy(update={"rate_limit": Rate("5/h")}))
     # under the old limiter this attempt would wait half an hour: the timeout only keeps
     # such a failure from hanging the run
     outcome = await asyncio.wait_for(
