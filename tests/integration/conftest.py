@@ -1,6 +1,7 @@
-"""Fixtures for integration tests against a real Kafka-protocol broker (tansu).
+"""Fixtures for integration tests against a real broker: Apache Kafka (KRaft, from its
+jars; see hookd/dev/kafka.py) by default, tansu with ``HOOKD_TEST_BROKER=tansu``.
 
-* ``broker``: one ``TansuBroker`` for the whole session (a sync fixture, so it is not
+* ``broker``: one ``Broker`` for the whole session (a sync fixture, so it is not
   bound to any asyncio loop).  If the broker binary is missing or the broker does not
   come up, the fixture errors loudly; nothing is skipped.
 * ``topic``: a unique, freshly created 4-partition topic per test.
@@ -8,9 +9,9 @@
 Every test collected under ``tests/integration`` gets the ``integration`` marker, so
 ``pytest -m "not integration"`` runs the unit tests only.
 
-Tests that ``restart()``/``kill()`` the shared broker must leave it running and
-remember that it comes back empty (memory storage); prefer a private ``TansuBroker``
-for such tests (see ``test_broker_smoke.py``).
+Tests that ``restart()``/``kill()`` the shared broker must leave it running; tansu comes
+back empty (memory storage), Apache Kafka with its data. Prefer a private ``Broker`` for
+such tests (see ``test_broker_faults.py``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from tests.integration.broker import TansuBroker, create_topic
+from tests.integration.broker import BROKER, Broker, create_topic
 from tests.integration.receiver import Receiver
 
 _HERE = Path(__file__).resolve().parent
@@ -44,16 +46,16 @@ def pytest_runtest_makereport(
     report = yield
     funcargs = getattr(item, "funcargs", {})
     instance = funcargs.get("broker")
-    if report.failed and isinstance(instance, TansuBroker):
-        report.sections.append(("tansu log (tail)", instance.log_tail(30)))
+    if report.failed and isinstance(instance, Broker):
+        report.sections.append((f"{BROKER} log (tail)", instance.log_tail(30)))
     return report
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
-    """A running tansu broker shared by the session; its log is kept under pytest's
-    basetemp (``.../tansu0/tansu.log``) for post-mortems."""
-    instance = TansuBroker(tmp_path_factory.mktemp("tansu"))
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running broker shared by the session; its log is kept under pytest's basetemp
+    (``.../kafka0/node1/kafka.log`` or ``.../tansu0/tansu.log``) for post-mortems."""
+    instance = Broker(tmp_path_factory.mktemp(BROKER))
     instance.start()
     try:
         yield instance
@@ -62,7 +64,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 
 
 @pytest.fixture
-def bootstrap(broker: TansuBroker) -> str:
+def bootstrap(broker: Any) -> str:
     """``bootstrap_servers`` of the session broker, restarting it if a test killed it."""
     if not broker.running:
         broker.start()
@@ -84,3 +86,10 @@ async def receiver() -> AsyncIterator[Receiver]:
     rcv = await Receiver().start()
     yield rcv
     await rcv.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests.integration.broker import KAFKA_VERSION
+
+    which = f"Apache Kafka {KAFKA_VERSION} (KRaft)" if BROKER == "kafka" else "tansu"
+    return f"integration broker: {which} (HOOKD_TEST_BROKER={BROKER})"

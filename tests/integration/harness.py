@@ -33,10 +33,12 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def new_topic(bootstrap: str, partitions: int, prefix: str = "topic") -> str:
-    """A freshly created topic with a unique name starting with `prefix`."""
+async def new_topic(bootstrap: str, partitions: int, prefix: str = "topic",
+                    configs: dict[str, str] | None = None) -> str:
+    """A freshly created topic with a unique name starting with `prefix` (and topic
+    `configs`, e.g. ``{"max.message.bytes": ...}``)."""
     name = unique(prefix)
-    await create_topic(bootstrap, name, partitions)
+    await create_topic(bootstrap, name, partitions, configs=configs)
     return name
 
 

@@ -1,8 +1,11 @@
 """Broker faults: down at start, and gone then back mid-run. A private broker per test.
 
-The test broker keeps no data across its own restart (memory storage): topics, records
-and committed offsets are gone, so the test recreates the topic after the restart. A
-real Kafka keeps them; what this proves is that hookd reconnects and carries on.
+Apache Kafka keeps its topics, records and committed offsets across a restart; tansu
+(``BROKER=tansu``) comes back empty, so the topic is created again if missing. What this
+proves is that hookd reconnects and carries on. A broker that refuses the idempotent
+producer is tansu itself (Apache Kafka grants it): that test runs on tansu whatever the
+session's broker. The cluster faults (a leader killed, rolling restarts, a whole cluster
+down) are in test_cluster_faults.py.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.integration.broker import TansuBroker, create_topic
+from tests.integration.broker import Broker, TansuBroker, create_topic
 from tests.integration.harness import (
     DaemonProcess,
     free_port,
@@ -34,7 +37,7 @@ async def test_broker_down_at_start_hookd_waits_then_delivers(
     cfg = write_config(tmp_path, f"127.0.0.1:{port}", topic,
                        [hook("h", "Answered", receiver.url("/h"))], health_port=health)
     proc = DaemonProcess(cfg).start()
-    broker = TansuBroker(tmp_path / "tansu", port=port)  # the daemon already knows the port
+    broker = Broker(tmp_path / "broker", port=port)  # the daemon already knows the port
     try:
         async with asyncio.timeout(20):  # health answers while Kafka is unreachable
             while True:
@@ -59,7 +62,7 @@ async def test_broker_down_at_start_hookd_waits_then_delivers(
 
 async def test_broker_restart_mid_run_hookd_reconnects(
         receiver: Receiver, tmp_path: Path) -> None:
-    broker = TansuBroker(tmp_path / "tansu")
+    broker = Broker(tmp_path / "broker")
     await asyncio.to_thread(broker.start)
     health = free_port()
     topic = unique("bounce")
@@ -71,8 +74,8 @@ async def test_broker_restart_mid_run_hookd_reconnects(
         await wait_process_ready(health, timeout=60)
         await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "before"})])
         await receiver.wait_for(1, "/h")
-        await asyncio.to_thread(broker.restart)  # comes back empty: recreate the topic
-        await create_topic(broker.bootstrap, topic, 2)
+        await asyncio.to_thread(broker.restart)  # tansu comes back empty: the topic again
+        await create_topic(broker.bootstrap, topic, 2, exist_ok=True)
         assert proc.proc is not None and proc.proc.poll() is None
         for i in range(60):  # keep producing until the reconnected consumer picks one up
             await produce(broker.bootstrap, topic,
@@ -92,7 +95,8 @@ async def test_broker_restart_mid_run_hookd_reconnects(
 async def test_an_idempotent_producer_the_broker_refuses_is_named_and_retried(
         receiver: Receiver, tmp_path: Path) -> None:
     """tansu has no idempotent producer (BROKER_NOTES point 1): with `kafka.idempotence`
-    on, hookd says which client the broker refused and why, stays unready, and stops."""
+    on, hookd says which client the broker refused and why, stays unready, and stops.
+    (On tansu whatever the session's broker: Apache Kafka grants the idempotent producer.)"""
     broker = TansuBroker(tmp_path / "tansu")
     await asyncio.to_thread(broker.start)
     health = free_port()

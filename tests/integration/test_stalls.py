@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.integration.broker import TansuBroker, create_topic
+from tests.integration.broker import Broker, create_topic
 from tests.integration.harness import (
     DaemonProcess,
     committed,
@@ -108,7 +108,7 @@ async def test_a_partition_in_a_codec_hookd_cannot_read_stalls_alone_and_recover
 
 async def test_a_broker_that_is_gone_makes_readyz_say_stalled_until_it_is_back(
         receiver: Receiver, tmp_path: Path) -> None:
-    broker = TansuBroker(tmp_path / "tansu")
+    broker = Broker(tmp_path / "broker")
     await asyncio.to_thread(broker.start)
     health = free_port()
     topic = unique("gone")
@@ -132,8 +132,8 @@ async def test_a_broker_that_is_gone_makes_readyz_say_stalled_until_it_is_back(
         stalled_lines = [line for line in proc.lines() if line.get("msg") == "consumer stalled"]
         assert stalled_lines and stalled_lines[0]["level"] == "error", stalled_lines
 
-        await asyncio.to_thread(broker.start)  # back, empty (memory storage)
-        await create_topic(broker.bootstrap, topic, 2)
+        await asyncio.to_thread(broker.start)  # back (tansu: empty, memory storage)
+        await create_topic(broker.bootstrap, topic, 2, exist_ok=True)
         for i in range(60):  # until the reconnected consumer picks one up
             await _send(broker.bootstrap, topic, 0, [f"after-{i}"])
             try:
