@@ -4,7 +4,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test unit integration chaos lint typecheck demo bench cpu check clean
+.PHONY: test unit integration chaos lint typecheck demo bench cpu check clean broker
+
+## BROKER: what the integration tests run on: kafka (Apache Kafka, KRaft, from its pinned
+## jars; needs Java 17+ and, once, Maven) or tansu (the demo's broker: Python only)
+BROKER  ?= kafka
+export HOOKD_TEST_BROKER := $(BROKER)
 
 BENCH_STAMP := $(VENV)/.installed-bench
 DURATION ?= 60
@@ -16,19 +21,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## make broker: Java checked, Apache Kafka's pinned jars fetched once (Maven) and checked
+## into ~/.cache/hookd/kafka; stops at once, saying what to install, when they cannot be
+broker: $(STAMP)
+ifeq ($(BROKER),kafka)
+	$(BIN)/python -m hookd.dev.kafka --check
+endif
+
 ## make test: lint, type-check, then every test (unit + integration against a real broker)
-test: $(STAMP) lint typecheck
+test: $(STAMP) broker lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) broker
 	$(BIN)/pytest -q tests/integration
 
 ## make chaos: many kill -9 rounds under steady load (make test runs 3); prints lost/duplicates
 CHAOS_ROUNDS ?= 12
-chaos: $(STAMP)
+chaos: $(STAMP) broker
 	HOOKD_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/pytest -q -s tests/integration/test_chaos.py
 
 ## make lint / make typecheck: ruff, and mypy --strict (pyproject's packages, then bench/)

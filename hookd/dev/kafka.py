@@ -12,6 +12,7 @@ Extra listeners (SASL_SSL, SSL) and broker settings are passed in; SCRAM users a
 format time. Settings that keep a one-core test fast are the defaults (see ``_BASE``).
 
     python -m hookd.dev.kafka [--nodes N] [--topic NAME[:PARTITIONS]]...   # until Ctrl-C
+    python -m hookd.dev.kafka --check   # Java 17+ here? the pinned jars fetched and checked
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from types import TracebackType
 from typing import IO, Any, Final
 
 from hookd.dev.admin import create_topic
-from hookd.dev.kafkajars import KAFKA_VERSION, ensure_jars
+from hookd.dev.kafkajars import KAFKA_VERSION, KafkaJarsError, ensure_jars
 from hookd.dev.probe import metadata_probe
 from hookd.dev.process import HOST, BrokerStartError, free_port, parent_death_signal
 
@@ -91,6 +92,23 @@ def java_binary() -> str:
         "Java 17 or newer is needed to run Apache Kafka for the tests (Debian: apt-get "
         "install openjdk-17-jre-headless), or run them on the demo broker: make test "
         "BROKER=tansu")
+
+
+def java_problem() -> str | None:
+    """Why Apache Kafka cannot run here (no Java, or one older than 17), or None."""
+    try:
+        java = java_binary()
+    except FileNotFoundError as exc:
+        return str(exc)
+    done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    words = (done.stderr + done.stdout).split('"')
+    version = words[1] if len(words) > 1 else "?"
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) < 17:
+        return (f"Apache Kafka {KAFKA_VERSION} needs Java 17 or newer; {java} is {version!r} "
+                "(set JAVA_HOME to a newer one), or run on the demo broker: make test "
+                "BROKER=tansu")
+    return None
 
 
 class KafkaNode:
@@ -414,7 +432,21 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run Apache Kafka on loopback until Ctrl-C.")
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--topic", action="append", default=[], metavar="NAME[:PARTITIONS]")
+    parser.add_argument("--check", action="store_true",
+                        help="only check Java and fetch the pinned jars (what make test does)")
     args = parser.parse_args(argv)
+    if args.check:
+        if problem := java_problem():
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
+        try:
+            libs = ensure_jars()
+        except KafkaJarsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"Apache Kafka {KAFKA_VERSION}: Java ok, {len(list(libs.glob('*.jar')))} pinned "
+              f"jars in {libs}")
+        return 0
     stop = False
 
     def on_signal(_sig: int, _frame: Any) -> None:
