@@ -42,6 +42,16 @@ def letter_to_parked(letter: dict[str, Any], key: bytes | None) -> Parked:
                   due_at=time.time(), error={"kind": "replay"})
 
 
+async def partitions_of(admin: Any, topic: str) -> set[int]:
+    """The partitions of `topic` (none when it does not exist), asked of the cluster. Not
+    of a consumer: its metadata holds only the topics it subscribed to (on Apache Kafka,
+    `consumer.partitions_for_topic` of an unassigned topic is None, and a replay would
+    find no letter)."""
+    described: list[dict[str, Any]] = await admin.describe_topics([topic])
+    return {int(p["partition"]) for t in described if t.get("error_code") == 0
+            for p in t.get("partitions") or []}
+
+
 async def replay(runtime: Runtime, hook_id: str | None, limit: int | None, dry_run: bool,
                  out: TextIO) -> ReplayReport:
     kafka = runtime.config.kafka
@@ -53,8 +63,7 @@ async def replay(runtime: Runtime, hook_id: str | None, limit: int | None, dry_r
     await producer.start()
     await admin.start()
     try:
-        await consumer.topics()  # fetches fresh metadata
-        parts = consumer.partitions_for_topic(kafka.dead_letter_topic) or set()
+        parts = await partitions_of(admin, kafka.dead_letter_topic)
         tps = [TopicPartition(kafka.dead_letter_topic, p) for p in sorted(parts)]
         if not tps:
             return report
