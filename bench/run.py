@@ -1,8 +1,9 @@
 # ruff: noqa: RUF001  (the multiplication and division signs in the table are meant)
 """`make bench`: hookd against the limit and against the hand-written loop, on loopback.
 
-One run, side by side, everything on 127.0.0.1 (a tansu broker, the receiver in its own
-process, hookd as a real process):
+One run, side by side, everything on 127.0.0.1 (Apache Kafka, one KRaft node from its pinned
+jars, or tansu with --broker tansu; the receiver in its own process, hookd as a real
+process):
 
 1. the limit: a plain aiohttp client POSTing the same requests (same bodies, headers,
    concurrency) to the same receiver;
@@ -18,7 +19,8 @@ process, hookd as a real process):
 7. one black-holed endpoint beside the healthy ones: the healthy throughput ratio;
 8. CPU per delivery (bench.cpu) ÷ the bare client's per request (bench.http_client);
 9. failover: 3 processes in one group under steady traffic, one SIGKILLed (9a) or stopped
-   with SIGTERM (9b): the longest produce → first delivery;
+   with SIGTERM (9b): the longest produce → first delivery; 9c: 3 static members, one
+   restarted at once: no rebalance, the longest produce → first delivery;
 10. scaling: deliveries/s with 1, 2 and 4 processes in one group on an 8-partition topic,
     as multiples of one process, beside the machine's core count.
 
@@ -74,6 +76,7 @@ from bench.common import (
 )
 from hookd.config.durations import parse_duration
 from hookd.dev.broker import DevBroker, create_topic, free_port
+from hookd.dev.kafka import BENCH_JVM, KAFKA_VERSION, KafkaCluster
 from hookd.dev.sim import Simulator
 from hookd.events.decode import decode_event, make_meta
 from hookd.runtime import load_config
@@ -133,8 +136,10 @@ class Bench:
         self.args = args
         self.workdir = workdir
         self.report = Report()
-        self.broker: DevBroker | ExternalBroker = (
-            ExternalBroker(args.bootstrap) if args.bootstrap else DevBroker(workdir / "broker"))
+        self.broker: DevBroker | KafkaCluster | ExternalBroker = (
+            ExternalBroker(args.bootstrap) if args.bootstrap
+            else DevBroker(workdir / "broker") if args.broker == "tansu"
+            else KafkaCluster(workdir / "broker", nodes=1, jvm_options=BENCH_JVM))
         # topics of their own per bench, should the broker outlive it (--bootstrap)
         self.prefix = f"bench.{time.strftime('%Y%m%d%H%M%S')}"
         self.rport = 0
@@ -146,9 +151,16 @@ class Bench:
         self.runs = 0  # topics made so far
         self._requests: Path | None = None  # the limit's requests, made once
 
+    @property
+    def broker_name(self) -> str:
+        if self.args.bootstrap:
+            return f"the broker at {self.args.bootstrap}"
+        return "tansu" if self.args.broker == "tansu" else f"Apache Kafka {KAFKA_VERSION}"
+
     # -- plumbing ------------------------------------------------------------------------------
     def start(self) -> None:
-        what = "the receiver" if self.args.bootstrap else "tansu and the receiver"
+        what = ("the receiver" if self.args.bootstrap
+                else f"{self.broker_name} and the receiver")
         log(f"starting {what} in {self.workdir}")
         self.broker.start()
         _, info = start_receiver(self.workdir, "--secret", WHSEC_A, "--secret", WHSEC_B,
@@ -517,6 +529,8 @@ class Bench:
                 self.cpu_ratio()
             elif name in ("failover", "failover-term"):  # row 9 alone
                 self.failover(signal.SIGKILL if name == "failover" else signal.SIGTERM)
+            elif name == "failover-static":  # row 9c alone
+                self.failover(signal.SIGTERM, static=True)
             elif name == "scaling":  # row 10 alone
                 self.scaling()
             elif name == "latency-blackhole":  # the healthy hooks' latency beside a dead one
@@ -537,6 +551,7 @@ class Bench:
         cpu = self.cpu_ratio()
         kill = self.failover(signal.SIGKILL)
         term = self.failover(signal.SIGTERM)
+        static = self.failover(signal.SIGTERM, static=True)
         scale = self.scaling()
 
         def paired(num: dict[str, Any], den: dict[str, Any]) -> list[float]:
@@ -603,6 +618,16 @@ class Bench:
                   f"timeout (heartbeat {fo['heartbeat_s']:g} s); p99 {fo['p99_ms']:.0f} ms; "
                   f"{fo['duplicates']} redelivered, "
                   f"{fo['delivered']:,} of {fo['expected']:,} first deliveries")
+        r.add(f"9c. failover: 3 static members (kafka.group_instance_id), one restarted "
+              f"(SIGTERM, started again at once) under {static['rate']:,.0f} ev/s: the longest "
+              "produce → first delivery, and the rebalances the others saw",
+              f"{static['max_s']:.1f} s, {static['rebalances']} rebalances",
+              "no rebalance, ≤ 2 s", static["max_s"] <= 2.0 and static["rebalances"] == 0,
+              f"back in {static['restart_s']:.1f} s (process start to ready); the restarted "
+              f"member's partitions {'the same' if static['same_partitions'] else 'CHANGED'}; "
+              f"session timeout {static['session_s']:g} s; p99 {static['p99_ms']:.0f} ms; "
+              f"{static['duplicates']} redelivered, "
+              f"{static['delivered']:,} of {static['expected']:,} first deliveries")
         by = scale["by_processes"]
         short = [f"{n} processes: only {min(v['short']):,} of {v['expected']:,} delivered"
                  for n, v in by.items() if v["short"]]
@@ -619,12 +644,16 @@ class Bench:
         return r
 
     def failover(self, sig: signal.Signals, rate: float = 200.0, seconds: float = 30.0,
-                 at: float = 8.0) -> dict[str, Any]:
+                 at: float = 8.0, static: bool = False) -> dict[str, Any]:
         """Row 9: three processes in one group under steady traffic; one of them gets `sig`
         `at` seconds in. The events of its partitions wait for the group to hand them on
         (a SIGKILL: the session timeout, then the rebalance; a SIGTERM: LeaveGroup, then
-        the rebalance): the longest produce → first delivery says how long."""
-        name = f"failover-{sig.name.lower()}"
+        the rebalance): the longest produce → first delivery says how long.
+
+        `static` (row 9c): each process a static member (its own kafka.group_instance_id);
+        the stopped one is started again at once, within the session timeout, so the group
+        should not rebalance: its partitions wait only for it to come back."""
+        name = f"failover-{sig.name.lower()}" + ("-static" if static else "")
         log(f"9. failover: 3 processes, one {sig.name} at {at:g} s of {seconds:g} s "
             f"at {rate:.0f} events/s")
         topic = self.fresh_topic(name)
@@ -640,19 +669,28 @@ class Bench:
         # rebalance, so the group's generation is past tansu's first (0), in which aiokafka
         # sends no LeaveGroup on a stop (a real Kafka starts at 1; BROKER_NOTES.md)
         ports = [health, free_port(), free_port()]
+        configs = [self.static_config(config, i) if static else config for i in range(3)]
         children = []
+        restart: dict[str, Any] = {}
+        counted = 0
         try:
             for i, port in enumerate(ports):
-                children.append(self.hookd(f"{name}.{i}", config, "--health-listen",
+                children.append(self.hookd(f"{name}.{i}", configs[i], "--health-listen",
                                            f"127.0.0.1:{port}"))
                 wait_ready(port, 60, children[-1])
             for port, one in zip(ports, children, strict=True):
                 wait_ready(port, 60, one)  # each holds partitions after the last rebalance
             time.sleep(session / 2)  # (and the group has settled)
+            self.settled(ports, children, PARTITIONS)
             self.reset()
             sim = self.produce(topic, int(rate * seconds), rate=rate, duration=seconds)
             time.sleep(at)
-            children[1].proc.send_signal(sig)
+            if static:
+                counted = sum(_assignments(one.log) for one in (children[0], children[2]))
+                children[1], restart = self.restart_member(children[1], configs[1], ports,
+                                                           f"{name}.1")
+            else:
+                children[1].proc.send_signal(sig)
             sim.proc.wait(seconds + 60)
             sim.stop()
             expected = 3 * int(rate * seconds)
@@ -668,13 +706,48 @@ class Bench:
         out = {"rate": rate, "session_s": session, "heartbeat_s": heartbeat,
                "max_s": lat[-1] if lat else float("nan"),
                "p99_ms": percentiles(lat)["p99_ms"] if lat else float("nan"),
-               "duplicates": st["duplicates"], "delivered": len(lat), "expected": expected}
+               "duplicates": st["duplicates"], "delivered": len(lat), "expected": expected,
+               **restart}
+        if static:
+            out["rebalances"] = sum(_assignments(one.log) for one in (children[0], children[2]))
+            out["rebalances"] -= counted
         self.report.raw[name] = out
         log(f"  longest produce → first delivery {out['max_s']:.1f} s "
             f"({out['max_s'] / session:.2f}x the {session:g} s session timeout, heartbeat "
             f"{heartbeat:g} s), "
             f"{out['duplicates']} redelivered, {len(lat)}/{expected} first deliveries")
         return out
+
+    @staticmethod
+    def static_config(config: Path, member: int) -> Path:
+        """A copy of `config` for static member `member` (its own group_instance_id)."""
+        data = yaml.safe_load(config.read_text())
+        data["kafka"]["group_instance_id"] = f"bench-member-{member}"
+        path = config.with_name(f"{config.stem}.static{member}{config.suffix}")
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def restart_member(self, child: Child, config: Path, ports: list[int],
+                       name: str) -> tuple[Child, dict[str, Any]]:
+        """Row 9c: SIGTERM a static member, start it again at once with the same config
+        (the same group_instance_id); how long it was gone, whether it got its partitions
+        back, and the others' assignments so far (any later one is a rebalance)."""
+        port = ports[1]
+        before = (http_json(f"http://127.0.0.1:{port}/readyz", timeout=2)[1] or {}).get(
+            "assigned_partitions") or []
+        started = time.monotonic()
+        child.stop(timeout=15)
+        again = self.hookd(f"{name}.again", config, "--health-listen", f"127.0.0.1:{port}")
+        wait_ready(port, 60, again)
+        after: list[Any] = []
+        deadline = time.monotonic() + 30
+        while not after and time.monotonic() < deadline:
+            after = (http_json(f"http://127.0.0.1:{port}/readyz", timeout=2)[1] or {}).get(
+                "assigned_partitions") or []
+            time.sleep(0.05)
+        took = time.monotonic() - started
+        log(f"  static member back in {took:.1f} s with {after} (before: {before})")
+        return again, {"restart_s": took, "same_partitions": sorted(before) == sorted(after)}
 
     def settled(self, ports: list[int], children: list[Child], partitions: int,
                 timeout: float = 90.0) -> None:
@@ -823,6 +896,17 @@ def _spread(run: dict[str, Any]) -> str:
     """The fastest run is shown; this says how the others went."""
     rates = run["runs"]
     return f"fastest of {len(rates)}, slowest {min(rates):,}" if len(rates) > 1 else ""
+
+
+def _assignments(log_path: Path | None) -> int:
+    """How many times a hookd process logged a source assignment (each after a rebalance)."""
+    if log_path is None or not log_path.exists():
+        return 0
+    count = 0
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"partitions assigned"' in line and '"consumer":"source"' in line:
+            count += 1
+    return count
 
 
 def _ratio(num: float, den: float) -> float:
@@ -996,6 +1080,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="py-spy hookd during one throughput run (default e2e; or hooks1000, "
                         "blackhole): bench/results/profile.txt")
     p.add_argument("--src", help="run hookd from this source tree (e.g. with a proposal)")
+    p.add_argument("--broker", choices=("kafka", "tansu"), default="kafka",
+                   help="the broker the bench starts: Apache Kafka (KRaft, one node; default) "
+                        "or tansu (Python only)")
     p.add_argument("--bootstrap", metavar="HOST:PORT",
                    help="use this broker instead of starting tansu (it gets topics named "
                         "bench.<time>.*, with one replica)")
@@ -1011,7 +1098,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-metrics", action="store_true",
                    help="hookd with health.metrics.enabled: false (what /metrics costs)")
     p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,floor,"
-                   "latency_x2,hooks1000,blackhole,cpu,failover,failover-term,scaling (prints the "
+                   "latency_x2,hooks1000,blackhole,cpu,failover,failover-term,failover-static,"
+                   "scaling (prints the "
                    "figures; writes no results)")
     args = p.parse_args(argv)
     if args.quick:
