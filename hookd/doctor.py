@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaConnectionError, for_code
 
 from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
 from hookd.errors import BlockedDestination
+from hookd.kafka import topics
 from hookd.kafka.clients import make_admin
 from hookd.kafka.parking import tier_topic
 from hookd.redact import Redactor
@@ -113,12 +114,21 @@ class Doctor:
                 note(False, f"source topic {topic}: does not exist")
         for group in (kafka.group_id, f"{kafka.group_id}.retry"):
             note(*await self._group(group))
+        delays = {tier_topic(kafka.retry_topic_prefix, t): t for t in tiers_of(self.runtime)}
         own = [("dead-letter topic", kafka.dead_letter_topic)] + [
-            ("retry topic", tier_topic(kafka.retry_topic_prefix, t))
-            for t in tiers_of(self.runtime)]
+            ("retry topic", topic) for topic in delays]
+        configs = await self._retention([t for t in delays if t in partitions])
         for kind, topic in own:
-            if topic in partitions:
-                note(True, f"{kind} {topic}: {partitions[topic]} partition(s)")
+            problem = (topics.retention_problem(configs[topic], delays[topic])
+                       if topic in configs else None)
+            if problem is not None:
+                note(False, f"{kind} {topic}: could drop a parked delivery before it is due: "
+                            f"{problem}; set cleanup.policy=delete and retention.ms to at "
+                            f"least {int(2 * delays[topic] * 1000)} (kafka-configs.sh --alter)")
+            elif topic in partitions:
+                note(True, f"{kind} {topic}: {partitions[topic]} partition(s)"
+                           + (f", retention {configs[topic].get('retention.ms')} ms"
+                              if topic in configs else ""))
             elif kafka.retry_replication > nodes:
                 note(False, f"{kind} {topic}: does not exist, and cannot be created with "
                             f"replication {kafka.retry_replication} on {nodes} broker(s) "
@@ -127,6 +137,17 @@ class Doctor:
                 note(True, f"{kind} {topic}: does not exist, hookd creates it at start "
                            f"({kafka.retry_partitions} partition(s), replication "
                            f"{kafka.retry_replication})")
+
+    async def _retention(self, names: list[str]) -> dict[str, dict[str, str]]:
+        """The retry topics' retention settings; none when the cluster will not say (no
+        DESCRIBE_CONFIGS permission): that is not a reason to fail the check."""
+        if not names:
+            return {}
+        try:
+            return await _bounded(topics.topic_configs(self.admin, names), self.timeout)
+        except Exception as exc:
+            logging.getLogger("hookd.doctor").debug("describe_configs failed: %s", exc)
+            return {}
 
     async def _group(self, group: str) -> tuple[bool, str]:
         try:

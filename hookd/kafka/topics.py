@@ -41,6 +41,24 @@ def retry_topic_configs(delay: float) -> dict[str, str]:
     return {"cleanup.policy": "delete", "retention.ms": str(keep_ms)}
 
 
+async def topic_configs(admin: Any, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The retention settings (cleanup.policy, retention.ms, retention.bytes) in force for
+    each existing topic of `names`, as the cluster reports them (its defaults included)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    wanted = dict.fromkeys(("cleanup.policy", "retention.ms", "retention.bytes"))
+    answers = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n, dict(wanted)) for n in names])
+    found: dict[str, dict[str, str]] = {}
+    for answer in answers:
+        for resource in answer.to_object()["resources"]:
+            if resource["error_code"] == 0:
+                found[str(resource["resource_name"])] = {
+                    str(e["config_names"]): str(e["config_value"])
+                    for e in resource["config_entries"]}
+    return found
+
+
 def retention_problem(configs: Mapping[str, str], delay: float) -> str | None:
     """Why a retry topic with these configs could drop a record parked for `delay`
     seconds before it is due (None: it cannot)."""

@@ -24,7 +24,8 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from hookd.kafka.parking import read_parked
-from tests.integration.broker import TansuBroker
+from hookd.kafka.topics import topic_configs
+from tests.integration.broker import Broker, create_topic
 from tests.integration.harness import (
     hook,
     new_topic,
@@ -208,7 +209,7 @@ async def test_check_connect_names_what_is_missing_or_refused(
 
 
 async def test_check_connect_with_the_broker_stopped(tmp_path: Path) -> None:
-    private = TansuBroker(tmp_path / "tansu").start()
+    private = Broker(tmp_path / "broker").start()
     try:
         address = private.bootstrap
         topic = await new_topic(address, 1, "gone")
@@ -222,3 +223,35 @@ async def test_check_connect_with_the_broker_stopped(tmp_path: Path) -> None:
     assert len(fails) == 1 and out.splitlines()[-1] == fails[0]
     assert fails[0].startswith(f"FAIL  kafka {address}: not reachable (PLAINTEXT, timeout 2s): ")
     assert took < 10
+
+
+async def test_retry_topics_keep_what_they_hold_and_check_names_one_that_could_not(
+        bootstrap: str, receiver: Receiver, tmp_path: Path) -> None:
+    """The retry topics hookd creates keep their records at least twice their delay and
+    never less than a week, compaction off; `check --connect` fails a retry topic made by
+    hand whose retention is shorter than that."""
+    topic = await new_topic(bootstrap, 2, "ret")
+    cfg = _config(tmp_path, bootstrap, topic, [hook("x", "Answered", receiver.url("/x"))])
+    prefix = yaml.safe_load(cfg.read_text())["kafka"]["retry_topic_prefix"]
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        made = await topic_configs(admin, [f"{prefix}.1s"])
+    finally:
+        await admin.close()
+    assert made == {f"{prefix}.1s": {"cleanup.policy": "delete", "retention.ms": "604800000",
+                                     "retention.bytes": "-1"}}
+
+    (tmp_path / "short").mkdir()
+    short = _config(tmp_path / "short", bootstrap, topic, [hook("x", "Answered",
+                                                                 receiver.url("/x"))])
+    short_prefix = yaml.safe_load(short.read_text())["kafka"]["retry_topic_prefix"]
+    await create_topic(bootstrap, f"{short_prefix}.1s", 4,
+                       configs={"retention.ms": "1500", "cleanup.policy": "delete"})
+    code, out, _ = await asyncio.to_thread(_check, short)
+    _keep("short-retention", out)
+    assert code == 1
+    assert (f"FAIL  retry topic {short_prefix}.1s: could drop a parked delivery before it is "
+            "due: retention.ms=1500 is under twice the tier's delay (2000 ms)") in out, out

@@ -35,6 +35,15 @@ class Admin:
     brokers: int = 3
     hang: bool = False
     closed: bool = False
+    configs: dict[str, dict[str, str]] = field(default_factory=dict)  # topic: its settings
+
+    async def describe_configs(self, resources: list[Any]) -> list[Any]:
+        doc = {"resources": [
+            {"error_code": 0 if r.name in self.configs else 3, "resource_name": r.name,
+             "config_entries": [{"config_names": k, "config_value": v}
+                                for k, v in self.configs.get(r.name, {}).items()]}
+            for r in resources]}
+        return [type("Answer", (), {"to_object": lambda _self: doc})()]
 
     async def start(self) -> None:
         if self.hang:
@@ -137,3 +146,25 @@ def test_a_bad_timeout_is_a_usage_error(write_config: WriteConfig, value: str,
         main(["check", "--connect", "--timeout", value])
     assert stopped.value.code == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("settings", "line"), [
+    ({"cleanup.policy": "delete", "retention.ms": "604800000", "retention.bytes": "-1"},
+     "ok    retry topic hookd.retry.5m: 1 partition(s), retention 604800000 ms"),
+    ({"cleanup.policy": "delete", "retention.ms": "60000", "retention.bytes": "-1"},
+     "FAIL  retry topic hookd.retry.5m: could drop a parked delivery before it is due: "
+     "retention.ms=60000 is under twice the tier's delay (600000 ms): a parked delivery can "
+     "be deleted before it is due, or while a backlog is read; set cleanup.policy=delete and "
+     "retention.ms to at least 600000 (kafka-configs.sh --alter)"),
+    ({"cleanup.policy": "compact", "retention.ms": "-1", "retention.bytes": "-1"},
+     "FAIL  retry topic hookd.retry.5m: could drop a parked delivery before it is due: "
+     "cleanup.policy=compact: compaction keeps one record per key, and parked deliveries "
+     "share their event's key; set cleanup.policy=delete and retention.ms to at least 600000 "
+     "(kafka-configs.sh --alter)"),
+])
+async def test_an_existing_retry_topic_whose_retention_could_drop_a_delivery_fails(
+        write_config: WriteConfig, settings: dict[str, str], line: str) -> None:
+    admin = Admin({"calls": 1, "dlq": 1, "hookd.retry.5m": 1},
+                  configs={"hookd.retry.5m": settings})
+    _ok, lines = await _run(_runtime(write_config), admin)
+    assert line in lines, lines
