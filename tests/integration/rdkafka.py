@@ -17,7 +17,7 @@ from typing import Any
 import aiokafka.consumer.fetcher as fetcher
 import confluent_kafka
 
-from tests.integration.broker import consume_all
+from tests.integration.broker import ON_KAFKA, consume_all
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 _CODEC_OF_ID = dict(enumerate(CODECS))  # the attribute bits of a record batch (v2)
@@ -51,7 +51,8 @@ def produce_sync(bootstrap: str, topic: str, records: Sequence[RdRecord], *,
     producer = confluent_kafka.Producer({
         "bootstrap.servers": bootstrap, "compression.type": compression,
         "linger.ms": linger_ms, "acks": "all",
-        "enable.idempotence": False,  # tansu refuses InitProducerId (BROKER_NOTES.md, 1)
+        # as a CTI platform's producer would be; tansu refuses InitProducerId (BROKER_NOTES 1)
+        "enable.idempotence": ON_KAFKA,
         "message.timeout.ms": int(timeout * 1000), "log.connection.close": False,
     })
     placed: list[Placed | None] = [None] * len(records)
