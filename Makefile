@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test unit integration chaos lint typecheck demo bench cpu check clean broker
+.PHONY: test unit integration chaos lint typecheck demo bench cpu check clean broker floor
 
 ## BROKER: what the integration tests run on: kafka (Apache Kafka, KRaft, from its pinned
 ## jars; needs Java 17+ and, once, Maven) or tansu (the demo's broker: Python only)
@@ -34,6 +34,24 @@ test: $(STAMP) broker lint typecheck
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
+
+## make floor: the unit tests against the LOWEST version pyproject.toml admits for each direct
+## dependency (uv's --resolution lowest-direct), in a second venv made anew whenever
+## pyproject.toml changes; a floor that fails here is raised in pyproject.toml
+FLOOR       := .venv-floor
+FLOOR_STAMP := $(FLOOR)/.installed
+$(FLOOR_STAMP): pyproject.toml
+	rm -rf $(FLOOR)
+	$(PY) -m venv $(FLOOR)
+	$(FLOOR)/bin/pip install --quiet 'uv>=0.4'
+	$(FLOOR)/bin/uv pip install --quiet --python $(FLOOR)/bin/python \
+		--resolution lowest-direct -e '.[dev]'
+	touch $(FLOOR_STAMP)
+
+floor: $(FLOOR_STAMP)
+	$(FLOOR)/bin/uv pip list --python $(FLOOR)/bin/python 2>/dev/null \
+		| grep -iE '^(aiokafka|aiohttp|yarl|pyyaml|jinja2|tenacity|structlog|pydantic|orjson|aiolimiter|uvloop|httptools|ahocorasick-rs|prometheus-client|pytest|pytest-asyncio|hypothesis) '
+	$(FLOOR)/bin/pytest -q -p no:cacheprovider tests/unit
 
 integration: $(STAMP) broker
 	$(BIN)/pytest -q tests/integration
@@ -78,4 +96,4 @@ check: $(STAMP)
 	$(BIN)/hookd check -c config/hookd.yaml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(FLOOR) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

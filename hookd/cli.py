@@ -15,7 +15,7 @@ import orjson
 from hookd import __version__
 from hookd.config import Config, host_port
 from hookd.config.durations import parse_duration
-from hookd.errors import ConfigError, DecodeError, RenderError, SpecError
+from hookd.errors import EX_CONFIG, ConfigError, DecodeError, RenderError, SpecError
 from hookd.events.catalogue import events_schema
 from hookd.events.decode import decode_event, make_meta
 from hookd.redact import Redactor
@@ -55,7 +55,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="serve health here instead of at health.listen: one config for "
                           "several processes on one host (see hookd@.service)")
 
-    check = sub.add_parser("check", help="validate the configuration and list its hooks")
+    check = sub.add_parser(
+        "check", help="validate the configuration and list its hooks",
+        epilog=f"exit status: 0 the config is valid (and, with --connect, every check passed); "
+               f"{EX_CONFIG} (EX_CONFIG, as from `hookd run`) the config is invalid, one line "
+               f"per error on stderr (FILE:LINE: path: message); 1 with --connect, the config "
+               f"is valid but a check failed (a broker unreachable, a topic missing, an "
+               f"endpoint not allowed): something outside the config, which may pass later")
     check.add_argument("-c", "--config", help=cfg_help)
     check.add_argument("--connect", action="store_true",
                        help="also connect: brokers, topics, consumer groups, and whether each "
@@ -106,7 +112,7 @@ def cmd_check(path: str | None, out: TextIO, err: TextIO, connect: bool = False,
               timeout: float = 5.0) -> int:
     runtime = _load(path, err)
     if runtime is None:
-        return 1
+        return EX_CONFIG
     redact = Redactor(runtime.secrets)
     rows = [("ID", "EVENT", "METHOD", "URL", "ENABLED")]
     rows += [(h.id, ",".join(h.config.event), h.config.request.method,
@@ -132,7 +138,7 @@ def cmd_render(path: str | None, event_file: str, hook_id: str | None, as_json: 
                out: TextIO, err: TextIO, show_secrets: bool = False) -> int:
     runtime = _load(path, err)
     if runtime is None:
-        return 1
+        return EX_CONFIG
     try:
         raw = Path(event_file).read_bytes()
         event = decode_event(raw, make_meta("render", 0, 0, None, None, None),
@@ -186,7 +192,7 @@ def cmd_replay(path: str | None, hook_id: str | None, limit: int | None, dry_run
 
     runtime = _load(path, err)
     if runtime is None:
-        return 1
+        return EX_CONFIG
     if hook_id is not None and runtime.hook(hook_id) is None:
         print(f"no hook {hook_id!r}", file=err)
         return 1

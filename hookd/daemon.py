@@ -17,7 +17,7 @@ import structlog
 from hookd.config import HostPort
 from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
-from hookd.errors import ConfigError
+from hookd.errors import EX_CONFIG, ConfigError
 from hookd.health import HealthServer, document, is_ready, status_line
 from hookd.hookstats import HookStats
 from hookd.kafka import topics
@@ -36,7 +36,6 @@ from hookd.runtime import Runtime, load_config, tiers_of
 from hookd.sdnotify import Notifier
 
 log = structlog.get_logger("hookd.daemon")
-EX_CONFIG = 78  # sysexits.h: configuration error (hookd.service does not restart on it)
 
 def _due(record: Any) -> float | None:
     """A retry-topic record is held back until its due time (unreadable ones pass on)."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# sysexits.h's EX_CONFIG: the exit status of `hookd run` and `hookd check` (and every command
+# that loads the config) on an invalid config; hookd.service does not restart on it
+EX_CONFIG = 78
+
 
 class HookdError(Exception):
     """Base of every error hookd raises deliberately."""

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
-from tenacity.wait import wait_base
 
 
 class Verdict(enum.Enum):
@@ -109,25 +108,37 @@ AttemptFn = Callable[[int], Awaitable[Outcome]]
 SleepFn = Callable[[float], Awaitable[None]]
 
 
-class _Plan(wait_base):
-    """tenacity wait + stop: the hook's schedule with jitter, stretched by Retry-After,
-    continued in memory only while the next delay is within `inline_max`."""
+class _Plan:
+    """tenacity's wait and stop: the hook's schedule with jitter, stretched by Retry-After,
+    continued in memory only while the next delay is within `inline_max`.
+
+    Both ask `delay`, which draws the delay once per attempt for whichever of them tenacity
+    calls first: 9.x calls wait, then stop; 8.2 calls stop, then wait (and not wait at all
+    when stop says stop). Neither depends on the other having run."""
 
     def __init__(self, schedule: Sequence[float], first: int, jitter: float,
                  inline_max: float) -> None:
         self.schedule, self.first, self.jitter = schedule, first, jitter
         self.inline_max = inline_max
-        self.upcoming: float | None = None
+        self.upcoming: float | None = None  # the delay after attempt `drawn_for`
+        self.drawn_for = 0  # tenacity's attempt_number (from 1) `upcoming` was drawn for
 
-    def __call__(self, retry_state: RetryCallState) -> float:  # tenacity's wait
-        last = retry_state.outcome.result() if retry_state.outcome else None
-        retry_after = last.retry_after if isinstance(last, Outcome) else None
-        attempt = self.first + retry_state.attempt_number - 1
-        self.upcoming = next_delay(self.schedule, attempt, retry_after, self.jitter)
-        return self.upcoming if self.upcoming is not None else 0.0
+    def delay(self, retry_state: RetryCallState) -> float | None:
+        if self.drawn_for != retry_state.attempt_number:
+            last = retry_state.outcome.result() if retry_state.outcome else None
+            retry_after = last.retry_after if isinstance(last, Outcome) else None
+            attempt = self.first + retry_state.attempt_number - 1
+            self.upcoming = next_delay(self.schedule, attempt, retry_after, self.jitter)
+            self.drawn_for = retry_state.attempt_number
+        return self.upcoming
 
-    def stop(self, _retry_state: RetryCallState) -> bool:  # tenacity runs wait, then stop
-        return self.upcoming is None or self.upcoming > self.inline_max
+    def wait(self, retry_state: RetryCallState) -> float:
+        delay = self.delay(retry_state)
+        return delay if delay is not None else 0.0
+
+    def stop(self, retry_state: RetryCallState) -> bool:
+        delay = self.delay(retry_state)
+        return delay is None or delay > self.inline_max
 
 
 async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter: float = 0.2,
@@ -160,7 +171,7 @@ async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter
     plan = _Plan(schedule, first, jitter, inline_max)
     retrying = AsyncRetrying(
         stop=plan.stop,
-        wait=plan,
+        wait=plan.wait,
         retry=retry_if_result(lambda o: o.verdict is Verdict.RETRY),
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         sleep=sleep,

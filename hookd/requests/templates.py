@@ -22,7 +22,8 @@ _DICT_ATTRIBUTES = frozenset(dir(dict))  # `payload.items` is the method, as in 
 
 def _json_default(value: Any) -> str:
     if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()  # `{{ nope|tojson }}` says what is undefined
+        str(value)  # StrictUndefined (every hookd sandbox's) raises, saying what is undefined
+        raise jinja2.UndefinedError("undefined value")  # a lenient Undefined: an error all the same
     return str(value)
 
 
@@ -75,7 +76,26 @@ def make_environment(finalize: Callable[..., Any] | None = None
     return env
 
 
+def check_jinja2(env: Any) -> None:
+    """`Text.render` and `hookd.requests.urls` call a compiled template's `root_render_func`
+    (Template.render without its per-call set-up; not documented by Jinja2, hence
+    pyproject's jinja2<3.2). Checked at import: a Jinja2 without it fails here, loudly,
+    not at the first delivery."""
+    probe = env.from_string("{{ x }}")
+    root = getattr(probe, "root_render_func", None)
+    try:
+        ok = callable(root) and env.concat(
+            root(env.context_class(env, {"x": "ok"}, probe.name, probe.blocks))) == "ok"
+    except Exception:  # (what it raises is Jinja2's to say; the message below is ours)
+        ok = False
+    if not ok:
+        raise ImportError(f"hookd renders through Jinja2's Template.root_render_func, which "
+                          f"Jinja2 {jinja2.__version__} does not have as hookd uses it: "
+                          f"install jinja2>=3.1,<3.2 (pyproject.toml)")
+
+
 ENV = make_environment()
+check_jinja2(ENV)
 GLOBALS: dict[str, Any] = dict(ENV.globals)  # range, dict, namespace…: visible to templates
 _JINJA_SYNTAX = ("{{", "{%", "{#", "\r")  # without any, a template renders to its own text
 _BARE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")  # used with fullmatch

@@ -19,8 +19,7 @@ async def serve(app: web.Application, ssl_context: ssl.SSLContext | None = None
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
-    server: Any = site._server
-    return runner, int(server.sockets[0].getsockname()[1])
+    return runner, int(runner.addresses[0][1])
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from standardwebhooks.webhooks import Webhook
 
 from hookd import USER_AGENT
 from hookd.cli import main
+from hookd.errors import EX_CONFIG
 from tests.unit.conftest import EXAMPLES, SAMPLE_CONFIG, SECRETS, WriteConfig
 
 
@@ -94,7 +95,7 @@ def test_check_broken_config_prints_every_error(capsys: pytest.CaptureFixture[st
                 request: {url: "http://x.example/"}
             """})
     code, out, err = run(capsys, "check", "-c", str(tree.main))
-    assert (code, out) == (1, "")
+    assert (code, out) == (EX_CONFIG, "")  # 78, as from `hookd run`: the unit won't restart
     main_file, other = tree.path("hookd.yaml"), tree.path("hooks.d/10-x.yaml")
     lines = err.splitlines()
     assert len(lines) == 5
@@ -107,7 +108,7 @@ def test_check_broken_config_prints_every_error(capsys: pytest.CaptureFixture[st
 
 def test_check_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, "check", "-c", str(tmp_path / "absent.yaml"))
-    assert (code, out) == (1, "")
+    assert (code, out) == (EX_CONFIG, "")
     assert err == f"{tmp_path / 'absent.yaml'}: no such file\n1 error(s)\n"
 
 
@@ -340,7 +341,7 @@ def test_render_with_broken_config(capsys: pytest.CaptureFixture[str],
     tree = write_config("bogus: 1\n")
     code, out, err = run(capsys, "render", "-c", str(tree.main), "--event",
                          str(EXAMPLES / "answered.json"))
-    assert (code, out) == (1, "")
+    assert (code, out) == (EX_CONFIG, "")  # as from check and run
     assert err == f"{tree.main}:1: bogus: unknown key\n1 error(s)\n"
 
 

@@ -72,15 +72,16 @@ def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
     assert "notifyy" in result.stdout + result.stderr
 
 
-def test_exec_start_runs_the_daemon_after_a_check() -> None:
+def test_exec_start_runs_the_daemon_which_checks_its_config_itself() -> None:
+    """No ExecStartPre=hookd check: its failure would be restarted (test_service_exits)."""
     assert values("ExecStart") == [f"{INSTALLED_BIN} run -c /etc/hookd/hookd.yaml"]
-    assert values("ExecStartPre") == [f"{INSTALLED_BIN} check -c /etc/hookd/hookd.yaml"]
+    assert values("ExecStartPre") == []
 
 
 def test_template_gives_each_instance_its_health_port() -> None:
     assert values("ExecStart", TEMPLATE) == [
         f"{INSTALLED_BIN} run -c /etc/hookd/hookd.yaml --health-listen 127.0.0.1:%i"]
-    assert values("ExecStartPre", TEMPLATE) == values("ExecStartPre")
+    assert values("ExecStartPre", TEMPLATE) == []
 
 
 def test_template_is_hookd_service_but_for_its_health_port() -> None:

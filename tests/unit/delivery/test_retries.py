@@ -3,6 +3,7 @@ jitter, and the retry loop run against a fake attempt function and a recording s
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from email.utils import format_datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tenacity import AsyncRetrying, RetryCallState
 
 from hookd.delivery.retries import (
     ErrorKind,
@@ -22,6 +24,7 @@ from hookd.delivery.retries import (
     parse_retry_after,
     run_with_retries,
 )
+from hookd.delivery.retries import _Plan as Plan
 
 D, R, F, G = Verdict.DELIVERED, Verdict.RETRY, Verdict.FAIL, Verdict.GONE
 HTTP = ErrorKind.HTTP_STATUS
@@ -382,3 +385,35 @@ async def test_inline_max_applies_to_a_long_retry_after() -> None:
                                            inline_max=10.0)
     assert (outcome.verdict, outcome.retry_after, last) == (R, 3600.0, 1)
     assert sleep.delays == []
+
+
+@pytest.mark.parametrize("stop_first", [False, True], ids=["wait-then-stop", "stop-then-wait"])
+@pytest.mark.parametrize(("inline_max", "stops"), [
+    (math.inf, [False, False, True]),  # 1 s, 5 s waited, then the schedule is spent
+    (2.0, [False, True]),  # 1 s waited; 5 s is the caller's to park for
+    (0.5, [True]),
+])
+def test_the_plan_decides_alike_whichever_of_wait_and_stop_tenacity_asks_first(
+        stop_first: bool, inline_max: float, stops: list[bool]) -> None:
+    """tenacity 9.x asks wait, then stop; 8.2 asks stop, then wait (and skips wait when stop
+    says stop). Either way: the same decision, one draw of the jittered delay per attempt."""
+    schedule = [1.0, 5.0]
+    plan = Plan(schedule, first=1, jitter=0.2, inline_max=inline_max)
+    state = RetryCallState(AsyncRetrying(), fn=None, args=(), kwargs={})
+    for n, expected in enumerate(stops, start=1):
+        state.set_result(retry(n))
+        if stop_first:
+            stopped = plan.stop(state)
+            waited = None if stopped else plan.wait(state)
+        else:
+            waited = plan.wait(state)
+            stopped = plan.stop(state)
+        assert stopped is expected, (n, plan.upcoming)
+        if n <= len(schedule):  # a delay was due: the one drawn, read by both
+            base = schedule[n - 1]
+            assert plan.upcoming is not None and base * 0.8 <= plan.upcoming <= base * 1.2
+            assert waited is None or waited == plan.upcoming
+            assert plan.wait(state) == plan.upcoming and plan.stop(state) is stopped  # again
+        else:
+            assert plan.upcoming is None
+        state.prepare_for_next_attempt()

@@ -119,8 +119,7 @@ async def serve() -> AsyncIterator[Callable[[], Awaitable[Server]]]:
         await server.runner.setup()
         site = web.TCPSite(server.runner, "127.0.0.1", 0)
         await site.start()
-        sock: Any = site._server
-        server.port = sock.sockets[0].getsockname()[1]
+        server.port = int(server.runner.addresses[0][1])
         servers.append(server)
         return server
 

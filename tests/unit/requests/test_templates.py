@@ -7,7 +7,7 @@ import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from hookd.errors import SpecError
-from hookd.requests.templates import ENV, Text, compile_template
+from hookd.requests.templates import ENV, Text, check_jinja2, compile_template, tojson
 
 
 @pytest.mark.parametrize("source", ["{{ call }}", "{{ call }}\n", "{{call}}\n\n", "{{ call }} ",
@@ -52,3 +52,25 @@ def test_a_missing_key_says_what_jinja_says() -> None:
     with pytest.raises(jinja2.UndefinedError) as theirs:
         _PLAIN_SANDBOX.from_string("{{ meta.nope }}").render(meta={})
     assert str(ours.value) == str(theirs.value)
+
+
+def test_the_jinja2_internal_hookd_renders_through_is_checked_at_import() -> None:
+    check_jinja2(ENV)  # this Jinja2 has it (or hookd.requests.templates would not import)
+
+    class WithoutIt(ImmutableSandboxedEnvironment):
+        """A Jinja2 whose templates have no root_render_func."""
+
+        def from_string(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            class Bare:
+                name, blocks = None, {}
+            return Bare()
+
+    with pytest.raises(ImportError, match=r"root_render_func.*jinja2>=3\.1,<3\.2"):
+        check_jinja2(WithoutIt())
+
+
+def test_tojson_of_an_undefined_is_an_error_strict_or_not() -> None:
+    with pytest.raises(jinja2.UndefinedError, match="'nope' is undefined"):
+        tojson({"a": jinja2.StrictUndefined(name="nope")})
+    with pytest.raises(jinja2.UndefinedError):
+        tojson([jinja2.Undefined(name="lenient")])
