@@ -13,12 +13,14 @@ from hookd.config import KafkaConfig
 
 
 def _common(cfg: KafkaConfig) -> dict[str, Any]:
+    return {"bootstrap_servers": list(cfg.bootstrap_servers), **connection_settings(cfg)}
+
+
+def connection_settings(cfg: KafkaConfig) -> dict[str, Any]:
+    """What one connection to a broker is opened with (aiokafka's `create_conn` takes
+    these keywords): the client id and the security section."""
     sec = cfg.security
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": list(cfg.bootstrap_servers),
-        "client_id": cfg.client_id,
-        "security_protocol": sec.protocol,
-    }
+    kwargs: dict[str, Any] = {"client_id": cfg.client_id, "security_protocol": sec.protocol}
     if sec.protocol in ("SSL", "SASL_SSL"):
         kwargs["ssl_context"] = create_ssl_context(
             cafile=sec.ca_file, certfile=sec.cert_file, keyfile=sec.key_file)
