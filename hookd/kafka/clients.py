@@ -84,11 +84,13 @@ def make_retry_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
                          instance_id=None if instance is None else f"{instance}.retry")
 
 
-def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:
+def make_producer(cfg: KafkaConfig, idempotent: bool | None = None) -> AIOKafkaProducer:
     """acks=all: a parked delivery or a dead letter is on every in-sync replica before its
-    source offset may move."""
+    source offset may move. `idempotent`: instead of `kafka.idempotence` (whose "auto"
+    asks for an idempotent one first)."""
     return AIOKafkaProducer(acks="all", linger_ms=2, max_request_size=cfg.max_request_size,
-                            enable_idempotence=cfg.idempotence,
+                            enable_idempotence=(cfg.idempotence is not False
+                                                if idempotent is None else idempotent),
                             compression_type=compression_type(cfg), **_common(cfg))
 
 

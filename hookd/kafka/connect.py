@@ -28,9 +28,11 @@ from hookd.kafka.clients import (
 )
 
 log = structlog.get_logger("hookd.daemon")
-_DIAGNOSE_TIMEOUT = 10.0  # seconds, each connection of a diagnosis
+_DIAGNOSE_TIMEOUT = 5.0  # seconds, each connection of a diagnosis
 _NO_IDEMPOTENCE = ("kafka.idempotence needs Kafka 0.11+ (and IDEMPOTENT_WRITE where ACLs are "
                    "on); set it to false for a broker without it")
+_AUTO_IDEMPOTENCE = ("kafka.idempotence is auto: Kafka 0.11+ grants it (with ACLs on: "
+                     "IDEMPOTENT_WRITE on the cluster for hookd's user); false: never asked")
 
 
 async def connect(kafka: KafkaConfig, stop: asyncio.Event) -> dict[str, Any] | None:
@@ -44,20 +46,24 @@ async def connect(kafka: KafkaConfig, stop: asyncio.Event) -> dict[str, Any] | N
                  "producer": make_producer(kafka), "admin": make_admin(kafka)}
         name = ""
         try:
-            for name, client in named.items():  # noqa: B007 - `name` says which failed
-                await client.start()
+            for name in named:
+                if name == "producer":
+                    named[name] = await start_producer(kafka, named[name])
+                else:
+                    await named[name].start()
         except Exception as exc:  # KafkaError; also what a client raises by mistake
             # (aiokafka's SCRAM exchange raised KeyError on a refused login): retry
-            refused = isinstance(exc, KafkaError) and not isinstance(
-                exc, KafkaConnectionError)  # it answered, and said no
-            if name == "producer" and kafka.idempotence and refused:
+            if name == "producer" and kafka.idempotence is True and _refused(exc):
                 log.error("the broker refused an idempotent producer, retrying",
                           client=name, error=str(exc), retry_in=delay, hint=_NO_IDEMPOTENCE)
             else:
-                why = await _why(exc, kafka)
-                (log.error if why.refused else log.warning)(
-                    "kafka not reachable, retrying", client=name, error=why.text,
-                    retry_in=delay)
+                why = await _why(exc, kafka, stop)
+                if why.refused:  # a setting to fix: the password, the CA, the certificate
+                    log.error("cannot connect to kafka, retrying", client=name,
+                              error=why.text, retry_in=delay)
+                else:
+                    log.warning("kafka not reachable, retrying", client=name, error=why.text,
+                                retry_in=delay)
             for client in named.values():
                 with contextlib.suppress(Exception):
                     await stop_client(client)
@@ -68,9 +74,46 @@ async def connect(kafka: KafkaConfig, stop: asyncio.Event) -> dict[str, Any] | N
         sec = kafka.security
         log.info("kafka connected", bootstrap=list(kafka.bootstrap_servers),
                  security_protocol=sec.protocol, sasl_mechanism=sec.sasl_mechanism,
-                 user=sec.username, clients=list(named))
+                 user=sec.username, clients=list(named),
+                 producer_id=producer_id(named["producer"]))
         return named
     return None
+
+
+def _refused(exc: BaseException) -> bool:
+    """The broker answered, and said no (not: it could not be reached)."""
+    return isinstance(exc, KafkaError) and not isinstance(exc, KafkaConnectionError)
+
+
+async def start_producer(kafka: KafkaConfig, producer: Any = None) -> Any:
+    """`producer` (else one made from the config) started. With `kafka.idempotence: auto`,
+    a broker that refuses the idempotent one (no InitProducerId, or no IDEMPOTENT_WRITE
+    for hookd's user) gets a plain one instead, and a warning says so."""
+    producer = make_producer(kafka) if producer is None else producer
+    try:
+        await producer.start()
+    except Exception as exc:
+        if kafka.idempotence != "auto" or not _refused(exc):
+            raise
+        with contextlib.suppress(Exception):
+            await stop_client(producer)
+        log.warning("the broker refused an idempotent producer: a plain one is used, so a "
+                    "write retried after a lost acknowledgement may be stored twice",
+                    error=f"{type(exc).__name__}: {exc}", hint=_AUTO_IDEMPOTENCE)
+        producer = make_producer(kafka, idempotent=False)
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await stop_client(producer)
+            raise
+    return producer
+
+
+def producer_id(producer: Any) -> int | None:
+    """The producer id the broker granted an idempotent producer (None: a plain one)."""
+    manager = getattr(producer, "_txn_manager", None)  # aiokafka's; None when not idempotent
+    return None if manager is None else getattr(manager, "producer_id", None)
 
 
 @dataclass(frozen=True)
@@ -148,14 +191,21 @@ async def diagnose(kafka: KafkaConfig, timeout: float) -> Cause | None:
     return next((c for c in found if c.refused), found[0] if found else None)
 
 
-async def _why(exc: BaseException, kafka: KafkaConfig) -> Cause:
+async def _why(exc: BaseException, kafka: KafkaConfig, stop: asyncio.Event) -> Cause:
     """A client's start failed: why, asking the brokers when aiokafka kept the cause to its
-    own log (the wrong password, the untrusted certificate)."""
+    own log (the wrong password, the untrusted certificate); given up if `stop` is set."""
     if type(exc) is KafkaConnectionError and str(exc).startswith(
             "KafkaConnectionError: Unable to bootstrap"):
-        with contextlib.suppress(Exception):
-            if (cause := await diagnose(kafka, _DIAGNOSE_TIMEOUT)) is not None:
-                return cause
+        asking = asyncio.ensure_future(diagnose(kafka, _DIAGNOSE_TIMEOUT))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([asking, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (asking, stopping):
+                task.cancel()
+        if asking.done() and not asking.cancelled() and asking.exception() is None and (
+                cause := asking.result()) is not None:
+            return cause
     return cause_of(exc, kafka)
 
 

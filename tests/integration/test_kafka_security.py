@@ -112,6 +112,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         format_args=["--add-scram",
                      f"SCRAM-SHA-512=[name={SCRAM_USER},password={SCRAM_PASSWORD}]"])
     cluster.start()
+    EVIDENCE.unlink(missing_ok=True)  # this run's evidence only
     try:
         yield Secured(cluster, folder)
     finally:
@@ -230,7 +231,12 @@ async def test_every_client_hookd_opens_connects_and_delivers(
     [connected] = _messages(proc, "kafka connected")
     assert connected["security_protocol"] == security["protocol"]
     assert connected.get("sasl_mechanism") == security.get("sasl_mechanism")
+    # kafka.idempotence is "auto" by default: Apache Kafka grants a producer id
+    assert isinstance(connected["producer_id"], int) and connected["producer_id"] >= 0
+    assert not any(line.get("msg", "").startswith("the broker refused an idempotent")
+                   for line in proc.lines())
     assert not _messages(proc, "kafka not reachable, retrying")
+    assert not _messages(proc, "cannot connect to kafka, retrying")
     delivered = [line for line in proc.lines()
                  if line.get("msg") == "delivery" and line.get("outcome") == "delivered"]
     assert [(d["hook"], d["attempt"]) for d in delivered] == [("flaky", 2)]
@@ -255,7 +261,8 @@ async def _refused_run(tmp_path: Path, address: str, security: dict[str, str]
                   [hook("h", "Answered", "http://127.0.0.1:9/h")], health)
     proc = DaemonProcess(cfg).start()
     try:
-        line = await _until_logged(proc, "kafka not reachable, retrying", timeout=40)
+        line = await _until_logged(proc, "cannot connect to kafka, retrying", timeout=40)
+        assert not _messages(proc, "kafka not reachable, retrying")
         status, body = await get_json(f"http://127.0.0.1:{health}/readyz")
         assert status == 503, body
         proc.signal(signal.SIGTERM)
