@@ -29,10 +29,12 @@ from hookd.kafka.clients import (
 
 log = structlog.get_logger("hookd.daemon")
 _DIAGNOSE_TIMEOUT = 5.0  # seconds, each connection of a diagnosis
-_NO_IDEMPOTENCE = ("kafka.idempotence needs Kafka 0.11+ (and IDEMPOTENT_WRITE where ACLs are "
-                   "on); set it to false for a broker without it")
-_AUTO_IDEMPOTENCE = ("kafka.idempotence is auto: Kafka 0.11+ grants it (with ACLs on: "
-                     "IDEMPOTENT_WRITE on the cluster for hookd's user); false: never asked")
+_NO_IDEMPOTENCE = ("kafka.idempotence needs Kafka 0.11+ (and, where ACLs are on, "
+                   "IDEMPOTENT_WRITE on the cluster, or from Kafka 3.0 WRITE on a topic); "
+                   "set it to auto or false for a broker without it")
+_AUTO_IDEMPOTENCE = ("kafka.idempotence is auto: Kafka 0.11+ grants it (where ACLs are on: "
+                     "IDEMPOTENT_WRITE on the cluster, or from Kafka 3.0 WRITE on a topic); "
+                     "false: never asked")
 
 
 async def connect(kafka: KafkaConfig, stop: asyncio.Event) -> dict[str, Any] | None:

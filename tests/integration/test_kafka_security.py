@@ -49,6 +49,11 @@ from tests.integration.receiver import Receiver
 
 WORKTREE = Path(__file__).resolve().parents[2]
 SCRAM_USER, SCRAM_PASSWORD = "alice", "alice-secret"
+# a SCRAM user denied IDEMPOTENT_WRITE on the cluster and WRITE on every topic (the others
+# may do everything): Kafka 3.0+ grants an idempotent producer to a user that may WRITE
+# to any topic, IDEMPOTENT_WRITE or not (KIP-679; on 4.1.1, denied IDEMPOTENT_WRITE alone,
+# it still got a producer id)
+NO_IDEMPOTENCE_USER, NO_IDEMPOTENCE_PASSWORD = "carol", "carol-secret"
 PLAIN_USER, PLAIN_PASSWORD = "bob", "bob-secret"
 # attempt 1 fails: parked at once in the 1 s tier (longer than inline_max), attempt 2
 # comes from the retry topic; a 400 is final: a dead letter
@@ -105,13 +110,21 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         "listener.name.sasl_ssl.plain.sasl.jaas.config":
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'user_{PLAIN_USER}="{PLAIN_PASSWORD}";',
+        # ACLs: none on topics and groups (everyone may), and on the cluster those that
+        # _deny_idempotence() adds; the brokers and controller talk as ANONYMOUS
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "true",
+        "super.users": "User:ANONYMOUS",
     }
     cluster = KafkaCluster(
         tmp_path_factory.mktemp("kafka"), listeners={"SASL_SSL": "SASL_SSL", "SSL": "SSL"},
         settings=settings,
-        format_args=["--add-scram",
-                     f"SCRAM-SHA-512=[name={SCRAM_USER},password={SCRAM_PASSWORD}]"])
+        format_args=[
+            "--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER},password={SCRAM_PASSWORD}]",
+            "--add-scram", f"SCRAM-SHA-512=[name={NO_IDEMPOTENCE_USER},"
+                           f"password={NO_IDEMPOTENCE_PASSWORD}]"])
     cluster.start()
+    _deny_idempotence(cluster.bootstrap)
     EVIDENCE.unlink(missing_ok=True)  # this run's evidence only
     try:
         yield Secured(cluster, folder)
@@ -119,9 +132,45 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         cluster.stop()
 
 
+def _deny_idempotence(bootstrap: str) -> None:
+    """On the cluster and on every topic: everyone may do everything, but
+    NO_IDEMPOTENCE_USER may neither IDEMPOTENT_WRITE nor WRITE (a deny wins). Through
+    librdkafka's admin client: aiokafka's has no CreateAcls."""
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    def acl(kind: Any, name: str, principal: str, operation: Any, permission: Any) -> Any:
+        return AclBinding(kind, name, ResourcePatternType.LITERAL, principal, "*",
+                          operation, permission)
+
+    user = f"User:{NO_IDEMPOTENCE_USER}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    done = admin.create_acls([
+        acl(ResourceType.BROKER, "kafka-cluster", "User:*", AclOperation.ALL,
+            AclPermissionType.ALLOW),
+        acl(ResourceType.BROKER, "kafka-cluster", user, AclOperation.IDEMPOTENT_WRITE,
+            AclPermissionType.DENY),
+        acl(ResourceType.TOPIC, "*", "User:*", AclOperation.ALL, AclPermissionType.ALLOW),
+        acl(ResourceType.TOPIC, "*", user, AclOperation.WRITE, AclPermissionType.DENY)],
+        request_timeout=15)
+    for future in done.values():
+        future.result(timeout=15)
+
+
 def _security(secured: Secured, kind: str, **changes: str) -> tuple[str, dict[str, str]]:
     """(bootstrap, kafka.security) of one way in; `changes` override the security keys."""
-    if kind == "scram":
+    if kind == "carol":
+        address, sec = secured.address("SASL_SSL"), {
+            "protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+            "username": NO_IDEMPOTENCE_USER, "password": NO_IDEMPOTENCE_PASSWORD,
+            "ca_file": secured.pem("ca.pem")}
+    elif kind == "scram":
         address, sec = secured.address("SASL_SSL"), {
             "protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
             "username": SCRAM_USER, "password": SCRAM_PASSWORD,
@@ -331,3 +380,53 @@ async def test_a_client_certificate_missing_where_the_broker_requires_one_is_nam
                     "connection after the TLS handshake: a listener that requires a client "
                     "certificate, and kafka.security.cert_file is not set, or not a TLS "
                     "listener")
+
+
+# ------------------------------------------------------------------ the idempotent producer
+
+
+async def test_where_the_broker_refuses_idempotence_auto_uses_a_plain_producer(
+        secured: Secured, tmp_path: Path) -> None:
+    """`kafka.idempotence: auto` (the default) on Apache Kafka for a user it refuses
+    InitProducerId: one warning, a plain producer, and hookd ready (its consumers read).
+    (Granted, the other tests' producers are idempotent: their `producer_id`.)"""
+    address, security = _security(secured, "carol")
+    health = free_port()
+    cfg = _config(tmp_path, address, security, await new_topic(secured.plaintext, 1, "idem"),
+                  [hook("h", "Answered", "http://127.0.0.1:9/h")], health)
+    assert "idempotence" not in yaml.safe_load(cfg.read_text())["kafka"]
+    proc = DaemonProcess(cfg).start()
+    try:
+        await wait_process_ready(health, timeout=60)
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(30) == 0
+    finally:
+        proc.stop_now()
+    [fallback] = [line for line in proc.lines()
+                  if line.get("msg", "").startswith("the broker refused an idempotent")]
+    assert fallback["level"] == "warning" and "a plain one is used" in fallback["msg"]
+    assert fallback["error"].startswith("ClusterAuthorizationFailedError"), fallback
+    [connected] = _messages(proc, "kafka connected")
+    assert connected["producer_id"] is None and connected["user"] == NO_IDEMPOTENCE_USER
+
+
+async def test_where_the_user_may_not_write_idempotently_true_waits_unready(
+        secured: Secured, tmp_path: Path) -> None:
+    address, security = _security(secured, "carol")
+    health = free_port()
+    cfg = _config(tmp_path, address, security, unique("idem"),
+                  [hook("h", "Answered", "http://127.0.0.1:9/h")], health, idempotence=True)
+    proc = DaemonProcess(cfg).start()
+    try:
+        refused = await _until_logged(proc, "the broker refused an idempotent producer, "
+                                            "retrying", timeout=40)
+        status, _ = await get_json(f"http://127.0.0.1:{health}/readyz")
+        assert status == 503
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(30) == 0
+    finally:
+        proc.stop_now()
+    assert refused["level"] == "error" and refused["client"] == "producer"
+    assert "ClusterAuthorizationFailedError" in refused["error"] or "Authorization" in \
+        refused["error"], refused
+    assert not _messages(proc, "kafka connected")
