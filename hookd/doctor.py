@@ -27,6 +27,7 @@ from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_l
 from hookd.errors import BlockedDestination
 from hookd.kafka import topics
 from hookd.kafka.clients import make_admin
+from hookd.kafka.connect import diagnose
 from hookd.kafka.parking import tier_topic
 from hookd.redact import Redactor
 from hookd.requests.target import Target
@@ -100,8 +101,16 @@ class Doctor:
             why = ("no answer" if isinstance(exc, TimeoutError) else
                    "no connection (refused, or closed by the other end: check the addresses "
                    "and kafka.security)" if type(exc) is KafkaConnectionError else _why(exc))
+            cause = None
+            if type(exc) is KafkaConnectionError:  # aiokafka logged the cause: ask again
+                with contextlib.suppress(Exception):
+                    cause = await diagnose(kafka, self.timeout)
+            if cause is not None and cause.refused:
+                raise Unreachable(f"kafka {brokers}: cannot connect "
+                                  f"({kafka.security.protocol}): {cause.text}") from None
             raise Unreachable(f"kafka {brokers}: not reachable ({kafka.security.protocol}, "
-                              f"timeout {self.timeout:g}s): {why}") from None
+                              f"timeout {self.timeout:g}s): "
+                              f"{cause.text if cause is not None else why}") from None
         nodes = len(cluster.get("brokers") or [])
         partitions = {str(t["topic"]): len(t["partitions"]) for t in described
                       if t.get("error_code", 0) == 0}

@@ -19,7 +19,8 @@ import orjson
 from aiokafka import TopicPartition
 
 from hookd.events.decode import Event, make_meta
-from hookd.kafka.clients import make_admin, make_consumer, make_producer
+from hookd.kafka.clients import make_admin, make_consumer
+from hookd.kafka.connect import start_producer
 from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark
 from hookd.runtime import Runtime, tiers_of
 
@@ -57,10 +58,10 @@ async def replay(runtime: Runtime, hook_id: str | None, limit: int | None, dry_r
     kafka = runtime.config.kafka
     group = f"{kafka.group_id}.replay" + (f".{hook_id}" if hook_id is not None else "")
     consumer = make_consumer(kafka, group, from_start=True)
-    producer, admin = make_producer(kafka), make_admin(kafka)
+    admin = make_admin(kafka)
     report = ReplayReport()
     await consumer.start()
-    await producer.start()
+    producer = await start_producer(kafka)
     await admin.start()
     try:
         parts = await partitions_of(admin, kafka.dead_letter_topic)

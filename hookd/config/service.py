@@ -103,8 +103,10 @@ class KafkaConfig(Model):
     client_id: NonEmptyStr = "hookd"
     # the producer of parked deliveries and dead letters: with it, a write retried after a
     # lost ack is not stored twice (a parked duplicate is a duplicate delivery). Kafka
-    # 0.11+ (with ACLs: IDEMPOTENT_WRITE); off by default, as brokers such as tansu lack it
-    idempotence: bool = False
+    # 0.11+ (with ACLs: IDEMPOTENT_WRITE). "auto": idempotent where the broker grants it,
+    # else a plain producer and a warning (tansu lacks it); true: required (hookd waits
+    # until the broker grants it); false: never
+    idempotence: bool | Literal["auto"] = "auto"
     # the codec of that producer's batches (aiokafka's compression_type); lz4 and zstd
     # cost little CPU for a good ratio on JSON. Consumers read every codec whatever this says
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"

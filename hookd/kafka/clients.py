@@ -13,12 +13,14 @@ from hookd.config import KafkaConfig
 
 
 def _common(cfg: KafkaConfig) -> dict[str, Any]:
+    return {"bootstrap_servers": list(cfg.bootstrap_servers), **connection_settings(cfg)}
+
+
+def connection_settings(cfg: KafkaConfig) -> dict[str, Any]:
+    """What one connection to a broker is opened with (aiokafka's `create_conn` takes
+    these keywords): the client id and the security section."""
     sec = cfg.security
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": list(cfg.bootstrap_servers),
-        "client_id": cfg.client_id,
-        "security_protocol": sec.protocol,
-    }
+    kwargs: dict[str, Any] = {"client_id": cfg.client_id, "security_protocol": sec.protocol}
     if sec.protocol in ("SSL", "SASL_SSL"):
         kwargs["ssl_context"] = create_ssl_context(
             cafile=sec.ca_file, certfile=sec.cert_file, keyfile=sec.key_file)
@@ -82,11 +84,13 @@ def make_retry_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
                          instance_id=None if instance is None else f"{instance}.retry")
 
 
-def make_producer(cfg: KafkaConfig) -> AIOKafkaProducer:
+def make_producer(cfg: KafkaConfig, idempotent: bool | None = None) -> AIOKafkaProducer:
     """acks=all: a parked delivery or a dead letter is on every in-sync replica before its
-    source offset may move."""
+    source offset may move. `idempotent`: instead of `kafka.idempotence` (whose "auto"
+    asks for an idempotent one first)."""
     return AIOKafkaProducer(acks="all", linger_ms=2, max_request_size=cfg.max_request_size,
-                            enable_idempotence=cfg.idempotence,
+                            enable_idempotence=(cfg.idempotence is not False
+                                                if idempotent is None else idempotent),
                             compression_type=compression_type(cfg), **_common(cfg))
 
 

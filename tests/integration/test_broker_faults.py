@@ -14,6 +14,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+import orjson
 import yaml
 
 from tests.integration.broker import Broker, TansuBroker, create_topic
@@ -23,6 +24,7 @@ from tests.integration.harness import (
     get_json,
     hook,
     produce,
+    read_topic,
     unique,
     wait_process_ready,
     write_config,
@@ -124,3 +126,34 @@ async def test_an_idempotent_producer_the_broker_refuses_is_named_and_retried(
     finally:
         proc.stop_now()
         broker.stop()
+
+
+async def test_by_default_a_broker_without_idempotence_gets_a_plain_producer(
+        receiver: Receiver, tmp_path: Path) -> None:
+    """`kafka.idempotence: auto`, the default: tansu refuses InitProducerId, so hookd warns
+    once and goes on with a plain producer (parks and dead-letters as before)."""
+    broker = TansuBroker(tmp_path / "tansu")
+    await asyncio.to_thread(broker.start)
+    health, topic, dlq = free_port(), unique("auto"), unique("dlq")
+    await create_topic(broker.bootstrap, topic, 1)
+    cfg = write_config(tmp_path, broker.bootstrap, topic,
+                       [hook("h", "Answered", receiver.url("/h"))], dlq=dlq,
+                       health_port=health)
+    assert "idempotence" not in yaml.safe_load(cfg.read_text())["kafka"]
+    receiver.plan["/h"].append(400)  # a dead letter: the plain producer writes it
+    proc = DaemonProcess(cfg).start()
+    try:
+        await wait_process_ready(health, timeout=60)
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": "a"})])
+        [letter] = await read_topic(broker.bootstrap, dlq, 1)
+        assert orjson.loads(letter.value)["event_id"] == "a"
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(20) == 0
+    finally:
+        proc.stop_now()
+        broker.stop()
+    [fallback] = [line for line in proc.lines()
+                  if line.get("msg", "").startswith("the broker refused an idempotent")]
+    assert fallback["level"] == "warning" and "a plain one is used" in fallback["msg"]
+    [connected] = [line for line in proc.lines() if line.get("msg") == "kafka connected"]
+    assert connected["producer_id"] is None

@@ -42,15 +42,19 @@ async def test_aiokafka_takes_what_hookd_asks_for() -> None:
     assert type(make_retry_consumer(kafka)).__name__ == "AIOKafkaConsumer"
 
 
-@pytest.mark.parametrize("idempotence", [False, True])
+@pytest.mark.parametrize(("idempotence", "asked"), [(False, False), (True, True),
+                                                    ("auto", True), (None, True)])
 def test_the_producer_waits_for_every_replica_and_is_idempotent_when_asked(
-        monkeypatch: pytest.MonkeyPatch, idempotence: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, idempotence: bool | str | None, asked: bool) -> None:
+    """"auto", the default, asks for an idempotent producer first (connect falls back to a
+    plain one, make_producer(idempotent=False), if the broker refuses)."""
     monkeypatch.setattr(kafka_mod, "AIOKafkaProducer", AskedFor)
-    kafka = KafkaConfig.model_validate({"bootstrap_servers": ["127.0.0.1:9"],
-                                        "idempotence": idempotence})
+    kafka = KafkaConfig.model_validate({"bootstrap_servers": ["127.0.0.1:9"]} | (
+        {} if idempotence is None else {"idempotence": idempotence}))
     producer: Any = make_producer(kafka)
     assert producer.kwargs["acks"] == "all"
-    assert producer.kwargs["enable_idempotence"] is idempotence
+    assert producer.kwargs["enable_idempotence"] is asked
+    assert make_producer(kafka, idempotent=False).kwargs["enable_idempotence"] is False
 
 
 async def test_aiokafka_takes_the_producer_hookd_asks_for() -> None:
