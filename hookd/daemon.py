@@ -136,7 +136,7 @@ class Daemon:
                  topics=list(kafka.topics), group=kafka.group_id,
                  group_instance_id=kafka.group_instance_id,
                  retry_tiers=list(self.parking.tiers),
-                 health=str(HostPort(f"[{self.health.host}]:{self.health.port}")))
+                 health=_address(self.health.host, self.health.port))
         self.notifier.ready(self._status())
 
     def _stalls_changed(self) -> None:
@@ -328,3 +328,8 @@ class Daemon:
         finally:
             await self.shutdown()
         return 1 if self.failed else 0
+
+
+def _address(host: str, port: int) -> str:
+    """HOST:PORT as one writes it: an IPv6 address in brackets, nothing else."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

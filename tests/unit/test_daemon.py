@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
+
 from hookd.daemon import Daemon
 
 
@@ -47,3 +49,13 @@ def test_crowded_at_half_the_record_budget() -> None:
     for pending, crowded in [(0, False), (19, False), (20, True), (40, True)]:
         daemon.dispatcher = SimpleNamespace(pending=pending)  # type: ignore[assignment]
         assert daemon._crowded() is crowded, pending
+
+
+@pytest.mark.parametrize(("host", "port", "written"), [
+    ("127.0.0.1", 8081, "127.0.0.1:8081"), ("::1", 8081, "[::1]:8081"),
+    ("localhost", 9, "localhost:9")])
+def test_the_started_line_writes_the_health_address_as_one_would(
+        host: str, port: int, written: str) -> None:
+    from hookd.daemon import _address
+
+    assert _address(host, port) == written
