@@ -218,9 +218,11 @@ class KafkaNode:
             self._proc.wait()
         self.reap()
 
-    def terminate(self, timeout: float = 30.0) -> None:
-        """SIGTERM (a controlled shutdown: leadership moved first), SIGKILL after timeout."""
+    def terminate(self, timeout: float = 30.0) -> bool:
+        """SIGTERM (a controlled shutdown: leadership moved first), SIGKILL after timeout.
+        True if it had to be SIGKILLed (it had not exited within ``timeout``)."""
         proc = self._proc
+        killed = False
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
@@ -228,7 +230,9 @@ class KafkaNode:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+                killed = True
         self.reap()
+        return killed
 
     def reap(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
@@ -363,13 +367,14 @@ class KafkaCluster:
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def terminate(self, timeout: float = 10.0) -> None:
-        """SIGTERM every node at once, SIGKILL those still running after ``timeout``."""
+    def terminate(self, timeout: float = 10.0) -> list[KafkaNode]:
+        """SIGTERM every node at once, SIGKILL those still running after ``timeout``; returns
+        the nodes that had to be SIGKILLed."""
         for node in self.nodes:
             node.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for node in self.nodes:
-            node.terminate(max(0.0, deadline - time.monotonic()))
+        return [node for node in self.nodes
+                if node.terminate(max(0.0, deadline - time.monotonic()))]
 
     def kill(self) -> None:
         for node in self.nodes:
@@ -393,6 +398,37 @@ class KafkaCluster:
 
         leader = asyncio.run(ask())
         return next(n for n in self.nodes if n.node_id == leader)
+
+    def wait_in_sync(self, timeout: float = 60.0) -> float:
+        """Until every replica of every topic is in sync (no partition under-replicated, as
+        an operator checks before restarting the next broker of a rolling restart); returns
+        the seconds waited. TimeoutError names the partitions still behind."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def behind() -> list[str]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._live_bootstrap(),
+                                        request_timeout_ms=5000)
+            await admin.start()
+            try:
+                names = await admin.list_topics()
+                described: list[dict[str, Any]] = await admin.describe_topics(names)
+            finally:
+                await admin.close()
+            return [f"{t['topic']}-{p['partition']} isr={sorted(p['isr'])}"
+                    for t in described for p in t["partitions"]
+                    if set(p["isr"]) != set(p["replicas"])]
+
+        started = time.monotonic()
+        last: object = None
+        while time.monotonic() - started < timeout:
+            try:
+                last = asyncio.run(behind())
+                if not last:
+                    return time.monotonic() - started
+            except Exception as exc:  # a node still starting: ask again
+                last = exc
+            time.sleep(0.2)
+        raise TimeoutError(f"replicas not in sync within {timeout:.0f}s: {last!r}")
 
     def _live_bootstrap(self) -> str:
         return ",".join(n.bootstrap for n in self.nodes if n.running) or self.bootstrap
