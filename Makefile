@@ -56,10 +56,13 @@ floor: $(FLOOR_STAMP)
 integration: $(STAMP) broker
 	$(BIN)/pytest -q tests/integration
 
-## make chaos: many kill -9 rounds under steady load (make test runs 3); prints lost/duplicates
+## make chaos: many kill -9 rounds under steady load (make test runs 3); prints lost/duplicates;
+## then every broker fault on a 3-node cluster (make test runs the first): a leader killed, a
+## rolling restart, the whole cluster down 30 s (figures in /tmp/cluster-faults/)
 CHAOS_ROUNDS ?= 12
 chaos: $(STAMP) broker
 	HOOKD_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/pytest -q -s tests/integration/test_chaos.py
+	HOOKD_CLUSTER_FAULTS=all $(BIN)/pytest -q -s tests/integration/test_cluster_faults.py
 
 ## make lint / make typecheck: ruff, and mypy --strict (pyproject's packages, then bench/)
 lint: $(STAMP)
