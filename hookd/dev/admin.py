@@ -47,13 +47,19 @@ async def create_topic(
                 continue
             if code != 0:
                 raise RuntimeError(f"CreateTopics({topic!r}) failed: error {code} {message}")
-        # Apache Kafka's brokers learn of the topic a moment after CreateTopics answers
+        # Apache Kafka's brokers learn of the topic a moment after CreateTopics answers,
+        # each in its own time: the broker asked next may not know it yet, so ask again
         await until_served(admin, [name], 1 if exist_ok else partitions, within=timeout)
-        described: list[dict[str, Any]] = await asyncio.wait_for(
-            admin.describe_topics([name]), timeout
-        )
-        got = len(described[0]["partitions"])
-        if not exist_ok and got != partitions:
-            raise RuntimeError(f"topic {name!r} has {got} partitions, expected {partitions}")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            described: list[dict[str, Any]] = await asyncio.wait_for(
+                admin.describe_topics([name]), timeout
+            )
+            got = len(described[0]["partitions"])
+            if exist_ok or got == partitions:
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"topic {name!r} has {got} partitions, expected {partitions}")
+            await asyncio.sleep(0.05)
     finally:
         await admin.close()
