@@ -173,7 +173,7 @@ class ConsumerLoop:
                 else:
                     await self.consumer.topics()
         except TimeoutError:
-            self.watch.failed("fetch", "fetch", f"the broker did not answer within {timeout:g}s")
+            self.watch.failed("fetch", "fetch", f"the broker did not answer within {timeout:.1f}s")
         except Exception as exc:
             self.watch.failed("fetch", "fetch", f"the broker did not answer: {reason_of(exc)}")
         else:
