@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 import sys
 import threading
@@ -28,10 +29,14 @@ OTHER = "hunter2-password"
 def restore_logging() -> Iterator[None]:
     saved = structlog.get_config()
     redactor, chain = REDACTOR.current, logs._JSON
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
     structlog.configure(**saved)
     REDACTOR.current, logs._JSON = redactor, chain
     structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def lines(out: str) -> list[dict[str, Any]]:
@@ -348,3 +353,59 @@ def test_fast_lines_go_through_structlog_when_it_is_not_the_json_chain(
 
     structlog.configure(processors=[structlog.processors.JSONRenderer()])  # someone else's
     assert logs.Lines(structlog.get_logger().bind()).json is None
+
+
+def _library_handler() -> logs.LibraryLogs:
+    (handler,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.LibraryLogs)]
+    return handler
+
+
+def test_library_records_are_json_lines_once_per_period(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """aiokafka's own warnings (here: what it logs for each connection attempt while the
+    brokers are down) are hookd's JSON lines, masked, on stdout (nothing bare on stderr),
+    one per message per period, the held-back copies counted in the next one."""
+    configure_logging("info", "json")
+    configure_logging("info", "json")  # a reload: still one handler
+    logs.REDACTOR.current = Redactor({SECRET})
+    now = [1000.0]
+    handler = _library_handler()
+    handler.clock = lambda: now[0]
+    conn = logging.getLogger("aiokafka.conn")
+    for i in range(300):  # three brokers, a hundred attempts each
+        conn.error("Unable connect to node with id %s: %s", i % 3, f"refused {SECRET}")
+    logging.getLogger("aiokafka").warning("Marking the coordinator dead (node %s)", 1)
+    logging.getLogger("aiokafka").info("not shown: under WARNING")
+    now[0] += 29.9
+    conn.error("Unable connect to node with id %s: %s", 1, "refused")
+    now[0] += 0.2
+    conn.error("Unable connect to node with id %s: %s", 2, "refused")
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert SECRET not in captured.out
+    first, coordinator, later = lines(captured.out)
+    assert first["msg"] == f"Unable connect to node with id 0: refused {MASK}"
+    assert (first["level"], first["logger"]) == ("error", "aiokafka.conn")
+    assert "repeated" not in first
+    assert coordinator["msg"] == "Marking the coordinator dead (node 1)"
+    assert (coordinator["level"], coordinator["logger"]) == ("warning", "aiokafka")
+    assert later["msg"] == "Unable connect to node with id 2: refused"
+    assert later["repeated"] == 300  # 299 of the loop's, one 29.9 s after the first
+
+
+def test_library_records_follow_a_level_above_warning(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("error", "json")
+    logging.getLogger("aiohttp.client").warning("dropped")
+    logging.getLogger("asyncio").error("Task exception was never retrieved")
+    (line,) = lines(capsys.readouterr().out)
+    assert (line["msg"], line["logger"]) == ("Task exception was never retrieved", "asyncio")
+
+
+def test_library_messages_remembered_are_bounded() -> None:
+    handler = logs.LibraryLogs(keep=10)
+    configure_logging("info", "json")
+    for i in range(25):  # messages that differ in their text, not only their arguments
+        handler.emit(logging.LogRecord("lib", logging.WARNING, __file__, 1, f"m{i}", None,
+                                       None))
+    assert len(handler._last) <= 10
