@@ -21,6 +21,9 @@ Each asserts: nothing lost (every acknowledged event delivered to each hook at l
 per-key order kept, the dead-letter topic empty; and reports the longest produce -> delivery
 wait (printed, and written to /tmp/cluster-faults/<fault>.json with the other figures).
 
+Every line hookd writes must be JSON (the Kafka client's own complaints included: they
+went bare to stderr, ~25 k lines while the cluster was down, before hookd.logs routed them).
+
 At-least-once: a redelivery (the same event again, e.g. after commits failed during the
 fault and the group moved) is counted as a duplicate, not as a disorder. Order is judged on
 first deliveries: for each hook and key, the first arrival of each sequence number must come
@@ -321,6 +324,7 @@ async def test_cluster_fault_under_traffic(fault: str, cluster: KafkaCluster,
         await tasks[1]
         letters = await read_topic(bootstrap, dlq, 0, timeout=20, settle=2.0)
         report.update(_judge(traffic, receiver))
+        report.update(_log_figures(proc))
         report.update({
             "events_made": traffic.made, "events_acked": len(traffic.acked),
             "produce_failed": len(traffic.failed),
@@ -343,6 +347,7 @@ async def test_cluster_fault_under_traffic(fault: str, cluster: KafkaCluster,
         assert report["lost"] == 0, report["lost_examples"]
         assert report["order_breaks"] == 0, report["order_examples"]
         assert letters == [], [m.value for m in letters[:5]]
+        assert report["log_lines_not_json"] == [], "hookd's output holds lines not JSON"
         if fault == "cluster_down":
             stalled = [c for c in report["readiness_while_down"]
                        if c["http"] == 503 and c["status"] == "stalled" and c["reason"]]
@@ -364,6 +369,18 @@ async def test_cluster_fault_under_traffic(fault: str, cluster: KafkaCluster,
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, 30)
         proc.stop_now()
+
+
+def _log_figures(proc: DaemonProcess) -> dict[str, Any]:
+    """hookd's output (stdout and stderr): how many lines, its libraries' share (the Kafka
+    client's, each message at most once per 30 s), and any line that is not JSON."""
+    raw = proc.log.read_bytes().splitlines()
+    parsed = proc.lines()
+    library = [line for line in parsed if "logger" in line]
+    return {"log_lines": len(raw), "log_lines_of_libraries": len(library),
+            "log_lines_held_back": sum(int(line.get("repeated", 0)) for line in library),
+            "log_lines_not_json": [line.decode(errors="replace")[:200] for line in raw
+                                   if line.strip() and not line.startswith(b"{")][:10]}
 
 
 def _write(report: dict[str, Any]) -> None:
