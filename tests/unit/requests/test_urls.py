@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hookd.errors import RenderError, SpecError
@@ -177,7 +177,9 @@ def test_values_never_change_segments_or_keys(a: str, b: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(VALUES, VALUES, max_size=4))
 def test_get_fields_query_is_built_from_pairs(fields: dict[str, str]) -> None:
-    """GET without body: the payload's fields are the query, whatever their names hold."""
+    """GET without body: the payload's fields are the query, whatever their names hold.
+    (A field named `event` would replace the event's name: that is another test's case.)"""
+    assume("event" not in fields)
     hook = compile_one({"method": "GET", "url": BASE + "/pop/{{ event }}?src=hookd"})
     url = urlsplit(hook.render(event({"event": "Answered", **fields})).url)
     assert url.path == "/pop/Answered"
