@@ -44,10 +44,10 @@ from hookd.dev.sim import Simulator
 from hookd.dispatch import Dispatcher
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.parking import ParkingLot
-from hookd.logs import REDACTOR, configure_logging
 from hookd.process import tune_gc
-from hookd.redact import Redactor
 from hookd.runtime import Runtime, load_config, tiers_of
+from hookd.telemetry.logs import REDACTOR, configure_logging
+from hookd.telemetry.redact import Redactor
 
 FETCH = 200  # records handed to the dispatcher at once, as one fetch
 HOLE = "http://127.0.0.1:9"  # never connected to: its circuit is opened before the run

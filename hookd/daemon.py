@@ -19,7 +19,6 @@ from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.errors import EX_CONFIG, ConfigError
 from hookd.health import HealthServer, document, is_ready, status_line
-from hookd.hookstats import HookStats
 from hookd.kafka import topics
 from hookd.kafka.batching import BatchedProducer
 from hookd.kafka.connect import connect, stop_client
@@ -28,12 +27,13 @@ from hookd.kafka.deadletter import KafkaDeadLetters
 from hookd.kafka.parking import ParkingLot, due_of
 from hookd.kafka.stalls import Problem, StallWatch
 from hookd.kafka.writes import WriteWatch
-from hookd.logs import REDACTOR, configure_logging
 from hookd.metrics import exposition, registry_of
-from hookd.redact import Redactor
 from hookd.requests.oauth import TokenCache
 from hookd.runtime import Runtime, load_config, tiers_of
 from hookd.sdnotify import Notifier
+from hookd.telemetry.hookstats import HookStats
+from hookd.telemetry.logs import REDACTOR, configure_logging
+from hookd.telemetry.redact import Redactor
 
 log = structlog.get_logger("hookd.daemon")
 

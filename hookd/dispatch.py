@@ -16,19 +16,19 @@ from hookd.delivery.sender import Sender
 from hookd.endings import Counters, Endings
 from hookd.errors import DecodeError, RenderError
 from hookd.events.decode import decode_event, make_meta
-from hookd.hookstats import HookStat, HookStats
 from hookd.inflight import Done, InFlight, Work
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.kafka.writes import WriteWatch
-from hookd.logs import Lines
 from hookd.loops import RunningLoop
-from hookd.redact import Redactor
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import webhook_id
 from hookd.runtime import Runtime
 from hookd.slices import Slices
+from hookd.telemetry.hookstats import HookStat, HookStats
+from hookd.telemetry.logs import Lines
+from hookd.telemetry.redact import Redactor
 
 log = structlog.get_logger("hookd.dispatch")
 

@@ -13,11 +13,11 @@ import structlog
 
 from hookd.delivery.attempts import Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome
-from hookd.hookstats import HookStat, HookStats
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark
 from hookd.kafka.writes import WriteWatch, until_acked
-from hookd.redact import Redactor
+from hookd.telemetry.hookstats import HookStat, HookStats
+from hookd.telemetry.redact import Redactor
 
 log = structlog.get_logger("hookd.dispatch")
 

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from hookd.config import host_port
 from hookd.hookview import hook_states
 from hookd.kafka.stalls import Problem, summary
-from hookd.logs import REDACTOR
+from hookd.telemetry.logs import REDACTOR
 
 if TYPE_CHECKING:
     from hookd.delivery.sender import HttpSender

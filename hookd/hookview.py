@@ -9,9 +9,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hookd.hookstats import HookStats
 from hookd.requests.render import CompiledHook
 from hookd.runtime import Runtime
+from hookd.telemetry.hookstats import HookStats
 
 ENABLED, DISABLED, GONE, CIRCUIT_OPEN = "enabled", "disabled", "disabled-by-410", "circuit-open"
 HOST, HOOK = "host", "hook"  # an open circuit's scope: its endpoint's, or the hook's own

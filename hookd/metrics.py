@@ -3,7 +3,7 @@ of the daemon's own (not the library's global one: several daemons in one proces
 the tests, do not clash). Everything is read at scrape time off the daemon's parts, as
 the health document is: the state (lag, circuits, in flight, enabled, generation) and the
 counters, which the hot path keeps as plain integers (each delivery's ending once, in
-hookd.hookstats; records in endings.Counters, whose totals are the hooks' sums), so a
+hookd.telemetry.hookstats; records in endings.Counters, whose totals are the hooks' sums), so a
 delivery costs no lock and no label lookup. Label values are hook ids, endpoints
 (`scheme://host:port`), topics and fixed words: never anything from an event."""
 
@@ -21,8 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from hookd.hookstats import OUTCOMES, STATUS_CLASSES, Buckets
 from hookd.hookview import enabled, hook_states
+from hookd.telemetry.hookstats import OUTCOMES, STATUS_CLASSES, Buckets
 
 if TYPE_CHECKING:
     from hookd.delivery.sender import HttpSender

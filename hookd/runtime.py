@@ -18,10 +18,10 @@ from hookd.config.source import Loc, Source, load_yaml_file
 from hookd.errors import ConfigError, ConfigIssue
 from hookd.events.matching import HookIndex
 from hookd.kafka.clients import tls_problem
-from hookd.redact import Redactor
 from hookd.requests.auth import auth_secrets
 from hookd.requests.compile import compile_hook, lint_raw_hook
 from hookd.requests.render import CompiledHook
+from hookd.telemetry.redact import Redactor
 
 DEFAULT_PATH = "/etc/hookd/hookd.yaml"
 M = TypeVar("M", bound=BaseModel)

@@ -13,11 +13,11 @@ from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure
 from hookd.delivery.sender import Sender
 from hookd.errors import BlockedDestination
 from hookd.events.decode import Event
-from hookd.hookstats import HookStats
-from hookd.logs import Lines
-from hookd.redact import MASK
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
+from hookd.telemetry.hookstats import HookStats
+from hookd.telemetry.logs import Lines
+from hookd.telemetry.redact import MASK
 
 
 @dataclass

@@ -29,9 +29,9 @@ from jinja2.runtime import Context
 from yarl import URL
 
 from hookd.errors import RenderError, SpecError
-from hookd.redact import QUERY_SAFE
 from hookd.requests.target import Target, target_of
 from hookd.requests.templates import make_environment
+from hookd.telemetry.redact import QUERY_SAFE
 
 _AUTHORITY_SAFE = ":[]"  # a templated host may carry a port or an IPv6 literal
 _LITERAL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # what the operator wrote is requoted, never decoded

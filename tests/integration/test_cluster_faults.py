@@ -22,7 +22,8 @@ per-key order kept, the dead-letter topic empty; and reports the longest produce
 wait (printed, and written to /tmp/cluster-faults/<fault>.json with the other figures).
 
 Every line hookd writes must be JSON (the Kafka client's own complaints included: they
-went bare to stderr, ~25 k lines while the cluster was down, before hookd.logs routed them).
+went bare to stderr, ~25 k lines while the cluster was down, before hookd.telemetry.logs
+routed them).
 
 At-least-once: a redelivery (the same event again, e.g. after commits failed during the
 fault and the group moved) is counted as a duplicate, not as a disorder. Order is judged on

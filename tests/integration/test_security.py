@@ -24,7 +24,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from hookd.redact import url_forms
+from hookd.telemetry.redact import url_forms
 from tests.integration.harness import (
     DaemonProcess,
     free_port,

@@ -433,7 +433,7 @@ def _secret_tree(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> 
 def test_render_masks_every_credential(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                        write_config: WriteConfig,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from hookd.redact import url_forms
+    from hookd.telemetry.redact import url_forms
 
     config = _secret_tree(write_config, monkeypatch)
     event_file = tmp_path / "event.json"

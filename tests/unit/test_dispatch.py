@@ -27,10 +27,10 @@ from hookd.dispatch import Dispatcher
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.offsets import OffsetTracker
 from hookd.kafka.parking import FORMAT_GROUP, ParkingLot, read_parked
-from hookd.redact import Redactor
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.runtime import Runtime, load_config
+from hookd.telemetry.redact import Redactor
 from tests.unit.conftest import WriteConfig
 from tests.unit.delivery.test_sender import LOOPBACK, closed_port, request
 
@@ -756,7 +756,7 @@ async def test_abandon_of_a_partition_with_nothing_in_flight_is_a_no_op(make: Ma
     assert d.tracker.committable() == {TP: 1}
 
 
-# -- per-hook figures (hookd.hookstats) ------------------------------------------------------
+# -- per-hook figures (hookd.telemetry.hookstats) --------------------------------------------------
 async def test_each_final_outcome_is_counted_for_its_hook(make: Make) -> None:
     def respond(call: Call) -> Outcome:
         if call.hook == "a":

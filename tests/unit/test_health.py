@@ -18,9 +18,9 @@ from hookd.dispatch import Dispatcher
 from hookd.health import HealthServer, document, status_line
 from hookd.kafka.consumer import RecordAges
 from hookd.kafka.stalls import StallWatch
-from hookd.logs import REDACTOR
-from hookd.redact import Redactor
 from hookd.runtime import load_config
+from hookd.telemetry.logs import REDACTOR
+from hookd.telemetry.redact import Redactor
 from tests.unit.conftest import WriteConfig
 
 BODY: dict[str, Any] = {

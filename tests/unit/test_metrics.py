@@ -17,10 +17,10 @@ from hookd.delivery.retries import ErrorKind, failure
 from hookd.delivery.sender import HttpSender
 from hookd.dispatch import Dispatcher
 from hookd.health import HealthServer
-from hookd.hookstats import HookStats
-from hookd.logs import REDACTOR
 from hookd.metrics import exposition, registry_of
 from hookd.runtime import Runtime, load_config
+from hookd.telemetry.hookstats import HookStats
+from hookd.telemetry.logs import REDACTOR
 from tests.unit.conftest import WriteConfig
 from tests.unit.test_health import Letters, Loop
 

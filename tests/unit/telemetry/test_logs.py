@@ -1,4 +1,5 @@
-"""hookd.logs + hookd.redact: JSON lines on stdout, `event`/`msg` keys, secrets masked."""
+"""hookd.telemetry.logs + hookd.telemetry.redact: JSON lines on stdout, `event`/`msg` keys,
+secrets masked."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import orjson
 import pytest
 import structlog
 
-from hookd import logs
-from hookd.logs import REDACTOR, configure_logging
-from hookd.redact import MASK, Redactor
+from hookd.telemetry import logs
+from hookd.telemetry.logs import REDACTOR, configure_logging
+from hookd.telemetry.redact import MASK, Redactor
 
 SECRET = "s3cr3t-token-value"
 OTHER = "hunter2-password"

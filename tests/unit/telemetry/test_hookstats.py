@@ -1,4 +1,4 @@
-"""hookd.hookstats (per-hook figures) and hookd.hookview (each hook's state)."""
+"""hookd.telemetry.hookstats (per-hook figures) and hookd.hookview (each hook's state)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 
 from hookd.delivery.retries import ErrorKind
 from hookd.events.decode import Event, Meta
-from hookd.hookstats import DURATION_BUCKETS, Buckets, HookStat, HookStats
 from hookd.hookview import CIRCUIT_OPEN, DISABLED, ENABLED, GONE, enabled, hook_states
 from hookd.runtime import load_config
 from hookd.status import state_text
+from hookd.telemetry.hookstats import DURATION_BUCKETS, Buckets, HookStat, HookStats
 from tests.unit.conftest import WriteConfig
 from tests.unit.delivery.test_sender import SenderFactory, closed_port, make_sender
 

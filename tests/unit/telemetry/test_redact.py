@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookd.redact import MASK, Redactor
+from hookd.telemetry.redact import MASK, Redactor
 
 
 @pytest.mark.parametrize(("secrets", "text", "expected"), [

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 import structlog
 
-from hookd.redact import Redactor
+from hookd.telemetry.redact import Redactor
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
