@@ -41,11 +41,11 @@ from bench.common import PY, bench_hooks, other_hooks, start_receiver, stop_chil
 from hookd.delivery.retries import ErrorKind, failure
 from hookd.delivery.sender import HttpSender
 from hookd.dev.sim import Simulator
-from hookd.dispatch import Dispatcher
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.parking import ParkingLot
+from hookd.pipeline.dispatch import Dispatcher
+from hookd.pipeline.runtime import Runtime, load_config, tiers_of
 from hookd.process import tune_gc
-from hookd.runtime import Runtime, load_config, tiers_of
 from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import Redactor
 

@@ -79,7 +79,7 @@ from hookd.dev.broker import DevBroker, create_topic, free_port
 from hookd.dev.kafka import BENCH_JVM, KAFKA_VERSION, KafkaCluster
 from hookd.dev.sim import Simulator
 from hookd.events.decode import decode_event, make_meta
-from hookd.runtime import load_config
+from hookd.pipeline.runtime import load_config
 
 RESULTS = REPO / "bench" / "results"
 README = REPO / "README.md"

@@ -45,9 +45,9 @@ from hookd.delivery.attempts import Line
 from hookd.delivery.wire import encode_request
 from hookd.dev.sim import Simulator
 from hookd.events.decode import decode_event, make_meta
+from hookd.pipeline.runtime import load_config
 from hookd.requests.render import Request
 from hookd.requests.target import target_of
-from hookd.runtime import load_config
 from hookd.telemetry.logs import REDACTOR, Lines, configure_logging
 from hookd.telemetry.redact import Redactor
 

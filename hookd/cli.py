@@ -18,7 +18,7 @@ from hookd.config.durations import parse_duration
 from hookd.errors import EX_CONFIG, ConfigError, DecodeError, RenderError, SpecError
 from hookd.events.catalogue import events_schema
 from hookd.events.decode import decode_event, make_meta
-from hookd.runtime import Runtime, default_config_path, load_config
+from hookd.pipeline.runtime import Runtime, default_config_path, load_config
 from hookd.telemetry.redact import Redactor
 
 

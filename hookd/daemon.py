@@ -16,7 +16,6 @@ import structlog
 
 from hookd.config import HostPort
 from hookd.delivery.sender import HttpSender
-from hookd.dispatch import Dispatcher
 from hookd.errors import EX_CONFIG, ConfigError
 from hookd.health import HealthServer, document, is_ready, status_line
 from hookd.kafka import topics
@@ -28,8 +27,9 @@ from hookd.kafka.parking import ParkingLot, due_of
 from hookd.kafka.stalls import Problem, StallWatch
 from hookd.kafka.writes import WriteWatch
 from hookd.metrics import exposition, registry_of
+from hookd.pipeline.dispatch import Dispatcher
+from hookd.pipeline.runtime import Runtime, load_config, tiers_of
 from hookd.requests.oauth import TokenCache
-from hookd.runtime import Runtime, load_config, tiers_of
 from hookd.sdnotify import Notifier
 from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import REDACTOR, configure_logging

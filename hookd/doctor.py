@@ -29,8 +29,8 @@ from hookd.kafka import topics
 from hookd.kafka.clients import make_admin
 from hookd.kafka.connect import diagnose
 from hookd.kafka.parking import tier_topic
+from hookd.pipeline.runtime import Runtime, tiers_of
 from hookd.requests.target import Target
-from hookd.runtime import Runtime, tiers_of
 from hookd.telemetry.redact import Redactor
 
 T = TypeVar("T")

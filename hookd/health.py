@@ -18,10 +18,10 @@ from hookd.telemetry.logs import REDACTOR
 
 if TYPE_CHECKING:
     from hookd.delivery.sender import HttpSender
-    from hookd.dispatch import Dispatcher
-    from hookd.endings import Counters
     from hookd.kafka.consumer import ConsumerLoop, RecordAges
-    from hookd.runtime import Runtime
+    from hookd.pipeline.dispatch import Dispatcher
+    from hookd.pipeline.endings import Counters
+    from hookd.pipeline.runtime import Runtime
 
 StateFn = Callable[[], tuple[bool, dict[str, Any]]]  # (ready, body)
 MetricsFn = Callable[[], bytes]  # the Prometheus text exposition

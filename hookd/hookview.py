@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from hookd.pipeline.runtime import Runtime
 from hookd.requests.render import CompiledHook
-from hookd.runtime import Runtime
 from hookd.telemetry.hookstats import HookStats
 
 ENABLED, DISABLED, GONE, CIRCUIT_OPEN = "enabled", "disabled", "disabled-by-410", "circuit-open"

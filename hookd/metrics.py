@@ -26,10 +26,10 @@ from hookd.telemetry.hookstats import OUTCOMES, STATUS_CLASSES, Buckets
 
 if TYPE_CHECKING:
     from hookd.delivery.sender import HttpSender
-    from hookd.dispatch import Dispatcher
     from hookd.kafka.consumer import ConsumerLoop
     from hookd.kafka.parking import ParkingLot
-    from hookd.runtime import Runtime
+    from hookd.pipeline.dispatch import Dispatcher
+    from hookd.pipeline.runtime import Runtime
 
 
 class Parts(Protocol):

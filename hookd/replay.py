@@ -22,7 +22,7 @@ from hookd.events.decode import Event, make_meta
 from hookd.kafka.clients import make_admin, make_consumer
 from hookd.kafka.connect import start_producer
 from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark
-from hookd.runtime import Runtime, tiers_of
+from hookd.pipeline.runtime import Runtime, tiers_of
 
 
 @dataclass

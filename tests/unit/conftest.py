@@ -12,7 +12,7 @@ import pytest
 import uvloop
 
 from hookd.errors import ConfigError, ConfigIssue
-from hookd.runtime import load_config
+from hookd.pipeline.runtime import load_config
 
 # The daemon runs on uvloop, whose transports differ from asyncio's: the HTTP client's
 # tests run on both loops, every other test on asyncio's.

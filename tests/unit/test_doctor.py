@@ -12,7 +12,7 @@ import pytest
 
 from hookd.cli import main
 from hookd.doctor import Doctor, Finding
-from hookd.runtime import load_config
+from hookd.pipeline.runtime import load_config
 from tests.unit.conftest import WriteConfig
 
 

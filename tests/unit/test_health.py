@@ -14,11 +14,11 @@ from aiokafka import TopicPartition
 
 from hookd.delivery.retries import ErrorKind, failure
 from hookd.delivery.sender import HttpSender
-from hookd.dispatch import Dispatcher
 from hookd.health import HealthServer, document, status_line
 from hookd.kafka.consumer import RecordAges
 from hookd.kafka.stalls import StallWatch
-from hookd.runtime import load_config
+from hookd.pipeline.dispatch import Dispatcher
+from hookd.pipeline.runtime import load_config
 from hookd.telemetry.logs import REDACTOR
 from hookd.telemetry.redact import Redactor
 from tests.unit.conftest import WriteConfig

@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hookd.delivery.retries import ErrorKind, failure
 from hookd.delivery.sender import HttpSender
-from hookd.dispatch import Dispatcher
 from hookd.health import HealthServer
 from hookd.metrics import exposition, registry_of
-from hookd.runtime import Runtime, load_config
+from hookd.pipeline.dispatch import Dispatcher
+from hookd.pipeline.runtime import Runtime, load_config
 from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import REDACTOR
 from tests.unit.conftest import WriteConfig

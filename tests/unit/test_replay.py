@@ -14,8 +14,8 @@ import pytest
 from hookd.delivery.retries import ErrorKind
 from hookd.kafka.deadletter import DeadLetter, Source
 from hookd.kafka.parking import ParkingLot
+from hookd.pipeline.runtime import Runtime, load_config
 from hookd.replay import ReplayReport, _one, letter_to_parked
-from hookd.runtime import Runtime, load_config
 from tests.unit.conftest import WriteConfig
 
 

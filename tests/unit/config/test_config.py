@@ -12,7 +12,7 @@ import pytest
 
 from hookd.config import Config, parse_rate, signing_key
 from hookd.errors import ConfigError
-from hookd.runtime import DEFAULT_PATH, default_config_path, load_config
+from hookd.pipeline.runtime import DEFAULT_PATH, default_config_path, load_config
 from tests.unit.conftest import SAMPLE_CONFIG, WriteConfig
 
 MAIN = "hookd.yaml"

@@ -11,8 +11,8 @@ from standardwebhooks.webhooks import Webhook
 
 from hookd.config import signing_key
 from hookd.errors import ConfigIssue
+from hookd.pipeline.runtime import load_config
 from hookd.requests.signing import Signer
-from hookd.runtime import load_config
 from tests.unit.conftest import WriteConfig
 
 HOOK = """

@@ -19,13 +19,13 @@ from hookd.delivery.attempts import Attempts, Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
 from hookd.errors import BlockedDestination
 from hookd.events.decode import decode_event, make_meta
+from hookd.pipeline.runtime import Runtime, load_config
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import Signer
-from hookd.runtime import Runtime, load_config
 from hookd.telemetry.logs import Lines
 from tests.unit.conftest import WriteConfig
-from tests.unit.test_dispatch import OK, FakeSender, Respond, record
+from tests.unit.pipeline.test_dispatch import OK, FakeSender, Respond, record
 
 CONFIG = """
 hooks:

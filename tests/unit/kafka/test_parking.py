@@ -24,7 +24,7 @@ from hookd.kafka.parking import (
     read_parked,
     tier_topic,
 )
-from hookd.runtime import load_config, tiers_of
+from hookd.pipeline.runtime import load_config, tiers_of
 from tests.unit.conftest import WriteConfig
 
 EVENT = Event("Answered", "ev-1", {"event": "Answered", "call": "c-1"},

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from hookd.config import KafkaConfig
 from hookd.kafka import clients as kafka_mod
 from hookd.kafka.clients import make_consumer, make_retry_consumer, make_source_consumer
-from hookd.runtime import load_config
+from hookd.pipeline.runtime import load_config
 from tests.unit.conftest import WriteConfig
 from tests.unit.kafka.test_clients import AskedFor
 

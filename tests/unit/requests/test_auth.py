@@ -9,8 +9,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from hookd.config import Auth
+from hookd.pipeline.runtime import load_config
 from hookd.requests.auth import auth_secrets, static_auth_headers
-from hookd.runtime import load_config
 from tests.unit.conftest import WriteConfig
 
 AUTH: TypeAdapter[Any] = TypeAdapter(Auth)

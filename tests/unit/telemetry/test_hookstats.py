@@ -9,7 +9,7 @@ import pytest
 from hookd.delivery.retries import ErrorKind
 from hookd.events.decode import Event, Meta
 from hookd.hookview import CIRCUIT_OPEN, DISABLED, ENABLED, GONE, enabled, hook_states
-from hookd.runtime import load_config
+from hookd.pipeline.runtime import load_config
 from hookd.status import state_text
 from hookd.telemetry.hookstats import DURATION_BUCKETS, Buckets, HookStat, HookStats
 from tests.unit.conftest import WriteConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hookd.slices import Slices
+from hookd.pipeline.slices import Slices
 
 
 async def _iterations(n: int) -> None:

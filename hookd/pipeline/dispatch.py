@@ -13,19 +13,19 @@ import structlog
 from hookd.delivery.attempts import Attempts, Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
 from hookd.delivery.sender import Sender
-from hookd.endings import Counters, Endings
 from hookd.errors import DecodeError, RenderError
 from hookd.events.decode import decode_event, make_meta
-from hookd.inflight import Done, InFlight, Work
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
 from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.kafka.writes import WriteWatch
 from hookd.loops import RunningLoop
+from hookd.pipeline.endings import Counters, Endings
+from hookd.pipeline.inflight import Done, InFlight, Work
+from hookd.pipeline.runtime import Runtime
+from hookd.pipeline.slices import Slices
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import webhook_id
-from hookd.runtime import Runtime
-from hookd.slices import Slices
 from hookd.telemetry.hookstats import HookStat, HookStats
 from hookd.telemetry.logs import Lines
 from hookd.telemetry.redact import Redactor

@@ -1,4 +1,4 @@
-"""hookd.dispatch.Dispatcher with a fake dead-letter sink, a real OffsetTracker and a
+"""hookd.pipeline.dispatch.Dispatcher with a fake dead-letter sink, a real OffsetTracker and a
 Runtime loaded from a config written to tmp_path. What is about the sender's contract
 (connections refused, timeouts, an open circuit) goes through a real HttpSender to
 127.0.0.1: a closed port, or an aiohttp server that fails or delays on cue; a fake Sender
@@ -23,13 +23,13 @@ from aiokafka import TopicPartition
 from hookd.config import DeliveryConfig
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
 from hookd.delivery.sender import HttpSender
-from hookd.dispatch import Dispatcher
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.offsets import OffsetTracker
 from hookd.kafka.parking import FORMAT_GROUP, ParkingLot, read_parked
+from hookd.pipeline.dispatch import Dispatcher
+from hookd.pipeline.runtime import Runtime, load_config
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
-from hookd.runtime import Runtime, load_config
 from hookd.telemetry.redact import Redactor
 from tests.unit.conftest import WriteConfig
 from tests.unit.delivery.test_sender import LOOPBACK, closed_port, request
