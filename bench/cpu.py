@@ -45,7 +45,7 @@ from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.parking import ParkingLot
 from hookd.pipeline.dispatch import Dispatcher
 from hookd.pipeline.runtime import Runtime, load_config, tiers_of
-from hookd.process import tune_gc
+from hookd.service.process import tune_gc
 from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import Redactor
 

@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_status(args.config or default_config_path(), args.health_listen, args.json,
                           out, err, args.timeout, explicit=args.config is not None)
     if args.command == "run":
-        from hookd.process import run_daemon
+        from hookd.service.process import run_daemon
 
         return run_daemon(args.config or default_config_path(), args.health_listen)
     raise AssertionError(args.command)  # pragma: no cover

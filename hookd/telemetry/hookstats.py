@@ -1,7 +1,7 @@
 """Per-hook figures since this process started: how its deliveries ended, its attempts by
 status class and duration, its last error. Fed where outcomes are final (dispatch,
 endings, attempts): one dict lookup per outcome, then plain integer adds; read by
-`hookd status` (through the health document) and by /metrics (hookd.metrics), at scrape
+`hookd status` (through the health document) and by /metrics (hookd.service.metrics), at scrape
 time. No label value ever comes from an event: the keys are hook ids from the config.
 
 The one count of each delivery's ending: the daemon's totals (delivered, parked,
@@ -26,7 +26,7 @@ OUTCOMES = ("delivered", "retried", "parked", "dead_lettered", "skipped")
 
 
 class Buckets:
-    """A histogram's counts (not cumulative: hookd.metrics sums them when scraped)."""
+    """A histogram's counts (not cumulative: hookd.service.metrics sums them when scraped)."""
 
     __slots__ = ("bounds", "counts", "sum")
 

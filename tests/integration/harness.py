@@ -17,8 +17,8 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from hookd.daemon import Daemon
 from hookd.dev.broker import free_port as free_port  # re-exported for the tests
+from hookd.service.daemon import Daemon
 from tests.integration.broker import create_topic
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

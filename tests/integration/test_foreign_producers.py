@@ -23,8 +23,8 @@ from cloudevents.core.v1.event import CloudEvent as CoreCloudEvent
 from cloudevents.v1.http import CloudEvent as V1CloudEvent
 from cloudevents.v1.kafka import to_binary, to_structured
 
-from hookd.daemon import Daemon
 from hookd.requests.signing import webhook_id
+from hookd.service.daemon import Daemon
 from tests.integration import rdkafka
 from tests.integration.harness import (
     committed,

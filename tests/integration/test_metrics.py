@@ -24,7 +24,7 @@ from tests.integration.harness import (
     write_config,
 )
 from tests.integration.receiver import Receiver
-from tests.unit.test_metrics import exposed, rule_series
+from tests.unit.service.test_metrics import exposed, rule_series
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

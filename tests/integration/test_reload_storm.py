@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import yaml
 
-from hookd.daemon import Daemon
 from hookd.requests.signing import webhook_id
+from hookd.service.daemon import Daemon
 from tests.integration.broker import create_topic
 from tests.integration.harness import (
     committed,

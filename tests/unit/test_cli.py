@@ -396,7 +396,7 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> No
 
 def test_run_passes_health_listen_to_the_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, str | None]] = []
-    monkeypatch.setattr("hookd.process.run_daemon",
+    monkeypatch.setattr("hookd.service.process.run_daemon",
                         lambda path, listen=None: seen.append((path, listen)) or 0)
     assert main(["run", "-c", "/etc/hookd/a.yaml", "--health-listen", "127.0.0.1:8082"]) == 0
     assert main(["run", "-c", "/etc/hookd/a.yaml"]) == 0

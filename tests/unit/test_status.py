@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hookd.cli import main
-from hookd.health import HealthServer
+from hookd.service.health import HealthServer
 from hookd.status import cmd_status, listen_of, url_of
 
 HOOKS: list[dict[str, Any]] = [

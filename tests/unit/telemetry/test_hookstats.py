@@ -1,4 +1,4 @@
-"""hookd.telemetry.hookstats (per-hook figures) and hookd.hookview (each hook's state)."""
+"""hookd.telemetry.hookstats (per-hook figures) and hookd.service.hookview (each hook's state)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from hookd.delivery.retries import ErrorKind
 from hookd.events.decode import Event, Meta
-from hookd.hookview import CIRCUIT_OPEN, DISABLED, ENABLED, GONE, enabled, hook_states
 from hookd.pipeline.runtime import load_config
+from hookd.service.hookview import CIRCUIT_OPEN, DISABLED, ENABLED, GONE, enabled, hook_states
 from hookd.status import state_text
 from hookd.telemetry.hookstats import DURATION_BUCKETS, Buckets, HookStat, HookStats
 from tests.unit.conftest import WriteConfig

@@ -17,7 +17,6 @@ import structlog
 from hookd.config import HostPort
 from hookd.delivery.sender import HttpSender
 from hookd.errors import EX_CONFIG, ConfigError
-from hookd.health import HealthServer, document, is_ready, status_line
 from hookd.kafka import topics
 from hookd.kafka.batching import BatchedProducer
 from hookd.kafka.connect import connect, stop_client
@@ -26,11 +25,12 @@ from hookd.kafka.deadletter import KafkaDeadLetters
 from hookd.kafka.parking import ParkingLot, due_of
 from hookd.kafka.stalls import Problem, StallWatch
 from hookd.kafka.writes import WriteWatch
-from hookd.metrics import exposition, registry_of
 from hookd.pipeline.dispatch import Dispatcher
 from hookd.pipeline.runtime import Runtime, load_config, tiers_of
 from hookd.requests.oauth import TokenCache
-from hookd.sdnotify import Notifier
+from hookd.service.health import HealthServer, document, is_ready, status_line
+from hookd.service.metrics import exposition, registry_of
+from hookd.service.sdnotify import Notifier
 from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import Redactor

@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from hookd.hookview import enabled, hook_states
+from hookd.service.hookview import enabled, hook_states
 from hookd.telemetry.hookstats import OUTCOMES, STATUS_CLASSES, Buckets
 
 if TYPE_CHECKING:

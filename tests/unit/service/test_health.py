@@ -1,4 +1,4 @@
-"""hookd.health: GET /healthz and GET /readyz (JSON), nothing else, on 127.0.0.1."""
+"""hookd.service.health: GET /healthz and GET /readyz (JSON), nothing else, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from aiokafka import TopicPartition
 
 from hookd.delivery.retries import ErrorKind, failure
 from hookd.delivery.sender import HttpSender
-from hookd.health import HealthServer, document, status_line
 from hookd.kafka.consumer import RecordAges
 from hookd.kafka.stalls import StallWatch
 from hookd.pipeline.dispatch import Dispatcher
 from hookd.pipeline.runtime import load_config
+from hookd.service.health import HealthServer, document, status_line
 from hookd.telemetry.logs import REDACTOR
 from hookd.telemetry.redact import Redactor
 from tests.unit.conftest import WriteConfig

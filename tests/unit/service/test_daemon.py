@@ -1,4 +1,4 @@
-"""hookd.daemon.Daemon without Kafka: what happens when one of its loops dies. The whole
+"""hookd.service.daemon.Daemon without Kafka: what happens when one of its loops dies. The whole
 daemon, against the real broker, is in tests/integration/test_daemon.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hookd.daemon import Daemon
+from hookd.service.daemon import Daemon
 
 
 async def _ended(daemon: Daemon, coro: object, name: str) -> None:
@@ -56,6 +56,6 @@ def test_crowded_at_half_the_record_budget() -> None:
     ("localhost", 9, "localhost:9")])
 def test_the_started_line_writes_the_health_address_as_one_would(
         host: str, port: int, written: str) -> None:
-    from hookd.daemon import _address
+    from hookd.service.daemon import _address
 
     assert _address(host, port) == written

@@ -1,4 +1,4 @@
-"""hookd.sdnotify: datagrams to a real AF_UNIX socket standing in for systemd."""
+"""hookd.service.sdnotify: datagrams to a real AF_UNIX socket standing in for systemd."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hookd.sdnotify import Notifier
+from hookd.service.sdnotify import Notifier
 
 
 class FakeSystemd:

@@ -6,7 +6,7 @@ import asyncio
 import gc
 
 from hookd.config import HostPort
-from hookd.daemon import Daemon
+from hookd.service.daemon import Daemon
 
 
 def tune_gc() -> None:

@@ -12,8 +12,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from hookd.config import host_port
-from hookd.hookview import hook_states
 from hookd.kafka.stalls import Problem, summary
+from hookd.service.hookview import hook_states
 from hookd.telemetry.logs import REDACTOR
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""hookd.metrics: the collector against fake parts, its exposition parsed back with
+"""hookd.service.metrics: the collector against fake parts, its exposition parsed back with
 prometheus_client's own parser, and /metrics on the health listener."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hookd.delivery.retries import ErrorKind, failure
 from hookd.delivery.sender import HttpSender
-from hookd.health import HealthServer
-from hookd.metrics import exposition, registry_of
 from hookd.pipeline.dispatch import Dispatcher
 from hookd.pipeline.runtime import Runtime, load_config
+from hookd.service.health import HealthServer
+from hookd.service.metrics import exposition, registry_of
 from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import REDACTOR
-from tests.unit.conftest import WriteConfig
-from tests.unit.test_health import Letters, Loop
+from tests.unit.conftest import REPO, WriteConfig
+from tests.unit.service.test_health import Letters, Loop
 
 CONFIG = """
     kafka: {bootstrap_servers: ["127.0.0.1:9092"], topics: [cc.events], group_id: g}
@@ -168,7 +168,7 @@ async def test_metrics_is_served_on_the_health_listener_when_asked() -> None:
     assert {"hookd_deliveries", "hookd_in_flight", "process_resident_memory_bytes"} <= names
 
 
-RULES = Path(__file__).resolve().parents[2] / "config" / "prometheus-rules.yaml"
+RULES = REPO / "config" / "prometheus-rules.yaml"
 
 
 def rule_series(path: Path = RULES) -> dict[str, set[str]]:
