@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from hookd.status import cmd_status
+from hookd.cli.status import cmd_status
 from tests.integration.harness import (
     hook,
     new_topic,

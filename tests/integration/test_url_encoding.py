@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from hookd.cli import cmd_render
+from hookd.cli.commands import cmd_render
 from tests.integration.harness import (
     hook,
     new_topic,

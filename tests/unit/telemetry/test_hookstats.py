@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from hookd.cli.status import state_text
 from hookd.delivery.retries import ErrorKind
 from hookd.events.decode import Event, Meta
 from hookd.pipeline.runtime import load_config
 from hookd.service.hookview import CIRCUIT_OPEN, DISABLED, ENABLED, GONE, enabled, hook_states
-from hookd.status import state_text
 from hookd.telemetry.hookstats import DURATION_BUCKETS, Buckets, HookStat, HookStats
 from tests.unit.conftest import WriteConfig
 from tests.unit.delivery.test_sender import SenderFactory, closed_port, make_sender

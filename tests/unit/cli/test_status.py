@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from hookd.cli import main
+from hookd.cli.status import cmd_status, listen_of, url_of
 from hookd.service.health import HealthServer
-from hookd.status import cmd_status, listen_of, url_of
 
 HOOKS: list[dict[str, Any]] = [
     {"id": "crm", "event": ["Answered"], "method": "POST",

@@ -128,7 +128,7 @@ def cmd_check(path: str | None, out: TextIO, err: TextIO, connect: bool = False,
               "come from trusted config, never from events)", file=out)
     print(f"ok: {len(runtime.hooks)} hook(s) from {len(runtime.files)} file(s)", file=out)
     if connect:
-        from hookd.doctor import check_connect
+        from hookd.cli.doctor import check_connect
 
         return check_connect(runtime, timeout, out)
     return 0
@@ -188,7 +188,7 @@ def cmd_replay(path: str | None, hook_id: str | None, limit: int | None, dry_run
                out: TextIO, err: TextIO) -> int:
     import asyncio
 
-    from hookd.replay import replay
+    from hookd.cli.replay import replay
 
     runtime = _load(path, err)
     if runtime is None:
@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         return cmd_replay(args.config, args.hook, args.limit, args.dry_run, out, err)
     if args.command == "status":
-        from hookd.status import cmd_status
+        from hookd.cli.status import cmd_status
 
         return cmd_status(args.config or default_config_path(), args.health_listen, args.json,
                           out, err, args.timeout, explicit=args.config is not None)

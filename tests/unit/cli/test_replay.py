@@ -1,4 +1,4 @@
-"""hookd.replay: from a dead letter (as hookd.kafka.deadletter writes it) back to a parked
+"""hookd.cli.replay: from a dead letter (as hookd.kafka.deadletter writes it) back to a parked
 delivery, and which letters are skipped and why. The Kafka side is in
 tests/integration/test_retries.py."""
 
@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
+from hookd.cli.replay import ReplayReport, _one, letter_to_parked
 from hookd.delivery.retries import ErrorKind
 from hookd.kafka.deadletter import DeadLetter, Source
 from hookd.kafka.parking import ParkingLot
 from hookd.pipeline.runtime import Runtime, load_config
-from hookd.replay import ReplayReport, _one, letter_to_parked
 from tests.unit.conftest import WriteConfig
 
 

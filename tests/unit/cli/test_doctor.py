@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hookd.cli import main
-from hookd.doctor import Doctor, Finding
+from hookd.cli.doctor import Doctor, Finding
 from hookd.pipeline.runtime import load_config
 from tests.unit.conftest import WriteConfig
 
