@@ -35,9 +35,9 @@ test: $(STAMP) broker lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-## make floor: the unit tests against the LOWEST version pyproject.toml admits for each direct
-## dependency (uv's --resolution lowest-direct), in a second venv made anew whenever
-## pyproject.toml changes; a floor that fails here is raised in pyproject.toml
+## make floor: the unit tests and lint-imports against the LOWEST version pyproject.toml admits
+## for each direct dependency (uv's --resolution lowest-direct), in a second venv made anew
+## whenever pyproject.toml changes; a floor that fails here is raised in pyproject.toml
 FLOOR       := .venv-floor
 FLOOR_STAMP := $(FLOOR)/.installed
 $(FLOOR_STAMP): pyproject.toml
@@ -50,8 +50,9 @@ $(FLOOR_STAMP): pyproject.toml
 
 floor: $(FLOOR_STAMP)
 	$(FLOOR)/bin/uv pip list --python $(FLOOR)/bin/python 2>/dev/null \
-		| grep -iE '^(aiokafka|aiohttp|yarl|pyyaml|jinja2|tenacity|structlog|pydantic|orjson|aiolimiter|uvloop|httptools|ahocorasick-rs|prometheus-client|pytest|pytest-asyncio|hypothesis) '
+		| grep -iE '^(aiokafka|aiohttp|yarl|pyyaml|jinja2|tenacity|structlog|pydantic|orjson|aiolimiter|uvloop|httptools|ahocorasick-rs|prometheus-client|pytest|pytest-asyncio|hypothesis|import-linter) '
 	$(FLOOR)/bin/pytest -q -p no:cacheprovider tests/unit
+	$(FLOOR)/bin/lint-imports --no-cache
 
 integration: $(STAMP) broker
 	$(BIN)/pytest -q tests/integration
@@ -64,9 +65,11 @@ chaos: $(STAMP) broker
 	HOOKD_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/pytest -q -s tests/integration/test_chaos.py
 	HOOKD_CLUSTER_FAULTS=all $(BIN)/pytest -q -s tests/integration/test_cluster_faults.py
 
-## make lint / make typecheck: ruff, and mypy --strict (pyproject's packages, then bench/)
+## make lint / make typecheck: ruff; the stages' imports (import-linter: pyproject's
+## [tool.importlinter], ARCHITECTURE.md); mypy --strict (pyproject's packages, then bench/)
 lint: $(STAMP)
 	$(BIN)/ruff check hookd tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
