@@ -20,16 +20,16 @@ import os
 import shutil
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from hookd.dev.admin import create_topic
+from hookd.dev.child import LoggedChild
 from hookd.dev.probe import metadata_probe
 from hookd.dev.process import (
     HOST,
@@ -80,8 +80,7 @@ class DevBroker:
         # unique, so the readiness probe can tell *our* broker from anything else that
         # may answer Kafka requests on the same port
         self.cluster_id = f"hookd-dev-{uuid.uuid4().hex[:12]}"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._child: LoggedChild | None = None  # made at the first start (needs the workdir)
 
     # -- properties -----------------------------------------------------------------
 
@@ -98,11 +97,11 @@ class DevBroker:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._child.pid if self._child is not None else None
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._child is not None and self._child.running
 
     @property
     def log_path(self) -> Path:
@@ -112,11 +111,7 @@ class DevBroker:
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the broker log (empty string if there is none)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except (OSError, RuntimeError):
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self._child.log_tail(lines) if self._child is not None else ""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -128,10 +123,11 @@ class DevBroker:
         """
         if self.running:
             return self
-        self._reap()
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="hookd-tansu-"))
         self._workdir.mkdir(parents=True, exist_ok=True)
+        if self._child is None:
+            self._child = LoggedChild(self.log_path)
         binary = self._binary or tansu_binary()
         keep_port = self._port is not None
         # A freshly picked port can be grabbed by someone else before tansu binds it, and
@@ -140,14 +136,13 @@ class DevBroker:
         for attempt in range(1, 6):
             if not keep_port:
                 self._port = free_port()
-            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             self._spawn(binary)
             try:
                 self._wait_ready()
                 return self
             except BrokerStartError:
+                fresh_output = self._child.output().lower()
                 self._terminate()
-                fresh_output = self.log_path.read_bytes()[log_offset:].lower()
                 if attempt == 5 or b"in use" not in fresh_output:
                     raise
                 time.sleep(0.1 * attempt)
@@ -162,10 +157,8 @@ class DevBroker:
 
     def kill(self) -> None:
         """SIGKILL the broker to simulate a crash.  ``start()`` brings it back (empty)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._reap()
+        if self._child is not None:
+            self._child.kill()
 
     def restart(self) -> None:
         """Stop the broker gracefully and start it again on the same port.
@@ -197,36 +190,18 @@ class DevBroker:
         url = f"tcp://{HOST}:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_VARS}
         env["NO_COLOR"] = "1"  # plain log lines (tracing-subscriber honours NO_COLOR)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
-        self._log.write(f"\n=== starting tansu on {url} at {time.ctime()} ===\n".encode())
-        self._log.flush()
-        self._proc = subprocess.Popen(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-                "--cluster-id",
-                self.cluster_id,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # a Ctrl-C at the terminal reaches our caller, not tansu
-            preexec_fn=parent_death_signal(),
-        )
+        assert self._child is not None
+        self._child.spawn(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id],
+            f"starting tansu on {url}", env=env)
 
     def _wait_ready(self) -> None:
-        assert self._proc is not None
+        assert self._child is not None
         deadline = time.monotonic() + self._startup_timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
-            code = self._proc.poll()
+            code = self._child.exit_code
             if code is not None:
                 raise BrokerStartError(
                     f"tansu exited with code {code} during startup on {self.bootstrap}.\n"
@@ -250,22 +225,8 @@ class DevBroker:
         )
 
     def _terminate(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self._stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._reap()
-
-    def _reap(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            self._proc = None
-        if self._proc is None and self._log is not None:
-            self._log.close()
-            self._log = None
+        if self._child is not None:
+            self._child.terminate(self._stop_timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,12 +31,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from hookd.dev.admin import create_topic
+from hookd.dev.child import LoggedChild
 from hookd.dev.kafkajars import KAFKA_VERSION, KafkaJarsError, ensure_jars
 from hookd.dev.probe import metadata_probe
-from hookd.dev.process import HOST, BrokerStartError, free_port, parent_death_signal
+from hookd.dev.process import HOST, BrokerStartError, free_port
 
 __all__ = ["BENCH_JVM", "KAFKA_VERSION", "KafkaCluster", "KafkaNode", "java_binary"]
 
@@ -125,9 +126,7 @@ class KafkaNode:
         self.ports = {name: free_port() for name in [*listeners, "CONTROLLER"]}
         if port:
             self.ports["PLAINTEXT"] = port
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._log_offset = 0
+        self.child = LoggedChild(workdir / "kafka.log")
 
     @property
     def port(self) -> int:
@@ -142,26 +141,22 @@ class KafkaNode:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self.child.pid
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self.child.running
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "kafka.log"
+        return self.child.log_path
 
     @property
     def properties_path(self) -> Path:
         return self.workdir / "server.properties"
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.child.log_tail(lines)
 
     def write_properties(self, voters: str, extra: Mapping[str, str]) -> None:
         names = [*self.protocols, "CONTROLLER"]
@@ -182,64 +177,28 @@ class KafkaNode:
 
     def spawn(self) -> None:
         """Start the process (no wait: :meth:`KafkaCluster.start` waits for all nodes)."""
-        if self.running:
-            return
-        self.reap()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in reap()
-        self._log.write(f"\n=== starting kafka node {self.node_id} at {time.ctime()} ===\n"
-                        .encode())
-        self._log.flush()
-        self._log_offset = self.log_path.stat().st_size
-        self._proc = subprocess.Popen(
-            [*self.cluster.java_command(), "kafka.Kafka", str(self.properties_path)],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=parent_death_signal(),
-        )
+        self.child.spawn([*self.cluster.java_command(), "kafka.Kafka",
+                          str(self.properties_path)], f"starting kafka node {self.node_id}")
 
     def started(self) -> bool:
         """Has this run of the process logged its ready line? (raises if it died)"""
-        if self._proc is None or (code := self._proc.poll()) is not None:
-            code = None if self._proc is None else self._proc.poll()
+        if not self.child.running:
             raise BrokerStartError(
-                f"kafka node {self.node_id} exited with code {code} during startup.\n"
-                f"--- {self.log_path} (tail) ---\n{self.log_tail()}")
-        with self.log_path.open("rb") as handle:
-            handle.seek(self._log_offset)
-            return _READY_LINE in handle.read()
+                f"kafka node {self.node_id} exited with code {self.child.exit_code} during "
+                f"startup.\n--- {self.log_path} (tail) ---\n{self.log_tail()}")
+        return _READY_LINE in self.child.output()
 
     def signal(self, signum: int) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signum)
+        self.child.signal(signum)
 
     def kill(self) -> None:
         """SIGKILL: a crash. Its data stays on disk; :meth:`spawn` brings it back."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self.reap()
+        self.child.kill()
 
     def terminate(self, timeout: float = 30.0) -> bool:
         """SIGTERM (a controlled shutdown: leadership moved first), SIGKILL after timeout.
         True if it had to be SIGKILLed (it had not exited within ``timeout``)."""
-        proc = self._proc
-        killed = False
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                killed = True
-        self.reap()
-        return killed
-
-    def reap(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            self._proc = None
-        if self._proc is None and self._log is not None:
-            self._log.close()
-            self._log = None
+        return self.child.terminate(timeout)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -8,6 +8,7 @@ import itertools
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,15 @@ def _port(cfg: Path) -> int:
 
     listen: str = yaml.safe_load(cfg.read_text())["health"]["listen"]
     return int(listen.rpartition(":")[2])
+
+
+async def _assigned(cfg: Path) -> set[str]:
+    """The source partitions the process of `cfg` holds (none while it does not answer)."""
+    try:
+        _, state = await get_json(f"http://127.0.0.1:{_port(cfg)}/readyz")
+    except Exception:
+        return set()
+    return set(state.get("assigned_partitions", []))
 
 
 @pytest.fixture
@@ -132,12 +142,8 @@ async def test_a_sigtermed_member_hands_its_partitions_over_at_once(
     procs["b"] = DaemonProcess(cfg["b"]).start()
     processes.extend(procs.values())
 
-    async def assigned(who: str) -> set[str]:
-        try:
-            _, state = await get_json(f"http://127.0.0.1:{_port(cfg[who])}/readyz")
-        except Exception:
-            return set()
-        return set(state.get("assigned_partitions", []))
+    def assigned(who: str) -> Awaitable[set[str]]:
+        return _assigned(cfg[who])
 
     async with asyncio.timeout(40):
         while not ((await assigned("a")) and (await assigned("b"))):
@@ -186,12 +192,8 @@ async def test_a_static_member_restarted_within_the_session_keeps_its_partitions
     procs["b"] = DaemonProcess(cfg["b"]).start()
     processes.extend(procs.values())
 
-    async def assigned(who: str) -> set[str]:
-        try:
-            _, state = await get_json(f"http://127.0.0.1:{_port(cfg[who])}/readyz")
-        except Exception:
-            return set()
-        return set(state.get("assigned_partitions", []))
+    def assigned(who: str) -> Awaitable[set[str]]:
+        return _assigned(cfg[who])
 
     async with asyncio.timeout(40):
         while not ((held_a := await assigned("a")) and (await assigned("b"))
