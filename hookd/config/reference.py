@@ -24,7 +24,8 @@ from hookd.config.model import Config
 from hookd.config.types import Duration, Listen, RateLimit, as_list
 
 # Read once, at start: a reload that changes one keeps the old value. kafka and health:
-# the daemon logs "kafka and health settings change only on restart" (Daemon._reload_once);
+# the daemon logs "kafka and health settings change only on restart" (hookd.service.daemon:
+# Daemon._reload_once);
 # the delivery three: HttpSender.reconfigure names them in "these delivery settings change
 # only on restart"; logging: configure_logging runs at start only (a reload says nothing).
 RESTART_ONLY: frozenset[str] = frozenset({
