@@ -84,8 +84,9 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-## make bench: hookd vs a plain aiohttp client vs a hand-written loop; table + chart in
-## bench/results/, table in README.md (BENCH_ARGS=--quick for a short try)
+## make bench: hookd vs a plain aiohttp client vs a hand-written loop, on Apache Kafka; table,
+## figures and chart in bench/results/ only (bench/README.md: what each row means;
+## BENCH_ARGS=--quick for a short try)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

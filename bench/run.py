@@ -24,11 +24,12 @@ process):
 10. scaling: deliveries/s with 1, 2 and 4 processes in one group on an 8-partition topic,
     as multiples of one process, beside the machine's core count.
 
-Prints a table and writes `bench/results/latest.{md,json}` and `bench/results/bench.png`,
-and puts the table into README.md (between the bench markers). A benchmark, not a test:
-it reports, and never fails because a target is missed.
+Prints a table and writes `bench/results/latest.{md,json}` and `bench/results/bench.png`:
+bench/results/ only, never README.md (which links latest.md; bench/README.md says what
+each row means). A benchmark, not a test: it reports, and never fails because a target
+is missed.
 
-    python -m bench.run [--events 6000] [--quick] [--profile] [--src DIR] [--no-readme]
+    python -m bench.run [--events 6000] [--quick] [--profile] [--src DIR]
     python -m bench.run --only scaling        # one part alone (see --only)
 """
 
@@ -82,8 +83,6 @@ from hookd.events.decode import decode_event, make_meta
 from hookd.pipeline.runtime import load_config
 
 RESULTS = REPO / "bench" / "results"
-README = REPO / "README.md"
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 PARTITIONS = 4
 SCALING_PARTITIONS = 8  # row 10: enough for 4 processes, 2 each
 CONCURRENCY = 64  # delivery.per_endpoint_in_flight (default): all bench hooks share one endpoint
@@ -1048,7 +1047,7 @@ def chart(report: Report, arrivals: dict[str, list[float]], path: Path) -> None:
 
 def write_results(report: Report, bench: Bench, args: argparse.Namespace, load: str) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table = markdown(report, args, load)
+    table = markdown(report, args, f"on {bench.broker_name}, {load}")
     (RESULTS / "latest.md").write_text(table)
     raw = {k: v for k, v in report.raw.items() if k != "latency_ms"}
     (RESULTS / "latest.json").write_text(json.dumps(
@@ -1056,13 +1055,6 @@ def write_results(report: Report, bench: Bench, args: argparse.Namespace, load: 
          "args": vars(args)}, indent=2, default=str) + "\n")
     report.raw["rate"] = args.rate
     chart(report, bench.arrivals, RESULTS / "bench.png")
-    if not args.no_readme and README.exists():
-        text = README.read_text()
-        if BEGIN in text and END in text:
-            head, _, rest = text.partition(BEGIN)
-            _, _, tail = rest.partition(END)
-            README.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
-            log("README.md: Benchmarks table updated")
     return table
 
 
@@ -1094,7 +1086,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="events per run of row 10 (scaling; 3 deliveries each)")
     p.add_argument("--scaling-rounds", type=int, default=3,
                    help="rounds of row 10, each running 1, 2 and 4 processes")
-    p.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     p.add_argument("--no-metrics", action="store_true",
                    help="hookd with health.metrics.enabled: false (what /metrics costs)")
     p.add_argument("--only", help="comma-separated subset: limit,naive,e2e,e2e_x2,latency,floor,"

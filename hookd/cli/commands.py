@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print a JSON Schema")
     schema.add_argument("what", choices=["config", "events"])
+    schema.add_argument("--markdown", action="store_true", help="config: the reference page "
+                        "instead (every setting, its default, reload or restart), as in "
+                        "docs/configuration.md")
     return parser
 
 
@@ -202,7 +205,12 @@ def cmd_replay(path: str | None, hook_id: str | None, limit: int | None, dry_run
     return 0
 
 
-def cmd_schema(what: str, out: TextIO) -> int:
+def cmd_schema(what: str, out: TextIO, markdown: bool = False) -> int:
+    if markdown and what == "config":
+        from hookd.config.reference import markdown as reference
+
+        out.write(reference())
+        return 0
     schema = Config.model_json_schema() if what == "config" else events_schema()
     out.write(orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
@@ -217,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_render(args.config, args.event, args.hook, args.json, out, err,
                           args.show_secrets)
     if args.command == "schema":
-        return cmd_schema(args.what, out)
+        return cmd_schema(args.what, out, args.markdown)
     if args.command == "replay":
         return cmd_replay(args.config, args.hook, args.limit, args.dry_run, out, err)
     if args.command == "status":

@@ -47,7 +47,10 @@ DEFAULT_SCHEDULE = ["5s", "5m", "30m", "2h", "5h", "10h", "14h", "20h", "24h"]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # a field's docstring is its description: in `hookd schema config` and in the generated
+    # docs/configuration.md (`hookd schema config --markdown`)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True,
+                              use_attribute_docstrings=True)
 
 
 class HostPort(str):
