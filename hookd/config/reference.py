@@ -23,11 +23,10 @@ from hookd.config.durations import format_duration
 from hookd.config.model import Config
 from hookd.config.types import Duration, Listen, RateLimit, as_list
 
-# Read once, at start: a reload that changes one keeps the old value. kafka and health:
-# the daemon logs "kafka and health settings change only on restart" (hookd.service.daemon:
-# Daemon._reload_once);
-# the delivery three: HttpSender.reconfigure names them in "these delivery settings change
-# only on restart"; logging: configure_logging runs at start only (a reload says nothing).
+# Read once, at start: a reload that changes one keeps the old value. kafka, health and
+# logging: the daemon logs "kafka, health and logging settings change only on restart" with
+# the sections (hookd.service.daemon: Daemon._reload_once); the delivery three:
+# HttpSender.reconfigure names them in "these delivery settings change only on restart".
 RESTART_ONLY: frozenset[str] = frozenset({
     "kafka", "health", "logging",
     "delivery.max_in_flight", "delivery.per_endpoint_in_flight", "delivery.circuit_breaker",
@@ -82,9 +81,9 @@ def markdown(model: type[BaseModel] = Config) -> str:
         "",
         "- **Applied on**: `reload` means a `SIGHUP` (`systemctl reload hookd`) applies "
         "it to the events not yet dispatched; `restart` means it is read at start only: a "
-        "reload that changes it keeps the old value and logs a warning (`kafka and health "
-        "settings change only on restart`, `these delivery settings change only on "
-        "restart`; a change to `logging` is ignored without a word).",
+        "reload that changes it keeps the old value and logs a warning (`kafka, health and "
+        "logging settings change only on restart`, `these delivery settings change only on "
+        "restart`).",
         "- **Durations** are written with their unit: `250ms`, `5s`, `5m`, `2h`, `1d`, "
         "`1h30m`; a bare number is refused.",
         "- **Secrets**: any string may hold `${env:NAME}`, `${file:PATH}` (relative to the "

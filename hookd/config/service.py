@@ -114,7 +114,7 @@ class ConsumerTuning(Model):
 
 class KafkaConfig(Model):
     """The cluster, the topics and the consumer group. Every setting here is read at start
-    only: a reload that changes one logs `kafka and health settings change only on
+    only: a reload that changes one logs `kafka, health and logging settings change only on
     restart`."""
 
     bootstrap_servers: Annotated[list[NonEmptyStr], BeforeValidator(as_list)] = Field(

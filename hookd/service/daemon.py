@@ -222,8 +222,11 @@ class Daemon:
             log.error("reload rejected; the previous config stays in force",
                       generation=old.generation, errors=errors)
         else:
-            if new.config.kafka != old.config.kafka or new.config.health != old.config.health:
-                log.warning("kafka and health settings change only on restart")
+            restart_only = [name for name in ("kafka", "health", "logging")
+                            if getattr(new.config, name) != getattr(old.config, name)]
+            if restart_only:
+                log.warning("kafka, health and logging settings change only on restart",
+                            sections=restart_only)
             if self.sender is not None:
                 later = await self.sender.reconfigure(new.config.delivery)
                 if later:

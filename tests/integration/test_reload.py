@@ -75,3 +75,27 @@ async def test_broken_reload_keeps_the_old_config(broker: Any, receiver: Receive
     errors = body["last_reload"]["error"]
     assert any("hookd.yaml:" in e and "bogus_key: unknown key" in e for e in errors), errors
     assert body["config"]["generation"] == 1
+
+
+async def test_a_reload_that_changes_restart_only_sections_says_which(
+        broker: Any, receiver: Receiver, tmp_path: Path) -> None:
+    """kafka, health and logging are read at start: a reload that changes them keeps them
+    and says so, naming the sections (a logging change used to pass without a word)."""
+    from structlog.testing import capture_logs
+
+    topic = unique("reload")
+    await create_topic(broker.bootstrap, topic, 2)
+    cfg = write_config(tmp_path, broker.bootstrap, topic,
+                       [hook("crm", "Answered", receiver.url("/old"))])
+    async with running(cfg) as daemon:
+        await wait_ready(daemon)
+
+        def louder(data: Any) -> None:
+            data["logging"] = {**data.get("logging", {}), "level": "debug"}
+        _rewrite(cfg, louder)
+        with capture_logs() as logs:
+            daemon.request_reload()
+            await until(lambda: daemon.runtime.generation >= 2)
+    warned = [e for e in logs if e["event"].endswith("settings change only on restart")
+              and "sections" in e]
+    assert [e["sections"] for e in warned] == [["logging"]], logs
