@@ -186,7 +186,7 @@ class ParkingLot:
             configs = {n: topics.retry_topic_configs(delays[n]) for n in missing}
             topics.report(await topics.create_topics(self.admin, missing, self.partitions,
                                                      self.replication, configs),
-                          "retry", self.partitions, self.replication)
+                          "retry", self.partitions, self.replication, configs)
         self._created.update(names)
         self.tiers, self._names = wanted, names
         return self._created != before

@@ -146,14 +146,19 @@ def _served(topic: Mapping[str, Any], partitions: int) -> bool:
             and all(int(p.get("leader", -1)) >= 0 for p in parts))
 
 
-def how_to_create(topics: Iterable[str], partitions: int, replication: int) -> list[str]:
-    """The commands an operator runs when hookd may not create its topics."""
+def how_to_create(topics: Iterable[str], partitions: int, replication: int,
+                  configs: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+    """The commands an operator runs when hookd may not create its topics (with the
+    configs hookd would have given them: a retry topic's retention)."""
+    configs = configs or {}
     return [f"kafka-topics.sh --bootstrap-server BROKER --create --topic {t} "
             f"--partitions {partitions} --replication-factor {replication}"
+            + "".join(f" --config {k}={v}" for k, v in configs.get(t, {}).items())
             for t in sorted(topics)]
 
 
-def report(creation: Creation, what: str, partitions: int, replication: int) -> None:
+def report(creation: Creation, what: str, partitions: int, replication: int,
+           configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
     """Log what was created, and, loudly, what is missing and what to create."""
     if creation.created:
         log.info("topics created", kind=what, topics=list(creation.created),
@@ -162,7 +167,7 @@ def report(creation: Creation, what: str, partitions: int, replication: int) -> 
         log.error(f"could not create the {what} topics; create them (or grant hookd CREATE "
                   "on them): until they exist, records for them cannot be written",
                   topics=sorted(creation.refused), errors=dict(creation.refused),
-                  create=how_to_create(creation.refused, partitions, replication))
+                  create=how_to_create(creation.refused, partitions, replication, configs))
 
 
 async def prepare(admin: Any, kafka: KafkaConfig) -> None:

@@ -135,7 +135,8 @@ class DaemonCollector(Collector):
         yield reloads
         yield GaugeMetricFamily("hookd_ready", "1 when /readyz says ready",
                                 value=1 if parts.ready() else 0)
-        yield GaugeMetricFamily("hookd_stalled", "Consumers stalled now (see /readyz)",
+        yield GaugeMetricFamily("hookd_stalled",
+                                "Consumers and producers stalled now (see /readyz)",
                                 value=parts.stalled())
 
     def _retrying(self, in_memory: int) -> GaugeMetricFamily:

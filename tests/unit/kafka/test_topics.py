@@ -163,3 +163,16 @@ def test_a_retry_topic_that_could_drop_a_parked_delivery_is_named(
         configs: dict[str, str], delay: float, problem: str | None) -> None:
     got = topics.retention_problem(configs, delay)
     assert (got is None) if problem is None else (got is not None and problem in got), got
+
+
+def test_the_command_for_a_missing_retry_topic_carries_its_retention() -> None:
+    """When hookd may not create a retry topic, the command it logs makes it as hookd
+    would have: deleted, never compacted, kept twice its delay and at least a week."""
+    configs = {"hookd.retry.1d": topics.retry_topic_configs(86400.0)}
+    assert topics.how_to_create(["hookd.retry.1d", "dlq"], 4, 3, configs) == [
+        "kafka-topics.sh --bootstrap-server BROKER --create --topic dlq --partitions 4 "
+        "--replication-factor 3",
+        "kafka-topics.sh --bootstrap-server BROKER --create --topic hookd.retry.1d "
+        "--partitions 4 --replication-factor 3 --config cleanup.policy=delete "
+        "--config retention.ms=604800000",
+    ]
