@@ -129,8 +129,12 @@ async def test_a_broker_that_is_gone_makes_readyz_say_stalled_until_it_is_back(
                 status, body = await _readyz(health)
         assert status == 503 and body["stalls"][0]["kind"] == "fetch", body
         assert "broker did not answer" in body["reason"], body
+        # /readyz reckons stalls when asked; the log line is written at the loop's next
+        # check of its watches, a moment later
+        await until(lambda: any(line.get("msg") == "consumer stalled"
+                                for line in proc.lines()), 10, "the consumer stalled line")
         stalled_lines = [line for line in proc.lines() if line.get("msg") == "consumer stalled"]
-        assert stalled_lines and stalled_lines[0]["level"] == "error", stalled_lines
+        assert stalled_lines[0]["level"] == "error", stalled_lines
 
         await asyncio.to_thread(broker.start)  # back (tansu: empty, memory storage)
         await create_topic(broker.bootstrap, topic, 2, exist_ok=True)
