@@ -68,6 +68,8 @@ class Producer:
 
 
 class Letters:
+    topic = "dlq"
+
     async def publish(self, letter: DeadLetter) -> None:
         raise RuntimeError(f"dead letter in a clean run: {letter.message}")
 

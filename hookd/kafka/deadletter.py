@@ -92,6 +92,8 @@ def _dumps(value: Any) -> bytes:
 class DeadLetterSink(Protocol):
     """Publishes a dead letter and returns only once it is durable (the broker's ack)."""
 
+    topic: str  # where the letters go: readiness names it when writes keep failing
+
     async def publish(self, letter: DeadLetter) -> None: ...
 
 

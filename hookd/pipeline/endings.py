@@ -139,9 +139,8 @@ class Endings:
                     topic=meta.topic, partition=meta.partition, offset=meta.offset)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        topic = getattr(self.dead_letters, "topic", "the dead-letter topic")  # a test's sink
-        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter", topic,
-                          self.writes)
+        await until_acked(lambda: self.dead_letters.publish(letter), "dead-letter",
+                          self.dead_letters.topic, self.writes)
 
     async def bad_record(self, letter: DeadLetter) -> None:
         """A record that belongs to no hook (undecodable, or an unreadable retry record)."""

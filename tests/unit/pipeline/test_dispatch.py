@@ -129,6 +129,8 @@ class FakeSender:
 class FakeSink:
     """The DeadLetterSink protocol: a list; fails the first `failures` publishes."""
 
+    topic = "dlq"
+
     def __init__(self, failures: int = 0) -> None:
         self.letters: list[DeadLetter] = []
         self.failures = failures

@@ -150,6 +150,8 @@ class Loop:
 
 
 class Letters:
+    topic = "dlq"
+
     async def publish(self, letter: Any) -> None:
         raise AssertionError("not used")
 
