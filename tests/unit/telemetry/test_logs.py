@@ -18,7 +18,7 @@ import orjson
 import pytest
 import structlog
 
-from hookd.telemetry import logs
+from hookd.telemetry import library_logs, logs
 from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import MASK, Redactor
 
@@ -356,8 +356,9 @@ def test_fast_lines_go_through_structlog_when_it_is_not_the_json_chain(
     assert logs.Lines(structlog.get_logger().bind()).json is None
 
 
-def _library_handler() -> logs.LibraryLogs:
-    (handler,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.LibraryLogs)]
+def _library_handler() -> library_logs.LibraryLogs:
+    (handler,) = [h for h in logging.getLogger().handlers
+                  if isinstance(h, library_logs.LibraryLogs)]
     return handler
 
 
@@ -404,7 +405,7 @@ def test_library_records_follow_a_level_above_warning(
 
 
 def test_library_messages_remembered_are_bounded() -> None:
-    handler = logs.LibraryLogs(keep=10)
+    handler = library_logs.LibraryLogs(keep=10)
     configure_logging("info", "json")
     for i in range(25):  # messages that differ in their text, not only their arguments
         handler.emit(logging.LogRecord("lib", logging.WARNING, __file__, 1, f"m{i}", None,
