@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import struct
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 from hookd.dev.admin import create_topic
 from hookd.dev.child import LoggedChild
@@ -36,7 +35,9 @@ from hookd.dev.process import (
     BrokerStartError,
     free_port,
     parent_death_signal,
+    serve_until_signal,
     tansu_binary,
+    topic_specs,
 )
 
 __all__ = ["HOST", "BrokerStartError", "DevBroker", "create_topic", "free_port",
@@ -236,22 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", action="append", default=[], metavar="NAME[:PARTITIONS]",
                         help="create this topic once the broker is up (repeatable)")
     args = parser.parse_args(argv)
-    stop = False
-
-    def on_signal(_sig: int, _frame: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     with DevBroker(port=args.port) as broker:
-        for spec in args.topic:
-            name, _, count = spec.partition(":")
-            asyncio.run(create_topic(broker.bootstrap, name, int(count or 4)))
+        for name, partitions in topic_specs(args.topic):
+            asyncio.run(create_topic(broker.bootstrap, name, partitions))
         print(f"tansu listening on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it",
               flush=True)
-        while not stop and broker.running:
-            time.sleep(0.2)
+        serve_until_signal(lambda: broker.running)
     return 0
 
 

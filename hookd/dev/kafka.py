@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import signal
 import struct
@@ -35,9 +34,16 @@ from typing import Any, Final
 
 from hookd.dev.admin import create_topic
 from hookd.dev.child import LoggedChild
+from hookd.dev.java import java_binary, java_problem
 from hookd.dev.kafkajars import KAFKA_VERSION, KafkaJarsError, ensure_jars
 from hookd.dev.probe import metadata_probe
-from hookd.dev.process import HOST, BrokerStartError, free_port
+from hookd.dev.process import (
+    HOST,
+    BrokerStartError,
+    free_port,
+    serve_until_signal,
+    topic_specs,
+)
 
 __all__ = ["BENCH_JVM", "KAFKA_VERSION", "KafkaCluster", "KafkaNode", "java_binary"]
 
@@ -83,37 +89,6 @@ logger.kafka.level = INFO
 logger.state.name = state.change.logger
 logger.state.level = WARN
 """
-
-
-def java_binary() -> str:
-    """``$JAVA_HOME/bin/java``, else ``java`` on PATH (FileNotFoundError if neither)."""
-    if home := os.environ.get("JAVA_HOME"):
-        candidate = Path(home) / "bin" / "java"
-        if candidate.is_file():
-            return str(candidate)
-    if found := shutil.which("java"):
-        return found
-    raise FileNotFoundError(
-        "Java 17 or newer is needed to run Apache Kafka for the tests (Debian: apt-get "
-        "install openjdk-17-jre-headless), or run them on the demo broker: make test "
-        "BROKER=tansu")
-
-
-def java_problem() -> str | None:
-    """Why Apache Kafka cannot run here (no Java, or one older than 17), or None."""
-    try:
-        java = java_binary()
-    except FileNotFoundError as exc:
-        return str(exc)
-    done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
-    words = (done.stderr + done.stdout).split('"')
-    version = words[1] if len(words) > 1 else "?"
-    major = version.split(".")[0]
-    if not major.isdigit() or int(major) < 17:
-        return (f"Apache Kafka {KAFKA_VERSION} needs Java 17 or newer; {java} is {version!r} "
-                "(set JAVA_HOME to a newer one), or run on the demo broker: make test "
-                "BROKER=tansu")
-    return None
 
 
 class KafkaNode:
@@ -446,23 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Apache Kafka {KAFKA_VERSION}: Java ok, {len(list(libs.glob('*.jar')))} pinned "
               f"jars in {libs}")
         return 0
-    stop = False
-
-    def on_signal(_sig: int, _frame: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     with KafkaCluster(nodes=args.nodes) as cluster:
-        for spec in args.topic:
-            name, _, count = spec.partition(":")
-            asyncio.run(create_topic(cluster.bootstrap, name, int(count or 4),
+        for name, partitions in topic_specs(args.topic):
+            asyncio.run(create_topic(cluster.bootstrap, name, partitions,
                                      replication=min(3, args.nodes)))
         print(f"Apache Kafka {KAFKA_VERSION} on {cluster.bootstrap}; Ctrl-C stops it",
               flush=True)
-        while not stop and cluster.running:
-            time.sleep(0.2)
+        serve_until_signal(lambda: cluster.running)
     return 0
 
 

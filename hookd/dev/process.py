@@ -8,9 +8,10 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 HOST: Final = "127.0.0.1"
 
@@ -64,3 +65,23 @@ def parent_death_signal() -> Callable[[], None] | None:
         prctl(pr_set_pdeathsig, signal.SIGTERM)
 
     return preexec
+
+
+def topic_specs(specs: list[str]) -> list[tuple[str, int]]:
+    """`NAME[:PARTITIONS]` options as (name, partitions), 4 partitions by default."""
+    return [(name, int(count or 4)) for name, _, count in (s.partition(":") for s in specs)]
+
+
+def serve_until_signal(running: Callable[[], bool]) -> None:
+    """Block until SIGTERM or SIGINT arrives, or until `running()` is False (a broker
+    started by hand, stopped by Ctrl-C)."""
+    stop = False
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop and running():
+        time.sleep(0.2)
