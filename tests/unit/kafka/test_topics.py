@@ -43,7 +43,7 @@ class Admin:
             for n in names]
 
     def partitions(self, name: str) -> int:
-        return next(p for t, p, _r in self.asked if t == name)
+        return next((p for t, p, _r in self.asked if t == name), 1)
 
     async def list_topics(self) -> list[str]:
         if self.raises is not None:
@@ -79,6 +79,7 @@ async def test_a_topic_never_served_is_given_up_on_with_a_warning() -> None:
     admin = Admin(leaderless=10**9)
     with capture_logs() as logs:
         assert not await topics.until_served(admin, ["a"], 1, within=0.2)
+    assert admin.described > 1  # asked again and again, each time without a leader
     assert [e["topics"] for e in logs if e["log_level"] == "warning"] == [["a"]]
 
 
