@@ -1,11 +1,11 @@
-"""Creating a topic on the local broker (CreateTopics, checked, then DescribeTopics)."""
+"""Creating a topic on the local broker, as hookd creates its own, strictly checked."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, Final
 
-from hookd.kafka.topics import until_served
+from hookd.kafka import topics
 
 _TOPIC_ALREADY_EXISTS: Final = 36
 
@@ -21,35 +21,26 @@ async def create_topic(
     configs: dict[str, str] | None = None,
 ) -> None:
     """Create ``name`` with ``partitions`` partitions (and ``replication`` replicas, topic
-    ``configs``) via the CreateTopics API.
-
-    tansu implements CreateTopics with any partition count (replication factor is
-    accepted and ignored).  aiokafka does not raise on per-topic errors, so they are
-    checked here; the result is verified with DescribeTopics.  Fallback, should
-    CreateTopics ever be unavailable: producing to (or subscribing to) an unknown topic
-    auto-creates it with tansu's default of 4 partitions.
+    ``configs``), as hookd creates its own topics (``hookd.kafka.topics.create_topics``:
+    CreateTopics, its per-topic errors read, the topic waited for until a broker serves its
+    leaders), but strict: a refusal raises, and so does an existing topic unless
+    ``exist_ok``. Then read back until the broker asked knows all its partitions (on a
+    cluster, the one asked next may not know the topic yet).
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import AIOKafkaAdminClient
 
     if partitions < 1:
         raise ValueError("partitions must be >= 1 (tansu would accept 0 and be unusable)")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
-        response: Any = await asyncio.wait_for(
-            admin.create_topics([NewTopic(name, partitions, replication,
-                                          topic_configs=configs or {})]), timeout
-        )
-        for topic_error in response.topic_errors:
-            topic, code = topic_error[0], topic_error[1]
-            message = topic_error[2] if len(topic_error) > 2 else None
-            if code == _TOPIC_ALREADY_EXISTS and exist_ok:
-                continue
-            if code != 0:
-                raise RuntimeError(f"CreateTopics({topic!r}) failed: error {code} {message}")
-        # Apache Kafka's brokers learn of the topic a moment after CreateTopics answers,
-        # each in its own time: the broker asked next may not know it yet, so ask again
-        await until_served(admin, [name], 1 if exist_ok else partitions, within=timeout)
+        made = await asyncio.wait_for(topics.create_topics(
+            admin, [name], partitions, replication, {name: configs or {}}), timeout)
+        if name in made.refused:
+            raise RuntimeError(f"CreateTopics({name!r}) failed: {made.refused[name]}")
+        if name in made.existing and not exist_ok:
+            raise RuntimeError(f"CreateTopics({name!r}) failed: error "
+                               f"{_TOPIC_ALREADY_EXISTS} (the topic exists)")
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             described: list[dict[str, Any]] = await asyncio.wait_for(
