@@ -17,12 +17,12 @@ import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 
-from hookd.delivery.connection import Connection, StaleConnection
+from hookd.delivery.connection import Connection, Reply, StaleConnection
 from hookd.delivery.wire import Response, encode_request
 from hookd.loops import RunningLoop
 from hookd.requests.target import Target
 
-__all__ = ["Connections", "Connector", "Resolve"]
+__all__ = ["Call", "Connections", "Connector", "Reply", "Resolve"]
 
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
@@ -101,6 +101,28 @@ class Connections:
         self._give_back(tls, conn, loop)
         return response
 
+    def begin(self, method: str, target: Target, headers: Mapping[str, str], body: bytes,
+              timeout: float, cap: int, tls: ssl.SSLContext | None, reply: Reply) -> Call:
+        """`request` without a coroutine: `reply` is told how it ended, once, unless the
+        returned Call is cancelled first. On a kept-alive connection (the common case)
+        nothing but the connection's own callbacks runs: no task, no future; a new
+        connection is opened by a task (once per connection)."""
+        call = Call(self, target, tls, cap, timeout, reply)
+        try:
+            data = encode_request(method, target, headers, body)
+        except ValueError as exc:  # told from the loop, not from within the caller
+            self._loop().call_soon(call.end, None, exc)
+            return call
+        loop = self._loop()
+        call.data, call.deadline = data, loop.time() + timeout
+        conn = self._take(tls, loop.time())
+        if conn is None:
+            call.connect(loop)
+        else:
+            call.conn = conn
+            conn.send_to(data, cap, call.deadline, call.answered)
+        return call
+
     def _take(self, tls: ssl.SSLContext | None, now: float) -> Connection | None:
         idle = self._idle.get(tls)
         while idle:
@@ -149,3 +171,71 @@ class Connections:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+
+
+class Call:
+    """One request under way through `Connections.begin`: on a kept-alive connection, or
+    on a new one (a task connects, then sends); a kept-alive one the peer had closed is
+    tried once more on a new one, as `request` does."""
+
+    __slots__ = ("cap", "conn", "data", "deadline", "pool", "reply", "target", "task", "timeout",
+                 "tls")
+
+    def __init__(self, pool: Connections, target: Target, tls: ssl.SSLContext | None,
+                 cap: int, timeout: float, reply: Reply | None) -> None:
+        self.pool, self.target, self.tls, self.cap, self.timeout = pool, target, tls, cap, timeout
+        self.reply = reply  # None once told, or cancelled
+        self.conn: Connection | None = None
+        self.task: asyncio.Task[Response] | None = None
+        self.data = b""
+        self.deadline = 0.0
+
+    def answered(self, response: Response | None, exc: BaseException | None) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None or self.reply is None:
+            return
+        if isinstance(exc, StaleConnection):  # the peer closed it while idle: once more
+            conn.abort()
+            self.connect(self.pool._loop())
+            return
+        if exc is None:
+            self.pool._give_back(self.tls, conn, self.pool._loop())
+        else:
+            conn.abort()
+        self.end(response, exc)
+
+    def connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.task = task = loop.create_task(self._connect_and_send(loop))
+        task.add_done_callback(self._sent)
+
+    async def _connect_and_send(self, loop: asyncio.AbstractEventLoop) -> Response:
+        async with asyncio.timeout_at(self.deadline):
+            conn = await self.pool.connector.connect(self.target, self.tls, loop)
+        try:
+            response = await conn.send(self.data, self.cap, self.deadline)
+        except BaseException:
+            conn.abort()
+            raise
+        self.pool._give_back(self.tls, conn, loop)
+        return response
+
+    def _sent(self, task: asyncio.Task[Response]) -> None:
+        self.task = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        self.end(None if exc is not None else task.result(), exc)
+
+    def end(self, response: Response | None, exc: BaseException | None) -> None:
+        reply, self.reply = self.reply, None
+        if reply is not None:
+            reply(response, exc)
+
+    def cancel(self) -> None:
+        """Nothing more is sent and `reply` is not told: the connection in use is closed."""
+        self.reply = None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()
+        if self.task is not None:
+            self.task.cancel()
