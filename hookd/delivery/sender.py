@@ -3,8 +3,9 @@ slots, stall watch and connections each), TLS defaults; and the seam dispatching
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -23,12 +24,26 @@ from hookd.requests.signing import Signer
 from hookd.requests.target import target_of, tls_context
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> Any: ...
+
+
+Done = Callable[[Outcome], None]
+
+
 class Sender(Protocol):
     """The seam between dispatching and HTTP: tests may fake it, the daemon uses HttpSender."""
 
     def attempt(self, request: Request, signer: Signer | None, timeout: float,
                 tls: ssl.SSLContext | None = None,
                 extra_headers: Mapping[str, str] | None = None) -> Awaitable[Outcome]: ...
+
+    def begin(self, request: Request, signer: Signer | None, timeout: float,
+              tls: ssl.SSLContext | None, extra_headers: Mapping[str, str] | None,
+              done: Done) -> Cancellable:
+        """`attempt` without a coroutine: `done(outcome)` once it has ended (possibly at
+        once); cancelling the returned handle ends it without telling `done`."""
+        ...
 
     def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
         """PARK when the endpoint's (host) circuit or the hook's own is open, or the
@@ -39,6 +54,40 @@ class Sender(Protocol):
 
 async def _now(outcome: Outcome) -> Outcome:
     return outcome
+
+
+class AttemptsAsTasks:
+    """`begin` for a sender that only has the coroutine `attempt` (a test's fake): a task
+    per attempt. An attempt that raises ends as `internal`."""
+
+    def attempt(self, request: Request, signer: Signer | None, timeout: float,
+                tls: ssl.SSLContext | None = None,
+                extra_headers: Mapping[str, str] | None = None) -> Awaitable[Outcome]:
+        raise NotImplementedError
+
+    def begin(self, request: Request, signer: Signer | None, timeout: float,
+              tls: ssl.SSLContext | None, extra_headers: Mapping[str, str] | None,
+              done: Done) -> Cancellable:
+        async def attempt() -> Outcome:
+            return await self.attempt(request, signer, timeout, tls, extra_headers)
+
+        def ended(task: asyncio.Task[Outcome]) -> None:
+            if task.cancelled():
+                return
+            exc = task.exception()
+            done(task.result() if exc is None else
+                 failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"))
+        task = asyncio.get_running_loop().create_task(attempt())
+        task.add_done_callback(ended)
+        return task
+
+
+class _Nothing:
+    def cancel(self) -> None:
+        """Ended already."""
+
+
+_NOTHING = _Nothing()
 
 
 class HttpSender:
@@ -86,6 +135,20 @@ class HttpSender:
     def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
         known = self.endpoints.find(endpoint)
         return None if known is None else known.unavailable(hook)
+
+    def begin(self, request: Request, signer: Signer | None, timeout: float,
+              tls: ssl.SSLContext | None, extra_headers: Mapping[str, str] | None,
+              done: Done) -> Cancellable:
+        """One attempt through the request's endpoint without a coroutine (see
+        hookd.delivery.sending)."""
+        try:
+            target = target_of(request.url)
+        except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
+            done(failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300]))
+            return _NOTHING
+        return self.endpoints.get(target.endpoint).begin(
+            target, request, signer, timeout, self._tls(target.scheme, tls), extra_headers,
+            done)
 
     def attempt(self, request: Request, signer: Signer | None, timeout: float,
                 tls: ssl.SSLContext | None = None,

@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 
 from hookd.config import DeliveryConfig
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
-from hookd.delivery.sender import HttpSender
+from hookd.delivery.sender import AttemptsAsTasks, HttpSender
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.offsets import OffsetTracker
 from hookd.kafka.parking import FORMAT_GROUP, ParkingLot, read_parked
@@ -97,7 +97,7 @@ Respond = Callable[[Call], Outcome | Awaitable[Outcome]]
 OK = Outcome(Verdict.DELIVERED, status=200)
 
 
-class FakeSender:
+class FakeSender(AttemptsAsTasks):
     """The Sender protocol; answers through `respond` (default: 200), records every call."""
 
     def __init__(self, respond: Respond | None = None) -> None:
