@@ -1,0 +1,111 @@
+"""The replay ledger: which dead letters `hookd replay` has moved back for delivery.
+
+A dead letter is named by where it lies: its dead-letter partition and offset (a letter
+that fails again after a replay is a new letter, at a new offset, and may be replayed
+again). For each letter it moves, a replay writes, in ONE Kafka transaction, the parked
+delivery (a retry-tier record with the header `hookd-replay-of`) and a marker in the
+ledger topic `<dead_letter_topic>.replayed`; so a letter's marker exists exactly when its
+delivery was parked, whatever moment the replay was killed at. A replay reads the whole
+ledger (read committed) before it moves anything, and skips a letter the ledger holds.
+
+The marker also keeps the letter's hook and event id: a letter is taken as moved only when
+they match, so a dead-letter topic deleted and made anew (its offsets starting over) does
+not hide its new letters behind the old topic's markers.
+
+Why not the replay consumer group's committed offsets (as before): an offset says "all
+before here", but a replay by selection leaves the letters it did not select for a later,
+different one; and the park and the commit were two writes, so a kill between them moved a
+letter twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hookd.config import KafkaConfig
+from hookd.kafka import topics
+
+REPLAY_OF_HEADER = "hookd-replay-of"  # on a replayed delivery: `<dlq>/<partition>/<offset>`
+LEDGER_SUFFIX = ".replayed"
+
+
+def ledger_topic(dead_letter_topic: str) -> str:
+    return dead_letter_topic + LEDGER_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """One dead letter moved back for delivery."""
+
+    partition: int  # of the dead-letter topic
+    offset: int
+    hook: str
+    event_id: str
+
+    def replay_of(self, dead_letter_topic: str) -> bytes:
+        """The `hookd-replay-of` header of its parked delivery."""
+        return f"{dead_letter_topic}/{self.partition}/{self.offset}".encode()
+
+    def marker(self, retry_topic: str, at: float) -> tuple[bytes, bytes]:
+        """The ledger record (key, value) saying it moved, into `retry_topic`, at `at`."""
+        return (f"{self.partition}/{self.offset}".encode(),
+                orjson.dumps({"partition": self.partition, "offset": self.offset,
+                              "hook": self.hook, "event_id": self.event_id,
+                              "retry_topic": retry_topic, "replayed_at": at}))
+
+
+def read_marker(value: bytes | None) -> Moved | None:
+    """The letter a ledger record names; None when the record is not one hookd wrote."""
+    try:
+        doc = orjson.loads(value or b"")
+        return Moved(int(doc["partition"]), int(doc["offset"]), str(doc["hook"]),
+                     str(doc["event_id"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+class Ledger:
+    """The letters moved so far, as read from the ledger topic."""
+
+    def __init__(self) -> None:
+        self._moved: dict[tuple[int, int], tuple[str, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._moved)
+
+    def add(self, moved: Moved) -> None:
+        self._moved[moved.partition, moved.offset] = (moved.hook, moved.event_id)
+
+    def holds(self, moved: Moved) -> bool:
+        return self._moved.get((moved.partition, moved.offset)) == (moved.hook,
+                                                                     moved.event_id)
+
+
+async def ensure_ledger(admin: Any, kafka: KafkaConfig) -> str:
+    """The ledger topic, created if missing, keeping its markers as long as the
+    dead-letter topic keeps its letters (its retention.ms, as the cluster reports it;
+    a marker deleted before its letter would let the letter move again). Raises
+    RuntimeError, saying what to create, when it is missing and cannot be created."""
+    name = ledger_topic(kafka.dead_letter_topic)
+    if name in set(await admin.list_topics()):
+        return name
+    found = await topics.topic_configs(admin, [kafka.dead_letter_topic])
+    configs = {name: _ledger_configs(found.get(kafka.dead_letter_topic, {}))}
+    creation = await topics.create_topics(admin, [name], kafka.retry_partitions,
+                                          kafka.retry_replication, configs)
+    if creation.refused:
+        how = topics.how_to_create(creation.refused, kafka.retry_partitions,
+                                   kafka.retry_replication, configs)
+        raise RuntimeError(f"cannot create the replay ledger {name} "
+                           f"({creation.refused[name]}); create it: {how[0]}")
+    return name
+
+
+def _ledger_configs(dead_letters: Mapping[str, str]) -> dict[str, str]:
+    """Deleted, never compacted, after the dead-letter topic's retention.ms (-1 when it
+    is unknown: a marker is about 150 bytes)."""
+    return {"cleanup.policy": "delete", "retention.ms": dead_letters.get("retention.ms", "-1")}
