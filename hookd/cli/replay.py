@@ -42,6 +42,7 @@ from hookd.kafka.replayed import (
     REPLAY_OF_HEADER,
     Ledger,
     Moved,
+    earlier_replays,
     ensure_ledger,
     ledger_topic,
     read_marker,
@@ -210,7 +211,7 @@ async def replay(runtime: Runtime, selection: Selection, limit: int | None, dry_
             producer = make_transactional_producer(kafka, f"{kafka.group_id}.replay",
                                                    TRANSACTION_TIMEOUT)
             await producer.start()
-        ledger = Ledger()
+        ledger = Ledger(await earlier_replays(admin, kafka.group_id, kafka.dead_letter_topic))
         async for records in read_whole(reader, admin, ledger_name):
             for record in records:
                 moved = read_marker(record.value)

@@ -12,7 +12,8 @@ The marker also keeps the letter's hook and event id: a letter is taken as moved
 they match, so a dead-letter topic deleted and made anew (its offsets starting over) does
 not hide its new letters behind the old topic's markers.
 
-Why not the replay consumer group's committed offsets (as before): an offset says "all
+Why not the replay consumer group's committed offsets (hookd before the ledger; what
+those groups committed still counts as moved, see earlier_replays): an offset says "all
 before here", but a replay by selection leaves the letters it did not select for a later,
 different one; and the park and the commit were two writes, so a kill between them moved a
 letter twice.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from hookd.config import KafkaConfig
 from hookd.kafka import topics
@@ -68,11 +70,16 @@ def read_marker(value: bytes | None) -> Moved | None:
         return None
 
 
-class Ledger:
-    """The letters moved so far, as read from the ledger topic."""
+Marks = Mapping[str | None, Mapping[int, int]]  # hook (None: every hook): partition: offset
 
-    def __init__(self) -> None:
+
+class Ledger:
+    """The letters moved so far, as read from the ledger topic; and those the replays of
+    hookd before the ledger moved (`earlier`: see earlier_replays)."""
+
+    def __init__(self, earlier: Marks | None = None) -> None:
         self._moved: dict[tuple[int, int], tuple[str, str]] = {}
+        self.earlier: Marks = earlier or {}
 
     def __len__(self) -> int:
         return len(self._moved)
@@ -81,8 +88,36 @@ class Ledger:
         self._moved[moved.partition, moved.offset] = (moved.hook, moved.event_id)
 
     def holds(self, moved: Moved) -> bool:
-        return self._moved.get((moved.partition, moved.offset)) == (moved.hook,
-                                                                     moved.event_id)
+        if self._moved.get((moved.partition, moved.offset)) == (moved.hook, moved.event_id):
+            return True
+        return any(moved.offset < self.earlier.get(hook, {}).get(moved.partition, 0)
+                   for hook in (None, moved.hook))
+
+
+async def earlier_replays(admin: Any, group_id: str, dead_letter_topic: str) -> Marks:
+    """How far the replays of hookd before the ledger got: the offsets their consumer
+    groups committed on the dead-letter topic (`<group_id>.replay`: every hook's letters
+    before it were moved; `<group_id>.replay.<hook>`: that hook's). Empty when there are
+    none (Kafka drops an empty group's offsets after offsets.retention.minutes, a week by
+    default) or they cannot be read (no DESCRIBE on the groups)."""
+    prefix = f"{group_id}.replay"
+    try:
+        groups = [str(g[0]) for g in await admin.list_consumer_groups()]
+    except KafkaError:
+        return {}
+    marks: dict[str | None, dict[int, int]] = {}
+    for group in groups:
+        if group != prefix and not group.startswith(prefix + "."):
+            continue
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        except KafkaError:
+            continue
+        found = {tp.partition: int(at.offset) for tp, at in offsets.items()
+                 if tp.topic == dead_letter_topic and at.offset >= 0}
+        if found:
+            marks[None if group == prefix else group[len(prefix) + 1:]] = found
+    return marks
 
 
 async def ensure_ledger(admin: Any, kafka: KafkaConfig) -> str:

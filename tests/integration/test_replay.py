@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from hookd.cli import main as cli_main
@@ -218,3 +218,24 @@ async def test_a_replay_killed_mid_transaction_and_run_again_moves_nothing_twice
     assert len(moved) == n and set(moved.values()) == {1}
     delivered = collections.Counter(r.headers["webhook-id"] for r in receiver.at("/crm"))
     assert delivered == {webhook_id(f"k{i}", "crm"): 1 for i in range(n)}
+
+
+async def test_letters_an_earlier_hookd_replayed_by_its_consumer_group_are_not_moved_again(
+        broker: Any, receiver: Receiver, tmp_path: Path, capsys: Any) -> None:
+    """Before the ledger, `hookd replay` kept its progress as the committed offsets of
+    `<group_id>.replay` (`.replay.<hook>` with --hook): what they passed was moved then."""
+    cfg, dlq, _ = await _setup(broker, receiver, tmp_path, LETTERS)
+    group = yaml.safe_load(cfg.read_text())["kafka"]["group_id"]
+    old = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=f"{group}.replay.crm",
+                           enable_auto_commit=False)
+    await old.start()
+    try:
+        tps = [TopicPartition(dlq, p) for p in range(DLQ_PARTS)]
+        old.assign(tps)
+        await old.commit(await old.end_offsets(tps))  # crm's letters: all moved
+    finally:
+        await old.stop()
+    assert await _replay(cfg, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "would replay 2 dead letter(s), 5 replayed before, skipped 1 (8 read)" in out
+    assert "erp   connect      -             1" in out

@@ -186,3 +186,36 @@ async def test_limit_stops_taking_letters(runtime: Runtime) -> None:
     for offset in range(5):
         r.take(Record(letter().to_json(), offset=offset))
     assert [m.moved.offset for m in r.pending] == [0, 1] and r.full
+
+
+class Admin:
+    """The two admin calls earlier_replays makes, answered from `groups`."""
+
+    def __init__(self, groups: dict[str, dict[tuple[str, int], int]]) -> None:
+        self.groups = groups
+
+    async def list_consumer_groups(self) -> list[tuple[str, str]]:
+        return [(g, "consumer") for g in self.groups]
+
+    async def list_consumer_group_offsets(self, group: str) -> dict[Any, Any]:
+        from aiokafka import TopicPartition
+        from aiokafka.structs import OffsetAndMetadata
+
+        return {TopicPartition(t, p): OffsetAndMetadata(o, "")
+                for (t, p), o in self.groups[group].items()}
+
+
+async def test_what_replays_before_the_ledger_committed_counts_as_moved() -> None:
+    from hookd.kafka.replayed import earlier_replays
+
+    admin = Admin({"hookd.replay": {("hookd.dlq", 0): 5, ("other", 1): 99},
+                   "hookd.replay.crm": {("hookd.dlq", 1): 3},
+                   "hookd": {("hookd.dlq", 1): 50}, "hookd.retry": {("hookd.dlq", 1): 50}})
+    marks = await earlier_replays(admin, "hookd", "hookd.dlq")
+    assert marks == {None: {0: 5}, "crm": {1: 3}}
+    ledger = Ledger(marks)
+    assert ledger.holds(Moved(0, 4, "erp", "e"))  # every hook's, before offset 5
+    assert not ledger.holds(Moved(0, 5, "erp", "e"))
+    assert ledger.holds(Moved(1, 2, "crm", "e"))  # crm's, before 3 on partition 1
+    assert not ledger.holds(Moved(1, 2, "erp", "e"))
+    assert not ledger.holds(Moved(1, 3, "crm", "e"))
