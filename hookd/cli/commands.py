@@ -239,7 +239,7 @@ def cmd_replay(path: str | None, selection: Selection, limit: int | None, dry_ru
         print(f"no hook {', '.join(map(repr, unknown))}", file=err)
         return 1
     try:
-        tally = asyncio.run(replay(runtime, selection, limit, dry_run, out))
+        tally = asyncio.run(replay(runtime, selection, limit, dry_run, out, err))
     except (ReplayStopped, KafkaError, RuntimeError) as exc:
         print(f"replay stopped: {exc}", file=err)
         return 1

@@ -22,6 +22,7 @@ an event too large to have been kept in the letter) are counted as skipped and s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -34,9 +35,10 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from hookd.cli.selection import Facts, Selection, facts_of
 from hookd.cli.tally import Tally
+from hookd.config import KafkaConfig
 from hookd.events.decode import Event, make_meta
 from hookd.kafka.clients import make_admin, make_reader, make_transactional_producer
-from hookd.kafka.connect import stop_client
+from hookd.kafka.connect import refused, start_producer, stop_client
 from hookd.kafka.parking import Parked, ParkedRecord, ParkingLot, TooLargeToPark
 from hookd.kafka.replayed import (
     REPLAY_OF_HEADER,
@@ -83,9 +85,10 @@ class Replayer:
     transactions (`flush`); dry, it only counts them."""
 
     def __init__(self, runtime: Runtime, selection: Selection, ledger: Ledger, lot: ParkingLot,
-                 limit: int | None, dry_run: bool, out: TextIO) -> None:
+                 limit: int | None, dry_run: bool, out: TextIO, atomic: bool = True) -> None:
         self.runtime, self.selection, self.ledger, self.lot = runtime, selection, ledger, lot
         self.limit, self.dry_run, self.out = limit, dry_run, out
+        self.atomic = atomic  # False: a broker without transactions (see _writer)
         self.tally = Tally()
         self.pending: list[_Move] = []
 
@@ -128,24 +131,32 @@ class Replayer:
         self.tally.skipped += 1
 
     async def flush(self, producer: Any, ledger_name: str, dead_letters: str) -> None:
-        """Park the pending letters and write their markers, in one transaction."""
+        """Park the pending letters and write their markers, in one transaction (not
+        atomic: the parked deliveries acked first, then the markers)."""
         if not self.pending:
             return
         now = time.time()
-        await producer.begin_transaction()
+        parked: list[_Out] = [(m.record.topic, m.record.value, m.record.key,
+                   [*m.record.headers, (REPLAY_OF_HEADER, m.moved.replay_of(dead_letters))])
+                  for m in self.pending]
+        markers: list[_Out] = []
+        for m in self.pending:
+            key, value = m.moved.marker(m.record.topic, now)
+            markers.append((ledger_name, value, key, None))
         try:
-            for move in self.pending:
-                rec = move.record
-                await producer.send(rec.topic, rec.value, key=rec.key, headers=[
-                    *rec.headers, (REPLAY_OF_HEADER, move.moved.replay_of(dead_letters))])
-                key, value = move.moved.marker(rec.topic, now)
-                await producer.send(ledger_name, value, key=key)
-            await producer.commit_transaction()
+            if self.atomic:
+                await producer.begin_transaction()
+                await _send(producer, parked + markers)
+                await producer.commit_transaction()
+            else:
+                await asyncio.gather(*await _send(producer, parked))
+                await asyncio.gather(*await _send(producer, markers))
         except ProducerFenced:
             raise ReplayStopped("another hookd replay started (same kafka.group_id) and "
                                 "took over; this one stopped") from None
         except KafkaError as exc:
-            await _abort(producer)
+            if self.atomic:
+                await _abort(producer)
             raise ReplayStopped(f"writing to Kafka failed: {type(exc).__name__}: {exc}") \
                 from None
         for move in self.pending:
@@ -154,6 +165,37 @@ class Replayer:
             print(f"replayed: {move.line}", file=self.out)
         self.out.flush()
         self.pending.clear()
+
+
+_Out = tuple[str, bytes, bytes | None, Any]  # topic, value, key, headers
+
+
+async def _send(producer: Any, records: list[_Out]) -> list[asyncio.Future[Any]]:
+    return [await producer.send(topic, value, key=key, headers=headers)
+            for topic, value, key, headers in records]
+
+
+async def _writer(kafka: KafkaConfig, err: TextIO) -> tuple[Any, bool]:
+    """The producer of the moves, and whether it writes them atomically. Transactional
+    unless `kafka.idempotence: false` says the broker has no InitProducerId, or, with
+    `auto`, the broker refuses it (tansu; a principal without the transactional id's ACL):
+    then a plain producer writes each letter's parked delivery before its marker, and a
+    replay killed between the two moves that letter again when run again (the same
+    webhook-id: receivers that drop duplicates see it once)."""
+    if kafka.idempotence is not False:
+        producer = make_transactional_producer(kafka, f"{kafka.group_id}.replay",
+                                               TRANSACTION_TIMEOUT)
+        try:
+            await producer.start()
+            return producer, True
+        except KafkaError as exc:
+            await stop_client(producer)
+            if kafka.idempotence is True or not refused(exc):
+                raise
+            print(f"warning: the broker refused a transactional producer ({exc}): the "
+                  "letters are moved without a transaction, so a replay interrupted now may "
+                  "move a few letters again when run again", file=err)
+    return await start_producer(kafka), False
 
 
 async def _abort(producer: Any) -> None:
@@ -167,7 +209,11 @@ async def partitions_of(admin: Any, topic: str) -> set[int]:
     """The partitions of `topic` (none when it does not exist), asked of the cluster. Not
     of a consumer: its metadata holds only the topics it subscribed to (on Apache Kafka,
     `consumer.partitions_for_topic` of an unassigned topic is None, and a replay would
-    find no letter)."""
+    find no letter). Listed first: aiokafka describes a topic with a request that lets a
+    broker with auto.create.topics.enable create it, and a ledger made so would keep the
+    broker's default retention."""
+    if topic not in set(await admin.list_topics()):
+        return set()
     described: list[dict[str, Any]] = await admin.describe_topics([topic])
     return {int(p["partition"]) for t in described if t.get("error_code") == 0
             for p in t.get("partitions") or []}
@@ -193,7 +239,7 @@ async def read_whole(reader: Any, admin: Any, topic: str) -> AsyncIterator[list[
 
 
 async def replay(runtime: Runtime, selection: Selection, limit: int | None, dry_run: bool,
-                 out: TextIO) -> Tally:
+                 out: TextIO, err: TextIO) -> Tally:
     """Raises ReplayStopped (and KafkaError, RuntimeError) when it cannot go on."""
     kafka = runtime.config.kafka
     admin, reader = make_admin(kafka), make_reader(kafka)
@@ -204,13 +250,12 @@ async def replay(runtime: Runtime, selection: Selection, limit: int | None, dry_
         ledger_name = ledger_topic(kafka.dead_letter_topic)
         if not await partitions_of(admin, kafka.dead_letter_topic):
             return Tally()
+        atomic = True
         if not dry_run:
             ledger_name = await ensure_ledger(admin, kafka)
             # started before the ledger is read: this fences an earlier replay and aborts
             # what it left unfinished, so the ledger read below is final
-            producer = make_transactional_producer(kafka, f"{kafka.group_id}.replay",
-                                                   TRANSACTION_TIMEOUT)
-            await producer.start()
+            producer, atomic = await _writer(kafka, err)
         ledger = Ledger(await earlier_replays(admin, kafka.group_id, kafka.dead_letter_topic))
         async for records in read_whole(reader, admin, ledger_name):
             for record in records:
@@ -221,7 +266,7 @@ async def replay(runtime: Runtime, selection: Selection, limit: int | None, dry_
                          kafka.retry_partitions, kafka.retry_replication,
                          kafka.max_request_size)
         await lot.ensure_tiers(tiers_of(runtime))
-        replayer = Replayer(runtime, selection, ledger, lot, limit, dry_run, out)
+        replayer = Replayer(runtime, selection, ledger, lot, limit, dry_run, out, atomic)
         async for records in read_whole(reader, admin, kafka.dead_letter_topic):
             for record in records:
                 replayer.take(record)

@@ -128,7 +128,10 @@ async def ensure_ledger(admin: Any, kafka: KafkaConfig) -> str:
     name = ledger_topic(kafka.dead_letter_topic)
     if name in set(await admin.list_topics()):
         return name
-    found = await topics.topic_configs(admin, [kafka.dead_letter_topic])
+    try:
+        found = await topics.topic_configs(admin, [kafka.dead_letter_topic])
+    except KafkaError:  # a broker without DescribeConfigs (tansu): kept for ever, then
+        found = {}
     configs = {name: _ledger_configs(found.get(kafka.dead_letter_topic, {}))}
     creation = await topics.create_topics(admin, [name], kafka.retry_partitions,
                                           kafka.retry_replication, configs)

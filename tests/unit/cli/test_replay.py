@@ -4,6 +4,7 @@ twice. The Kafka side is in tests/integration/test_replay.py and test_retries.py
 
 from __future__ import annotations
 
+import asyncio
 import io
 from dataclasses import dataclass, replace
 from typing import Any
@@ -68,8 +69,12 @@ class Producer:
     async def begin_transaction(self) -> None:
         self.calls.append("begin")
 
-    async def send(self, topic: str, value: bytes, key: Any = None, headers: Any = None) -> None:
+    async def send(self, topic: str, value: bytes, key: Any = None,
+                   headers: Any = None) -> asyncio.Future[None]:
         self.sent.append((topic, value, headers))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
     async def commit_transaction(self) -> None:
         self.calls.append("commit")
@@ -219,3 +224,18 @@ async def test_what_replays_before_the_ledger_committed_counts_as_moved() -> Non
     assert ledger.holds(Moved(1, 2, "crm", "e"))  # crm's, before 3 on partition 1
     assert not ledger.holds(Moved(1, 2, "erp", "e"))
     assert not ledger.holds(Moved(1, 3, "crm", "e"))
+
+
+async def test_without_transactions_each_delivery_is_parked_before_its_marker(
+        runtime: Runtime) -> None:
+    """A broker without transactions (tansu): a kill between the two writes moves the letter
+    again at the next replay, never loses it."""
+    r, _ = await replayer(runtime)
+    r.atomic = False
+    r.take(Record(letter().to_json(), offset=7))
+    r.take(Record(letter(event_id="ev-2").to_json(), offset=8))
+    producer = Producer()
+    await r.flush(producer, "hookd.dlq.replayed", "hookd.dlq")
+    assert producer.calls == []
+    assert [t for t, _, _ in producer.sent] == ["hookd.retry.30s"] * 2 + ["hookd.dlq.replayed"] * 2
+    assert r.tally.moved == 2
