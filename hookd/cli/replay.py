@@ -252,7 +252,9 @@ async def replay(runtime: Runtime, selection: Selection, limit: int | None, dry_
             return Tally()
         atomic = True
         if not dry_run:
-            ledger_name = await ensure_ledger(admin, kafka)
+            ledger_name, problem = await ensure_ledger(admin, kafka)
+            if problem:
+                print(f"warning: {problem}", file=err)
             # started before the ledger is read: this fences an earlier replay and aborts
             # what it left unfinished, so the ledger read below is final
             producer, atomic = await _writer(kafka, err)

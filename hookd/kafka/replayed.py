@@ -120,19 +120,22 @@ async def earlier_replays(admin: Any, group_id: str, dead_letter_topic: str) -> 
     return marks
 
 
-async def ensure_ledger(admin: Any, kafka: KafkaConfig) -> str:
+async def ensure_ledger(admin: Any, kafka: KafkaConfig) -> tuple[str, str | None]:
     """The ledger topic, created if missing, keeping its markers as long as the
     dead-letter topic keeps its letters (its retention.ms, as the cluster reports it;
-    a marker deleted before its letter would let the letter move again). Raises
-    RuntimeError, saying what to create, when it is missing and cannot be created."""
-    name = ledger_topic(kafka.dead_letter_topic)
-    if name in set(await admin.list_topics()):
-        return name
-    try:
-        found = await topics.topic_configs(admin, [kafka.dead_letter_topic])
-    except KafkaError:  # a broker without DescribeConfigs (tansu): kept for ever, then
+    a marker deleted before its letter would let the letter move again); and, for a
+    ledger that exists, why it could drop a marker first (None: it cannot, or the broker
+    does not say). Raises RuntimeError, saying what to create, when it is missing and
+    cannot be created."""
+    name, dlq = ledger_topic(kafka.dead_letter_topic), kafka.dead_letter_topic
+    exists = name in set(await admin.list_topics())
+    try:  # a broker without DescribeConfigs (tansu): unknown, kept for ever then
+        found = await topics.topic_configs(admin, [dlq, name] if exists else [dlq])
+    except KafkaError:
         found = {}
-    configs = {name: _ledger_configs(found.get(kafka.dead_letter_topic, {}))}
+    if exists:
+        return name, shorter_lived(found.get(name, {}), found.get(dlq, {}), name, dlq)
+    configs = {name: _ledger_configs(found.get(dlq, {}))}
     creation = await topics.create_topics(admin, [name], kafka.retry_partitions,
                                           kafka.retry_replication, configs)
     if creation.refused:
@@ -140,7 +143,21 @@ async def ensure_ledger(admin: Any, kafka: KafkaConfig) -> str:
                                    kafka.retry_replication, configs)
         raise RuntimeError(f"cannot create the replay ledger {name} "
                            f"({creation.refused[name]}); create it: {how[0]}")
-    return name
+    return name, None
+
+
+def shorter_lived(ledger: Mapping[str, str], dead_letters: Mapping[str, str], name: str,
+                  dlq: str) -> str | None:
+    """Why the ledger (its configs) may delete a marker before the dead-letter topic
+    deletes its letter, or None."""
+    if "compact" in ledger.get("cleanup.policy", "delete"):
+        return f"{name} is compacted (cleanup.policy={ledger['cleanup.policy']})"
+    keep, letters = (int(c.get("retention.ms", "-1") or -1) for c in (ledger, dead_letters))
+    if keep >= 0 and (letters < 0 or keep < letters):
+        return (f"{name} keeps markers {keep} ms, {dlq} keeps letters "
+                f"{'for ever' if letters < 0 else f'{letters} ms'}: a letter whose marker "
+                f"is deleted first can be moved again; set its retention.ms to {letters}")
+    return None
 
 
 def _ledger_configs(dead_letters: Mapping[str, str]) -> dict[str, str]:
