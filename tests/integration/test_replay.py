@@ -117,7 +117,6 @@ async def test_a_dry_run_counts_the_selection_by_hook_kind_and_status_and_moves_
     cfg, dlq, tier = await _setup(broker, receiver, tmp_path, LETTERS)
     assert await _replay(cfg, "--dry-run", *SELECTION) == 0
     out = capsys.readouterr().out
-    sys.__stdout__.write(f"\n$ hookd replay --dry-run {' '.join(SELECTION)}\n{out}")
     assert out.splitlines() == [
         "HOOK  KIND         STATUS  LETTERS  LAST ATTEMPTS (UTC)",
         "crm   http_status  404           1  2026-12-01T15:00:00.000Z to 2026-12-01T15:00:00.000Z",
@@ -151,8 +150,6 @@ async def test_only_the_selection_moves_and_a_later_selection_finds_the_rest(
             webhook_id(e, "crm") for e in ("c1", "c2", "c3", "c4"))
         assert [r.headers["webhook-id"] for r in receiver.at("/erp")] == [
             webhook_id("e1", "erp")]
-        sys.__stdout__.write("\nreceiver: " + ", ".join(
-            f"{r.path} {r.headers['webhook-id']}" for r in receiver.requests) + "\n")
         # the same selection again: nothing moves
         assert await _replay(cfg, *SELECTION) == 0
         assert "replayed 0 dead letter(s), 5 replayed before" in capsys.readouterr().out
