@@ -126,7 +126,8 @@ class KafkaConfig(Model):
     named in a warning at start and read once someone creates it."""
     group_id: NonEmptyStr = "hookd"
     """The consumer group. Every process with the same group shares the partitions; the
-    retry consumer is `<group_id>.retry`, `hookd replay` uses `<group_id>.replay`."""
+    retry consumer is `<group_id>.retry`; `hookd replay` writes with the transactional id
+    `<group_id>.replay` (one replay at a time per group)."""
     # static membership (KIP-345): this process's name in the group, stable across its
     # restarts (hookd@.service: "hookd-${env:HOOKD_INSTANCE}"). A restart within the
     # session timeout keeps its partitions without a rebalance; a dead one's partitions
@@ -155,7 +156,8 @@ class KafkaConfig(Model):
     """The producer's largest record, in bytes. A dead letter bigger than this is cut to
     fit (with a `note`); the topics' `max.message.bytes` must be at least this."""
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
-    """Where final failures and undecodable records go (created at start if missing)."""
+    """Where final failures and undecodable records go (created at start if missing).
+    `hookd replay` keeps the letters it moved in `<dead_letter_topic>.replayed`."""
     client_id: NonEmptyStr = "hookd"
     """How the brokers name hookd's connections in their logs, quotas and ACL audit; give
     each deployment its own."""

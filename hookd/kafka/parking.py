@@ -138,6 +138,16 @@ def _tier_at(tiers: list[float], delay: float) -> int:
     return at - 1 if at else 0
 
 
+@dataclass(frozen=True, slots=True)
+class ParkedRecord:
+    """One parked delivery as the record that holds it."""
+
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
 class TooLargeToPark(Unwritable):
     """The delivery cannot be written to a retry topic (too big, or not serializable)."""
 
@@ -199,6 +209,14 @@ class ParkingLot:
     async def park(self, parked: Parked, delay: float) -> str:
         """Produce, wait for the broker's ack; returns the topic. Raises on failure;
         TooLargeToPark when the delivery cannot be written as a record."""
+        record = self.record(parked, delay)
+        await self.producer.send_and_wait(record.topic, record.value, key=record.key,
+                                          headers=record.headers)
+        return record.topic
+
+    def record(self, parked: Parked, delay: float) -> ParkedRecord:
+        """The record that parks `parked` for `delay` (what park() writes; `hookd replay`
+        writes it inside its own transaction). TooLargeToPark when it cannot be one."""
         topic = self.topic_for(delay)
         try:
             value = parked.to_json()
@@ -206,9 +224,8 @@ class ParkingLot:
             raise TooLargeToPark(f"cannot encode the event: {exc}") from None
         if len(value) > self.max_bytes * 9 // 10:
             raise TooLargeToPark(f"{len(value)} bytes, over kafka.max_request_size")
-        await self.producer.send_and_wait(topic, value, key=parked.key, headers=[
+        return ParkedRecord(topic, value, parked.key, [
             ("hookd-hook", parked.hook.encode()), (DUE_HEADER, repr(parked.due_at).encode())])
-        return topic
 
     # -- deliveries parked unsent, gathered --------------------------------------------------
     def park_unsent(self, parked: Parked, delay: float) -> asyncio.Future[str] | None:
