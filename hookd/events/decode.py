@@ -126,5 +126,7 @@ def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> 
         raise DecodeError(f"no event name (expected a non-empty string at {name_field!r})"
                           if not binary and not structured
                           else "CloudEvent has no type")
-    return Event(name, _id(raw_id, meta), payload, meta,
-                 trace_context(meta.headers, binary, doc if structured else None))
+    trace = None  # (a plain record without a traceparent header: one look-up, no call)
+    if binary or structured or "traceparent" in meta.headers:
+        trace = trace_context(meta.headers, binary, doc if structured else None)
+    return Event(name, _id(raw_id, meta), payload, meta, trace)
