@@ -16,14 +16,14 @@ config is invalid.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
 from hookd.config import OAuth2Auth
 from hookd.delivery.attempts import Attempts, Job, Line
 from hookd.delivery.recording import Answer, Recorder
-from hookd.delivery.retries import Outcome, Verdict
+from hookd.delivery.retries import Outcome, Verdict, next_delay
 from hookd.delivery.sender import HttpSender
 from hookd.errors import EX_CONFIG, DecodeError, RenderError
 from hookd.events.decode import Event, decode_event, make_meta
@@ -57,8 +57,8 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
-def verdict_of(outcome: Outcome) -> tuple[str, int]:
-    """The verdict line and the exit status."""
+def verdict_of(outcome: Outcome, schedule: Sequence[float]) -> tuple[str, int]:
+    """The verdict line and the exit status; `schedule`: the hook's retry delays."""
     v = outcome.verdict
     if v is Verdict.DELIVERED:
         return "delivered", DELIVERED
@@ -67,8 +67,13 @@ def verdict_of(outcome: Outcome) -> tuple[str, int]:
                 "reload)"), WOULD_FAIL
     if v is Verdict.FAIL:
         return f"would fail (dead-lettered as error.kind={outcome.kind})", WOULD_FAIL
-    after = f", Retry-After {outcome.retry_after:g}s" if outcome.retry_after is not None else ""
-    return f"would retry (per the hook's retry schedule{after})", WOULD_RETRY
+    delay = next_delay(schedule, 1, outcome.retry_after, jitter=0)
+    if delay is None:  # a schedule of no retries: the first failure is the last
+        return (f"would fail (no retry in the hook's schedule: dead-lettered as "
+                f"error.kind={outcome.kind})"), WOULD_FAIL
+    asks = " as Retry-After asks" if outcome.retry_after and outcome.retry_after >= delay \
+        else ""
+    return f"would retry (the next attempt in about {delay:g}s{asks})", WOULD_RETRY
 
 
 def _event(runtime: Runtime, event_file: str) -> Event:
@@ -174,6 +179,6 @@ def cmd_send(runtime: Runtime | None, hook_id: str, event_file: str, yes: bool,
         _show_answer(answer, shown, out)
     else:
         print(f"no answer: {outcome.kind}: {printable(shown(outcome.message))}", file=out)
-    line, status = verdict_of(outcome)
+    line, status = verdict_of(outcome, hook.schedule)
     print(f"\nverdict: {line}", file=out)
     return status

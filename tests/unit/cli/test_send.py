@@ -17,7 +17,8 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from hookd.cli import main
-from hookd.cli.send import cmd_send, printable
+from hookd.cli.send import cmd_send, printable, verdict_of
+from hookd.delivery.retries import classify_status
 from hookd.errors import EX_CONFIG
 from hookd.pipeline.runtime import load_config
 from tests.unit.conftest import WriteConfig, dedent
@@ -99,6 +100,7 @@ def config(write_config: WriteConfig, url: str, allow: bool = True) -> str:
             request: {{url: "{url}", headers: {{X-Call: "{{{{ call }}}}"}}}}
             auth: {{type: api_key, value: "{KEY}"}}
             signing: {{secret: "{SIGNING}"}}
+            retry: {{schedule: [1s, 1m]}}
           - id: paused
             event: Answered
             enabled: false
@@ -144,8 +146,8 @@ def test_503_would_retry(capsys: pytest.CaptureFixture[str], write_config: Write
     print(out)
     assert (code, err) == (1, "")
     assert "HTTP 503" in out and "Retry-After: 7" in out and "busy, come back later" in out
-    assert out.rstrip().endswith(
-        "verdict: would retry (per the hook's retry schedule, Retry-After 7s)")
+    assert out.rstrip().endswith("verdict: would retry (the next attempt in about 7s as "
+                                 "Retry-After asks)")
 
 
 def test_refused_connection_would_retry(capsys: pytest.CaptureFixture[str],
@@ -157,7 +159,7 @@ def test_refused_connection_would_retry(capsys: pytest.CaptureFixture[str],
     assert (code, err) == (1, "")
     assert "HTTP" not in out.split("\n\n", 1)[1]
     assert "no answer: connect: " in out and "refused" in out.lower()
-    assert out.rstrip().endswith("verdict: would retry (per the hook's retry schedule)")
+    assert out.rstrip().endswith("verdict: would retry (the next attempt in about 1s)")
 
 
 @pytest.mark.parametrize(("path", "verdict"), [
@@ -170,6 +172,19 @@ def test_410_and_400_would_fail(capsys: pytest.CaptureFixture[str], write_config
     code, out, _ = send(capsys, config(write_config, f"http://127.0.0.1:{server.port}{path}"),
                         event_file, "--yes")
     assert code == 2 and out.rstrip().endswith(f"verdict: {verdict}")
+
+
+@pytest.mark.parametrize(("schedule", "retry_after", "verdict", "status"), [
+    ((1.0, 60.0), None, "would retry (the next attempt in about 1s)", 1),
+    ((1.0, 60.0), 30.0, "would retry (the next attempt in about 30s as Retry-After asks)", 1),
+    ((), None, "would fail (no retry in the hook's schedule: dead-lettered as "
+               "error.kind=http_status)", 2),
+])
+def test_the_verdict_follows_the_schedule(schedule: tuple[float, ...],
+                                          retry_after: float | None, verdict: str,
+                                          status: int) -> None:
+    outcome = classify_status(503, retry_after, "HTTP 503")
+    assert verdict_of(outcome, schedule) == (verdict, status)
 
 
 def test_a_long_answer_is_cut_for_printing(capsys: pytest.CaptureFixture[str],
