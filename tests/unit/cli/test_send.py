@@ -25,6 +25,7 @@ from tests.unit.conftest import WriteConfig, dedent
 
 KEY = "ak_live_5f4dcc3b5aa765d6"
 SIGNING = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOKEN = "tok-7c1e9a4b2d6f8e0a"  # what the OAuth2 token endpoint gives
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -46,6 +47,11 @@ class Server:
             return web.Response(status=410, text="this hook is gone")
         if request.path == "/bad":
             return web.Response(status=400, text="bad request")
+        if request.path == "/token":
+            return web.json_response({"access_token": TOKEN, "expires_in": 3600})
+        if request.path == "/whoami":
+            return web.Response(status=200, text=f"you sent {request.headers['Authorization']}",
+                                headers={"X-Token": TOKEN})
         if request.path == "/big":
             return web.Response(status=200, text="x" * 5000)
         return web.Response(status=200, headers={"X-Answer": "yes"},
@@ -266,6 +272,26 @@ def test_the_trace_context_of_the_event_file_is_sent(
                         str(path), "--yes")
     assert code == 0 and f"traceparent: {PARENT}" in out
     assert server.got[0][1]["traceparent"] == PARENT
+
+
+def test_an_oauth2_token_is_fetched_and_masked(capsys: pytest.CaptureFixture[str],
+                                               write_config: WriteConfig, server: Server,
+                                               event_file: str) -> None:
+    base = f"http://127.0.0.1:{server.port}"
+    tree = write_config(dedent(f"""
+        delivery: {{allow_networks: [127.0.0.0/8]}}
+        hooks:
+          - id: crm
+            event: Answered
+            request: {{url: "{base}/whoami"}}
+            auth: {{type: oauth2, token_url: "{base}/token", client_id: hookd,
+                   client_secret: "cs_0123456789abcdef"}}
+        """))
+    code, out, _ = send(capsys, str(tree.main), event_file, "--yes")
+    assert code == 0 and [p for p, _, _ in server.got] == ["/token", "/whoami"]
+    assert server.got[1][1]["authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in out and "cs_0123456789abcdef" not in out
+    assert "X-Token: tok-…(redacted)" in out and "you sent Bearer tok-…(redacted)" in out
 
 
 def test_printable_escapes_control_characters() -> None:
