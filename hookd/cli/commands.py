@@ -1,4 +1,4 @@
-"""The `hookd` command line: run, check, render, replay, status, schema."""
+"""The `hookd` command line: run, check, render, send, replay, status, schema."""
 
 from __future__ import annotations
 
@@ -89,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--show-secrets", action="store_true",
                         help="print credentials in full (by default each shows its first "
                              "4 characters and …(redacted))")
+
+    send = sub.add_parser(
+        "send", help="send one hook's request for an event, for real, and show the answer",
+        epilog="exit status: 0 delivered; 1 the daemon would retry (5xx, 408, 425, 429, "
+               "no answer); 2 it would fail (dead-letter), the hook would be disabled by a "
+               "410, or nothing was sent (no such hook, no match, a render error, not "
+               f"confirmed); {EX_CONFIG} the config is invalid")
+    send.add_argument("-c", "--config", help=cfg_help)
+    send.add_argument("--hook", required=True, help="the hook whose request is sent")
+    send.add_argument("--event", required=True, help="file holding one event (JSON object)")
+    send.add_argument("--yes", action="store_true",
+                      help="send without asking (needed when not on a terminal)")
 
     replay = sub.add_parser(
         "replay", help="move the selected dead letters back for delivery",
@@ -269,6 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                           args.show_secrets)
     if args.command == "schema":
         return cmd_schema(args.what, out, args.markdown)
+    if args.command == "send":
+        from hookd.cli.send import cmd_send
+
+        return cmd_send(_load(args.config, err), args.hook, args.event, args.yes, out, err,
+                        input if sys.stdin.isatty() and sys.stdout.isatty() else None)
     if args.command == "replay":
         try:
             selection = Selection.from_args(args)

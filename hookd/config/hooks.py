@@ -222,6 +222,10 @@ class HookConfig(Model):
     """This hook's retry schedule instead of `delivery.retry.schedule`."""
     rate_limit: RateLimit | None = None  # parsed once: limit per period
     """At most this many requests per period for this hook (`50/s`, `600/m`)."""
+    trace_context: bool = True
+    """Send the event's W3C `traceparent`/`tracestate` (from the record's headers or its
+    CloudEvent) on as request headers, unchanged. `false`: not sent (templates still read
+    them as `trace`). A hook whose `headers` set either name sends its own instead."""
 
 
 class HooksFile(Model):

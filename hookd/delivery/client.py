@@ -22,20 +22,23 @@ from hookd.delivery.wire import Response, encode_request
 from hookd.loops import RunningLoop
 from hookd.requests.target import Target
 
-__all__ = ["Call", "Connections", "Connector", "Reply", "Resolve"]
+__all__ = ["Call", "ConnectionFactory", "Connections", "Connector", "Reply", "Resolve"]
 
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
+ConnectionFactory = Callable[[asyncio.AbstractEventLoop, int], Connection]  # (loop, generation)
 
 
 class Connector:
     """How connections are opened: where to (the caller's resolver: the SSRF guard) and
     under which rules (`generation`: a connection opened under older rules is not kept)."""
 
-    def __init__(self, resolve: Resolve, keepalive: float = 30.0) -> None:
+    def __init__(self, resolve: Resolve, keepalive: float = 30.0,
+                 protocol: ConnectionFactory = Connection) -> None:
         self.resolve = resolve
         self.keepalive = keepalive
         self.generation = 0
+        self.protocol = protocol  # what each connection is: `hookd send` keeps whole answers
 
     async def connect(self, target: Target, tls: ssl.SSLContext | None,
                       loop: asyncio.AbstractEventLoop) -> Connection:
@@ -45,7 +48,7 @@ class Connector:
         for address in addresses:
             try:
                 _, conn = await loop.create_connection(
-                    lambda: Connection(loop, generation), address, target.port,
+                    lambda: self.protocol(loop, generation), address, target.port,
                     ssl=tls, server_hostname=target.host if tls is not None else None)
                 return conn
             except OSError as exc:

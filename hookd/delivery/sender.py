@@ -14,7 +14,8 @@ import orjson
 from hookd import USER_AGENT
 from hookd.config import DeliveryConfig
 from hookd.delivery.circuit import CircuitPolicy
-from hookd.delivery.client import Connector
+from hookd.delivery.client import ConnectionFactory, Connector
+from hookd.delivery.connection import Connection
 from hookd.delivery.endpoints import Endpoints
 from hookd.delivery.retries import ErrorKind, Outcome, failure
 from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
@@ -93,7 +94,8 @@ _NOTHING = _Nothing()
 class HttpSender:
     """Sends rendered requests through their endpoints, for the whole daemon."""
 
-    def __init__(self, config: DeliveryConfig, lookup: Lookup = system_lookup) -> None:
+    def __init__(self, config: DeliveryConfig, lookup: Lookup = system_lookup,
+                 protocol: ConnectionFactory = Connection) -> None:
         self.config = config
         cb = config.circuit_breaker
         self.policy = AddressPolicy(config.allow_networks)
@@ -101,7 +103,7 @@ class HttpSender:
         self.endpoints = Endpoints(
             config.per_endpoint_in_flight, config.max_in_flight, config.stall_after,
             policy=CircuitPolicy(cb.failures, cb.cooldown, cb.max_cooldown),
-            connector=Connector(self.resolver.resolve, keepalive=30.0),
+            connector=Connector(self.resolver.resolve, keepalive=30.0, protocol=protocol),
             max_response_bytes=config.max_response_bytes)
         self._default_tls = tls_context()  # for hooks without a `tls` section
 

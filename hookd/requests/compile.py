@@ -22,6 +22,7 @@ from hookd.requests.urls import UrlText, compile_url
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                      "webhook-signature", "content-length", "host"}
+_TRACE_HEADERS = ("traceparent", "tracestate")  # sent by hookd unless the hook sets them
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 
 
@@ -153,6 +154,7 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
         tls=tls,
         fixed_url=fixed_url,
         templated=templated,
+        trace=hook.trace_context and not any(name in _TRACE_HEADERS for name, _ in headers),
     ), []
 
 
