@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from hookd.config.proxies import HookProxy
 from hookd.config.types import (
     HEADER_NAME,
     HOOK_ID,
@@ -222,6 +223,10 @@ class HookConfig(Model):
     """This hook's retry schedule instead of `delivery.retry.schedule`."""
     rate_limit: RateLimit | None = None  # parsed once: limit per period
     """At most this many requests per period for this hook (`50/s`, `600/m`)."""
+    proxy: HookProxy | None = None
+    """This hook's HTTP proxy, `http://[user:password@]host:port`, instead of
+    `delivery.proxy`; `none`: straight to the endpoint. `delivery.no_proxy` applies
+    either way. Unset: `delivery.proxy`."""
 
 
 class HooksFile(Model):

@@ -18,6 +18,7 @@ from hookd.delivery.endpoints import Endpoints
 from hookd.delivery.retries import ErrorKind, Outcome, failure
 from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
 from hookd.requests.auth import basic_authorization
+from hookd.requests.proxy import Route
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.requests.target import target_of, tls_context
@@ -28,7 +29,8 @@ class Sender(Protocol):
 
     def attempt(self, request: Request, signer: Signer | None, timeout: float,
                 tls: ssl.SSLContext | None = None,
-                extra_headers: Mapping[str, str] | None = None) -> Awaitable[Outcome]: ...
+                extra_headers: Mapping[str, str] | None = None,
+                proxy: Route | None = None) -> Awaitable[Outcome]: ...
 
     def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
         """PARK when the endpoint's (host) circuit or the hook's own is open, or the
@@ -89,14 +91,22 @@ class HttpSender:
 
     def attempt(self, request: Request, signer: Signer | None, timeout: float,
                 tls: ssl.SSLContext | None = None,
-                extra_headers: Mapping[str, str] | None = None) -> Awaitable[Outcome]:
+                extra_headers: Mapping[str, str] | None = None,
+                proxy: Route | None = None) -> Awaitable[Outcome]:
         """One attempt through the request's endpoint (see Endpoint.attempt): its
         coroutine, handed back rather than awaited here, so that each resume of the
-        delivery runs through one frame less."""
+        delivery runs through one frame less. `proxy`: the hook's route (its endpoint
+        through the proxy, unless no_proxy names the destination)."""
         try:
             target = target_of(request.url)
         except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
             return _now(failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300]))
+        if proxy is not None:
+            via = proxy.via(target)
+            if via is not None:
+                return self.endpoints.via(*via).attempt(
+                    target, request, signer, timeout, self._tls(target.scheme, tls),
+                    extra_headers)
         return self.endpoints.get(target.endpoint).attempt(
             target, request, signer, timeout, self._tls(target.scheme, tls), extra_headers)
 

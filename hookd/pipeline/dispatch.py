@@ -193,7 +193,8 @@ class Dispatcher:
                 if self._attempts.plain(hook):  # the common case: the endpoint's, awaited here
                     started = time.monotonic()
                     made = self._attempts.record(job, hook, await self.sender.attempt(
-                        request, hook.signer, hook.timeout, hook.tls), first, started, bound)
+                        request, hook.signer, hook.timeout, hook.tls, None, hook.proxy),
+                        first, started, bound)
                 else:
                     made = await self._attempts.attempt(job, hook, request, first, bound)
                 if made.ok:  # the common case: no retry machinery at all
