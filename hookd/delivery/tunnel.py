@@ -63,6 +63,17 @@ def _status(head: bytes) -> tuple[int, str]:
     return int(code), reason.strip()
 
 
+def _authority(target: Target) -> str:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return f"{host}:{target.port}"
+
+
+def _connect(proxy: Proxy, authority: str) -> bytes:
+    auth = (f"Proxy-Authorization: {proxy.authorization}\r\n"
+            if proxy.authorization is not None else "")
+    return f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode()
+
+
 async def _open(proxy: Proxy, loop: asyncio.AbstractEventLoop,
                 factory: Callable[[], asyncio.Protocol], lookup: Lookup
                 ) -> tuple[asyncio.Transport, asyncio.Protocol]:
@@ -92,12 +103,8 @@ async def open_via(proxy: Proxy, target: Target, tls: ssl.SSLContext | None,
     transport, handshake = await _open(proxy, loop, lambda: _Handshake(loop), lookup)
     assert isinstance(handshake, _Handshake)
     try:
-        host = f"[{target.host}]" if ":" in target.host else target.host
-        authority = f"{host}:{target.port}"
-        auth = (f"Proxy-Authorization: {proxy.authorization}\r\n"
-                if proxy.authorization is not None else "")
-        transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n"
-                        .encode())
+        authority = _authority(target)
+        transport.write(_connect(proxy, authority))
         status, reason = _status(await handshake.answer)
         if not 200 <= status < 300:
             raise ProxyRefused(proxy.shown, authority, status, reason)
@@ -110,3 +117,26 @@ async def open_via(proxy: Proxy, target: Target, tls: ssl.SSLContext | None,
     except BaseException:
         transport.abort()
         raise
+
+
+async def probe(proxy: Proxy, target: Target, lookup: Lookup) -> str:
+    """`hookd check --connect`'s test of the way through `proxy`: for an https endpoint a
+    CONNECT tunnel asked for and closed again (no TLS, no request: nothing reaches the
+    endpoint's application); for plain HTTP, that the proxy takes connections. What was
+    seen; raises as open_via does."""
+    loop = asyncio.get_running_loop()
+    if target.scheme != "https":
+        transport, _ = await _open(proxy, loop, asyncio.Protocol, lookup)
+        transport.close()
+        return "the proxy accepts connections"
+    transport, handshake = await _open(proxy, loop, lambda: _Handshake(loop), lookup)
+    assert isinstance(handshake, _Handshake)
+    try:
+        authority = _authority(target)
+        transport.write(_connect(proxy, authority))
+        status, reason = _status(await handshake.answer)
+    finally:
+        transport.close()
+    if not 200 <= status < 300:
+        raise ProxyRefused(proxy.shown, authority, status, reason)
+    return f"CONNECT {authority} answered {status} {reason}".rstrip()

@@ -100,10 +100,11 @@ async def test_every_fact_is_one_line(write_config: WriteConfig) -> None:
         "ok    dead-letter topic dlq: 4 partition(s)",
         "ok    retry topic hookd.retry.5m: does not exist, hookd creates it at start "
         "(4 partition(s), replication 3)",
-        "ok    endpoint https://crm.example:443 (hook(s) a): resolves to 93.184.216.34, allowed",
+        "ok    endpoint https://crm.example:443 (hook(s) a): resolves to 93.184.216.34, allowed; "
+        "direct",
         "FAIL  endpoint https://intranet.example:8443 (hook(s) b): destination "
         "intranet.example resolves to 10.1.2.3, which is not allowed (delivery.allow_networks)",
-        "ok    endpoint of hook(s) c: host decided per delivery (templated URL)",
+        "ok    endpoint of hook(s) c: host decided per delivery (templated URL); direct",
     ]
 
 
