@@ -26,8 +26,9 @@ from typing import Any, TextIO, TypeVar
 from aiokafka.errors import KafkaConnectionError, for_code
 
 from hookd.delivery.connection import ProtocolError
+from hookd.delivery.outcomes import proxy_refused
 from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
-from hookd.delivery.tunnel import probe
+from hookd.delivery.tunnel import ProxyRefused, probe
 from hookd.errors import BlockedDestination
 from hookd.kafka import topics
 from hookd.kafka.clients import make_admin
@@ -217,6 +218,9 @@ class Doctor:
             except TimeoutError:
                 note(False, f"{found}; through proxy {proxy.shown}: no answer within "
                             f"{self.timeout:g}s")
+            except ProxyRefused as exc:  # said as a delivery's outcome says it
+                note(False, f"{found}; through proxy {proxy.shown}: "
+                            f"{proxy_refused(exc).message}")
             except (ProtocolError, OSError) as exc:
                 note(False, f"{found}; through proxy {proxy.shown}: {_why(exc)}")
             else:

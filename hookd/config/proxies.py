@@ -32,9 +32,10 @@ class ProxyUrl(str):
         except ValueError as exc:
             raise ValueError(f"invalid proxy URL: {exc}") from None
         if url.scheme != "http":
-            raise ValueError("a proxy URL is http://[user:password@]host:port (hookd talks "
-                             "plain HTTP to the proxy, and TLS to https endpoints through "
-                             f"a CONNECT tunnel), not {url.scheme or 'without a scheme'}")
+            raise ValueError("a proxy URL is http://host:port, with user:password@ before "
+                             "the host if the proxy asks for credentials (hookd talks plain "
+                             "HTTP to the proxy, and TLS to https endpoints through a CONNECT "
+                             f"tunnel), not {url.scheme or 'without a scheme'}")
         if not url.raw_host:
             raise ValueError("a proxy URL needs a host")
         if port is None:
