@@ -46,6 +46,7 @@ def not_answered(exc: Exception, timeout: float) -> Outcome:
 
 
 _PROXY_SAYS = {
+    401: "the proxy refused the credentials in the proxy URL",  # (tinyproxy, to wrong ones)
     407: "the proxy wants other credentials (the user and password in the proxy URL)",
     403: "the proxy's rules do not allow this destination (its ACL, or its CONNECT ports)",
     502: "the proxy could not reach the endpoint",
@@ -57,7 +58,7 @@ _PROXY_SAYS = {
 def proxy_refused(exc: ProxyRefused) -> Outcome:
     """A proxy's refusal of a CONNECT tunnel, which the endpoint never saw (no status:
     the proxy's is in the message): a 5xx (the proxy could not reach the endpoint) is
-    retried as a connection error, and counts against the endpoint's circuit; 407
+    retried as a connection error, and counts against the endpoint's circuit; 407 and 401
     (credentials), 403 (the proxy's rules) and other 4xx fail at once, as a request an
     endpoint refused with a 4xx does: sending again changes nothing until the config or
     the proxy's rules do."""
