@@ -110,7 +110,7 @@ class Attempts:
             if fresh:
                 tokens.invalidate(auth)
             try:
-                token = await tokens.token(auth, hook.timeout)
+                token = await tokens.token(auth, hook.timeout, hook.proxy)
             except BlockedDestination as exc:  # the SSRF guard: fails at once, like a hook
                 return failure(ErrorKind.BLOCKED, f"oauth2 token: {exc}")
             except Exception as exc:  # TokenError, refused, timeout: retried later

@@ -111,14 +111,17 @@ class HttpSender:
             target, request, signer, timeout, self._tls(target.scheme, tls), extra_headers)
 
     async def post_form(self, url: str, form: dict[str, str], basic: tuple[str, str],
-                        timeout: float) -> tuple[int, Any]:
-        """For OAuth2 token endpoints: the same connections and SSRF guard as deliveries
-        (not their slots or circuit: a token is asked for once, before a delivery)."""
+                        timeout: float, proxy: Route | None = None) -> tuple[int, Any]:
+        """For OAuth2 token endpoints: the same connections, SSRF guard and proxy route
+        as the hook's deliveries (not their slots or circuit: a token is asked for once,
+        before a delivery)."""
         target = target_of(url)
         headers = {"Authorization": basic_authorization(*basic), "Accept": "application/json",
                    "Content-Type": "application/x-www-form-urlencoded",
                    "User-Agent": USER_AGENT}
-        endpoint = self.endpoints.get(target.endpoint)
+        via = proxy.via(target) if proxy is not None else None
+        endpoint = (self.endpoints.get(target.endpoint) if via is None
+                    else self.endpoints.via(*via))
         try:
             resp = await endpoint.connections.request(
                 "POST", target, headers, urlencode(form).encode(), timeout,

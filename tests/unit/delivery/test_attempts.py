@@ -85,10 +85,12 @@ class TokenEndpoint:
     def __init__(self, error: Exception | None = None, status: int = 200) -> None:
         self.error, self.status = error, status
         self.posts: list[tuple[str, dict[str, str], tuple[str, str]]] = []
+        self.proxies: list[Route | None] = []
 
     async def __call__(self, url: str, form: dict[str, str], basic: tuple[str, str],
-                       timeout: float) -> tuple[int, Any]:
+                       timeout: float, proxy: Route | None = None) -> tuple[int, Any]:
         self.posts.append((url, form, basic))
+        self.proxies.append(proxy)
         if self.error is not None:
             raise self.error
         if self.status != 200:

@@ -276,3 +276,27 @@ async def test_the_ssrf_guard_checks_the_destination_before_the_proxy_is_asked(
         await guarded.close()
     assert (outcome.verdict, outcome.kind) == (Verdict.FAIL, ErrorKind.BLOCKED)
     assert proxy.connections == 0
+
+
+async def test_an_oauth2_token_is_fetched_through_the_hooks_proxy(
+        proxy: FakeProxy, sender: HttpSender) -> None:
+    body = b'{"access_token": "tok-1", "expires_in": 60}'
+    proxy.answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    status, answer = await sender.post_form("http://auth.test/oauth/token",
+                                            {"grant_type": "client_credentials"},
+                                            ("hookd", "client-secret"), 5.0,
+                                            _route(proxy.url("ann:secret")))
+    assert (status, answer) == (200, {"access_token": "tok-1", "expires_in": 60})
+    assert proxy.heads[0].startswith(b"POST http://auth.test/oauth/token HTTP/1.1\r\n")
+    assert b"Proxy-Authorization: Basic YW5uOnNlY3JldA==\r\n" in proxy.heads[0]
+
+
+async def test_new_proxy_credentials_after_a_reload_close_the_old_connections(
+        proxy: FakeProxy, sender: HttpSender) -> None:
+    proxy.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    for credentials in ("ann:old", "ann:new"):  # the same proxy, another route: a reload
+        outcome = await sender.attempt(_request("http://crm.test/calls"), None, 5.0, None,
+                                       None, _route(proxy.url(credentials)))
+        assert outcome.ok
+    assert [b"YW5uOm5ldw==" in head for head in proxy.heads] == [False, True]  # ann:new
+    assert proxy.connections == 2  # the one opened with the old credentials was not reused
