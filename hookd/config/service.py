@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from hookd.config.durations import parse_duration
+from hookd.config.proxies import NoProxyEntry, Proxy
 from hookd.config.types import (
     DEFAULT_SCHEDULE,
     Duration,
@@ -254,6 +255,17 @@ class DeliveryConfig(Model):
     max_response_bytes: int = Field(default=65536, ge=0)
     """The most of a response body that is read (for the log and the dead letter); the
     rest is not read."""
+    proxy: Proxy | None = None
+    """The HTTP proxy every hook's requests go through (a hook's own `proxy` overrides
+    it): `http://[user:password@]host:port`; https endpoints through a CONNECT tunnel
+    (TLS end to end). Credentials are secrets (masked everywhere; write them as
+    `${cred:...}`), sent as `Proxy-Authorization: Basic`. The environment's `HTTPS_PROXY`
+    and `NO_PROXY` are not read. Null: direct."""
+    no_proxy: list[NoProxyEntry] = Field(default_factory=list)
+    """Destinations reached directly although a proxy is set, as curl and requests write
+    them: `*` (all), a host name (it and its subdomains: `example.com` and
+    `.example.com` both match `api.example.com`), an IP address or CIDR (matching URLs
+    written with an IP), each optionally with `:port`."""
 
     @field_validator("allow_networks")
     @classmethod

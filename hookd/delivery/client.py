@@ -6,9 +6,11 @@ of a delivery (decode, match, render, sign, log) put together; this does a reque
 about 25 µs (`python -m bench.http_client`: 9,300 against 39,800 requests/s). It does
 only what a webhook needs: one request at a time per connection, Content-Length request
 bodies, answers of any framing (length, chunked, until close) read up to a cap; no
-redirects, cookies, proxies or compression. Where to connect is decided by the caller's
-resolver (the SSRF guard). Each endpoint keeps its own idle connections (`Connections`,
-owned by its `Endpoint`); a `Connector` shared by all opens them.
+redirects, cookies or compression. Where to connect is decided by the caller's resolver
+(the SSRF guard). Each endpoint keeps its own idle connections (`Connections`, owned by
+its `Endpoint`); a `Connector` shared by all opens them. An endpoint reached through a
+proxy is an endpoint of its own (`... via PROXY`: its connections are never mixed with
+direct ones), opened by hookd.delivery.tunnel.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 
 from hookd.delivery.connection import Connection, Reply, StaleConnection
+from hookd.delivery.ssrf import system_lookup
+from hookd.delivery.tunnel import open_via
 from hookd.delivery.wire import Response, encode_request
 from hookd.loops import RunningLoop
+from hookd.requests.proxy import Proxy
 from hookd.requests.target import Target
 
 __all__ = ["Call", "ConnectionFactory", "Connections", "Connector", "Reply", "Resolve"]
@@ -34,16 +39,21 @@ class Connector:
     under which rules (`generation`: a connection opened under older rules is not kept)."""
 
     def __init__(self, resolve: Resolve, keepalive: float = 30.0,
-                 protocol: ConnectionFactory = Connection) -> None:
+                 protocol: ConnectionFactory = Connection,
+                 proxy_lookup: Resolve = system_lookup) -> None:
         self.resolve = resolve
         self.keepalive = keepalive
         self.generation = 0
         self.protocol = protocol  # what each connection is: `hookd send` keeps whole answers
+        self.proxy_lookup = proxy_lookup  # a proxy's own address: trusted, not guarded
 
     async def connect(self, target: Target, tls: ssl.SSLContext | None,
-                      loop: asyncio.AbstractEventLoop) -> Connection:
+                      loop: asyncio.AbstractEventLoop, proxy: Proxy | None = None
+                      ) -> Connection:
         generation = self.generation  # the rules these addresses are checked under
         addresses = await self.resolve(target.host, target.port)
+        if proxy is not None:  # the destination passed the guard; the proxy resolves it
+            return await open_via(proxy, target, tls, loop, generation, self.proxy_lookup)
         error: OSError | None = None
         for address in addresses:
             try:
@@ -58,12 +68,15 @@ class Connector:
 
 class Connections:
     """The idle keep-alive connections of one endpoint, per TLS settings, most recent
-    first; `on_empty` is told when the last one is swept away."""
+    first; `on_empty` is told when the last one is swept away. With `proxy`, every
+    connection goes through it."""
 
     def __init__(self, connector: Connector,
-                 on_empty: Callable[[], None] | None = None) -> None:
+                 on_empty: Callable[[], None] | None = None,
+                 proxy: Proxy | None = None) -> None:
         self.connector = connector
         self.on_empty = on_empty
+        self.proxy = proxy
         self._idle: dict[ssl.SSLContext | None, list[Connection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop = RunningLoop()
@@ -79,6 +92,9 @@ class Connections:
         already) within `timeout` seconds, connecting included. Raises TimeoutError,
         OSError (connect, TLS), ProtocolError, ValueError (headers) or whatever the
         connector's `resolve` raises."""
+        if self.proxy is not None and tls is None:  # plain HTTP: the absolute URL
+            headers = dict(headers)  # (inside a CONNECT tunnel: as sent directly)
+            target = self.proxy.absolute(target, headers)
         data = encode_request(method, target, headers, body)
         loop = self._loop()
         deadline = loop.time() + timeout
@@ -95,7 +111,7 @@ class Connections:
                 self._give_back(tls, conn, loop)
                 return response
         async with asyncio.timeout_at(deadline):
-            conn = await self.connector.connect(target, tls, loop)
+            conn = await self.connector.connect(target, tls, loop, self.proxy)
         try:
             response = await conn.send(data, cap, deadline)
         except BaseException:
@@ -111,6 +127,9 @@ class Connections:
         nothing but the connection's own callbacks runs: no task, no future; a new
         connection is opened by a task (once per connection)."""
         call = Call(self, target, tls, cap, timeout, reply)
+        if self.proxy is not None and tls is None:  # plain HTTP: the absolute URL
+            headers = dict(headers)  # (inside a CONNECT tunnel: as sent directly)
+            target = self.proxy.absolute(target, headers)
         try:
             data = encode_request(method, target, headers, body)
         except ValueError as exc:  # told from the loop, not from within the caller
@@ -125,6 +144,13 @@ class Connections:
             call.conn = conn
             conn.send_to(data, cap, call.deadline, call.answered)
         return call
+
+    def use(self, proxy: Proxy) -> None:
+        """Go through `proxy` from now on (a reload changed its credentials): the
+        connections opened with the old ones are closed."""
+        if proxy != self.proxy:
+            self.close()
+            self.proxy = proxy
 
     def _take(self, tls: ssl.SSLContext | None, now: float) -> Connection | None:
         idle = self._idle.get(tls)
@@ -213,7 +239,8 @@ class Call:
 
     async def _connect_and_send(self, loop: asyncio.AbstractEventLoop) -> Response:
         async with asyncio.timeout_at(self.deadline):
-            conn = await self.pool.connector.connect(self.target, self.tls, loop)
+            conn = await self.pool.connector.connect(self.target, self.tls, loop,
+                                                     self.pool.proxy)
         try:
             response = await conn.send(self.data, self.cap, self.deadline)
         except BaseException:

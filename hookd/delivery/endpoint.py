@@ -35,6 +35,7 @@ from hookd.delivery.retries import Outcome
 from hookd.delivery.sending import Sending
 from hookd.delivery.slots import Slots, Stalled
 from hookd.loops import RunningLoop
+from hookd.requests.proxy import Proxy
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.requests.target import Target
@@ -62,12 +63,12 @@ class Endpoint:
     __slots__ = ("circuit", "connections", "gap", "hooks", "name", "progress", "shared",
                  "silent", "slots", "users", "watch")
 
-    def __init__(self, name: str, shared: Shared) -> None:
+    def __init__(self, name: str, shared: Shared, proxy: Proxy | None = None) -> None:
         self.name, self.shared = name, shared
         self.circuit = Circuit(shared.policy)  # the host's
         self.hooks: dict[str, Circuit] = {}  # hook id -> its own, while its answers fail
         self.slots = Slots(shared.per_endpoint, shared.loop)
-        self.connections = Connections(shared.connector, on_empty=self._idle)
+        self.connections = Connections(shared.connector, on_empty=self._idle, proxy=proxy)
         self.users = 0  # waiting or in flight
         self.progress = time.monotonic()  # last answer (or the start of this busy spell)
         self.gap: float | None = None  # usual time between answers (moving average)

@@ -186,7 +186,7 @@ class Dispatcher:
             return self._task(delivery, self._attempted(delivery, request, line))
         delivery.sent_at = time.monotonic()
         handle = self.sender.begin(request, hook.signer, hook.timeout, hook.tls, None,
-                                   lambda outcome: self._answered(delivery, outcome))
+                                   hook.proxy, lambda outcome: self._answered(delivery, outcome))
         if delivery.request is request:  # (not answered at once)
             delivery.handle = handle
         return None

@@ -17,6 +17,7 @@ from hookd.events.decode import Event
 from hookd.events.filters import MISSING, Predicate, get_path
 from hookd.events.trace import NO_TRACE
 from hookd.requests.auth import Headers
+from hookd.requests.proxy import Route
 from hookd.requests.signing import Signer, webhook_id
 from hookd.requests.target import InvalidTarget, breaks_framing, target_of
 from hookd.requests.templates import GLOBALS, Text, tojson
@@ -89,7 +90,8 @@ class CompiledHook:
     timeout: float
     schedule: tuple[float, ...]
     # scheme://host:port whenever the URL's scheme and host are literal (url.target): the
-    # Endpoint every request of the hook goes to; None when a template writes the host
+    # Endpoint every request of the hook goes to (through a proxy: `... via PROXY`, its
+    # route's key); None when a template writes the host
     endpoint: str | None = None
     tls: ssl.SSLContext | None = None  # from the hook's `tls` section (None: the defaults)
     fixed_url: tuple[URL, str] | None = None  # the URL, parsed at load, when it is fixed
@@ -97,6 +99,7 @@ class CompiledHook:
     # send the event's trace context headers: `trace_context` on, and the hook's own
     # headers set neither traceparent nor tracestate (then the hook's win, whole)
     trace: bool = True
+    proxy: Route | None = None  # its proxy and no_proxy (None: always direct)
 
     id: str = field(init=False)  # config.id, read several times per delivery
     _hook: dict[str, Any] = field(init=False, repr=False, compare=False)  # templates' `hook`

@@ -28,6 +28,7 @@ from hookd.kafka.offsets import OffsetTracker
 from hookd.kafka.parking import FORMAT_GROUP, ParkingLot, read_parked
 from hookd.pipeline.dispatch import Dispatcher
 from hookd.pipeline.runtime import Runtime, load_config
+from hookd.requests.proxy import Route
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.telemetry.redact import Redactor
@@ -107,7 +108,8 @@ class FakeSender(AttemptsAsTasks):
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
                       tls: ssl.SSLContext | None = None,
-                      extra_headers: Mapping[str, str] | None = None) -> Outcome:
+                      extra_headers: Mapping[str, str] | None = None,
+                      proxy: Route | None = None) -> Outcome:
         seq = orjson.loads(request.body)["seq"]
         n = 1 + sum(1 for c in self.calls if (c.hook, c.seq) == (request.hook_id, seq))
         call = Call(request.hook_id, seq, n)
