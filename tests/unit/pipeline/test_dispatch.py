@@ -7,6 +7,7 @@ only where the dispatch logic is tested (fan-out, order, counting, parking)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import ssl
@@ -26,7 +27,7 @@ from hookd.delivery.sender import AttemptsAsTasks, HttpSender
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.offsets import OffsetTracker
 from hookd.kafka.parking import FORMAT_GROUP, ParkingLot, read_parked
-from hookd.pipeline.dispatch import Dispatcher
+from hookd.pipeline.dispatch import SLICE, Dispatcher
 from hookd.pipeline.runtime import Runtime, load_config
 from hookd.requests.proxy import Route
 from hookd.requests.render import Request
@@ -214,6 +215,38 @@ async def test_fan_out_to_every_matching_enabled_hook(make: Make) -> None:
 
 
 # ------------------------------------------------------------------------- ordering
+
+async def test_deliveries_start_a_slice_per_loop_iteration(make: Make) -> None:
+    """A fetch's deliveries start SLICE at a time, one slice per iteration of the loop, so
+    the loop reads answers (and the next fetch) between them; first come, first served."""
+    iteration = 0
+    running = True
+
+    def tick() -> None:
+        nonlocal iteration
+        iteration += 1
+        if running:
+            asyncio.get_running_loop().call_soon(tick)
+
+    started: list[tuple[int, int]] = []  # (loop iteration, seq) of each attempt begun
+
+    class Counting(FakeSender):
+        def begin(self, request: Request, *args: Any) -> Any:
+            started.append((iteration, orjson.loads(request.body)["seq"]))
+            return super().begin(request, *args)
+
+    d = make(Counting())
+    tick()
+    records = 3 * SLICE + 7
+    for n in range(records):
+        d.submit(record(n, "Solo", key=f"k{n}".encode()))
+    await d.settle()
+    running = False
+    assert [seq for _, seq in started] == list(range(records))  # in the order they came
+    per_iteration = collections.Counter(it for it, _ in started)
+    assert max(per_iteration.values()) == SLICE
+    assert len(per_iteration) == 4  # 50, 50, 50, 7
+
 
 async def test_same_key_same_hook_in_offset_order_even_when_the_first_is_slow(make: Make) -> None:
     async def respond(call: Call) -> Outcome:
