@@ -220,23 +220,24 @@ class Dispatcher:
             self._chains.ended(delivery)
 
     def _task(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
-        """The delivery goes on off the common way: in a task, which is its end. A bug must
-        not wedge a partition: what raises is dead-lettered as `internal`."""
-        task = self._loop().create_task(self._guarded(delivery, work))
-        if not task.done():
-            delivery.handle = task
+        """The delivery goes on off the common way: in a task, whose end is its end."""
+        task = self._loop().create_task(work)
+        delivery.handle = task
+        task.add_done_callback(lambda done: self._task_ended(delivery, done))
 
-    async def _guarded(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
+    def _task_ended(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
+        """A bug must not wedge a partition: what raised is dead-lettered as `internal`."""
+        if task.cancelled():  # (the delivery was cancelled: revoked, or the shutdown)
+            return
+        exc = task.exception()
+        if exc is None:
+            delivery.handle = None
+            return self._ended(delivery)
         job = delivery.job
-        try:
-            await work
-        except Exception as exc:
-            log.exception("internal error in a delivery; dead-lettered", hook=job.hook_id,
-                          event_id=job.event.id)
-            await self._endings.fail(job, failure(ErrorKind.INTERNAL,
-                                                  f"{type(exc).__name__}: {exc}"))
-        delivery.handle = None
-        self._ended(delivery)
+        log.error("internal error in a delivery; dead-lettered", hook=job.hook_id,
+                  event_id=job.event.id, exc_info=exc)
+        self._task(delivery, self._endings.fail(
+            job, failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")))
 
     def in_flight(self, topic: str, partition: int) -> int:
         """Deliveries (and dead letters) of that partition's records not final yet."""
