@@ -219,25 +219,30 @@ class Dispatcher:
         if delivery.chain is not None:
             self._chains.ended(delivery)
 
-    def _task(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
+    def _task(self, delivery: Delivery, work: Coroutine[Any, Any, None],
+              last: bool = False) -> None:
         """The delivery goes on off the common way: in a task, whose end is its end."""
         task = self._loop().create_task(work)
         delivery.handle = task
-        task.add_done_callback(lambda done: self._task_ended(delivery, done))
+        task.add_done_callback(lambda done: self._task_ended(delivery, done, last))
 
-    def _task_ended(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
-        """A bug must not wedge a partition: what raised is dead-lettered as `internal`."""
+    def _task_ended(self, delivery: Delivery, task: asyncio.Task[None], last: bool) -> None:
+        """A bug must not wedge a partition: what raised is dead-lettered as `internal`
+        (and if that raises too, the delivery ends there, said in the log)."""
         if task.cancelled():  # (the delivery was cancelled: revoked, or the shutdown)
             return
         exc = task.exception()
-        if exc is None:
-            delivery.handle = None
-            return self._ended(delivery)
         job = delivery.job
-        log.error("internal error in a delivery; dead-lettered", hook=job.hook_id,
-                  event_id=job.event.id, exc_info=exc)
-        self._task(delivery, self._endings.fail(
-            job, failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")))
+        if exc is not None and not last:
+            log.error("internal error in a delivery; dead-lettered", hook=job.hook_id,
+                      event_id=job.event.id, exc_info=exc)
+            return self._task(delivery, self._endings.fail(
+                job, failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")), last=True)
+        if exc is not None:
+            log.error("internal error in a delivery, and its dead letter failed: given up",
+                      hook=job.hook_id, event_id=job.event.id, exc_info=exc)
+        delivery.handle = None
+        self._ended(delivery)
 
     def in_flight(self, topic: str, partition: int) -> int:
         """Deliveries (and dead letters) of that partition's records not final yet."""

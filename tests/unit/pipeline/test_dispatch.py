@@ -387,6 +387,40 @@ async def test_render_error_dead_letters_with_no_attempts(make: Make) -> None:
 
 # ------------------------------------------------------------------------- outcomes
 
+async def test_a_bug_in_a_delivery_dead_letters_it_as_internal(make: Make) -> None:
+    """What raises, in the attempt or off the common way, is dead-lettered as `internal`
+    and the record finishes: a bug does not wedge its partition."""
+    def broken(call: Call) -> Outcome:
+        raise RuntimeError(f"bug {call.seq}")
+
+    d = make(FakeSender(broken))
+    d.submit(record(0, "Solo"))
+    d.submit(record(1, "Solo", key=b"other"))
+    await d.settle()
+    assert sorted((x.kind, x.message) for x in d.letters) == [
+        (ErrorKind.INTERNAL, "RuntimeError: bug 0"), (ErrorKind.INTERNAL, "RuntimeError: bug 1")]
+    assert d.tracker.committable() == {TP: 2}
+
+    # a bug in what follows a failed attempt (here: its ending raises, once, then always)
+    for bugs, letters in ((1, [ErrorKind.INTERNAL]), (2, [])):
+        d = make(FakeSender(lambda call: classify_status(400)))
+        endings = d.dispatcher._endings
+        fail, raised = endings.fail, 0
+
+        async def buggy(job: Any, outcome: Outcome, fail: Any = fail, bugs: int = bugs) -> None:
+            nonlocal raised
+            if raised < bugs:
+                raised += 1
+                raise RuntimeError("ending bug")
+            await fail(job, outcome)
+
+        endings.fail = buggy  # type: ignore[method-assign]
+        d.submit(record(0, "Solo"))
+        await d.settle()
+        assert [x.kind for x in d.letters] == letters
+        assert d.tracker.committable() == {TP: 1}  # (given up after two: not wedged)
+
+
 async def test_404_dead_letters_after_one_attempt(make: Make) -> None:
     d = make(FakeSender(lambda call: classify_status(404, message="HTTP 404: nope")))
     d.submit(record(0, "Solo"))
