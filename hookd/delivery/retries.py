@@ -178,3 +178,30 @@ async def run_with_retries(attempt: AttemptFn, schedule: Sequence[float], jitter
     )
     outcome: Outcome = await retrying(once)
     return outcome, number, plan.upcoming if outcome.verdict is Verdict.RETRY else None
+
+
+class Ending(enum.Enum):
+    """What becomes of a delivery once its attempts (and retries in memory) are over."""
+
+    DELIVERED = "delivered"
+    PARK_UNSENT = "park_unsent"  # a circuit open: parked (gathered with its hook's), no attempt
+    WAIT_UNSENT = "wait_unsent"  # a circuit open and no retry topics: wait, then start over
+    PARK = "park"  # retryable, the next delay too long for memory: parked for that delay
+    DEAD_LETTER = "dead_letter"
+    DISABLE = "disable"  # 410: dead-lettered, and the hook disabled until the next reload
+
+
+def ending(outcome: Outcome, delay: float | None, parking: bool) -> Ending:
+    """The decision after the last attempt: `outcome` is its outcome, `delay` the delay
+    drawn before the next attempt (None: the schedule is spent, or the outcome final),
+    `parking` whether retry topics are configured."""
+    verdict = outcome.verdict
+    if verdict is Verdict.DELIVERED:
+        return Ending.DELIVERED
+    if verdict is Verdict.GONE:
+        return Ending.DISABLE
+    if verdict is Verdict.PARK:
+        return Ending.PARK_UNSENT if parking else Ending.WAIT_UNSENT
+    if verdict is Verdict.RETRY and delay is not None and parking:
+        return Ending.PARK
+    return Ending.DEAD_LETTER

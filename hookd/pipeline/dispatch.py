@@ -12,7 +12,15 @@ from typing import Any
 import structlog
 
 from hookd.delivery.attempts import Attempts, Job, Line
-from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
+from hookd.delivery.retries import (
+    Ending,
+    ErrorKind,
+    Outcome,
+    Verdict,
+    ending,
+    failure,
+    run_with_retries,
+)
 from hookd.delivery.sender import Sender
 from hookd.errors import DecodeError, RenderError
 from hookd.events.decode import decode_event, make_meta
@@ -329,21 +337,23 @@ class Dispatcher:
                 inline_max=delivery.retry.inline_max if self.parking is not None
                 else float("inf"))
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
-        if outcome.ok:
+        end = ending(outcome, delay, self.parking is not None)
+        if end is Ending.DELIVERED:
             self._delivered(job, hook)
-            return False
-        if outcome.verdict is Verdict.GONE:
+        elif end is Ending.DISABLE:
             self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"
             bound.warning("hook disabled until the next reload", reason="410 Gone")
-        if outcome.verdict is Verdict.PARK:  # circuit open: nothing was sent
-            if self.parking is None:  # no retry topics: wait in memory, no attempt spent
-                await self._backoff(outcome.retry_after or 0.0, self.stats.of(hook.id))
-                return True
+            await self._endings.fail(job, outcome)
+        elif end is Ending.WAIT_UNSENT:  # no retry topics: wait in memory, no attempt spent
+            await self._backoff(outcome.retry_after or 0.0, self.stats.of(hook.id))
+            return True
+        elif end is Ending.PARK_UNSENT:
             wait = outcome.retry_after or 0.0
             if not await self._endings.park_unsent(job, outcome, wait):
                 # (if it was, the circuit opened meanwhile: gathered with the others)
                 await self._endings.park(job, outcome, wait, bound)
-        elif outcome.verdict is Verdict.RETRY and delay is not None and self.parking is not None:
+        elif end is Ending.PARK:
+            assert delay is not None
             await self._endings.park(job, outcome, delay, bound)  # the delay that was drawn
         else:
             await self._endings.fail(job, outcome)

@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from tenacity import AsyncRetrying, RetryCallState
 
 from hookd.delivery.retries import (
+    Ending,
     ErrorKind,
     Outcome,
     Verdict,
     classify_status,
+    ending,
     failure,
     next_delay,
     parse_retry_after,
@@ -417,3 +419,32 @@ def test_the_plan_decides_alike_whichever_of_wait_and_stop_tenacity_asks_first(
         else:
             assert plan.upcoming is None
         state.prepare_for_next_attempt()
+
+
+# -- what becomes of a delivery once its attempts are over --------------------------------
+PARKED_UNSENT = Outcome(Verdict.PARK, ErrorKind.CIRCUIT_OPEN, None, "circuit open", 30.0)
+ENDING_TABLE = [
+    # outcome of the last attempt, delay drawn before the next, retry topics?, ending
+    (classify_status(200), None, True, Ending.DELIVERED),
+    (classify_status(204), None, False, Ending.DELIVERED),
+    (classify_status(410), None, True, Ending.DISABLE),
+    (classify_status(410), None, False, Ending.DISABLE),
+    (PARKED_UNSENT, None, True, Ending.PARK_UNSENT),
+    (PARKED_UNSENT, None, False, Ending.WAIT_UNSENT),
+    (classify_status(503), 60.0, True, Ending.PARK),  # the next delay is too long for memory
+    (classify_status(503), None, True, Ending.DEAD_LETTER),  # the schedule is spent
+    (classify_status(503), 60.0, False, Ending.DEAD_LETTER),  # (no retry topics: spent)
+    (failure(ErrorKind.TIMEOUT, "slow"), 5.0, True, Ending.PARK),
+    (failure(ErrorKind.CONNECT, "refused"), None, True, Ending.DEAD_LETTER),
+    (classify_status(400), None, True, Ending.DEAD_LETTER),
+    (classify_status(301), None, True, Ending.DEAD_LETTER),
+    (failure(ErrorKind.BLOCKED, "10.0.0.1"), None, True, Ending.DEAD_LETTER),
+    (failure(ErrorKind.RENDER, "bad"), None, True, Ending.DEAD_LETTER),
+    (failure(ErrorKind.INTERNAL, "bug"), None, True, Ending.DEAD_LETTER),
+]
+
+
+@pytest.mark.parametrize(("outcome", "delay", "parking", "expected"), ENDING_TABLE)
+def test_ending(outcome: Outcome, delay: float | None, parking: bool,
+                expected: Ending) -> None:
+    assert ending(outcome, delay, parking) is expected
