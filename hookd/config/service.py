@@ -156,6 +156,12 @@ class KafkaConfig(Model):
     fit (with a `note`); the topics' `max.message.bytes` must be at least this."""
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
     """Where final failures and undecodable records go (created at start if missing)."""
+    outcomes_topic: NonEmptyStr | None = None
+    """The delivery log: one JSON record per final outcome of a delivery (`delivered`,
+    `dead_lettered`, `skipped`) and per parking (`parked`), keyed by event id; its schema
+    is `hookd schema outcomes`. Created at start if missing, like the dead-letter topic.
+    A source record is committed only once its outcome records are acknowledged, so the
+    log has no gaps (a redelivered record writes its outcomes again). Unset: no log."""
     client_id: NonEmptyStr = "hookd"
     """How the brokers name hookd's connections in their logs, quotas and ACL audit; give
     each deployment its own."""
@@ -176,6 +182,16 @@ class KafkaConfig(Model):
     are recommended. The source topics are read in every codec whatever this says."""
     consumer: ConsumerTuning = ConsumerTuning()
     """Consumer timings; the defaults suit production."""
+
+    @model_validator(mode="after")
+    def _outcomes_apart(self) -> KafkaConfig:
+        """The delivery log shares no topic with what hookd reads or its dead letters."""
+        log = self.outcomes_topic
+        if log is not None and (log in self.topics or log == self.dead_letter_topic
+                                or log.startswith(f"{self.retry_topic_prefix}.")):
+            raise ValueError(f"outcomes_topic {log!r} must be a topic of its own, not a "
+                             "source topic, the dead-letter topic or a retry topic")
+        return self
 
     @field_validator("group_instance_id")
     @classmethod

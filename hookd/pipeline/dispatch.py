@@ -14,8 +14,9 @@ from hookd.delivery.attempts import Attempts, Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure, run_with_retries
 from hookd.delivery.sender import Sender
 from hookd.errors import DecodeError, RenderError
-from hookd.events.decode import decode_event, make_meta
+from hookd.events.decode import Event, decode_event, make_meta
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
+from hookd.kafka.outcomelog import OutcomeLog
 from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.kafka.writes import WriteWatch
 from hookd.loops import RunningLoop
@@ -48,6 +49,7 @@ class Dispatcher:
     counters: Counters = field(init=False)  # the totals: records, and the sums of `stats`
     timed: bool = True  # each attempt's duration and status class into `stats` (/metrics)
     writes: WriteWatch | None = None  # parked and dead-letter writes that keep failing
+    outcomes: OutcomeLog | None = None  # the delivery log: told each final or parked one
     _work_of: InFlight = field(default_factory=InFlight)  # the records' work, by partition
     _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
@@ -62,7 +64,7 @@ class Dispatcher:
         self._attempts = Attempts(self.sender, self.tokens, self.stats, self.timed)
         self.counters = Counters(self.stats)
         self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
-                                self.writes)
+                                self.writes, self.outcomes)
 
     @property
     def pending(self) -> int:
@@ -91,12 +93,25 @@ class Dispatcher:
             for h in hooks:
                 if h.id in self.disabled:
                     self.stats.of(h.id).skipped += 1
+            if self.outcomes is not None:  # their records are the record's work too
+                return self._skipping(record, done, event, hooks, self.outcomes)
             hooks = [h for h in hooks if h.id not in self.disabled]
         if not hooks:
             self.counters.unmatched += 1
             return done()
         self._work_of.run(record, done,
                           [self._work(Job(h.id, event, record.key), h) for h in hooks])
+
+    def _skipping(self, record: Any, done: Done, event: Event, hooks: list[CompiledHook],
+                  outcomes: OutcomeLog) -> None:
+        """Some hooks disabled, the log on: the deliveries and the skipped ones' records."""
+        work: list[Work] = [
+            outcomes.skipped(Job(h.id, event, record.key), self.disabled[h.id])
+            if h.id in self.disabled else self._work(Job(h.id, event, record.key), h)
+            for h in hooks]
+        if all(h.id in self.disabled for h in hooks):
+            self.counters.unmatched += 1
+        self._work_of.run(record, done, work)
 
     def submit_parked(self, record: Any, done: Done) -> None:
         """A record of a retry topic whose time has come: its deliveries (one, or a group
@@ -110,7 +125,7 @@ class Dispatcher:
                 None, None, None, None, record.value, ErrorKind.DECODE, None,
                 f"retry record: {exc}", 0, None, None,
                 Source(record.topic, record.partition, record.offset), record.key))])
-        runtime, work = self.runtime(), []
+        runtime, work = self.runtime(), list[Work]()  # (typed: two kinds are appended)
         for p in parked:
             hook = runtime.hook(p.hook)
             stat = self.stats.of(p.hook)
@@ -119,6 +134,10 @@ class Dispatcher:
                 stat.skipped += 1
                 log.warning("parked delivery dropped: its hook was removed or disabled",
                             hook=p.hook, _event=p.event.name, event_id=p.event.id)
+                if self.outcomes is not None:
+                    work.append(self.outcomes.skipped(
+                        Job(p.hook, p.event, p.key, p.attempts, p.first_attempt_at),
+                        "its hook was removed or disabled while the delivery was parked"))
                 continue
             work.append(self._work(Job(p.hook, p.event, p.key, p.attempts,
                                        p.first_attempt_at), hook))
@@ -198,7 +217,10 @@ class Dispatcher:
                     made = await self._attempts.attempt(job, hook, request, first, bound)
                 if made.ok:  # the common case: no retry machinery at all
                     job.attempts = first
-                    return self._delivered(job, hook)
+                    self._delivered(job, hook)
+                    if self.outcomes is not None:
+                        await self.outcomes.delivered(job, made.status)
+                    return None
                 if not await self._not_delivered(job, hook, request, bound, made, first):
                     return None
         except Exception as exc:
@@ -248,6 +270,8 @@ class Dispatcher:
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
         if outcome.ok:
             self._delivered(job, hook)
+            if self.outcomes is not None:
+                await self.outcomes.delivered(job, outcome.status)
             return False
         if outcome.verdict is Verdict.GONE:
             self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"
