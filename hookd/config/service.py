@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import (
     BeforeValidator,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -183,15 +184,17 @@ class KafkaConfig(Model):
     consumer: ConsumerTuning = ConsumerTuning()
     """Consumer timings; the defaults suit production."""
 
-    @model_validator(mode="after")
-    def _outcomes_apart(self) -> KafkaConfig:
-        """The delivery log shares no topic with what hookd reads or its dead letters."""
-        log = self.outcomes_topic
-        if log is not None and (log in self.topics or log == self.dead_letter_topic
-                                or log.startswith(f"{self.retry_topic_prefix}.")):
-            raise ValueError(f"outcomes_topic {log!r} must be a topic of its own, not a "
-                             "source topic, the dead-letter topic or a retry topic")
-        return self
+    @field_validator("outcomes_topic")
+    @classmethod
+    def _outcomes_apart(cls, log: str | None, info: ValidationInfo) -> str | None:
+        """The delivery log shares no topic with what hookd reads or its dead letters (the
+        fields it is compared with come before it, so `info.data` has them when valid)."""
+        if log is not None and (log in info.data.get("topics", ()) or
+                                log == info.data.get("dead_letter_topic") or
+                                log.startswith(f"{info.data.get('retry_topic_prefix')}.")):
+            raise ValueError(f"{log!r} must be a topic of its own, not a source topic, the "
+                             "dead-letter topic or a retry topic")
+        return log
 
     @field_validator("group_instance_id")
     @classmethod
