@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hookd.delivery.attempts import Job
@@ -26,6 +26,8 @@ from hookd.kafka.outcomes import HOOK_DISABLED, ErrorDoc, OutcomeRecord, outcome
 from hookd.kafka.parking import Parked
 from hookd.kafka.writes import WriteWatch, until_acked
 from hookd.loops import RunningLoop
+
+Written = Coroutine[Any, Any, None]  # an outcome record's write, acked when it returns
 
 
 class OutcomeLog:
@@ -38,27 +40,27 @@ class OutcomeLog:
         self.producer, self.topic, self.writes, self.clock = producer, topic, writes, clock
         self._loop = RunningLoop()
 
-    async def delivered(self, job: Job, status: int | None) -> None:
+    def delivered(self, job: Job, status: int | None) -> Written:
         """A 2xx answer (`job.attempts` counts the one that brought it)."""
         now = self.clock()
-        await self.write(outcome_record(
+        return self.write(outcome_record(
             "delivered", job.hook_id, job.event, attempts=job.attempts,
             first_attempt_at=job.first_attempt_at, last_attempt_at=now, status=status,
             error=None, at=now))
 
-    async def dead_lettered(self, job: Job, letter: DeadLetter) -> None:
+    def dead_lettered(self, job: Job, letter: DeadLetter) -> Written:
         """Written to the dead-letter topic (and acked): the letter's own figures."""
-        await self.write(outcome_record(
+        return self.write(outcome_record(
             "dead_lettered", job.hook_id, job.event, attempts=letter.attempts,
             first_attempt_at=letter.first_attempt_at, last_attempt_at=letter.last_attempt_at,
             status=letter.status, error={"kind": str(letter.kind), "status": letter.status,
                                          "message": letter.message}, at=self.clock()))
 
-    async def parked(self, parked: Parked, outcome: Outcome, topic: str) -> None:
+    def parked(self, parked: Parked, outcome: Outcome, topic: str) -> Written:
         """Written to retry topic `topic` (and acked). Nothing was sent this time when the
         verdict is PARK (the circuit is open): then no last attempt."""
         now = self.clock()
-        await self.write(outcome_record(
+        return self.write(outcome_record(
             "parked", parked.hook, parked.event, attempts=parked.attempts,
             first_attempt_at=parked.first_attempt_at,
             last_attempt_at=None if outcome.verdict is Verdict.PARK else now,
@@ -76,20 +78,22 @@ class OutcomeLog:
             return topic
         return self._loop().create_task(then())
 
-    async def skipped(self, job: Job, why: str) -> None:
+    def skipped(self, job: Job, why: str) -> Written:
         """Not sent, not dead-lettered: its hook is disabled (410 Gone), or was removed or
         disabled while the delivery was parked."""
-        await self.write(outcome_record(
+        return self.write(outcome_record(
             "skipped", job.hook_id, job.event, attempts=job.attempts,
             first_attempt_at=job.first_attempt_at, last_attempt_at=None, status=None,
             error={"kind": HOOK_DISABLED, "status": None, "message": why}, at=self.clock()))
 
-    async def write(self, record: OutcomeRecord) -> None:
+    def write(self, record: OutcomeRecord) -> Written:
+        """The record's write, until acked: a coroutine to await (each method hands it on
+        rather than awaiting it, one frame less at every resume on the delivery path)."""
         value = to_json(record)
         key = record["event_id"].encode()
         headers = [("hookd-outcome", record["outcome"].encode()),
                    ("hookd-hook", record["hook"].encode())]
-        await until_acked(lambda: self.producer.send_and_wait(
+        return until_acked(lambda: self.producer.send_and_wait(
             self.topic, value, key=key, headers=headers), "outcome", self.topic, self.writes)
 
 
