@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: test unit integration chaos lint typecheck demo bench cpu check clean broker floor
+.PHONY: test unit integration chaos lint typecheck demo bench cpu check clean broker floor tinyproxy
 
 ## BROKER: what the integration tests run on: kafka (Apache Kafka, KRaft, from its pinned
 ## jars; needs Java 17+ and, once, Maven) or tansu (the demo's broker: Python only)
@@ -28,8 +28,15 @@ ifeq ($(BROKER),kafka)
 	$(BIN)/python -m hookd.dev.kafka --check
 endif
 
+## make tinyproxy: the real HTTP proxy tests/integration/test_proxy.py runs (Debian's package),
+## installed when missing (as root); its tests fail, never skip, without it
+tinyproxy:
+	@command -v tinyproxy >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y \
+		--no-install-recommends tinyproxy || (apt-get update && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends tinyproxy)
+
 ## make test: lint, type-check, then every test (unit + integration against a real broker)
-test: $(STAMP) broker lint typecheck
+test: $(STAMP) broker tinyproxy lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -54,7 +61,7 @@ floor: $(FLOOR_STAMP)
 	$(FLOOR)/bin/pytest -q -p no:cacheprovider tests/unit
 	$(FLOOR)/bin/lint-imports --no-cache
 
-integration: $(STAMP) broker
+integration: $(STAMP) broker tinyproxy
 	$(BIN)/pytest -q tests/integration
 
 ## make chaos: many kill -9 rounds under steady load (make test runs 3); prints lost/duplicates;

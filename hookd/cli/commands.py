@@ -1,4 +1,4 @@
-"""The `hookd` command line: run, check, render, replay, status, schema."""
+"""The `hookd` command line: run, check, render, send, replay, status, schema."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import TextIO
 import orjson
 
 from hookd import __version__
+from hookd.cli.selection import Selection
 from hookd.config import Config, host_port
 from hookd.config.durations import parse_duration
+from hookd.delivery.retries import ErrorKind
 from hookd.errors import EX_CONFIG, ConfigError, DecodeError, RenderError, SpecError
 from hookd.events.catalogue import events_schema
 from hookd.events.decode import decode_event, make_meta
@@ -41,6 +43,16 @@ def _seconds(value: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be more than zero, got {value!r}")
     return seconds
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than zero, got {value!r}")
+    return number
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,11 +91,47 @@ def _parser() -> argparse.ArgumentParser:
                         help="print credentials in full (by default each shows its first "
                              "4 characters and …(redacted))")
 
-    replay = sub.add_parser("replay", help="move dead letters back for delivery")
+    send = sub.add_parser(
+        "send", help="send one hook's request for an event, for real, and show the answer",
+        epilog="exit status: 0 delivered; 1 the daemon would retry (5xx, 408, 425, 429, "
+               "no answer); 2 it would fail (dead-letter), the hook would be disabled by a "
+               "410, or nothing was sent (no such hook, no match, a render error, not "
+               f"confirmed); {EX_CONFIG} the config is invalid")
+    send.add_argument("-c", "--config", help=cfg_help)
+    send.add_argument("--hook", required=True, help="the hook whose request is sent")
+    send.add_argument("--event", required=True, help="file holding one event (JSON object)")
+    send.add_argument("--yes", action="store_true",
+                      help="send without asking (needed when not on a terminal)")
+
+    replay = sub.add_parser(
+        "replay", help="move the selected dead letters back for delivery",
+        description="Move the dead letters selected (all, without a selection option) back "
+                    "for delivery, each once: a letter moved by an earlier replay is not "
+                    "moved again, also after a replay was interrupted. Each option may be "
+                    "repeated; a letter is selected when it matches every option given.",
+        epilog="T is ISO-8601 (2026-12-07T14:00, UTC unless it names its zone, or a date) "
+               "or a duration back from now (2h, 90m, 1d); compared with the letter's last "
+               "attempt, --since inclusive, --until exclusive. exit status: 0 done; 1 an "
+               f"unknown --hook, or Kafka refused (what was moved stays moved); {EX_CONFIG} "
+               "the config is invalid; 2 a bad option")
     replay.add_argument("-c", "--config", help=cfg_help)
-    replay.add_argument("--hook", help="only dead letters of this hook")
-    replay.add_argument("--limit", type=int, help="at most this many")
-    replay.add_argument("--dry-run", action="store_true", help="list, change nothing")
+    replay.add_argument("--hook", action="append", metavar="ID",
+                        help="only dead letters of this hook")
+    replay.add_argument("--since", metavar="T", help="last attempt at or after T")
+    replay.add_argument("--until", metavar="T", help="last attempt before T")
+    replay.add_argument("--error-kind", action="append", metavar="KIND",
+                        help="error.kind: " + ", ".join(k.value for k in ErrorKind)
+                             + " (or a comma list)")
+    replay.add_argument("--status", action="append", metavar="N",
+                        help="the HTTP status of the last attempt: 503, or a class: 5xx "
+                             "(or a comma list)")
+    replay.add_argument("--event-id", action="append", metavar="ID",
+                        help="only the dead letters of this event")
+    replay.add_argument("--limit", type=_positive, metavar="N",
+                        help="move at most this many")
+    replay.add_argument("--dry-run", action="store_true",
+                        help="count what would be moved, by hook, kind and status, with the "
+                             "time span of their last attempts; move nothing")
 
     status = sub.add_parser("status", help="the running daemon's hooks: state, deliveries, "
                             "last error (read from its health listener)")
@@ -188,21 +236,27 @@ def cmd_render(path: str | None, event_file: str, hook_id: str | None, as_json: 
     return status
 
 
-def cmd_replay(path: str | None, hook_id: str | None, limit: int | None, dry_run: bool,
+def cmd_replay(path: str | None, selection: Selection, limit: int | None, dry_run: bool,
                out: TextIO, err: TextIO) -> int:
     import asyncio
 
-    from hookd.cli.replay import replay
+    from aiokafka.errors import KafkaError
+
+    from hookd.cli.replay import ReplayStopped, replay
 
     runtime = _load(path, err)
     if runtime is None:
         return EX_CONFIG
-    if hook_id is not None and runtime.hook(hook_id) is None:
-        print(f"no hook {hook_id!r}", file=err)
+    unknown = sorted(h for h in selection.hooks if runtime.hook(h) is None)
+    if unknown:
+        print(f"no hook {', '.join(map(repr, unknown))}", file=err)
         return 1
-    report = asyncio.run(replay(runtime, hook_id, limit, dry_run, out))
-    verb = "would replay" if dry_run else "replayed"
-    print(f"{verb} {report.replayed} dead letter(s), skipped {report.skipped}", file=out)
+    try:
+        tally = asyncio.run(replay(runtime, selection, limit, dry_run, out, err))
+    except (ReplayStopped, KafkaError, RuntimeError) as exc:
+        print(f"replay stopped: {exc}", file=err)
+        return 1
+    tally.print(dry_run, out)
     return 0
 
 
@@ -219,7 +273,8 @@ def cmd_schema(what: str, out: TextIO, markdown: bool = False) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     out, err = sys.stdout, sys.stderr
     if args.command == "check":
         return cmd_check(args.config, out, err, args.connect, args.timeout)
@@ -228,8 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                           args.show_secrets)
     if args.command == "schema":
         return cmd_schema(args.what, out, args.markdown)
+    if args.command == "send":
+        from hookd.cli.send import cmd_send
+
+        return cmd_send(_load(args.config, err), args.hook, args.event, args.yes, out, err,
+                        input if sys.stdin.isatty() and sys.stdout.isatty() else None)
     if args.command == "replay":
-        return cmd_replay(args.config, args.hook, args.limit, args.dry_run, out, err)
+        try:
+            selection = Selection.from_args(args)
+        except ValueError as exc:
+            parser.error(f"replay: {exc}")  # exits 2, as a bad option does
+        return cmd_replay(args.config, selection, args.limit, args.dry_run, out, err)
     if args.command == "status":
         from hookd.cli.status import cmd_status
 

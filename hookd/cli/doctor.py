@@ -5,7 +5,9 @@ each source topic exists (and its partitions); both consumer groups (the source 
 and the retry topics') can be described; the dead-letter topic and each retry topic exist,
 or would be created at start; each distinct hook endpoint (`scheme://host:port`, known
 whenever the URL's scheme and host are literal: the compiled hook's `url.target`)
-resolves to an address the SSRF guard allows. Nothing on the cluster is changed
+resolves to an address the SSRF guard allows, and is reached directly or through which
+proxy (its credentials masked), that way tested: a CONNECT tunnel asked for (and closed
+unused) for https, the proxy taking a connection for plain HTTP. Nothing on the cluster is changed
 (CreateTopics' validate_only is not used: some brokers, tansu among them, create the
 topics anyway). A broker that cannot be reached is one line.
 
@@ -23,14 +25,17 @@ from typing import Any, TextIO, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, for_code
 
+from hookd.delivery.connection import ProtocolError
+from hookd.delivery.outcomes import proxy_refused
 from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
+from hookd.delivery.tunnel import ProxyRefused, probe
 from hookd.errors import BlockedDestination
 from hookd.kafka import topics
 from hookd.kafka.clients import make_admin
 from hookd.kafka.connect import diagnose
 from hookd.kafka.parking import tier_topic
 from hookd.pipeline.runtime import Runtime, tiers_of
-from hookd.requests.target import Target
+from hookd.requests.render import CompiledHook
 from hookd.telemetry.redact import Redactor
 
 T = TypeVar("T")
@@ -178,15 +183,16 @@ class Doctor:
     async def _endpoints(self, note: Callable[[bool, str], None]) -> None:
         delivery = self.runtime.config.delivery
         resolver = GuardedResolver(AddressPolicy(delivery.allow_networks), self.lookup)
-        users: dict[str, tuple[Target | None, list[str]]] = {}
-        for hook in self.runtime.hooks:
-            target = hook.url.target  # worked out once, at compile
-            key = target.endpoint if target is not None else "~"  # sorted last
-            users.setdefault(key, (target, []))[1].append(hook.id)
-        for _, (target, hooks) in sorted(users.items()):
+        users: dict[str, tuple[CompiledHook, list[str]]] = {}
+        for hook in self.runtime.hooks:  # keyed as its connections are pooled
+            key = hook.endpoint if hook.endpoint is not None else f"~{_route_shown(hook)}"
+            users.setdefault(key, (hook, []))[1].append(hook.id)
+        for _, (first, hooks) in sorted(users.items()):
             named = f"hook(s) {', '.join(hooks)}"
+            target = first.url.target  # worked out once, at compile
             if target is None:
-                note(True, f"endpoint of {named}: host {PER_DELIVERY} (templated URL)")
+                note(True, f"endpoint of {named}: host {PER_DELIVERY} (templated URL); "
+                           f"{_route_shown(first)}")
                 continue
             host = f"[{target.host}]" if ":" in target.host else target.host
             endpoint = f"{target.scheme}://{host}:{target.port}"
@@ -195,14 +201,39 @@ class Doctor:
                                          self.timeout)
             except BlockedDestination as exc:
                 note(False, f"endpoint {endpoint} ({named}): {exc}")
+                continue
             except TimeoutError:
                 note(False, f"endpoint {endpoint} ({named}): no DNS answer within "
                             f"{self.timeout:g}s")
+                continue
             except OSError as exc:
                 note(False, f"endpoint {endpoint} ({named}): does not resolve: {_why(exc)}")
+                continue
+            found = f"endpoint {endpoint} ({named}): resolves to {', '.join(allowed)}, allowed"
+            via = first.proxy.via(target) if first.proxy is not None else None
+            if via is None:
+                note(True, f"{found}; direct")
+                continue
+            proxy = via[1]
+            try:
+                seen = await _bounded(probe(proxy, target, self.lookup), self.timeout)
+            except TimeoutError:
+                note(False, f"{found}; through proxy {proxy.shown}: no answer within "
+                            f"{self.timeout:g}s")
+            except ProxyRefused as exc:  # said as a delivery's outcome says it
+                note(False, f"{found}; through proxy {proxy.shown}: "
+                            f"{proxy_refused(exc).message}")
+            except (ProtocolError, OSError) as exc:
+                note(False, f"{found}; through proxy {proxy.shown}: {_why(exc)}")
             else:
-                note(True, f"endpoint {endpoint} ({named}): resolves to "
-                           f"{', '.join(allowed)}, allowed")
+                note(True, f"{found}; through proxy {proxy.shown}: {seen}")
+
+
+def _route_shown(hook: CompiledHook) -> str:
+    """How a hook's requests leave, as `check` says it."""
+    if hook.proxy is None:
+        return "direct"
+    return f"through proxy {hook.proxy.proxy.shown} unless delivery.no_proxy names the host"
 
 
 def check_connect(runtime: Runtime, timeout: float, out: TextIO) -> int:

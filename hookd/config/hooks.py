@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from hookd.config.proxies import HookProxy
 from hookd.config.types import (
     HEADER_NAME,
     HOOK_ID,
@@ -222,6 +223,14 @@ class HookConfig(Model):
     """This hook's retry schedule instead of `delivery.retry.schedule`."""
     rate_limit: RateLimit | None = None  # parsed once: limit per period
     """At most this many requests per period for this hook (`50/s`, `600/m`)."""
+    trace_context: bool = True
+    """Send the event's W3C `traceparent`/`tracestate` (from the record's headers or its
+    CloudEvent) on as request headers, unchanged. `false`: not sent (templates still read
+    them as `trace`). A hook whose `headers` set either name sends its own instead."""
+    proxy: HookProxy | None = None
+    """This hook's HTTP proxy, `http://[user:password@]host:port`, instead of
+    `delivery.proxy`; `none`: straight to the endpoint. `delivery.no_proxy` applies
+    either way. Unset: `delivery.proxy`."""
 
 
 class HooksFile(Model):

@@ -21,6 +21,7 @@ from pydantic_core import PydanticUndefined
 
 from hookd.config.durations import format_duration
 from hookd.config.model import Config
+from hookd.config.proxies import HookProxy, Proxy
 from hookd.config.types import Duration, Listen, RateLimit, as_list
 
 # Read once, at start: a reload that changes one keeps the old value. kafka, health and
@@ -191,8 +192,9 @@ def _text(doc: str | None) -> str:
 
 # -- types and defaults, as an operator writes them ---------------------------------------
 
-_NAMED = {id(meta): name for alias, name in ((Duration, "duration"), (Listen, "HOST:PORT"),
-                                             (RateLimit, "rate (`50/s`, `600/m`)"))
+_NAMED = {id(meta): name for alias, name in (
+    (Duration, "duration"), (Listen, "HOST:PORT"), (RateLimit, "rate (`50/s`, `600/m`)"),
+    (Proxy, "proxy URL"), (HookProxy, "proxy URL or `none`"))
           for meta in get_args(alias)[1:]}
 
 

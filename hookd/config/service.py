@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from hookd.config.durations import parse_duration
+from hookd.config.proxies import NoProxyEntry, Proxy
 from hookd.config.types import (
     DEFAULT_SCHEDULE,
     Duration,
@@ -127,7 +128,8 @@ class KafkaConfig(Model):
     named in a warning at start and read once someone creates it."""
     group_id: NonEmptyStr = "hookd"
     """The consumer group. Every process with the same group shares the partitions; the
-    retry consumer is `<group_id>.retry`, `hookd replay` uses `<group_id>.replay`."""
+    retry consumer is `<group_id>.retry`; `hookd replay` writes with the transactional id
+    `<group_id>.replay` (one replay at a time per group)."""
     # static membership (KIP-345): this process's name in the group, stable across its
     # restarts (hookd@.service: "hookd-${env:HOOKD_INSTANCE}"). A restart within the
     # session timeout keeps its partitions without a rebalance; a dead one's partitions
@@ -156,7 +158,8 @@ class KafkaConfig(Model):
     """The producer's largest record, in bytes. A dead letter bigger than this is cut to
     fit (with a `note`); the topics' `max.message.bytes` must be at least this."""
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
-    """Where final failures and undecodable records go (created at start if missing)."""
+    """Where final failures and undecodable records go (created at start if missing).
+    `hookd replay` keeps the letters it moved in `<dead_letter_topic>.replayed`."""
     outcomes_topic: NonEmptyStr | None = None
     """The delivery log: one JSON record per final outcome of a delivery (`delivered`,
     `dead_lettered`, `skipped`) and per parking (`parked`), keyed by event id; its schema
@@ -189,11 +192,12 @@ class KafkaConfig(Model):
     def _outcomes_apart(cls, log: str | None, info: ValidationInfo) -> str | None:
         """The delivery log shares no topic with what hookd reads or its dead letters (the
         fields it is compared with come before it, so `info.data` has them when valid)."""
+        dlq = info.data.get("dead_letter_topic")
         if log is not None and (log in info.data.get("topics", ()) or
-                                log == info.data.get("dead_letter_topic") or
+                                log in (dlq, f"{dlq}.replayed") or
                                 log.startswith(f"{info.data.get('retry_topic_prefix')}.")):
             raise ValueError(f"{log!r} must be a topic of its own, not a source topic, the "
-                             "dead-letter topic or a retry topic")
+                             "dead-letter topic, its replay ledger or a retry topic")
         return log
 
     @field_validator("group_instance_id")
@@ -271,6 +275,17 @@ class DeliveryConfig(Model):
     max_response_bytes: int = Field(default=65536, ge=0)
     """The most of a response body that is read (for the log and the dead letter); the
     rest is not read."""
+    proxy: Proxy | None = None
+    """The HTTP proxy every hook's requests go through (a hook's own `proxy` overrides
+    it): `http://[user:password@]host:port`; https endpoints through a CONNECT tunnel
+    (TLS end to end). Credentials are secrets (masked everywhere; write them as
+    `${cred:...}`), sent as `Proxy-Authorization: Basic`. The environment's `HTTPS_PROXY`
+    and `NO_PROXY` are not read. Null: direct."""
+    no_proxy: list[NoProxyEntry] = Field(default_factory=list)
+    """Destinations reached directly although a proxy is set, as curl and requests write
+    them: `*` (all), a host name (it and its subdomains: `example.com` and
+    `.example.com` both match `api.example.com`), an IP address or CIDR (matching URLs
+    written with an IP), each optionally with `:port`."""
 
     @field_validator("allow_networks")
     @classmethod

@@ -76,7 +76,7 @@ class Attempts:
             outcome = await self._send_oauth2(hook, request, hook.config.auth, self.tokens)
         else:
             outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
-                                                hook.tls)
+                                                hook.tls, None, hook.proxy)
         return self.record(job, hook, outcome, attempt_no, started, bound)
 
     def record(self, job: Job, hook: CompiledHook, outcome: Outcome, attempt_no: int,
@@ -110,14 +110,15 @@ class Attempts:
             if fresh:
                 tokens.invalidate(auth)
             try:
-                token = await tokens.token(auth, hook.timeout)
+                token = await tokens.token(auth, hook.timeout, hook.proxy)
             except BlockedDestination as exc:  # the SSRF guard: fails at once, like a hook
                 return failure(ErrorKind.BLOCKED, f"oauth2 token: {exc}")
             except Exception as exc:  # TokenError, refused, timeout: retried later
                 return failure(ErrorKind.CONNECT, f"oauth2 token: {type(exc).__name__}: {exc}")
             outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
                                                 hook.tls,
-                                                {"authorization": f"Bearer {token}"})
+                                                {"authorization": f"Bearer {token}"},
+                                                hook.proxy)
             if token and token in outcome.message:  # an error page echoing what it was sent:
                 # the log and the dead letter only know the configured secrets, not this
                 outcome = replace(outcome, message=outcome.message.replace(token, MASK))

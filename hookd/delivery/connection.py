@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -13,6 +14,8 @@ from hookd.delivery.wire import Response
 from hookd.errors import HookdError
 
 MAX_HEAD = 64 * 1024  # bytes of status line and headers we accept in an answer
+# told once how a request ended: (the answer, None) or (None, why there is none)
+Reply = Callable[[Response | None, BaseException | None], None]
 
 
 class ProtocolError(HookdError):
@@ -29,7 +32,7 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
-        self._waiter: asyncio.Future[Response] | None = None
+        self._waiter: Reply | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reset(0)
 
@@ -56,6 +59,7 @@ class Connection(asyncio.Protocol):
             self.abort()
             return
         self._got_bytes = True
+        asked = self._waiter  # (its reply may start the next request on this connection)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -64,7 +68,7 @@ class Connection(asyncio.Protocol):
             if self._waiter is not None:
                 self._fail(ProtocolError(f"invalid HTTP answer: {exc}"))
         else:
-            if self._waiter is not None and not self._headers_done:  # still in the head
+            if self._waiter is asked and not self._headers_done:  # still in the head
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD:
                     self._fail(ProtocolError(f"answer head over {MAX_HEAD} bytes"))
@@ -118,12 +122,26 @@ class Connection(asyncio.Protocol):
             self._finish(truncated=False)
 
     # -- requests ---------------------------------------------------------------------------
-    def send(self, data: bytes, cap: int, deadline: float) -> asyncio.Future[Response]:
+    def send_to(self, data: bytes, cap: int, deadline: float, reply: Reply) -> None:
+        """Write one request; `reply` is called once, from the loop's I/O callbacks, when
+        it has ended (answered, failed, or timed out at `deadline`): no future, no task."""
         assert self.transport is not None and self._waiter is None
         self._reset(cap)
-        self._waiter = waiter = self.loop.create_future()
+        self._waiter = reply
         self._timer = self.loop.call_at(deadline, self._expire)
         self.transport.write(data)
+
+    def send(self, data: bytes, cap: int, deadline: float) -> asyncio.Future[Response]:
+        """`send_to`, awaitable."""
+        waiter: asyncio.Future[Response] = self.loop.create_future()
+
+        def reply(response: Response | None, exc: BaseException | None) -> None:
+            if not waiter.done():
+                if exc is not None:
+                    waiter.set_exception(exc)
+                else:
+                    waiter.set_result(cast(Response, response))
+        self.send_to(data, cap, deadline, reply)
         return waiter
 
     def _expire(self) -> None:
@@ -137,11 +155,11 @@ class Connection(asyncio.Protocol):
             self._timer = None
         if truncated:
             self.reusable = False
-        if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self._status, self._retry_after, bytes(self._body),
-                                       truncated))
         if not self.reusable:
             self.abort()
+        if waiter is not None:
+            waiter(Response(self._status, self._retry_after, bytes(self._body), truncated),
+                   None)
 
     def _fail(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None
@@ -149,8 +167,8 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.abort()
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        if waiter is not None:
+            waiter(None, exc)
 
     def abort(self) -> None:
         self.reusable = False

@@ -30,12 +30,12 @@ from typing import Protocol
 
 from hookd.delivery.circuit import Circuit, CircuitPolicy, hook_trouble, host_trouble
 from hookd.delivery.client import Connections, Connector
-from hookd.delivery.connection import ProtocolError
-from hookd.delivery.outcomes import answered, circuit_open, not_answered, stalled
+from hookd.delivery.outcomes import circuit_open, stalled
 from hookd.delivery.retries import Outcome
+from hookd.delivery.sending import Sending
 from hookd.delivery.slots import Slots, Stalled
-from hookd.errors import BlockedDestination
 from hookd.loops import RunningLoop
+from hookd.requests.proxy import Proxy
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.requests.target import Target
@@ -63,12 +63,12 @@ class Endpoint:
     __slots__ = ("circuit", "connections", "gap", "hooks", "name", "progress", "shared",
                  "silent", "slots", "users", "watch")
 
-    def __init__(self, name: str, shared: Shared) -> None:
+    def __init__(self, name: str, shared: Shared, proxy: Proxy | None = None) -> None:
         self.name, self.shared = name, shared
         self.circuit = Circuit(shared.policy)  # the host's
         self.hooks: dict[str, Circuit] = {}  # hook id -> its own, while its answers fail
         self.slots = Slots(shared.per_endpoint, shared.loop)
-        self.connections = Connections(shared.connector, on_empty=self._idle)
+        self.connections = Connections(shared.connector, on_empty=self._idle, proxy=proxy)
         self.users = 0  # waiting or in flight
         self.progress = time.monotonic()  # last answer (or the start of this busy spell)
         self.gap: float | None = None  # usual time between answers (moving average)
@@ -80,7 +80,7 @@ class Endpoint:
         """PARK when the host's circuit or this hook's is open, or the endpoint has
         stalled: checked before a request is even rendered (hooks whose endpoint is known
         at load: CompiledHook.endpoint); None otherwise."""
-        if self._closed(hook):  # the common case, asked up to three times per delivery
+        if self.closed(hook):  # the common case, asked up to three times per delivery
             if self.users >= self.shared.per_endpoint and self.stalled():
                 return stalled(self.name, self.shared.policy.cooldown)
             return None
@@ -96,50 +96,35 @@ class Endpoint:
             return stalled(self.name, self.shared.policy.cooldown)
         return None
 
+    def begin(self, target: Target, request: Request, signer: Signer | None, timeout: float,
+              tls: ssl.SSLContext | None, extra_headers: Mapping[str, str] | None,
+              done: Callable[[Outcome], None]) -> Sending:
+        """One attempt, unless the circuit is open or the endpoint has stalled (then PARK,
+        nothing sent); `done(outcome)` once it has ended, from the loop's callbacks (see
+        hookd.delivery.sending). Cancel it with the returned Sending's `cancel()`."""
+        sending = Sending(self, target, request, signer, timeout, tls, extra_headers, done)
+        sending.start()
+        return sending
+
     async def attempt(self, target: Target, request: Request, signer: Signer | None,
                       timeout: float, tls: ssl.SSLContext | None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
-        """One attempt, unless the circuit is open or the endpoint has stalled (then PARK,
-        nothing sent)."""
-        hook = request.hook_id
-        closed = self.unavailable(hook)
-        if closed is not None:
-            return closed
-        waited = not self.try_acquire()
-        if waited:
-            try:
-                await self.acquire()
-            except Stalled:  # stalled while this request waited for its slot: park
-                return stalled(self.name, self.shared.policy.cooldown)
-        got_answer = False
+        """`begin`, awaited."""
+        ended: asyncio.Future[Outcome] = self.shared.loop().create_future()
+        sending = self.begin(target, request, signer, timeout, tls, extra_headers,
+                             ended.set_result)
         try:
-            if waited or not self._closed(hook):
-                closed = self._blocked(hook)  # a circuit may have opened meanwhile, or
-                if closed is not None:  # this is a half-open one's probe
-                    return closed
-            headers = request.signed_headers(signer, int(time.time()))  # fresh after a wait
-            if extra_headers:
-                headers.update(extra_headers)
-            try:  # awaited here, not in a helper coroutine: one frame less per resume
-                resp = await self.connections.request(
-                    request.method, target, headers, request.body, timeout,
-                    self.shared.max_response_bytes, tls)
-            except (BlockedDestination, ProtocolError, OSError, ValueError) as exc:
-                outcome = not_answered(exc, timeout)
-            else:
-                outcome = answered(resp)
-            got_answer = outcome.status is not None
-            self._record(hook, outcome)
-            return outcome
-        finally:
-            self.release(got_answer)
+            return await ended
+        except asyncio.CancelledError:
+            sending.cancel()
+            raise
 
     # -- the circuits -------------------------------------------------------------------------
-    def _closed(self, hook: str | None) -> bool:
+    def closed(self, hook: str | None) -> bool:
         """The host's circuit and the hook's are both closed: nothing to check further."""
         return self.circuit.open_until == 0.0 and (hook is None or hook not in self.hooks)
 
-    def _blocked(self, hook: str) -> Outcome | None:
+    def blocked(self, hook: str) -> Outcome | None:
         """None: send (both closed, or this is a half-open one's probe); else the park."""
         now = time.monotonic()
         wait = self.circuit.blocked_for(now)
@@ -152,7 +137,7 @@ class Endpoint:
             return circuit_open(self.name, wait, hook)
         return None
 
-    def _record(self, hook: str, outcome: Outcome) -> None:
+    def record(self, hook: str, outcome: Outcome) -> None:
         """An answer, any status, proves the host is up; a 5xx or 429 counts against the
         hook's own circuit only. No answer counts against the host's."""
         now = time.monotonic()
@@ -208,7 +193,7 @@ class Endpoint:
         short = self.shared.stall_after / 10
         return short if self.gap is None else max(short, 10 * self.gap)
 
-    def _enter(self) -> None:
+    def enter(self) -> None:
         if self.users == 0:  # a new busy spell: judged afresh
             self.progress, self.gap, self.silent = time.monotonic(), None, False
         self.users += 1
@@ -217,7 +202,7 @@ class Endpoint:
         """Both slots (this endpoint's, then a global one) if free right now; else False."""
         if self.slots.try_take():
             if self.shared.total.try_take():
-                self._enter()
+                self.enter()
                 self.shared.in_flight += 1
                 return True
             self.slots.give()
@@ -230,10 +215,10 @@ class Endpoint:
         Raises Stalled when the endpoint has stalled, or stalls while this one waits."""
         if self.stalled():
             raise Stalled(self.name)
-        self._enter()
+        self.enter()
         try:
             if not self.slots.try_take():
-                self._watch()
+                self.watch_queue()
                 await self.slots.take()
             if not self.shared.total.try_take():
                 try:
@@ -242,11 +227,11 @@ class Endpoint:
                     self.slots.give()
                     raise
         except BaseException:
-            self._leave()
+            self.leave()
             raise
         self.shared.in_flight += 1
 
-    def _watch(self) -> None:
+    def watch_queue(self) -> None:
         """One timer per endpoint with a queue, ticking every tenth of `stall_after`: turns
         the queue away once it stalls (records that wait for it may be all there is in
         flight, with the consumer paused: no new delivery would come and ask)."""
@@ -257,7 +242,7 @@ class Endpoint:
     def _check(self) -> None:
         self.watch = None
         if self.slots.waiting() and not self.stalled():  # stalled: turned away
-            self._watch()
+            self.watch_queue()
 
     def release(self, got_answer: bool = True) -> None:
         shared = self.shared
@@ -270,9 +255,9 @@ class Endpoint:
             self.gap = gap if self.gap is None else 0.8 * self.gap + 0.2 * gap
             self.progress = shared.progress = now
             self.silent = False
-        self._leave()
+        self.leave()
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
         self.users -= 1
         if self.users == 0:
             if self.watch is not None:

@@ -13,6 +13,7 @@ from hookd.delivery.client import Connector
 from hookd.delivery.endpoint import Endpoint
 from hookd.delivery.slots import Slots
 from hookd.loops import RunningLoop
+from hookd.requests.proxy import Proxy
 
 
 async def _no_resolver(host: str, port: int) -> list[str]:
@@ -41,6 +42,16 @@ class Endpoints:
         endpoint = self._all.get(name)
         if endpoint is None:
             endpoint = self._all[name] = Endpoint(name, self)
+        return endpoint
+
+    def via(self, name: str, proxy: Proxy) -> Endpoint:
+        """The endpoint `scheme://host:port via PROXY` (hookd.requests.proxy.Route.via),
+        made if it is new; its connections go through `proxy`."""
+        endpoint = self._all.get(name)
+        if endpoint is None:
+            endpoint = self._all[name] = Endpoint(name, self, proxy)
+        elif endpoint.connections.proxy is not proxy:
+            endpoint.connections.use(proxy)  # a reload: the same proxy, maybe new credentials
         return endpoint
 
     def find(self, name: str) -> Endpoint | None:

@@ -13,6 +13,7 @@ from hookd.delivery.retries import (
     failure,
     parse_retry_after,
 )
+from hookd.delivery.tunnel import ProxyRefused
 from hookd.delivery.wire import Response
 from hookd.errors import BlockedDestination
 
@@ -34,6 +35,8 @@ def not_answered(exc: Exception, timeout: float) -> Outcome:
     """What a request that got no answer ends as (nothing sent, or nothing back)."""
     if isinstance(exc, BlockedDestination):
         return failure(ErrorKind.BLOCKED, str(exc))
+    if isinstance(exc, ProxyRefused):  # (a ProtocolError: first)
+        return proxy_refused(exc)
     if isinstance(exc, TimeoutError):  # (an OSError: first)
         return failure(ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s")
     if isinstance(exc, (ProtocolError, OSError)):  # ssl.SSLError is an OSError
@@ -42,8 +45,34 @@ def not_answered(exc: Exception, timeout: float) -> Outcome:
     return failure(ErrorKind.RENDER, f"invalid request: {exc}"[:300])
 
 
+_PROXY_SAYS = {
+    401: "the proxy refused the credentials in the proxy URL",  # (tinyproxy, to wrong ones)
+    407: "the proxy wants other credentials (the user and password in the proxy URL)",
+    403: "the proxy's rules do not allow this destination (its ACL, or its CONNECT ports)",
+    502: "the proxy could not reach the endpoint",
+    503: "the proxy could not reach the endpoint",
+    504: "the proxy got no answer from the endpoint in time",
+}
+
+
+def proxy_refused(exc: ProxyRefused) -> Outcome:
+    """A proxy's refusal of a CONNECT tunnel, which the endpoint never saw (no status:
+    the proxy's is in the message): a 5xx (the proxy could not reach the endpoint) is
+    retried as a connection error, and counts against the endpoint's circuit; 407 and 401
+    (credentials), 403 (the proxy's rules) and other 4xx fail at once, as a request an
+    endpoint refused with a 4xx does: sending again changes nothing until the config or
+    the proxy's rules do."""
+    why = _PROXY_SAYS.get(exc.status)
+    message = f"{exc}" + (f": {why}" if why else "")
+    if exc.status >= 500:
+        return failure(ErrorKind.CONNECT, message[:300])
+    return Outcome(Verdict.FAIL, ErrorKind.CONNECT, None, message[:300])
+
+
 def answered(resp: Response) -> Outcome:
     if 200 <= resp.status < 300:
         return classify_status(resp.status)
     message = f"HTTP {resp.status}: {resp.body[:200].decode('utf-8', 'replace')}"
+    if resp.status == 407:  # only a proxy says it: no endpoint sent this
+        message = f"HTTP 407 from the proxy: {_PROXY_SAYS[407]}"
     return classify_status(resp.status, parse_retry_after(resp.retry_after), message)

@@ -6,8 +6,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Protocol
 
 from hookd.loops import RunningLoop
+
+
+class Ticket(Protocol):
+    """A waiter that is not a future (a delivery under way without a task of its own)."""
+
+    def grant(self) -> bool:
+        """Handed a slot: True if it took it, False if it no longer wants one."""
+        ...
+
+    def refuse(self, exc: BaseException) -> None: ...
+
+    @property
+    def waiting(self) -> bool: ...
 
 
 class Stalled(Exception):
@@ -21,7 +35,7 @@ class Slots:
 
     def __init__(self, count: int, loop: RunningLoop | None = None) -> None:
         self.free = count
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.waiters: deque[asyncio.Future[None] | Ticket] = deque()
         self.loop = loop or RunningLoop()
 
     def try_take(self) -> bool:
@@ -42,19 +56,30 @@ class Slots:
                 self.give()  # handed a slot, then cancelled: pass it on
             raise
 
+    def wait(self, ticket: Ticket) -> None:
+        """Queue `ticket` (after `try_take` said no): `ticket.grant()` when its turn comes."""
+        self.waiters.append(ticket)
+
     def give(self) -> None:
         while self.waiters:
             waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+            elif waiter.grant():
                 return
         self.free += 1
 
     def fail_waiters(self, exc: BaseException) -> None:
         waiters, self.waiters = self.waiters, deque()
         for waiter in waiters:
-            if not waiter.done():
-                waiter.set_exception(exc)
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            elif waiter.waiting:
+                waiter.refuse(exc)
 
     def waiting(self) -> bool:
-        return any(not w.done() for w in self.waiters)
+        return any(not w.done() if isinstance(w, asyncio.Future) else w.waiting
+                   for w in self.waiters)

@@ -10,6 +10,7 @@ import orjson
 
 from hookd.errors import DecodeError
 from hookd.events.filters import MISSING, get_path
+from hookd.events.trace import TraceContext, trace_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Event:
     id: str
     payload: Mapping[str, Any]
     meta: Meta
+    trace: TraceContext | None = None  # the record's W3C trace context (hookd.events.trace)
     # what templates see of it, built by the first hook that renders it and shared by the
     # others (hookd.requests.render.CompiledHook.variables): nothing of a hook's config
     context: dict[str, Any] | None = field(default=None, compare=False, repr=False)
@@ -105,10 +107,11 @@ def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> 
 
     name: Any
     raw_id: Any
+    structured = not binary and "specversion" in doc
     if binary:  # CloudEvents binary mode: attributes in headers
         name, payload = meta.headers.get("ce_type"), doc
         raw_id = meta.headers.get("ce_id") or doc.get("id")
-    elif "specversion" in doc:  # CloudEvents structured mode
+    elif structured:  # CloudEvents structured mode
         name, raw_id = doc.get("type"), doc.get("id")
         if "data_base64" in doc and "data" not in doc:
             raise DecodeError("CloudEvent data is binary (data_base64), not JSON: only JSON "
@@ -121,6 +124,9 @@ def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> 
         raw_id = doc.get("id")
     if name is MISSING or not isinstance(name, str) or not name.strip():
         raise DecodeError(f"no event name (expected a non-empty string at {name_field!r})"
-                          if not binary and "specversion" not in doc
+                          if not binary and not structured
                           else "CloudEvent has no type")
-    return Event(name, _id(raw_id, meta), payload, meta)
+    trace = None  # (a plain record without a traceparent header: one look-up, no call)
+    if binary or structured or "traceparent" in meta.headers:
+        trace = trace_context(meta.headers, binary, doc if structured else None)
+    return Event(name, _id(raw_id, meta), payload, meta, trace)

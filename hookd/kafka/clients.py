@@ -46,14 +46,17 @@ def tls_problem(cfg: KafkaConfig) -> str | None:
 
 def make_consumer(cfg: KafkaConfig, group_id: str | None = None,
                   from_start: bool = False, fetch_max_wait: float | None = None,
-                  instance_id: str | None = None) -> AIOKafkaConsumer:
+                  instance_id: str | None = None,
+                  read_committed: bool = False) -> AIOKafkaConsumer:
     """`from_start`: a partition without a committed offset is read from its beginning
     whatever `auto_offset_reset` says: hookd's own topics (retry tiers, dead letters)
     hold nothing that may be skipped. `fetch_max_wait`: instead of the configured one.
-    `instance_id`: a static member of the group (KIP-345), else a dynamic one."""
+    `instance_id`: a static member of the group (KIP-345), else a dynamic one.
+    `read_committed`: records of an aborted or still open transaction are not read."""
     tune = cfg.consumer
     return AIOKafkaConsumer(
         group_id=group_id or cfg.group_id,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
         group_instance_id=instance_id,
         enable_auto_commit=False,  # offsets move only when deliveries are final
         auto_offset_reset="earliest" if from_start else cfg.auto_offset_reset,
@@ -77,11 +80,24 @@ def make_retry_consumer(cfg: KafkaConfig) -> AIOKafkaConsumer:
     """The retry topics' consumer: a group of its own, every parked record read, and
     `retry_fetch_max_wait` (it idles most of the time: fewer idle fetches). Static as
     `<group_instance_id>.retry` when the source consumer is static: a restart then moves
-    neither group's partitions, and each member's retry partitions stay with it."""
+    neither group's partitions, and each member's retry partitions stay with it.
+    Read committed: `hookd replay` parks its letters in transactions, and a replay killed
+    halfway must not have its unfinished moves delivered (the next replay moves them)."""
     instance = cfg.group_instance_id
     return make_consumer(cfg, f"{cfg.group_id}.retry", from_start=True,
                          fetch_max_wait=cfg.consumer.retry_fetch_max_wait,
-                         instance_id=None if instance is None else f"{instance}.retry")
+                         instance_id=None if instance is None else f"{instance}.retry",
+                         read_committed=True)
+
+
+def make_reader(cfg: KafkaConfig) -> AIOKafkaConsumer:
+    """A consumer of no group, for partitions assigned by hand and read from their
+    beginning (`hookd replay`); only committed transactions are read."""
+    tune = cfg.consumer
+    return AIOKafkaConsumer(group_id=None, enable_auto_commit=False,
+                            auto_offset_reset="earliest", isolation_level="read_committed",
+                            fetch_max_wait_ms=int(tune.fetch_max_wait * 1000),
+                            max_poll_records=tune.max_poll_records, **_common(cfg))
 
 
 def make_producer(cfg: KafkaConfig, idempotent: bool | None = None) -> AIOKafkaProducer:
@@ -91,6 +107,18 @@ def make_producer(cfg: KafkaConfig, idempotent: bool | None = None) -> AIOKafkaP
     return AIOKafkaProducer(acks="all", linger_ms=2, max_request_size=cfg.max_request_size,
                             enable_idempotence=(cfg.idempotence is not False
                                                 if idempotent is None else idempotent),
+                            compression_type=compression_type(cfg), **_common(cfg))
+
+
+def make_transactional_producer(cfg: KafkaConfig, transactional_id: str,
+                                timeout: float) -> AIOKafkaProducer:
+    """A producer whose writes become visible together or not at all (Kafka transactions;
+    idempotent by necessity). A second producer started with the same `transactional_id`
+    fences this one and aborts its open transaction; one left open by a killed process is
+    aborted after `timeout` seconds."""
+    return AIOKafkaProducer(acks="all", linger_ms=2, max_request_size=cfg.max_request_size,
+                            enable_idempotence=True, transactional_id=transactional_id,
+                            transaction_timeout_ms=int(timeout * 1000),
                             compression_type=compression_type(cfg), **_common(cfg))
 
 

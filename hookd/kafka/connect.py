@@ -55,7 +55,7 @@ async def connect(kafka: KafkaConfig, stop: asyncio.Event) -> dict[str, Any] | N
                     await named[name].start()
         except Exception as exc:  # KafkaError; also what a client raises by mistake
             # (aiokafka's SCRAM exchange raised KeyError on a refused login): retry
-            if name == "producer" and kafka.idempotence is True and _refused(exc):
+            if name == "producer" and kafka.idempotence is True and refused(exc):
                 log.error("the broker refused an idempotent producer, retrying",
                           client=name, error=str(exc), retry_in=delay, hint=_NO_IDEMPOTENCE)
             else:
@@ -82,7 +82,7 @@ async def connect(kafka: KafkaConfig, stop: asyncio.Event) -> dict[str, Any] | N
     return None
 
 
-def _refused(exc: BaseException) -> bool:
+def refused(exc: BaseException) -> bool:
     """The broker answered, and said no (not: it could not be reached)."""
     return isinstance(exc, KafkaError) and not isinstance(exc, KafkaConnectionError)
 
@@ -95,7 +95,7 @@ async def start_producer(kafka: KafkaConfig, producer: Any = None) -> Any:
     try:
         await producer.start()
     except Exception as exc:
-        if kafka.idempotence != "auto" or not _refused(exc):
+        if kafka.idempotence != "auto" or not refused(exc):
             raise
         with contextlib.suppress(Exception):
             await stop_client(producer)

@@ -28,6 +28,7 @@ import structlog
 
 from hookd.config.durations import format_duration
 from hookd.events.decode import Event, Meta
+from hookd.events.trace import checked_trace
 from hookd.kafka import topics
 from hookd.kafka.writes import Unwritable, WriteWatch, until_acked
 from hookd.loops import RunningLoop
@@ -52,12 +53,16 @@ class Parked:
 
     def entry(self) -> dict[str, Any]:
         """What is this delivery's own (a group's record shares hook, due time, error)."""
-        return {
+        entry: dict[str, Any] = {
             "event": self.event.name, "event_id": self.event.id, "payload": self.event.payload,
             "meta": self.event.meta.as_dict(),
             "key": base64.b64encode(self.key).decode() if self.key is not None else None,
             "attempts": self.attempts, "first_attempt_at": self.first_attempt_at,
         }
+        trace = self.event.trace  # (a CloudEvent's is not in meta's headers: kept here)
+        if trace is not None:
+            entry["trace"] = [trace.traceparent, trace.tracestate]
+        return entry
 
     def to_json(self) -> bytes:
         return orjson.dumps({"v": FORMAT, "hook": self.hook, **self.entry(),
@@ -70,8 +75,11 @@ class Parked:
         meta = Meta(str(m["topic"]), int(m["partition"]), int(m["offset"]), m.get("key"),
                     m.get("timestamp"), dict(m.get("headers") or {}))
         key = base64.b64decode(doc["key"]) if doc.get("key") is not None else None
-        return cls(hook, Event(str(doc["event"]), str(doc["event_id"]), doc["payload"], meta),
-                   key, int(doc["attempts"]), doc.get("first_attempt_at"), due_at, error)
+        trace = doc.get("trace")  # [traceparent, tracestate], checked again as it is read
+        event = Event(str(doc["event"]), str(doc["event_id"]), doc["payload"], meta,
+                      checked_trace(trace[0], trace[1]) if trace else None)
+        return cls(hook, event, key, int(doc["attempts"]), doc.get("first_attempt_at"),
+                   due_at, error)
 
 
 def read_parked(value: bytes | None) -> list[Parked]:
@@ -138,6 +146,16 @@ def _tier_at(tiers: list[float], delay: float) -> int:
     return at - 1 if at else 0
 
 
+@dataclass(frozen=True, slots=True)
+class ParkedRecord:
+    """One parked delivery as the record that holds it."""
+
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
 class TooLargeToPark(Unwritable):
     """The delivery cannot be written to a retry topic (too big, or not serializable)."""
 
@@ -199,6 +217,14 @@ class ParkingLot:
     async def park(self, parked: Parked, delay: float) -> str:
         """Produce, wait for the broker's ack; returns the topic. Raises on failure;
         TooLargeToPark when the delivery cannot be written as a record."""
+        record = self.record(parked, delay)
+        await self.producer.send_and_wait(record.topic, record.value, key=record.key,
+                                          headers=record.headers)
+        return record.topic
+
+    def record(self, parked: Parked, delay: float) -> ParkedRecord:
+        """The record that parks `parked` for `delay` (what park() writes; `hookd replay`
+        writes it inside its own transaction). TooLargeToPark when it cannot be one."""
         topic = self.topic_for(delay)
         try:
             value = parked.to_json()
@@ -206,9 +232,8 @@ class ParkingLot:
             raise TooLargeToPark(f"cannot encode the event: {exc}") from None
         if len(value) > self.max_bytes * 9 // 10:
             raise TooLargeToPark(f"{len(value)} bytes, over kafka.max_request_size")
-        await self.producer.send_and_wait(topic, value, key=parked.key, headers=[
+        return ParkedRecord(topic, value, parked.key, [
             ("hookd-hook", parked.hook.encode()), (DUE_HEADER, repr(parked.due_at).encode())])
-        return topic
 
     # -- deliveries parked unsent, gathered --------------------------------------------------
     def park_unsent(self, parked: Parked, delay: float) -> asyncio.Future[str] | None:

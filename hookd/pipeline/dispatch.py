@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,10 @@ from hookd.kafka.outcomelog import OutcomeLog
 from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.kafka.writes import WriteWatch
 from hookd.loops import RunningLoop
+from hookd.pipeline.deliveries import FOLLOWS, Chains, Delivery
 from hookd.pipeline.endings import Counters, Endings
 from hookd.pipeline.inflight import Done, InFlight, Work
 from hookd.pipeline.runtime import Runtime
-from hookd.pipeline.slices import Slices
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import webhook_id
@@ -32,6 +33,12 @@ from hookd.telemetry.logs import Lines
 from hookd.telemetry.redact import Redactor
 
 log = structlog.get_logger("hookd.dispatch")
+# deliveries started (rendered, signed, sent or queued for a slot) per iteration of the
+# loop: the loop reads answers and the next fetch between each SLICE. A fetch of 200
+# records matched by three hooks is 600 deliveries: started together, the loop read no
+# answer until the last was rendered (20 to 40 ms on a slow core), and every answer
+# waiting meanwhile counted as latency.
+SLICE = 50
 
 
 @dataclass
@@ -51,11 +58,12 @@ class Dispatcher:
     writes: WriteWatch | None = None  # parked and dead-letter writes that keep failing
     outcomes: OutcomeLog | None = None  # the delivery log: told each final or parked one
     _work_of: InFlight = field(default_factory=InFlight)  # the records' work, by partition
-    _chains: dict[tuple[str, bytes], asyncio.Future[None]] = field(default_factory=dict)
+    _chains: Chains = field(init=False, repr=False)  # the order per key
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
     _endings: Endings = field(init=False, repr=False)  # parking and dead letters
     _loop: RunningLoop = field(default_factory=RunningLoop)
-    _slices: Slices = field(default_factory=Slices)  # deliveries started per loop iteration
+    _ready: deque[Delivery] = field(default_factory=deque)  # to start, SLICE at a time
+    _starting: bool = False  # a slice is due in the next iteration
     # a logger of the logging set-up in force when the dispatcher is made: the module's
     # lazy proxy would look the configuration up again for every delivery
     _lines: Lines = field(default_factory=lambda: Lines(log.bind()))
@@ -65,6 +73,7 @@ class Dispatcher:
         self.counters = Counters(self.stats)
         self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
                                 self.writes, self.outcomes)
+        self._chains = Chains(self._go)
 
     @property
     def pending(self) -> int:
@@ -100,14 +109,14 @@ class Dispatcher:
             self.counters.unmatched += 1
             return done()
         self._work_of.run(record, done,
-                          [self._work(Job(h.id, event, record.key), h) for h in hooks])
+                          [self._delivery(Job(h.id, event, record.key), h) for h in hooks])
 
     def _skipping(self, record: Any, done: Done, event: Event, hooks: list[CompiledHook],
                   outcomes: OutcomeLog) -> None:
         """Some hooks disabled, the log on: the deliveries and the skipped ones' records."""
         work: list[Work] = [
             outcomes.skipped(Job(h.id, event, record.key), self.disabled[h.id])
-            if h.id in self.disabled else self._work(Job(h.id, event, record.key), h)
+            if h.id in self.disabled else self._delivery(Job(h.id, event, record.key), h)
             for h in hooks]
         if all(h.id in self.disabled for h in hooks):
             self.counters.unmatched += 1
@@ -139,24 +148,122 @@ class Dispatcher:
                         Job(p.hook, p.event, p.key, p.attempts, p.first_attempt_at),
                         "its hook was removed or disabled while the delivery was parked"))
                 continue
-            work.append(self._work(Job(p.hook, p.event, p.key, p.attempts,
-                                       p.first_attempt_at), hook))
+            work.append(self._delivery(Job(p.hook, p.event, p.key, p.attempts,
+                                           p.first_attempt_at), hook))
         if not work:
             return done()
         self._work_of.run(record, done, work)
 
-    def _work(self, job: Job, hook: CompiledHook) -> Work:
-        """A delivery's work: a task, or, when its endpoint is known and unavailable right
-        now, its parking (unrendered, gathered with the others of its hook). A delivery
-        that waits behind one of its key is left to the task, to keep their order."""
-        if self.parking is None or hook.endpoint is None or hook.id in self.disabled:
-            return self._deliver(job, hook)
-        # (turns a stalled one's queue away)
-        closed = self.sender.unavailable(hook.endpoint, hook.id)
-        if closed is None or (job.key is not None and (hook.id, job.key) in self._chains):
-            return self._deliver(job, hook)
-        parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
-        return parking if parking is not None else self._deliver(job, hook)
+    def _delivery(self, job: Job, hook: CompiledHook) -> Work:
+        """A delivery, started in its turn: in the next slice of the loop, once the one
+        before it of its key (to that hook) has ended."""
+        delivery = Delivery(self._loop(), job, hook, self._chains)
+        self._ready.append(delivery)
+        if not self._starting:
+            self._starting = True
+            self._loop().call_soon(self._start_slice)
+        return delivery
+
+    def _start_slice(self) -> None:
+        ready, chains = self._ready, self._chains
+        for _ in range(min(SLICE, len(ready))):
+            delivery = ready.popleft()
+            if not delivery.done() and chains.join(delivery):  # (cancelled: revoked)
+                self._go(delivery)
+        self._starting = bool(ready)
+        if ready:
+            self._loop().call_soon(self._start_slice)
+
+    def _go(self, delivery: Delivery) -> None:
+        """Its turn: the common way is rendered, signed and sent from here, and ends in
+        `_answered` without a task; anything else is a task (`_off_the_common_way`)."""
+        delivery.started = True
+        job, hook = delivery.job, delivery.hook
+        if hook.id in self.disabled:
+            return self._task(delivery, self._endings.fail(
+                job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id])))
+        if self.parking is not None and hook.endpoint is not None:
+            closed = self.sender.unavailable(hook.endpoint, hook.id)
+            if closed is not None:  # parked unrendered, with the others of its hook
+                parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
+                if parking is None:  # (too large to join them: parked alone)
+                    return self._task(delivery, self._park_unrendered(job, hook, closed))
+                delivery.handle = FOLLOWS
+                parking.add_done_callback(lambda done: self._parked(delivery, done))
+                if delivery.chain is not None:  # the next of its key need not wait for the
+                    self._chains.ended(delivery)  # ack: it joins the group after it, if it
+                    delivery.chain = None  # is parked too (their order kept in the record)
+                return None
+        try:
+            request = hook.render(job.event)
+        except RenderError as exc:  # render() turns every template error into this
+            return self._task(delivery, self._endings.fail(job, failure(ErrorKind.RENDER,
+                                                                        str(exc))))
+        delivery.request = request
+        delivery.line = line = self._line(job, hook, request.webhook_id, request.url)
+        if not self._attempts.plain(hook):  # a rate limit or an OAuth2 token to wait for
+            return self._task(delivery, self._attempted(delivery, request, line))
+        delivery.sent_at = time.monotonic()
+        handle = self.sender.begin(request, hook.signer, hook.timeout, hook.tls, None,
+                                   hook.proxy, lambda outcome: self._answered(delivery, outcome))
+        if delivery.request is request:  # (not answered at once)
+            delivery.handle = handle
+        return None
+
+    def _answered(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Its attempt ended: delivered, the common way's end; anything else goes on in
+        a task."""
+        request, delivery.request, delivery.handle = delivery.request, None, None
+        assert request is not None and delivery.line is not None
+        job, hook = delivery.job, delivery.hook
+        first = job.attempts + 1
+        made = self._attempts.record(job, hook, outcome, first, delivery.sent_at,
+                                     delivery.line)
+        if made.ok:
+            job.attempts = first
+            self._delivered(job, hook)
+            if self.outcomes is not None:  # its end is its outcome record's ack
+                return self._task(delivery, self.outcomes.delivered(job, made.status))
+            return self._ended(delivery)
+        self._task(delivery, self._after(delivery, request, delivery.line, made, first))
+
+    def _parked(self, delivery: Delivery, parking: asyncio.Future[str]) -> None:
+        delivery.handle = None
+        if parking.cancelled():  # the daemon stops: not final
+            delivery.cancel()
+        else:
+            self._ended(delivery)
+
+    def _ended(self, delivery: Delivery) -> None:
+        if not delivery.done():
+            delivery.set_result(None)
+        if delivery.chain is not None:
+            self._chains.ended(delivery)
+
+    def _task(self, delivery: Delivery, work: Coroutine[Any, Any, None],
+              last: bool = False) -> None:
+        """The delivery goes on off the common way: in a task, whose end is its end."""
+        task = self._loop().create_task(work)
+        delivery.handle = task
+        task.add_done_callback(lambda done: self._task_ended(delivery, done, last))
+
+    def _task_ended(self, delivery: Delivery, task: asyncio.Task[None], last: bool) -> None:
+        """A bug must not wedge a partition: what raised is dead-lettered as `internal`
+        (and if that raises too, the delivery ends there, said in the log)."""
+        if task.cancelled():  # (the delivery was cancelled: revoked, or the shutdown)
+            return
+        exc = task.exception()
+        job = delivery.job
+        if exc is not None and not last:
+            log.error("internal error in a delivery; dead-lettered", hook=job.hook_id,
+                      event_id=job.event.id, exc_info=exc)
+            return self._task(delivery, self._endings.fail(
+                job, failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")), last=True)
+        if exc is not None:
+            log.error("internal error in a delivery, and its dead letter failed: given up",
+                      hook=job.hook_id, event_id=job.event.id, exc_info=exc)
+        delivery.handle = None
+        self._ended(delivery)
 
     def in_flight(self, topic: str, partition: int) -> int:
         """Deliveries (and dead letters) of that partition's records not final yet."""
@@ -179,61 +286,42 @@ class Dispatcher:
     def reset_disabled(self) -> None:
         self.disabled.clear()
 
-    async def _deliver(self, job: Job, hook: CompiledHook) -> None:
-        """One delivery's task. Deliveries of one key to one hook go out in offset order
-        (each waits for the one before it). A bug must not wedge a partition: what raises
-        is dead-lettered as `internal`. One coroutine from the chain to the endpoint's
-        attempt: each frame between them was resumed at every await."""
-        previous = mine = None
-        if job.key is not None:
-            chain_key = (hook.id, job.key)
-            previous = self._chains.get(chain_key)
-            mine = self._chains[chain_key] = self._loop().create_future()
-        try:
-            if previous is not None:
-                await previous  # its owner only ever sets a result (or is cancelled with us)
-            while True:  # more than once only while a circuit is open and nothing is parked
-                if hook.id in self.disabled:
-                    return await self._endings.fail(
-                        job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
-                if self.parking is not None and hook.endpoint is not None:
-                    closed = self.sender.unavailable(hook.endpoint, hook.id)
-                    if closed is not None:  # park at once: rendered when it is due
-                        return await self._park_unrendered(job, hook, closed)
-                turn = self._slices.turn()  # rendered and sent in bounded slices of the loop
-                if turn is not None:
-                    await turn
-                try:
-                    request = hook.render(job.event)
-                except RenderError as exc:  # render() turns every template error into this
-                    return await self._endings.fail(job, failure(ErrorKind.RENDER, str(exc)))
-                bound = self._line(job, hook, request.webhook_id, request.url)
-                first = job.attempts + 1
-                if self._attempts.plain(hook):  # the common case: the endpoint's, awaited here
-                    started = time.monotonic()
-                    made = self._attempts.record(job, hook, await self.sender.attempt(
-                        request, hook.signer, hook.timeout, hook.tls), first, started, bound)
-                else:
-                    made = await self._attempts.attempt(job, hook, request, first, bound)
-                if made.ok:  # the common case: no retry machinery at all
-                    job.attempts = first
-                    self._delivered(job, hook)
-                    if self.outcomes is not None:
-                        await self.outcomes.delivered(job, made.status)
-                    return None
-                if not await self._not_delivered(job, hook, request, bound, made, first):
-                    return None
-        except Exception as exc:
-            log.exception("internal error in a delivery; dead-lettered", hook=hook.id,
-                          event_id=job.event.id)
-            await self._endings.fail(job, failure(ErrorKind.INTERNAL,
-                                                  f"{type(exc).__name__}: {exc}"))
-        finally:
-            if mine is not None:
-                if not mine.done():
-                    mine.set_result(None)
-                if self._chains.get(chain_key) is mine:
-                    del self._chains[chain_key]
+    async def _attempted(self, delivery: Delivery, request: Request, line: Line) -> None:
+        """The first attempt of a hook with a rate limit or an OAuth2 token, then as
+        `_after`."""
+        job, hook = delivery.job, delivery.hook
+        first = job.attempts + 1
+        made = await self._attempts.attempt(job, hook, request, first, line)
+        if made.ok:
+            job.attempts = first
+            self._delivered(job, hook)
+            if self.outcomes is not None:
+                await self.outcomes.delivered(job, made.status)
+            return None
+        await self._after(delivery, request, line, made, first)
+
+    async def _after(self, delivery: Delivery, request: Request, line: Line, made: Outcome,
+                     first: int) -> None:
+        """The first attempt did not deliver: retries, parking, or the end; while a circuit
+        is open and nothing can be parked, the delivery waits in memory and starts over."""
+        job, hook = delivery.job, delivery.hook
+        while await self._not_delivered(job, hook, request, line, made, first):
+            if hook.id in self.disabled:
+                return await self._endings.fail(
+                    job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
+            try:
+                request = hook.render(job.event)
+            except RenderError as exc:
+                return await self._endings.fail(job, failure(ErrorKind.RENDER, str(exc)))
+            line = self._line(job, hook, request.webhook_id, request.url)
+            first = job.attempts + 1
+            made = await self._attempts.attempt(job, hook, request, first, line)
+            if made.ok:
+                job.attempts = first
+                self._delivered(job, hook)
+                if self.outcomes is not None:
+                    await self.outcomes.delivered(job, made.status)
+                return None
 
     async def _park_unrendered(self, job: Job, hook: CompiledHook, closed: Outcome) -> None:
         """Its endpoint is unavailable: parked (or gathered) before it is rendered."""

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from hookd.loops import RunningLoop
+from hookd.pipeline.deliveries import Delivery
 
 log = structlog.get_logger("hookd.dispatch")
 Done = Callable[[], None]
@@ -70,8 +71,12 @@ class InFlight:
         work = [task for tp in partitions for task in self._by_partition.pop(tp, ())]
         cancelled = 0
         for task in work:
-            if isinstance(task, asyncio.Task) and task.cancel():
+            if isinstance(task, Delivery):
+                if not task.follows and task.cancel():
+                    cancelled += 1
+            elif isinstance(task, asyncio.Task) and task.cancel():
                 cancelled += 1
+        work = [task.settled if isinstance(task, Delivery) else task for task in work]
         if work:
             _, late = await asyncio.wait(work, timeout=timeout)
             if late:
@@ -89,5 +94,6 @@ class InFlight:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(task.settled if isinstance(task, Delivery) else task
+                                   for task in tasks), return_exceptions=True)
         return left

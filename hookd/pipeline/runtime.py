@@ -20,6 +20,7 @@ from hookd.events.matching import HookIndex
 from hookd.kafka.clients import tls_problem
 from hookd.requests.auth import auth_secrets
 from hookd.requests.compile import compile_hook, lint_raw_hook
+from hookd.requests.proxy import NoProxy, proxy_secrets, route_of
 from hookd.requests.render import CompiledHook
 from hookd.telemetry.redact import Redactor
 
@@ -136,7 +137,8 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None,
     defaults = config or Config()
 
     compiled: list[CompiledHook] = []
-    secrets = set(resolver.found)
+    secrets = set(resolver.found) | proxy_secrets(defaults.delivery.proxy)
+    no_proxy = NoProxy(defaults.delivery.no_proxy)
     first_seen: dict[str, str] = {}
     for entry in located:
         src, loc = entry.source, entry.loc
@@ -149,8 +151,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None,
         if entry.hook is None:
             errors = lint_raw_hook(entry.raw)
         else:
-            hook_obj, errors = compile_hook(entry.hook, defaults.delivery.timeout,
-                                            tuple(defaults.delivery.retry.schedule))
+            hook_obj, errors = compile_hook(
+                entry.hook, defaults.delivery.timeout, tuple(defaults.delivery.retry.schedule),
+                route_of(entry.hook.proxy, defaults.delivery.proxy, no_proxy))
+            secrets |= proxy_secrets(entry.hook.proxy)
             if hook_obj is not None:
                 compiled.append(hook_obj)
             secrets |= auth_secrets(entry.hook.auth)

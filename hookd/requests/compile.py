@@ -14,6 +14,7 @@ from hookd.config import ApiKeyAuth, HookConfig
 from hookd.errors import RenderError, SpecError
 from hookd.events.filters import MISSING, Predicate, compile_filter, get_path
 from hookd.requests.auth import static_auth_headers
+from hookd.requests.proxy import Route
 from hookd.requests.render import BodyFn, CompiledHook, checked_url, select_fields
 from hookd.requests.signing import Signer
 from hookd.requests.target import breaks_framing, tls_context
@@ -22,6 +23,7 @@ from hookd.requests.urls import UrlText, compile_url
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                      "webhook-signature", "content-length", "host"}
+_TRACE_HEADERS = ("traceparent", "tracestate")  # sent by hookd unless the hook sets them
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 
 
@@ -77,9 +79,10 @@ def _fields_body(hook: HookConfig) -> BodyFn:
     return render
 
 
-def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tuple[float, ...]
-                 ) -> tuple[CompiledHook | None, list[SpecError]]:
-    """Compile every template and the filter; collect all errors (locations relative to hook)."""
+def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tuple[float, ...],
+                 proxy: Route | None = None) -> tuple[CompiledHook | None, list[SpecError]]:
+    """Compile every template and the filter; collect all errors (locations relative to hook).
+    `proxy`: the hook's route (hookd.requests.proxy.route_of), None when it goes direct."""
     errors: list[SpecError] = []
     req = hook.request
 
@@ -138,6 +141,10 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
         body = _fields_body(hook)
     if errors or url is None or predicate is None:
         return None, errors
+    endpoint = url.target.endpoint if url.target is not None else None
+    if proxy is not None and url.target is not None:
+        via = proxy.via(url.target)
+        endpoint = via[0] if via is not None else endpoint
     return CompiledHook(
         config=hook, predicate=predicate, url=url,
         headers=tuple((k, t) for k, t in headers if t is not None),
@@ -149,10 +156,12 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
         signer=Signer.from_secrets(hook.signing.secret) if hook.signing else None,
         timeout=req.timeout if req.timeout is not None else default_timeout,
         schedule=tuple(hook.retry.schedule) if hook.retry else default_schedule,
-        endpoint=url.target.endpoint if url.target is not None else None,
+        endpoint=endpoint,
         tls=tls,
         fixed_url=fixed_url,
         templated=templated,
+        trace=hook.trace_context and not any(name in _TRACE_HEADERS for name, _ in headers),
+        proxy=proxy,
     ), []
 
 

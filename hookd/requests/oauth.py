@@ -9,9 +9,11 @@ from typing import Any
 
 from hookd.config import OAuth2Auth
 from hookd.errors import HookdError
+from hookd.requests.proxy import Route
 
-# (url, form, basic auth (user, password), timeout) -> (status, JSON body or None)
-PostForm = Callable[[str, dict[str, str], tuple[str, str], float],
+# (url, form, basic auth (user, password), timeout, the hook's proxy route)
+#   -> (status, JSON body or None)
+PostForm = Callable[[str, dict[str, str], tuple[str, str], float, Route | None],
                     Awaitable[tuple[int, Any]]]
 
 
@@ -35,7 +37,9 @@ class TokenCache:
     def invalidate(self, auth: OAuth2Auth) -> None:
         self._tokens.pop(self._key(auth), None)
 
-    async def token(self, auth: OAuth2Auth, timeout: float = 10.0) -> str:
+    async def token(self, auth: OAuth2Auth, timeout: float = 10.0,
+                    proxy: Route | None = None) -> str:
+        """The cached token, or one fetched (through the hook's `proxy`, if any)."""
         key = self._key(auth)
         cached = self._tokens.get(key)
         if cached and cached[1] > self.clock():
@@ -48,7 +52,7 @@ class TokenCache:
             if auth.scope:
                 form["scope"] = auth.scope
             status, body = await self.post(auth.token_url, form,
-                                           (auth.client_id, auth.client_secret), timeout)
+                                           (auth.client_id, auth.client_secret), timeout, proxy)
             if status != 200 or not isinstance(body, dict) or not isinstance(
                     body.get("access_token"), str):
                 raise TokenError(f"token endpoint answered {status}")

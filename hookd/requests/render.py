@@ -15,7 +15,9 @@ from hookd.config import HookConfig
 from hookd.errors import RenderError
 from hookd.events.decode import Event
 from hookd.events.filters import MISSING, Predicate, get_path
+from hookd.events.trace import NO_TRACE
 from hookd.requests.auth import Headers
+from hookd.requests.proxy import Route
 from hookd.requests.signing import Signer, webhook_id
 from hookd.requests.target import InvalidTarget, breaks_framing, target_of
 from hookd.requests.templates import GLOBALS, Text, tojson
@@ -88,11 +90,16 @@ class CompiledHook:
     timeout: float
     schedule: tuple[float, ...]
     # scheme://host:port whenever the URL's scheme and host are literal (url.target): the
-    # Endpoint every request of the hook goes to; None when a template writes the host
+    # Endpoint every request of the hook goes to (through a proxy: `... via PROXY`, its
+    # route's key); None when a template writes the host
     endpoint: str | None = None
     tls: ssl.SSLContext | None = None  # from the hook's `tls` section (None: the defaults)
     fixed_url: tuple[URL, str] | None = None  # the URL, parsed at load, when it is fixed
     templated: bool = True  # False: no template reads the context (it is not built)
+    # send the event's trace context headers: `trace_context` on, and the hook's own
+    # headers set neither traceparent nor tracestate (then the hook's win, whole)
+    trace: bool = True
+    proxy: Route | None = None  # its proxy and no_proxy (None: always direct)
 
     id: str = field(init=False)  # config.id, read several times per delivery
     _hook: dict[str, Any] = field(init=False, repr=False, compare=False)  # templates' `hook`
@@ -104,13 +111,15 @@ class CompiledHook:
 
     def variables(self, event: Event) -> dict[str, Any]:
         """What templates see: the template globals, payload fields at top level, event,
-        payload, meta and hook. All but `hook` is built once per event, for all the hooks
+        payload, meta, trace and hook. All but `hook` is built once per event, for all the hooks
         that render it; `hook` is set here (rendering is synchronous: the dict is the
         hook's until its render returns)."""
         ctx = event.context
         if ctx is None:
             ctx = {**GLOBALS, **event.payload}
-            ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict())
+            trace = event.trace
+            ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
+                       trace=trace.variables if trace is not None else NO_TRACE)
             object.__setattr__(event, "context", ctx)
         ctx["hook"] = self._hook
         return ctx
@@ -142,6 +151,8 @@ class CompiledHook:
         all_headers = (*headers, *self.static_headers,
                        ("content-type", self.config.request.content_type),
                        ("user-agent", USER_AGENT), ("webhook-id", msg_id))
+        if self.trace and event.trace is not None:  # (no trace: no copy, one check)
+            all_headers += event.trace.headers
         return Request(self.config.id, self.config.request.method, url_str, all_headers,
                        body, msg_id)
 

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from hookd.events.trace import DROPPED
 from hookd.service.hookview import enabled, hook_states
 from hookd.telemetry.hookstats import OUTCOMES, STATUS_CLASSES, Buckets
 
@@ -102,6 +103,12 @@ class DaemonCollector(Collector):
                                    "dead-letter topic (deliveries and bad records)")
         dead.add_metric([], counters.dead_lettered if counters else 0)
         yield dead
+        dropped = CounterMetricFamily("hookd_trace_context_dropped", "Invalid traceparent "
+                                      "or tracestate values of records, not sent on",
+                                      labels=["header"])
+        dropped.add_metric(["traceparent"], DROPPED.traceparent)
+        dropped.add_metric(["tracestate"], DROPPED.tracestate)
+        yield dropped
 
         yield GaugeMetricFamily("hookd_in_flight", "Attempts on the wire now",
                                 value=sender.endpoints.in_flight if sender else 0)

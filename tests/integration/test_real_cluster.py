@@ -182,9 +182,9 @@ async def test_check_connect_against_a_healthy_broker(
     assert any(line.startswith("ok    retry topic retry-") for line in lines)
     port = receiver.url("/").split(":")[2].split("/")[0]
     assert (f"ok    endpoint http://127.0.0.1:{port} (hook(s) crm, crm-notes): resolves to "
-            "127.0.0.1, allowed") in lines
+            "127.0.0.1, allowed; direct") in lines
     assert lines[-1] == ("ok    endpoint of hook(s) tenant: host decided per delivery "
-                         "(templated URL)")
+                         "(templated URL); direct")
     assert took < 10
 
 

@@ -16,7 +16,7 @@ from hookd.pipeline.runtime import load_config
 
 # The daemon runs on uvloop, whose transports differ from asyncio's: the HTTP client's
 # tests run on both loops, every other test on asyncio's.
-BOTH_LOOPS = ("test_client.py", "test_endpoint_faults.py")
+BOTH_LOOPS = ("test_client.py", "test_endpoint_faults.py", "test_proxy.py")
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item,

@@ -386,7 +386,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize("argv", [[], ["schema", "nope"], ["render", "-c", "x"], ["frobnicate"],
                                   ["run", "--health-listen", "8082"],
-                                  ["run", "--health-listen", "127.0.0.1:99999"]])
+                                  ["run", "--health-listen", "127.0.0.1:99999"],
+                                  ["replay", "--status", "600"], ["replay", "--limit", "0"],
+                                  ["replay", "--error-kind", "oops"],
+                                  ["replay", "--since", "yesterday"]])
 def test_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(argv)

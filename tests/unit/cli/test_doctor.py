@@ -14,6 +14,9 @@ from hookd.cli import main
 from hookd.cli.doctor import Doctor, Finding
 from hookd.pipeline.runtime import load_config
 from tests.unit.conftest import WriteConfig
+from tests.unit.delivery.test_proxy import FakeProxy, closed_port, proxy
+
+__all__ = ["proxy"]  # (the fixture)
 
 
 @dataclass
@@ -100,10 +103,11 @@ async def test_every_fact_is_one_line(write_config: WriteConfig) -> None:
         "ok    dead-letter topic dlq: 4 partition(s)",
         "ok    retry topic hookd.retry.5m: does not exist, hookd creates it at start "
         "(4 partition(s), replication 3)",
-        "ok    endpoint https://crm.example:443 (hook(s) a): resolves to 93.184.216.34, allowed",
+        "ok    endpoint https://crm.example:443 (hook(s) a): resolves to 93.184.216.34, allowed; "
+        "direct",
         "FAIL  endpoint https://intranet.example:8443 (hook(s) b): destination "
         "intranet.example resolves to 10.1.2.3, which is not allowed (delivery.allow_networks)",
-        "ok    endpoint of hook(s) c: host decided per delivery (templated URL)",
+        "ok    endpoint of hook(s) c: host decided per delivery (templated URL); direct",
     ]
 
 
@@ -183,3 +187,60 @@ async def test_an_existing_retry_topic_whose_retention_could_drop_a_delivery_fai
                   configs={"hookd.retry.5m": settings})
     _ok, lines = await _run(_runtime(write_config), admin)
     assert line in lines, lines
+
+
+async def test_each_endpoint_says_direct_or_through_which_proxy_and_that_way_is_tested(
+        write_config: WriteConfig, proxy: FakeProxy) -> None:
+    proxy.answer = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    tree = write_config(f"""
+        kafka: {{topics: [calls], dead_letter_topic: dlq}}
+        delivery:
+          proxy: "http://ann:${{env:PROXY_PASSWORD}}@127.0.0.1:{proxy.port}"
+          no_proxy: [intranet.example]
+        hooks_dir: null
+        hooks:
+          - {{id: a, event: X, request: {{url: "https://crm.example/"}}}}
+          - {{id: b, event: X, request: {{url: "https://crm.example/"}}, proxy: none}}
+          - {{id: c, event: X, request: {{url: "https://crm.example:8443/"}},
+             proxy: "http://127.0.0.1:{closed_port()}"}}
+          - {{id: d, event: X, request: {{url: "{{{{ payload.url }}}}"}}}}
+        """)
+    runtime = load_config(tree.main, environ={"PROXY_PASSWORD": "pw-123456"})
+    ok, lines = await _run(runtime, Admin({"calls": 1, "dlq": 1, "hookd.retry.5m": 1}))
+    endpoints = [line for line in lines if "endpoint" in line]
+    assert endpoints[:2] == [
+        "ok    endpoint https://crm.example:443 (hook(s) b): resolves to 93.184.216.34, "
+        "allowed; direct",
+        "ok    endpoint https://crm.example:443 (hook(s) a): resolves to 93.184.216.34, "
+        f"allowed; through proxy http://***@127.0.0.1:{proxy.port}: CONNECT crm.example:443 "
+        "answered 200 Connection established",
+    ]
+    assert endpoints[2].startswith(
+        "FAIL  endpoint https://crm.example:8443 (hook(s) c): resolves to 93.184.216.34, "
+        "allowed; through proxy http://127.0.0.1:")
+    assert "ConnectionRefusedError" in endpoints[2]
+    assert endpoints[3] == (
+        "ok    endpoint of hook(s) d: host decided per delivery (templated URL); through "
+        f"proxy http://***@127.0.0.1:{proxy.port} unless delivery.no_proxy names the host")
+    assert not ok
+    assert proxy.heads == [b"CONNECT crm.example:443 HTTP/1.1\r\nHost: crm.example:443\r\n"
+                           b"Proxy-Authorization: Basic YW5uOnB3LTEyMzQ1Ng==\r\n\r\n"]
+    assert not any("pw-123456" in line or "YW5u" in line for line in lines)
+
+
+async def test_a_proxy_refusing_the_tunnel_fails_the_check_saying_why(
+        write_config: WriteConfig, proxy: FakeProxy) -> None:
+    proxy.answer = b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"
+    tree = write_config(f"""
+        delivery: {{proxy: "http://127.0.0.1:{proxy.port}"}}
+        hooks_dir: null
+        hooks:
+          - {{id: a, event: X, request: {{url: "https://crm.example/"}}}}
+        """)
+    ok, lines = await _run(load_config(tree.main, environ={}), Admin({"cc.events": 1}))
+    assert not ok and lines[-1] == (
+        "FAIL  endpoint https://crm.example:443 (hook(s) a): resolves to 93.184.216.34, "
+        f"allowed; through proxy http://127.0.0.1:{proxy.port}: proxy "
+        f"http://127.0.0.1:{proxy.port} answered CONNECT crm.example:443 with 407 Proxy "
+        "Authentication Required: the proxy wants other credentials (the user and password "
+        "in the proxy URL)")

@@ -524,16 +524,23 @@ INVALID = [
           topics: [cc.events]
           outcomes_topic: cc.events
         """, [Exp(3, "kafka.outcomes_topic", "'cc.events' must be a topic of its own, not a "
-                                             "source topic, the dead-letter topic or a retry "
-                                             "topic")],
+                                             "source topic, the dead-letter topic, its replay "
+                                             "ledger or a retry topic")],
          "outcomes-topic-is-a-source-topic"),
     case("""
         kafka:
           outcomes_topic: hookd.retry.log
         """, [Exp(2, "kafka.outcomes_topic", "'hookd.retry.log' must be a topic of its own, "
-                                             "not a source topic, the dead-letter topic or a "
-                                             "retry topic")],
+                                             "not a source topic, the dead-letter topic, its "
+                                             "replay ledger or a retry topic")],
          "outcomes-topic-under-the-retry-prefix"),
+    case("""
+        kafka:
+          outcomes_topic: hookd.dlq.replayed
+        """, [Exp(2, "kafka.outcomes_topic", "'hookd.dlq.replayed' must be a topic of its "
+                                             "own, not a source topic, the dead-letter topic, "
+                                             "its replay ledger or a retry topic")],
+         "outcomes-topic-is-the-replay-ledger"),
     case("""
         kafka:
           security:

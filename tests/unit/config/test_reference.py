@@ -119,6 +119,7 @@ CHANGED: dict[str, Any] = {
     "timeout": 11.0, "max_in_flight": 513, "per_endpoint_in_flight": 65, "stall_after": 2.0,
     "retry": RetryConfig(jitter=0.3), "circuit_breaker": BreakerConfig(failures=6),
     "allow_networks": ["10.0.0.0/8"], "max_response_bytes": 1024,
+    "proxy": "http://proxy.example:3128", "no_proxy": ["example.com"],
 }
 
 

@@ -21,6 +21,7 @@ from hookd.errors import BlockedDestination
 from hookd.events.decode import decode_event, make_meta
 from hookd.pipeline.runtime import Runtime, load_config
 from hookd.requests.oauth import TokenCache
+from hookd.requests.proxy import Route
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import Signer
 from hookd.telemetry.logs import Lines
@@ -67,7 +68,8 @@ class RecordingSender(FakeSender):
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
                       tls: ssl.SSLContext | None = None,
-                      extra_headers: Mapping[str, str] | None = None) -> Outcome:
+                      extra_headers: Mapping[str, str] | None = None,
+                      proxy: Route | None = None) -> Outcome:
         self.sent.append(Sent(request, signer, timeout,
                               None if extra_headers is None else dict(extra_headers)))
         return await super().attempt(request, signer, timeout, tls, extra_headers)
@@ -83,10 +85,12 @@ class TokenEndpoint:
     def __init__(self, error: Exception | None = None, status: int = 200) -> None:
         self.error, self.status = error, status
         self.posts: list[tuple[str, dict[str, str], tuple[str, str]]] = []
+        self.proxies: list[Route | None] = []
 
     async def __call__(self, url: str, form: dict[str, str], basic: tuple[str, str],
-                       timeout: float) -> tuple[int, Any]:
+                       timeout: float, proxy: Route | None = None) -> tuple[int, Any]:
         self.posts.append((url, form, basic))
+        self.proxies.append(proxy)
         if self.error is not None:
             raise self.error
         if self.status != 200:

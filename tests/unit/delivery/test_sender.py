@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hookd import USER_AGENT
 from hookd.config import DeliveryConfig
-from hookd.delivery import endpoint as endpoint_mod
+from hookd.delivery import sending as sending_mod
 from hookd.delivery.retries import ErrorKind, Verdict, failure
 from hookd.delivery.sender import HttpSender
 from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, literal_ip
@@ -293,7 +293,7 @@ async def test_timestamp_is_fresh_on_each_attempt(server: Server, sender: HttpSe
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     now = int(time.time())
     clock = iter([now, now + 7])
-    monkeypatch.setattr(endpoint_mod, "time",
+    monkeypatch.setattr(sending_mod, "time",
                         types.SimpleNamespace(time=lambda: next(clock), monotonic=time.monotonic))
     signer = Signer.from_secrets([SECRET])
     req = request(server.url("/ok"))

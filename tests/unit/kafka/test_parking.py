@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from hookd.events.decode import Event, Meta
+from hookd.events.trace import TraceContext
 from hookd.kafka.parking import (
     DUE_HEADER,
     FORMAT_GROUP,
@@ -41,6 +42,19 @@ def test_a_parked_delivery_reads_back_as_written() -> None:
     [again] = read_parked(original.to_json())
     assert again == original
     assert orjson.loads(original.to_json())["meta"] == EVENT.meta.as_dict()
+
+
+def test_a_parked_delivery_keeps_its_trace_context() -> None:
+    """A CloudEvent's trace context is not among meta's headers: the record carries it."""
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = replace(parked(), event=replace(EVENT, trace=TraceContext(parent, "a=b")))
+    [again] = read_parked(traced.to_json())
+    assert again.event.trace == TraceContext(parent, "a=b")
+    assert "trace" not in orjson.loads(parked().to_json())  # none: nothing written
+    doc = orjson.loads(traced.to_json())
+    doc["trace"] = ["00-garbage", "a=b"]  # read back checked: never sent on
+    [bad] = read_parked(orjson.dumps(doc))
+    assert bad.event.trace is None
 
 
 @pytest.mark.parametrize("value", [b"{}", b'{"v": 99}', b"[1]"])

@@ -7,6 +7,7 @@ only where the dispatch logic is tested (fan-out, order, counting, parking)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import ssl
@@ -22,12 +23,13 @@ from aiokafka import TopicPartition
 
 from hookd.config import DeliveryConfig
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
-from hookd.delivery.sender import HttpSender
+from hookd.delivery.sender import AttemptsAsTasks, HttpSender
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.offsets import OffsetTracker
 from hookd.kafka.parking import FORMAT_GROUP, ParkingLot, read_parked
-from hookd.pipeline.dispatch import Dispatcher
+from hookd.pipeline.dispatch import SLICE, Dispatcher
 from hookd.pipeline.runtime import Runtime, load_config
+from hookd.requests.proxy import Route
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.telemetry.redact import Redactor
@@ -97,7 +99,7 @@ Respond = Callable[[Call], Outcome | Awaitable[Outcome]]
 OK = Outcome(Verdict.DELIVERED, status=200)
 
 
-class FakeSender:
+class FakeSender(AttemptsAsTasks):
     """The Sender protocol; answers through `respond` (default: 200), records every call."""
 
     def __init__(self, respond: Respond | None = None) -> None:
@@ -107,7 +109,8 @@ class FakeSender:
 
     async def attempt(self, request: Request, signer: Signer | None, timeout: float,
                       tls: ssl.SSLContext | None = None,
-                      extra_headers: Mapping[str, str] | None = None) -> Outcome:
+                      extra_headers: Mapping[str, str] | None = None,
+                      proxy: Route | None = None) -> Outcome:
         seq = orjson.loads(request.body)["seq"]
         n = 1 + sum(1 for c in self.calls if (c.hook, c.seq) == (request.hook_id, seq))
         call = Call(request.hook_id, seq, n)
@@ -212,6 +215,38 @@ async def test_fan_out_to_every_matching_enabled_hook(make: Make) -> None:
 
 
 # ------------------------------------------------------------------------- ordering
+
+async def test_deliveries_start_a_slice_per_loop_iteration(make: Make) -> None:
+    """A fetch's deliveries start SLICE at a time, one slice per iteration of the loop, so
+    the loop reads answers (and the next fetch) between them; first come, first served."""
+    iteration = 0
+    running = True
+
+    def tick() -> None:
+        nonlocal iteration
+        iteration += 1
+        if running:
+            asyncio.get_running_loop().call_soon(tick)
+
+    started: list[tuple[int, int]] = []  # (loop iteration, seq) of each attempt begun
+
+    class Counting(FakeSender):
+        def begin(self, request: Request, *args: Any) -> Any:
+            started.append((iteration, orjson.loads(request.body)["seq"]))
+            return super().begin(request, *args)
+
+    d = make(Counting())
+    tick()
+    records = 3 * SLICE + 7
+    for n in range(records):
+        d.submit(record(n, "Solo", key=f"k{n}".encode()))
+    await d.settle()
+    running = False
+    assert [seq for _, seq in started] == list(range(records))  # in the order they came
+    per_iteration = collections.Counter(it for it, _ in started)
+    assert max(per_iteration.values()) == SLICE
+    assert len(per_iteration) == 4  # 50, 50, 50, 7
+
 
 async def test_same_key_same_hook_in_offset_order_even_when_the_first_is_slow(make: Make) -> None:
     async def respond(call: Call) -> Outcome:
@@ -351,6 +386,40 @@ async def test_render_error_dead_letters_with_no_attempts(make: Make) -> None:
 
 
 # ------------------------------------------------------------------------- outcomes
+
+async def test_a_bug_in_a_delivery_dead_letters_it_as_internal(make: Make) -> None:
+    """What raises, in the attempt or off the common way, is dead-lettered as `internal`
+    and the record finishes: a bug does not wedge its partition."""
+    def broken(call: Call) -> Outcome:
+        raise RuntimeError(f"bug {call.seq}")
+
+    d = make(FakeSender(broken))
+    d.submit(record(0, "Solo"))
+    d.submit(record(1, "Solo", key=b"other"))
+    await d.settle()
+    assert sorted((x.kind, x.message) for x in d.letters) == [
+        (ErrorKind.INTERNAL, "RuntimeError: bug 0"), (ErrorKind.INTERNAL, "RuntimeError: bug 1")]
+    assert d.tracker.committable() == {TP: 2}
+
+    # a bug in what follows a failed attempt (here: its ending raises, once, then always)
+    for bugs, letters in ((1, [ErrorKind.INTERNAL]), (2, [])):
+        d = make(FakeSender(lambda call: classify_status(400)))
+        endings = d.dispatcher._endings
+        fail, raised = endings.fail, 0
+
+        async def buggy(job: Any, outcome: Outcome, fail: Any = fail, bugs: int = bugs) -> None:
+            nonlocal raised
+            if raised < bugs:
+                raised += 1
+                raise RuntimeError("ending bug")
+            await fail(job, outcome)
+
+        endings.fail = buggy  # type: ignore[method-assign]
+        d.submit(record(0, "Solo"))
+        await d.settle()
+        assert [x.kind for x in d.letters] == letters
+        assert d.tracker.committable() == {TP: 1}  # (given up after two: not wedged)
+
 
 async def test_404_dead_letters_after_one_attempt(make: Make) -> None:
     d = make(FakeSender(lambda call: classify_status(404, message="HTTP 404: nope")))

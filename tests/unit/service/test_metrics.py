@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -77,6 +78,21 @@ def test_before_anything_started_the_families_are_there_and_zero() -> None:
     assert samples[("hookd_records_total", (("result", "decoded"),))] == 0
     assert samples[("hookd_config_reload_total", (("result", "ok"),))] == 0
     assert ("process_resident_memory_bytes", ()) in samples  # the library's process collector
+
+
+def test_dropped_trace_context_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hookd.events import trace
+    from hookd.service import metrics
+
+    dropped = trace.Dropped()
+    monkeypatch.setattr(metrics, "DROPPED", dropped)
+    monkeypatch.setattr(trace, "DROPPED", dropped)
+    trace.trace_context({"traceparent": "00-nope", "tracestate": "x"})
+    trace.trace_context({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                         "tracestate": "Bad State"})
+    samples = scrape(Parts())
+    assert samples[("hookd_trace_context_dropped_total", (("header", "traceparent"),))] == 1
+    assert samples[("hookd_trace_context_dropped_total", (("header", "tracestate"),))] == 1
 
 
 def test_the_collector_reads_every_part(write_config: WriteConfig) -> None:

@@ -1,0 +1,151 @@
+"""One attempt through an endpoint, without a coroutine: the steps of `Endpoint.attempt`
+(check the circuits → take a slot → sign → send → record the outcome → release) run from
+callbacks, and `done(outcome)` is told once at the end.
+
+Why by hand: a delivery used to be a task awaiting a slot's future, then the answer's
+future, then its own completion: three wake-ups, a task and ~6 futures per request
+(the bulk of what a delivery cost beyond the request itself). Here the queue for a slot
+holds the attempt itself (a `Ticket`), a freed slot starts the next attempt from the
+callback that freed it, and the answer calls `done` from the connection's own callback.
+`Endpoint.attempt` (the awaitable form) is this with a future at the end: there is one
+way to make an attempt.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from hookd.delivery.client import Call
+from hookd.delivery.connection import ProtocolError
+from hookd.delivery.outcomes import answered, not_answered, stalled
+from hookd.delivery.retries import ErrorKind, Outcome, failure
+from hookd.delivery.wire import Response
+from hookd.errors import BlockedDestination
+from hookd.requests.render import Request
+from hookd.requests.signing import Signer
+from hookd.requests.target import Target
+
+if TYPE_CHECKING:
+    from hookd.delivery.endpoint import Endpoint
+
+Done = Callable[[Outcome], None]
+_EXPECTED = (BlockedDestination, ProtocolError, OSError, ValueError)
+
+# the stages of an attempt
+NEW, FOR_ENDPOINT, FOR_GLOBAL, SENT, ENDED = range(5)
+
+
+class Sending:
+    """An attempt under way. A `Ticket` while it waits for a slot; `cancel()` at any stage
+    (a revoked partition, the shutdown): nothing more is sent, `done` is not told."""
+
+    __slots__ = ("call", "done", "endpoint", "extra", "request", "signer", "stage", "target",
+                 "timeout", "tls")
+
+    def __init__(self, endpoint: Endpoint, target: Target, request: Request,
+                 signer: Signer | None, timeout: float, tls: ssl.SSLContext | None,
+                 extra: Mapping[str, str] | None, done: Done) -> None:
+        self.endpoint, self.target, self.request = endpoint, target, request
+        self.signer, self.timeout, self.tls, self.extra = signer, timeout, tls, extra
+        self.done = done
+        self.stage = NEW
+        self.call: Call | None = None
+
+    def start(self) -> None:
+        endpoint = self.endpoint
+        closed = endpoint.unavailable(self.request.hook_id)
+        if closed is not None:
+            return self._end(closed)
+        if endpoint.try_acquire():
+            return self._send(False)
+        if endpoint.stalled():
+            return self._end(stalled(endpoint.name, endpoint.shared.policy.cooldown))
+        endpoint.enter()
+        if endpoint.slots.try_take():
+            return self._global()
+        endpoint.watch_queue()
+        self.stage = FOR_ENDPOINT
+        endpoint.slots.wait(self)
+
+    # -- the Ticket: waiting for a slot ----------------------------------------------------
+    @property
+    def waiting(self) -> bool:
+        return self.stage == FOR_ENDPOINT or self.stage == FOR_GLOBAL
+
+    def grant(self) -> bool:
+        if self.stage == FOR_ENDPOINT:
+            self._global()
+            return True
+        if self.stage == FOR_GLOBAL:
+            self.endpoint.shared.in_flight += 1
+            self._send(True)
+            return True
+        return False  # cancelled meanwhile: the slot goes to the next one
+
+    def refuse(self, exc: BaseException) -> None:
+        """The endpoint stalled while this one waited for its slot: parked, not sent."""
+        self.stage = ENDED
+        endpoint = self.endpoint
+        endpoint.leave()
+        self.done(stalled(endpoint.name, endpoint.shared.policy.cooldown))
+
+    def _global(self) -> None:
+        shared = self.endpoint.shared
+        if shared.total.try_take():
+            shared.in_flight += 1
+            self._send(True)
+        else:
+            self.stage = FOR_GLOBAL
+            shared.total.wait(self)
+
+    # -- on the wire ------------------------------------------------------------------------
+    def _send(self, waited: bool) -> None:
+        endpoint, request = self.endpoint, self.request
+        hook = request.hook_id
+        if waited or not endpoint.closed(hook):
+            closed = endpoint.blocked(hook)  # a circuit may have opened meanwhile, or
+            if closed is not None:  # this is a half-open one's probe
+                endpoint.release(False)
+                return self._end(closed)
+        headers = request.signed_headers(self.signer, int(time.time()))  # fresh after a wait
+        if self.extra:
+            headers.update(self.extra)
+        self.stage = SENT
+        self.call = endpoint.connections.begin(
+            request.method, self.target, headers, request.body, self.timeout,
+            endpoint.shared.max_response_bytes, self.tls, self._answered)
+
+    def _answered(self, response: Response | None, exc: BaseException | None) -> None:
+        self.call = None
+        if exc is None:
+            assert response is not None
+            outcome = answered(response)
+        elif isinstance(exc, _EXPECTED):
+            outcome = not_answered(exc, self.timeout)
+        else:  # a bug: not retried, and said so
+            outcome = failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"[:300])
+        endpoint = self.endpoint
+        endpoint.record(self.request.hook_id, outcome)
+        endpoint.release(outcome.status is not None)
+        self._end(outcome)
+
+    def _end(self, outcome: Outcome) -> None:
+        self.stage = ENDED
+        self.done(outcome)
+
+    def cancel(self) -> None:
+        stage, self.stage = self.stage, ENDED
+        endpoint = self.endpoint
+        if stage == FOR_GLOBAL:
+            endpoint.slots.give()  # the endpoint's slot it held
+            endpoint.leave()
+        elif stage == FOR_ENDPOINT:
+            endpoint.leave()  # (its place in the queue is passed over)
+        elif stage == SENT:
+            call, self.call = self.call, None
+            if call is not None:
+                call.cancel()
+            endpoint.release(False)
