@@ -7,7 +7,9 @@ the receiver in its own process. What it does not run is the consumer: the recor
 from the simulator, already in memory, in fetches of 200. With `--blackhole` a fourth hook
 points at an endpoint whose circuit is open, so each event also parks one delivery (to an
 in-memory producer that acks at once). With `--others 997` the config also holds row 6's
-997 hooks that never match.
+997 hooks that never match. With `--outcomes` the delivery log is on: each delivery (and
+parking) also writes its outcome record through hookd's BatchedProducer, over an in-memory
+producer that fills real aiokafka batches and acks each at once.
 
 Two figures:
 - CPU µs per healthy delivery (`time.process_time`), which moves with the machine;
@@ -18,7 +20,7 @@ Two figures:
   The same code gives the same count within a few tenths of a percent (the receiver's
   timing decides how many loop iterations run).
 
-    python -m bench.cpu [--events 6000] [--blackhole] [--callgrind]
+    python -m bench.cpu [--events 6000] [--blackhole] [--outcomes] [--callgrind]
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import ConsumerRecord
 
 from bench.common import PY, bench_hooks, other_hooks, start_receiver, stop_children, write_config
 from hookd.delivery.retries import ErrorKind, failure
 from hookd.delivery.sender import HttpSender
 from hookd.dev.sim import Simulator
+from hookd.kafka.batching import BatchedProducer
 from hookd.kafka.deadletter import DeadLetter
+from hookd.kafka.outcomelog import OutcomeLog
 from hookd.kafka.parking import ParkingLot
 from hookd.pipeline.dispatch import Dispatcher
 from hookd.pipeline.runtime import Runtime, load_config, tiers_of
@@ -68,6 +73,31 @@ class Producer:
         return None
 
 
+class Batches:
+    """What BatchedProducer writes with: real aiokafka batches, each acked at once."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(16384, 0)
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int,
+                         ) -> asyncio.Future[None]:
+        batch._build()  # what aiokafka's accumulator does before sending: the CPU is real
+        self.records += batch.record_count()
+        acked = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
+                            headers: Any = None) -> None:
+        return None
+
+
 class Letters:
     topic = "dlq"
 
@@ -76,7 +106,7 @@ class Letters:
 
 
 async def measure(events: int, warm: int, blackhole: bool, workdir: Path,
-                  others: int = 0, built: int = 0) -> dict[str, Any]:
+                  others: int = 0, built: int = 0, outcomes: bool = False) -> dict[str, Any]:
     _, info = start_receiver(workdir)
     base = f"http://127.0.0.1:{info['port']}"
     hooks = bench_hooks(base) + other_hooks(others, base)
@@ -92,14 +122,16 @@ async def measure(events: int, warm: int, blackhole: bool, workdir: Path,
             configure_logging("info", "json")
             REDACTOR.current = Redactor(runtime.secrets)
             await sender.start()
-            return await _deliver_all(sender, runtime, events, warm, blackhole, built)
+            return await _deliver_all(sender, runtime, events, warm, blackhole, built,
+                                      outcomes)
         finally:
             await sender.close()
             sys.stdout = sys.__stdout__
 
 
 async def _deliver_all(sender: HttpSender, runtime: Runtime, events: int, warm: int,
-                       blackhole: bool, built: int = 0) -> dict[str, Any]:
+                       blackhole: bool, built: int = 0, outcomes: bool = False,
+                       ) -> dict[str, Any]:
     lot = ParkingLot(Producer(), None, "cc.events.retry", 4, 1)
     await lot.ensure_tiers(tiers_of(runtime))
     if blackhole:
@@ -107,7 +139,9 @@ async def _deliver_all(sender: HttpSender, runtime: Runtime, events: int, warm: 
         for _ in range(runtime.config.delivery.circuit_breaker.failures):
             hole.circuit.record(failure(ErrorKind.CONNECT, "black hole"), time.monotonic())
         assert sender.unavailable(HOLE) is not None
-    dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR, lot)
+    batches = Batches()
+    dispatcher = Dispatcher(sender, Letters(), lambda: runtime, REDACTOR, lot, outcomes=(
+        OutcomeLog(BatchedProducer(batches), "cc.outcomes") if outcomes else None))
     records = [record(i, e.key.encode(), e.encoded(sent_at=time.time()))
                for i, e in enumerate(Simulator(seed=1).take(max(built, warm + events)))]
 
@@ -128,7 +162,7 @@ async def _deliver_all(sender: HttpSender, runtime: Runtime, events: int, warm: 
         await fetch(records[at:min(at + FETCH, warm)])
     tune_gc()  # as run_daemon() does
     counters = dispatcher.counters
-    before, parked = counters.delivered, counters.parked
+    before, parked, logged = counters.delivered, counters.parked, batches.records
     times, wall = os.times(), time.perf_counter()
     for at in range(warm, warm + events, FETCH):
         await fetch(records[at:at + FETCH])
@@ -138,7 +172,8 @@ async def _deliver_all(sender: HttpSender, runtime: Runtime, events: int, warm: 
     return {"events": events, "delivered": delivered, "parked": counters.parked - parked,
             "cpu_us_per_delivery": round((user + system) / delivered * 1e6, 1),
             "system_us_per_delivery": round(system / delivered * 1e6, 1),
-            "deliveries_per_s": round(delivered / wall)}
+            "deliveries_per_s": round(delivered / wall),
+            "outcome_records": batches.records - logged}
 
 
 def callgrind(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,7 +189,8 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
             argv = [PY, "-m", "bench.cpu", "--events", str(events), "--warm", str(args.warm),
                     "--others", str(args.others), "--built", str(args.warm + 4 * args.events),
                     "--json"] + (
-                        ["--blackhole"] if args.blackhole else [])
+                        ["--blackhole"] if args.blackhole else []) + (
+                        ["--outcomes"] if args.outcomes else [])
             proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                                    *argv], capture_output=True, text=True, check=True)
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -163,7 +199,7 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
     extra = runs[1]["delivered"] - runs[0]["delivered"]
     return {"instructions_per_delivery": round((totals[1] - totals[0]) / extra),
             "deliveries": [r["delivered"] for r in runs], "blackhole": args.blackhole,
-            "others": args.others}
+            "others": args.others, "outcomes": args.outcomes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=6000, help="events measured (3 hooks each)")
     p.add_argument("--warm", type=int, default=1000, help="events run first, not measured")
     p.add_argument("--blackhole", action="store_true", help="a fourth hook, its circuit open")
+    p.add_argument("--outcomes", action="store_true",
+                   help="the delivery log on: an outcome record per delivery and parking")
     p.add_argument("--others", type=int, default=0,
                    help="hooks that never match, as in row 6 (997 there)")
     p.add_argument("--callgrind", action="store_true",
@@ -184,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="hookd-cpu-") as tmp:
             try:
                 result = uvloop.run(measure(args.events, args.warm, args.blackhole, Path(tmp),
-                                            args.others, args.built))
+                                            args.others, args.built, args.outcomes))
             finally:
                 stop_children()
     print(json.dumps(result) if args.json else

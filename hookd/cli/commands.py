@@ -20,6 +20,7 @@ from hookd.delivery.retries import ErrorKind
 from hookd.errors import EX_CONFIG, ConfigError, DecodeError, RenderError, SpecError
 from hookd.events.catalogue import events_schema
 from hookd.events.decode import decode_event, make_meta
+from hookd.kafka.outcomes import outcomes_schema
 from hookd.pipeline.runtime import Runtime, default_config_path, load_config
 from hookd.telemetry.redact import Redactor
 
@@ -142,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="longest wait for the answer (default 5s)")
 
     schema = sub.add_parser("schema", help="print a JSON Schema")
-    schema.add_argument("what", choices=["config", "events"])
+    schema.add_argument("what", choices=["config", "events", "outcomes"])
     schema.add_argument("--markdown", action="store_true", help="config: the reference page "
                         "instead (every setting, its default, reload or restart), as in "
                         "docs/configuration.md")
@@ -265,7 +266,8 @@ def cmd_schema(what: str, out: TextIO, markdown: bool = False) -> int:
 
         out.write(reference())
         return 0
-    schema = Config.model_json_schema() if what == "config" else events_schema()
+    schema = (Config.model_json_schema() if what == "config" else
+              events_schema() if what == "events" else outcomes_schema())
     out.write(orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 

@@ -131,6 +131,8 @@ class Doctor:
         delays = {tier_topic(kafka.retry_topic_prefix, t): t for t in tiers_of(self.runtime)}
         own = [("dead-letter topic", kafka.dead_letter_topic)] + [
             ("retry topic", topic) for topic in delays]
+        if kafka.outcomes_topic is not None:
+            own.insert(1, ("outcomes topic", kafka.outcomes_topic))
         configs = await self._retention([t for t in delays if t in partitions])
         for kind, topic in own:
             problem = (topics.retention_problem(configs[topic], delays[topic])

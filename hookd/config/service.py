@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import (
     BeforeValidator,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -159,6 +160,12 @@ class KafkaConfig(Model):
     dead_letter_topic: NonEmptyStr = "hookd.dlq"
     """Where final failures and undecodable records go (created at start if missing).
     `hookd replay` keeps the letters it moved in `<dead_letter_topic>.replayed`."""
+    outcomes_topic: NonEmptyStr | None = None
+    """The delivery log: one JSON record per final outcome of a delivery (`delivered`,
+    `dead_lettered`, `skipped`) and per parking (`parked`), keyed by event id; its schema
+    is `hookd schema outcomes`. Created at start if missing, like the dead-letter topic.
+    A source record is committed only once its outcome records are acknowledged, so the
+    log has no gaps (a redelivered record writes its outcomes again). Unset: no log."""
     client_id: NonEmptyStr = "hookd"
     """How the brokers name hookd's connections in their logs, quotas and ACL audit; give
     each deployment its own."""
@@ -179,6 +186,19 @@ class KafkaConfig(Model):
     are recommended. The source topics are read in every codec whatever this says."""
     consumer: ConsumerTuning = ConsumerTuning()
     """Consumer timings; the defaults suit production."""
+
+    @field_validator("outcomes_topic")
+    @classmethod
+    def _outcomes_apart(cls, log: str | None, info: ValidationInfo) -> str | None:
+        """The delivery log shares no topic with what hookd reads or its dead letters (the
+        fields it is compared with come before it, so `info.data` has them when valid)."""
+        dlq = info.data.get("dead_letter_topic")
+        if log is not None and (log in info.data.get("topics", ()) or
+                                log in (dlq, f"{dlq}.replayed") or
+                                log.startswith(f"{info.data.get('retry_topic_prefix')}.")):
+            raise ValueError(f"{log!r} must be a topic of its own, not a source topic, the "
+                             "dead-letter topic, its replay ledger or a retry topic")
+        return log
 
     @field_validator("group_instance_id")
     @classmethod

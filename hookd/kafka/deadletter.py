@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import base64
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 
 from hookd.delivery.retries import ErrorKind
 
+_SECOND: list[Any] = [None, ""]  # the last second formatted, and its text
+
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    """`ts` (epoch seconds) in RFC 3339, UTC, to the millisecond (cut, not rounded): what
+    `datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")` writes, with Z.
+    Written here because that costs ~3 µs, and the delivery log writes three per record
+    on the delivery path; the text of the second is made once per second (~0.5 µs)."""
+    whole = math.floor(ts)
+    micros = round((ts - whole) * 1_000_000)  # as datetime rounds: to the microsecond
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    if _SECOND[0] != whole:
+        _SECOND[:] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_SECOND[1]}.{micros // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """hookd's own topics on a cluster that creates none by itself (auto.create.topics.enable
-is off on most production clusters): the retry tiers and the dead-letter topic are
-created with the admin API, with `kafka.retry_partitions` and `kafka.retry_replication`;
-a topic that already exists is fine. When the cluster refuses (no CREATE permission),
-the log says which topics are missing and how to create them, and hookd goes on: it
-works once they exist. A source topic that does not exist is named in a warning.
+is off on most production clusters): the retry tiers, the dead-letter topic and the
+delivery log (`kafka.outcomes_topic`) are created with the admin API, with
+`kafka.retry_partitions` and `kafka.retry_replication`; a topic that already exists is
+fine. When the cluster refuses (no CREATE permission), the log says which topics are
+missing and how to create them, and hookd goes on: it works once they exist. A source
+topic that does not exist is named in a warning.
 
 Apache Kafka answers CreateTopics once its controller has the topic; each broker learns of
 it a moment later. A consumer that subscribes in between is told the topic does not exist
@@ -170,9 +171,12 @@ def report(creation: Creation, what: str, partitions: int, replication: int,
                   create=how_to_create(creation.refused, partitions, replication, configs))
 
 
+OUTCOMES_CONFIGS = {"cleanup.policy": "delete"}  # never compacted: a key has many outcomes
+
+
 async def prepare(admin: Any, kafka: KafkaConfig) -> None:
     """At start, before subscribing: a warning per missing source topic; the dead-letter
-    topic created unless it exists. Never raises."""
+    topic and the outcomes topic (if any) created unless they exist. Never raises."""
     try:
         existing: set[str] | None = set(await admin.list_topics())
     except Exception as exc:
@@ -187,3 +191,9 @@ async def prepare(admin: Any, kafka: KafkaConfig) -> None:
         report(await create_topics(admin, [kafka.dead_letter_topic], kafka.retry_partitions,
                                    kafka.retry_replication),
                "dead-letter", kafka.retry_partitions, kafka.retry_replication)
+    log_topic = kafka.outcomes_topic
+    if log_topic is not None and (existing is None or log_topic not in existing):
+        configs = {log_topic: OUTCOMES_CONFIGS}
+        report(await create_topics(admin, [log_topic], kafka.retry_partitions,
+                                   kafka.retry_replication, configs),
+               "outcomes", kafka.retry_partitions, kafka.retry_replication, configs)

@@ -1,5 +1,5 @@
-"""Writes to hookd's own topics (retry tiers, dead letters), tried until the broker acks
-them, and the `produce` stall when they keep failing.
+"""Writes to hookd's own topics (retry tiers, dead letters, the delivery log), tried until
+the broker acks them, and the `produce` stall when they keep failing.
 
 A write that fails holds its source record's offset (nothing is committed past it), so it
 is tried again, for ever, with a growing pause. While at least one write to a topic is
@@ -52,8 +52,8 @@ NOT_RETRIABLE: tuple[tuple[type[Exception], str], ...] = (
     (MessageSizeTooLargeError, _TOO_LARGE),
     (RecordTooLargeError, _TOO_LARGE),
     (RecordListTooLargeError, _TOO_LARGE),
-    (InvalidTopicError, "the topic's name is not valid: fix kafka.dead_letter_topic or "
-                        "kafka.retry_topic_prefix"),
+    (InvalidTopicError, "the topic's name is not valid: fix kafka.dead_letter_topic, "
+                        "kafka.outcomes_topic or kafka.retry_topic_prefix"),
     (PolicyViolationError, "a broker policy refuses the write: see the broker's log"),
     (CorruptRecordException, "the broker refuses the record as invalid (a record or schema "
                              "validation on the topic?): see the broker's log"),

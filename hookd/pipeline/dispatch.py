@@ -23,8 +23,9 @@ from hookd.delivery.retries import (
 )
 from hookd.delivery.sender import Sender
 from hookd.errors import DecodeError, RenderError
-from hookd.events.decode import decode_event, make_meta
+from hookd.events.decode import Event, decode_event, make_meta
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
+from hookd.kafka.outcomelog import OutcomeLog
 from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.kafka.writes import WriteWatch
 from hookd.loops import RunningLoop
@@ -63,6 +64,7 @@ class Dispatcher:
     counters: Counters = field(init=False)  # the totals: records, and the sums of `stats`
     timed: bool = True  # each attempt's duration and status class into `stats` (/metrics)
     writes: WriteWatch | None = None  # parked and dead-letter writes that keep failing
+    outcomes: OutcomeLog | None = None  # the delivery log: told each final or parked one
     _work_of: InFlight = field(default_factory=InFlight)  # the records' work, by partition
     _chains: Chains = field(init=False, repr=False)  # the order per key
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
@@ -78,7 +80,7 @@ class Dispatcher:
         self._attempts = Attempts(self.sender, self.tokens, self.stats, self.timed)
         self.counters = Counters(self.stats)
         self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
-                                self.writes)
+                                self.writes, self.outcomes)
         self._chains = Chains(self._go)
 
     @property
@@ -108,12 +110,25 @@ class Dispatcher:
             for h in hooks:
                 if h.id in self.disabled:
                     self.stats.of(h.id).skipped += 1
+            if self.outcomes is not None:  # their records are the record's work too
+                return self._skipping(record, done, event, hooks, self.outcomes)
             hooks = [h for h in hooks if h.id not in self.disabled]
         if not hooks:
             self.counters.unmatched += 1
             return done()
         self._work_of.run(record, done,
                           [self._delivery(Job(h.id, event, record.key), h) for h in hooks])
+
+    def _skipping(self, record: Any, done: Done, event: Event, hooks: list[CompiledHook],
+                  outcomes: OutcomeLog) -> None:
+        """Some hooks disabled, the log on: the deliveries and the skipped ones' records."""
+        work: list[Work] = [
+            outcomes.skipped(Job(h.id, event, record.key), self.disabled[h.id])
+            if h.id in self.disabled else self._delivery(Job(h.id, event, record.key), h)
+            for h in hooks]
+        if all(h.id in self.disabled for h in hooks):
+            self.counters.unmatched += 1
+        self._work_of.run(record, done, work)
 
     def submit_parked(self, record: Any, done: Done) -> None:
         """A record of a retry topic whose time has come: its deliveries (one, or a group
@@ -127,7 +142,7 @@ class Dispatcher:
                 None, None, None, None, record.value, ErrorKind.DECODE, None,
                 f"retry record: {exc}", 0, None, None,
                 Source(record.topic, record.partition, record.offset), record.key))])
-        runtime, work = self.runtime(), []
+        runtime, work = self.runtime(), list[Work]()  # (typed: two kinds are appended)
         for p in parked:
             hook = runtime.hook(p.hook)
             stat = self.stats.of(p.hook)
@@ -136,6 +151,10 @@ class Dispatcher:
                 stat.skipped += 1
                 log.warning("parked delivery dropped: its hook was removed or disabled",
                             hook=p.hook, _event=p.event.name, event_id=p.event.id)
+                if self.outcomes is not None:
+                    work.append(self.outcomes.skipped(
+                        Job(p.hook, p.event, p.key, p.attempts, p.first_attempt_at),
+                        "its hook was removed or disabled while the delivery was parked"))
                 continue
             work.append(self._delivery(Job(p.hook, p.event, p.key, p.attempts,
                                            p.first_attempt_at), hook))
@@ -211,6 +230,11 @@ class Dispatcher:
         if made.ok:
             job.attempts = first
             self._delivered(job, hook)
+            if self.outcomes is not None:  # its end is its outcome record's ack; the next
+                if delivery.chain is not None:  # of its key goes now, as it would without
+                    self._chains.ended(delivery)
+                    delivery.chain = None
+                return self._task(delivery, self.outcomes.delivered(job, made.status))
             return self._ended(delivery)
         self._task(delivery, self._after(delivery, request, delivery.line, made, first))
 
@@ -281,7 +305,10 @@ class Dispatcher:
         made = await self._attempts.attempt(job, hook, request, first, line)
         if made.ok:
             job.attempts = first
-            return self._delivered(job, hook)
+            self._delivered(job, hook)
+            if self.outcomes is not None:
+                await self.outcomes.delivered(job, made.status)
+            return None
         await self._after(delivery, request, line, made, first)
 
     async def _after(self, delivery: Delivery, request: Request, line: Line, made: Outcome,
@@ -302,7 +329,10 @@ class Dispatcher:
             made = await self._attempts.attempt(job, hook, request, first, line)
             if made.ok:
                 job.attempts = first
-                return self._delivered(job, hook)
+                self._delivered(job, hook)
+                if self.outcomes is not None:
+                    await self.outcomes.delivered(job, made.status)
+                return None
 
     async def _park_unrendered(self, job: Job, hook: CompiledHook, closed: Outcome) -> None:
         """Its endpoint is unavailable: parked (or gathered) before it is rendered."""
@@ -340,6 +370,8 @@ class Dispatcher:
         end = ending(outcome, delay, self.parking is not None)
         if end is Ending.DELIVERED:
             self._delivered(job, hook)
+            if self.outcomes is not None:
+                await self.outcomes.delivered(job, outcome.status)
         elif end is Ending.DISABLE:
             self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"
             bound.warning("hook disabled until the next reload", reason="410 Gone")

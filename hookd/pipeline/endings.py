@@ -14,6 +14,7 @@ import structlog
 from hookd.delivery.attempts import Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
+from hookd.kafka.outcomelog import OutcomeLog
 from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark
 from hookd.kafka.writes import WriteWatch, until_acked
 from hookd.telemetry.hookstats import HookStat, HookStats
@@ -62,6 +63,7 @@ class Endings:
     counters: Counters  # its `stats`: per hook, where each ending is counted
     parking: ParkingLot | None = None  # None: every retry waits in memory
     writes: WriteWatch | None = None  # where writes that keep failing are told (readiness)
+    outcomes: OutcomeLog | None = None  # the delivery log (kafka.outcomes_topic), if any
 
     def parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
         lot = self.parking
@@ -87,9 +89,11 @@ class Endings:
         parking = self.parking.park_unsent(parked, delay)
         if parking is None:
             job.alone = True
-        else:
-            stat = self.stats.of(job.hook_id)
-            parking.add_done_callback(lambda done: self._count_parked(done, stat))
+            return None
+        stat = self.stats.of(job.hook_id)
+        parking.add_done_callback(lambda done: self._count_parked(done, stat))
+        if self.outcomes is not None:  # and its own outcome record, after the group's
+            return self.outcomes.parked_with(parked, outcome, parking)
         return parking
 
     def _count_parked(self, parking: asyncio.Future[str], stat: HookStat) -> None:
@@ -118,6 +122,8 @@ class Endings:
             return await self.fail(job, replace(outcome, message=f"{outcome.message} "
                                                  f"(not parked: {exc})"))
         self.stats.of(job.hook_id).parked += 1
+        if self.outcomes is not None:
+            await self.outcomes.parked(parked, outcome, topic)
         bound.info("delivery", outcome="parked", attempt=job.attempts, retry_in_s=round(delay, 1),
                    retry_topic=topic)
 
@@ -126,13 +132,16 @@ class Endings:
         stat = self.stats.of(job.hook_id)
         stat.error(outcome.message or str(outcome.status or outcome.kind))  # the final one
         meta = job.event.meta
-        await self.dead_letter(DeadLetter(
+        letter = DeadLetter(
             job.hook_id, job.event.id, job.event.name, job.event.payload, None,
             outcome.kind or ErrorKind.CONNECT, outcome.status,
             self.redactor()(outcome.message), job.attempts,
             job.first_attempt_at, time.time() if job.attempts else None,
-            Source(meta.topic, meta.partition, meta.offset), job.key))
+            Source(meta.topic, meta.partition, meta.offset), job.key)
+        await self.dead_letter(letter)
         stat.dead_lettered += 1
+        if self.outcomes is not None:
+            await self.outcomes.dead_lettered(job, letter)
         log.warning("delivery", outcome="dead_lettered", hook=job.hook_id,
                     _event=job.event.name, attempts=job.attempts, status=outcome.status,
                     error_kind=str(outcome.kind), error=outcome.message,

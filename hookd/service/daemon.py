@@ -22,6 +22,7 @@ from hookd.kafka.batching import BatchedProducer
 from hookd.kafka.connect import connect, stop_client
 from hookd.kafka.consumer import ConsumerLoop, RecordAges
 from hookd.kafka.deadletter import KafkaDeadLetters
+from hookd.kafka.outcomelog import OutcomeLog
 from hookd.kafka.parking import ParkingLot, due_of
 from hookd.kafka.stalls import Problem, StallWatch
 from hookd.kafka.writes import WriteWatch
@@ -59,7 +60,7 @@ class Daemon:
         # "source consumer", "retry consumer", "producer", "admin": started in this order,
         # stopped at shutdown
         self.clients: dict[str, Any] = {}
-        self.batches: BatchedProducer | None = None  # parked and dead-lettered records
+        self.batches: BatchedProducer | None = None  # parked, dead-lettered, outcome records
         self.sender: HttpSender | None = None
         self.dispatcher: Dispatcher | None = None
         self.parking: ParkingLot | None = None
@@ -115,7 +116,8 @@ class Daemon:
                                           kafka.max_request_size),
             lambda: self.runtime, REDACTOR, self.parking, TokenCache(self.sender.post_form),
             stats=HookStats(h.id for h in self.runtime.hooks), timed=registry is not None,
-            writes=self.writes)
+            writes=self.writes, outcomes=None if kafka.outcomes_topic is None
+            else OutcomeLog(self.batches, kafka.outcomes_topic, self.writes))
         self.sender.endpoints.crowded = self._crowded
         self.source = ConsumerLoop("source", self.clients["source consumer"],
                                    self.dispatcher.submit,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,47 @@ async def produce(bootstrap: str, topic: str, records: Sequence[RdRecord], *,
     on this loop."""
     return await asyncio.to_thread(produce_sync, bootstrap, topic, records,
                                    compression=compression, linger_ms=linger_ms)
+
+
+@dataclass(frozen=True)
+class Read:
+    """A record as librdkafka's consumer hands it over."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # ms, as the producer (or the broker) set it
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def consume_sync(bootstrap: str, topic: str, count: int, timeout: float = 15.0) -> list[Read]:
+    """The first `count` records of every partition of `topic`, read by a librdkafka
+    consumer assigned to them (no group coordination, nothing committed); fewer if they
+    are not there within `timeout` seconds."""
+    consumer = confluent_kafka.Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "hookd-tests-rdkafka",
+        "enable.auto.commit": False, "allow.auto.create.topics": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                         for p in parts])
+        got: list[Read] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                got.append(Read(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1],
+                                msg.key(), msg.value(), tuple(msg.headers() or ())))
+        return got
+    finally:
+        consumer.close()
+
+
+async def consume(bootstrap: str, topic: str, count: int, timeout: float = 15.0) -> list[Read]:
+    """`consume_sync` in a thread (librdkafka's poll blocks; a daemon may run here)."""
+    return await asyncio.to_thread(consume_sync, bootstrap, topic, count, timeout)
 
 
 @dataclass

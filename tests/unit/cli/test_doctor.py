@@ -133,6 +133,21 @@ async def test_everything_there_is_a_pass(write_config: WriteConfig) -> None:
     assert ok, lines
 
 
+async def test_the_outcomes_topic_is_checked_as_the_dead_letter_topic(
+        write_config: WriteConfig) -> None:
+    tree = write_config("""
+        kafka: {topics: [calls], dead_letter_topic: dlq, outcomes_topic: log}
+        hooks_dir: null
+        hooks: []
+        """)
+    runtime = load_config(tree.main, environ={})
+    _, lines = await _run(runtime, Admin({"calls": 1, "dlq": 1, "log": 2}))
+    assert "ok    outcomes topic log: 2 partition(s)" in lines
+    _, lines = await _run(runtime, Admin({"calls": 1, "dlq": 1}, brokers=1))
+    assert ("FAIL  outcomes topic log: does not exist, and cannot be created with replication "
+            "3 on 1 broker(s) (kafka.retry_replication)") in lines
+
+
 def test_check_without_connect_does_not_connect(write_config: WriteConfig,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     tree = write_config("""

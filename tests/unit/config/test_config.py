@@ -521,6 +521,28 @@ INVALID = [
          "sasl-without-mechanism"),
     case("""
         kafka:
+          topics: [cc.events]
+          outcomes_topic: cc.events
+        """, [Exp(3, "kafka.outcomes_topic", "'cc.events' must be a topic of its own, not a "
+                                             "source topic, the dead-letter topic, its replay "
+                                             "ledger or a retry topic")],
+         "outcomes-topic-is-a-source-topic"),
+    case("""
+        kafka:
+          outcomes_topic: hookd.retry.log
+        """, [Exp(2, "kafka.outcomes_topic", "'hookd.retry.log' must be a topic of its own, "
+                                             "not a source topic, the dead-letter topic, its "
+                                             "replay ledger or a retry topic")],
+         "outcomes-topic-under-the-retry-prefix"),
+    case("""
+        kafka:
+          outcomes_topic: hookd.dlq.replayed
+        """, [Exp(2, "kafka.outcomes_topic", "'hookd.dlq.replayed' must be a topic of its "
+                                             "own, not a source topic, the dead-letter topic, "
+                                             "its replay ledger or a retry topic")],
+         "outcomes-topic-is-the-replay-ledger"),
+    case("""
+        kafka:
           security:
             protocol: SASL_SSL
             sasl_mechanism: OAUTHBEARER

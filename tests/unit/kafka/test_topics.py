@@ -107,6 +107,25 @@ async def test_the_dead_letter_topic_is_created_with_the_configured_layout() -> 
     assert [(e["event"], e["topics"]) for e in logs] == [("topics created", ["dlq"])]
 
 
+async def test_the_outcomes_topic_is_created_beside_it_never_compacted() -> None:
+    kafka = KafkaConfig.model_validate({"topics": ["src"], "dead_letter_topic": "dlq",
+                                        "outcomes_topic": "log", "retry_partitions": 8,
+                                        "retry_replication": 2})
+    admin = Admin(listed=["src", "dlq"], codes={"log": AUTH_FAILED})
+    with capture_logs() as logs:
+        await topics.prepare(admin, kafka)
+    assert admin.asked == [("log", 8, 2)]
+    assert admin.configs == {"log": {"cleanup.policy": "delete"}}
+    (error,) = logs
+    assert error["topics"] == ["log"] and "outcomes" in error["event"]
+    assert error["create"] == ["kafka-topics.sh --bootstrap-server BROKER --create --topic log "
+                               "--partitions 8 --replication-factor 2 "
+                               "--config cleanup.policy=delete"]
+    admin = Admin(listed=["src", "dlq", "log"])
+    await topics.prepare(admin, kafka)
+    assert admin.asked == []
+
+
 async def test_an_existing_dead_letter_topic_is_left_alone() -> None:
     kafka = KafkaConfig.model_validate({"topics": ["src"], "dead_letter_topic": "dlq"})
     admin = Admin(listed=["src", "dlq"])
