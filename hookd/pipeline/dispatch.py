@@ -11,15 +11,11 @@ from typing import Any
 
 import structlog
 
-from hookd.delivery.attempts import Attempts, Job, Line
+from hookd.delivery.attempts import Attempts, Job
 from hookd.delivery.retries import (
-    Ending,
     ErrorKind,
     Outcome,
-    Verdict,
-    ending,
     failure,
-    run_with_retries,
 )
 from hookd.delivery.sender import Sender
 from hookd.errors import DecodeError, RenderError
@@ -29,14 +25,14 @@ from hookd.kafka.outcomelog import OutcomeLog
 from hookd.kafka.parking import ParkingLot, read_parked
 from hookd.kafka.writes import WriteWatch
 from hookd.loops import RunningLoop
+from hookd.pipeline.afterwards import Afterwards
 from hookd.pipeline.deliveries import FOLLOWS, Chains, Delivery
 from hookd.pipeline.endings import Counters, Endings
 from hookd.pipeline.inflight import Done, InFlight, Work
 from hookd.pipeline.runtime import Runtime
 from hookd.requests.oauth import TokenCache
-from hookd.requests.render import CompiledHook, Request
-from hookd.requests.signing import webhook_id
-from hookd.telemetry.hookstats import HookStat, HookStats
+from hookd.requests.render import CompiledHook
+from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import Lines
 from hookd.telemetry.redact import Redactor
 
@@ -69,6 +65,7 @@ class Dispatcher:
     _chains: Chains = field(init=False, repr=False)  # the order per key
     _attempts: Attempts = field(init=False, repr=False)  # of `sender` and `tokens`
     _endings: Endings = field(init=False, repr=False)  # parking and dead letters
+    _afterwards: Afterwards = field(init=False, repr=False)  # off the common way
     _loop: RunningLoop = field(default_factory=RunningLoop)
     _ready: deque[Delivery] = field(default_factory=deque)  # to start, SLICE at a time
     _starting: bool = False  # a slice is due in the next iteration
@@ -82,6 +79,9 @@ class Dispatcher:
         self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
                                 self.writes, self.outcomes)
         self._chains = Chains(self._go)
+        self._afterwards = Afterwards(self._attempts, self._endings, self.stats, self._lines,
+                                      self.runtime, self.redactor, self.disabled, self.parking,
+                                      self.outcomes)
 
     @property
     def pending(self) -> int:
@@ -195,7 +195,7 @@ class Dispatcher:
             if closed is not None:  # parked unrendered, with the others of its hook
                 parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
                 if parking is None:  # (too large to join them: parked alone)
-                    return self._task(delivery, self._park_unrendered(job, hook, closed))
+                    return self._task(delivery, self._afterwards.park_unrendered(job, hook, closed))
                 delivery.handle = FOLLOWS
                 parking.add_done_callback(lambda done: self._parked(delivery, done))
                 if delivery.chain is not None:  # the next of its key need not wait for the
@@ -208,9 +208,9 @@ class Dispatcher:
             return self._task(delivery, self._endings.fail(job, failure(ErrorKind.RENDER,
                                                                         str(exc))))
         delivery.request = request
-        delivery.line = line = self._line(job, hook, request.webhook_id, request.url)
+        delivery.line = line = self._afterwards.line(job, hook, request.webhook_id, request.url)
         if not self._attempts.plain(hook):  # a rate limit or an OAuth2 token to wait for
-            return self._task(delivery, self._attempted(delivery, request, line))
+            return self._task(delivery, self._afterwards.attempted(job, hook, request, line))
         delivery.sent_at = time.monotonic()
         handle = self.sender.begin(request, hook.signer, hook.timeout, hook.tls, None,
                                    hook.proxy, lambda outcome: self._answered(delivery, outcome))
@@ -229,14 +229,15 @@ class Dispatcher:
                                      delivery.line)
         if made.ok:
             job.attempts = first
-            self._delivered(job, hook)
+            self._afterwards.delivered(job, hook)
             if self.outcomes is not None:  # its end is its outcome record's ack; the next
                 if delivery.chain is not None:  # of its key goes now, as it would without
                     self._chains.ended(delivery)
                     delivery.chain = None
                 return self._task(delivery, self.outcomes.delivered(job, made.status))
             return self._ended(delivery)
-        self._task(delivery, self._after(delivery, request, delivery.line, made, first))
+        self._task(delivery, self._afterwards.after(job, hook, request, delivery.line, made,
+                                                       first))
 
     def _parked(self, delivery: Delivery, parking: asyncio.Future[str]) -> None:
         delivery.handle = None
@@ -296,106 +297,3 @@ class Dispatcher:
 
     def reset_disabled(self) -> None:
         self.disabled.clear()
-
-    async def _attempted(self, delivery: Delivery, request: Request, line: Line) -> None:
-        """The first attempt of a hook with a rate limit or an OAuth2 token, then as
-        `_after`."""
-        job, hook = delivery.job, delivery.hook
-        first = job.attempts + 1
-        made = await self._attempts.attempt(job, hook, request, first, line)
-        if made.ok:
-            job.attempts = first
-            self._delivered(job, hook)
-            if self.outcomes is not None:
-                await self.outcomes.delivered(job, made.status)
-            return None
-        await self._after(delivery, request, line, made, first)
-
-    async def _after(self, delivery: Delivery, request: Request, line: Line, made: Outcome,
-                     first: int) -> None:
-        """The first attempt did not deliver: retries, parking, or the end; while a circuit
-        is open and nothing can be parked, the delivery waits in memory and starts over."""
-        job, hook = delivery.job, delivery.hook
-        while await self._not_delivered(job, hook, request, line, made, first):
-            if hook.id in self.disabled:
-                return await self._endings.fail(
-                    job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
-            try:
-                request = hook.render(job.event)
-            except RenderError as exc:
-                return await self._endings.fail(job, failure(ErrorKind.RENDER, str(exc)))
-            line = self._line(job, hook, request.webhook_id, request.url)
-            first = job.attempts + 1
-            made = await self._attempts.attempt(job, hook, request, first, line)
-            if made.ok:
-                job.attempts = first
-                self._delivered(job, hook)
-                if self.outcomes is not None:
-                    await self.outcomes.delivered(job, made.status)
-                return None
-
-    async def _park_unrendered(self, job: Job, hook: CompiledHook, closed: Outcome) -> None:
-        """Its endpoint is unavailable: parked (or gathered) before it is rendered."""
-        wait = closed.retry_after or 0.0
-        if await self._endings.park_unsent(job, closed, wait):
-            return
-        await self._endings.park(job, closed, wait, self._line(
-            job, hook, webhook_id(job.event.id, hook.id), hook.url.source))
-
-    def _line(self, job: Job, hook: CompiledHook, msg_id: str, url: str) -> Line:
-        """A delivery's log context (the log processor masks secrets)."""
-        meta = job.event.meta
-        return Line(self._lines, {"hook": hook.id, "_event": job.event.name,
-                                  "webhook_id": msg_id, "url": url, "topic": meta.topic,
-                                  "partition": meta.partition, "offset": meta.offset})
-
-    def _delivered(self, job: Job, hook: CompiledHook) -> None:
-        self.stats.delivered(self.stats.of(hook.id), job.event.meta.timestamp)
-
-    async def _not_delivered(self, job: Job, hook: CompiledHook, request: Request,
-                             bound: Line, made: Outcome, first: int) -> bool:
-        """The first attempt did not deliver: retries (in memory, then parked), or the end.
-        True: to be tried again from the start (a circuit opened, and nothing is parked)."""
-        if made.verdict is not Verdict.RETRY:
-            outcome, last, delay = made, first, None
-        else:
-            delivery = self.runtime().config.delivery
-            stat = self.stats.of(hook.id)
-            outcome, last, delay = await run_with_retries(
-                lambda n: self._attempts.attempt(job, hook, request, n, bound), hook.schedule,
-                delivery.retry.jitter, lambda d: self._backoff(d, stat), first=first, made=made,
-                inline_max=delivery.retry.inline_max if self.parking is not None
-                else float("inf"))
-        job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
-        end = ending(outcome, delay, self.parking is not None)
-        if end is Ending.DELIVERED:
-            self._delivered(job, hook)
-            if self.outcomes is not None:
-                await self.outcomes.delivered(job, outcome.status)
-        elif end is Ending.DISABLE:
-            self.disabled[hook.id] = f"410 Gone from {self.redactor()(request.url)}"
-            bound.warning("hook disabled until the next reload", reason="410 Gone")
-            await self._endings.fail(job, outcome)
-        elif end is Ending.WAIT_UNSENT:  # no retry topics: wait in memory, no attempt spent
-            await self._backoff(outcome.retry_after or 0.0, self.stats.of(hook.id))
-            return True
-        elif end is Ending.PARK_UNSENT:
-            wait = outcome.retry_after or 0.0
-            if not await self._endings.park_unsent(job, outcome, wait):
-                # (if it was, the circuit opened meanwhile: gathered with the others)
-                await self._endings.park(job, outcome, wait, bound)
-        elif end is Ending.PARK:
-            assert delay is not None
-            await self._endings.park(job, outcome, delay, bound)  # the delay that was drawn
-        else:
-            await self._endings.fail(job, outcome)
-        return False
-
-    async def _backoff(self, delay: float, stat: HookStat) -> None:
-        """Wait in memory for a delivery's next attempt."""
-        stat.retried += 1
-        stat.waiting += 1
-        try:
-            await asyncio.sleep(delay)
-        finally:
-            stat.waiting -= 1
