@@ -110,7 +110,7 @@ def _filter(env: Environment, eval_ctx: nodes.EvalContext, node: nodes.Filter) -
     kw_values = _constants(eval_ctx, [kw.value for kw in node.kwargs])
     if args is None or kw_values is None:
         return None
-    kwargs = {kw.key: v for kw, v in zip(node.kwargs, kw_values, strict=True)}
+    kwargs = {str(kw.key): v for kw, v in zip(node.kwargs, kw_values, strict=True)}
     inner = _value(env, eval_ctx, node.node, missing_ok=node.name in _DEFAULT)
     if inner is None:
         return None
@@ -177,7 +177,7 @@ def _lookup(eval_ctx: nodes.EvalContext, node: nodes.Node, missing_ok: bool) -> 
                 found = found.get(key, MISSING)
             elif cls is list and key.__class__ is int:
                 try:
-                    found = found[key]  # type: ignore[index]
+                    found = found[key]
                 except IndexError:
                     found = MISSING
             else:  # undefined (StrictUndefined raises), a string, another object: Jinja2's

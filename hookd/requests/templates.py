@@ -129,7 +129,7 @@ class Text:
         if self.direct is not None:
             try:
                 return self.direct(variables)
-            except Exception:  # noqa: S110 - Slow, or any error: Jinja2's to render or say
+            except Exception:  # Slow, or any error: Jinja2 renders it, or says what it is
                 pass
         template = self.template
         ctx = ENV.context_class(ENV, variables, template.name, template.blocks)

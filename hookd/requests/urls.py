@@ -267,7 +267,7 @@ class UrlText:
         if self.direct is not None:
             try:
                 return self.direct(variables)
-            except Exception:  # noqa: S110 - Slow, or any error: Jinja2's to render or say
+            except Exception:  # Slow, or any error: Jinja2 renders it, or says what it is
                 pass
         template = self.template
         ctx = _UrlContext(URL_ENV, variables, template.name, template.blocks)

@@ -129,8 +129,8 @@ def variables(payload: dict[str, Any], offset: int = 41) -> dict[str, Any]:
 
 NAMES = ["a", "b", "id", "event", "meta", "payload", "hook", "items", "nope", "trace", "range"]
 STEPS = [".a", ".b", ".k", ".id", ".offset", ".key", ".partition", ".items", ".get",
-         ".__class__", ".0", "[0]", "[1]", "[-1]", "['a']", "['items']", "['__class__']", '["k"]', "['0']",
-         "[true]", "[1.5]"]
+         ".__class__", ".0", "[0]", "[1]", "[-1]", "['a']", "['items']", "['__class__']",
+         '["k"]', "['0']", "[true]", "[1.5]"]
 FILTERS = ["tojson", "lower", "upper", "string", "trim", "int", "float", "replace('a', 'B')",
            "replace(':', '-')", "default('d')", "default(none, true)", "d(0)", "d",
            "default(default_value=1)", "int(7)", "float(default=1.5)", "trim('x ')",
