@@ -219,7 +219,8 @@ def test_generated_templates_render_as_jinja_does(source: str, payload: dict[str
     ("{{ a|int }}", {"a": float("inf")}), ("{{ a|float }}", {"a": "x"}),
     ("{{ a|lower|replace(':', '-') }}", {"a": "Call:Ring"}), ("{{ a }}", {"a": True}),
     ("{{ a }}", {"a": [1, "x", None]}), ("{{ a }}", {"a": {"k": 1.0}}),
-    ("{{ range }}", {}), ("{{ a.items }}", {"a": {"items": 1}}),
+    ("{{ range }}", {}), ("{{ a.items }}", {"a": {"items": 1}}), ("{{ none }}", {}),
+    ("{{ 'a/b?' }}", {}), ("{{ 'X'|lower }}", {}), ("{{ a }}", {"a": "x\x000\x01"}),
 ])
 @pytest.mark.parametrize("kind", ["text", "url"])
 def test_the_edges_render_as_jinja_does(source: str, payload: dict[str, Any], kind: str) -> None:
