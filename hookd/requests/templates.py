@@ -1,9 +1,8 @@
 """The Jinja2 sandbox every hook template is compiled in, and a compiled template (`Text`)
-that renders the common shapes without Jinja2's per-render set-up."""
+that renders the simple shapes without Jinja2 (hookd.requests.direct)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,10 +13,10 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from hookd.errors import RenderError, SpecError
+from hookd.requests.direct import DICT_ATTRIBUTES, plan, text_renderer
 
 _MAX_REPEAT = 1_000_000  # items or characters a `*` in a template may build
 _MAX_POWER_BITS = 100_000  # size of an integer a `**` in a template may build
-_DICT_ATTRIBUTES = frozenset(dir(dict))  # `payload.items` is the method, as in Jinja2
 
 
 def _json_default(value: Any) -> str:
@@ -46,7 +45,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         """`meta.key`, `payload.field`: on a plain dict, whose instances have no attribute
         but the type's, the item straight away. Jinja2 would try the attribute first and
         catch its AttributeError (~1 µs a time); the result is the same."""
-        if obj.__class__ is dict and attribute not in _DICT_ATTRIBUTES:
+        if obj.__class__ is dict and attribute not in DICT_ATTRIBUTES:
             try:
                 return obj[attribute]
             except KeyError:
@@ -97,42 +96,41 @@ def check_jinja2(env: Any) -> None:
 ENV = make_environment()
 check_jinja2(ENV)
 GLOBALS: dict[str, Any] = dict(ENV.globals)  # range, dict, namespace…: visible to templates
-_JINJA_SYNTAX = ("{{", "{%", "{#", "\r")  # without any, a template renders to its own text
-_BARE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")  # used with fullmatch
-_SPECIAL_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop",
-                            "super", "caller", "varargs", "kwargs", *GLOBALS})
 
 
 class Text:
     """One compiled template of a hook (url, header, query value or body).
 
-    Rendering is on the hot path, so the common shapes skip Jinja2's per-render set-up:
-    text without template syntax is rendered once, at load; `{{ name }}` alone is a
-    lookup (falling back to Jinja2 when the name is missing, for its error); anything
+    Rendering is on the hot path, so the simple shapes skip Jinja2: text without outputs
+    is rendered once, at load; a template of names, constant-key lookups and a few filters
+    renders through its plan (hookd.requests.direct), which gives way to Jinja2 whenever
+    it cannot say what Jinja2 would (a missing field: the error is Jinja2's); anything
     else runs the compiled Jinja2 code directly on a context built once per request
     (`Template.render` would copy the variables twice and walk the globals per template).
     The output is what `Template.render` gives, character for character.
     """
 
-    __slots__ = ("const", "name", "source", "template")
+    __slots__ = ("const", "direct", "source", "template")
 
     def __init__(self, source: str, template: jinja2.Template) -> None:
         self.source = source
         self.template = template
-        self.const: str | None = (source if not any(m in source for m in _JINJA_SYNTAX)
+        found = plan(ENV, source)
+        self.const: str | None = (found.literals[0] if found is not None and not found.values
                                   else None)
-        bare = _BARE_NAME.fullmatch(source)
-        self.name = bare.group(1) if bare and bare.group(1) not in _SPECIAL_NAMES else None
+        self.direct = (text_renderer(found) if found is not None and found.values
+                       else None)
 
     def render(self, variables: dict[str, Any], what: str) -> str:
         """`variables` from :meth:`CompiledHook.variables` (globals included); it is not
         modified. RenderError says what went wrong."""
         if self.const is not None:
             return self.const
-        if self.name is not None:
-            value = variables.get(self.name, _ABSENT)
-            if value is not _ABSENT:
-                return value if value.__class__ is str else str(value)
+        if self.direct is not None:
+            try:
+                return self.direct(variables)
+            except Exception:  # Slow, or any error: Jinja2 renders it, or says what it is
+                pass
         template = self.template
         ctx = ENV.context_class(ENV, variables, template.name, template.blocks)
         try:
@@ -141,9 +139,6 @@ class Text:
             raise RenderError(f"{what}: {exc}") from None
         except Exception as exc:
             raise RenderError(f"{what}: {exc.__class__.__name__}: {exc}") from None
-
-
-_ABSENT = object()
 
 
 def compile_template(text: str, loc: tuple[str | int, ...]) -> jinja2.Template:

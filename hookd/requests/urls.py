@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +29,7 @@ from jinja2.runtime import Context
 from yarl import URL
 
 from hookd.errors import RenderError, SpecError
+from hookd.requests.direct import Plan, Slow, plan
 from hookd.requests.target import Target, target_of
 from hookd.requests.templates import make_environment
 from hookd.telemetry.redact import QUERY_SAFE
@@ -217,10 +218,37 @@ def origin_target(source: str) -> Target | None:
         return None
 
 
+def _direct(found: Plan | None) -> Callable[[Mapping[str, Any]], str] | None:
+    """A url's plan (hookd.requests.direct) as a render function: each output as
+    `_finalize` takes it, encoded as `fill` encodes it when no output is trusted (the parts
+    follow from the literals, worked out here once). A `|url_raw` value is never planned
+    (its filter is not in the plan's list); a value holding NUL, which `fill` would read as
+    a marker, is left to Jinja2 (Slow)."""
+    if found is None or not found.values:
+        return None
+    head = found.literals[0]
+    steps = tuple(zip(found.values, _parts(found.literals), found.literals[1:], strict=True))
+
+    def render(variables: Mapping[str, Any]) -> str:
+        pieces = [head]
+        for value, part, literal in steps:
+            out = value(variables)
+            if out.__class__ is not str:
+                if isinstance(out, str):  # RawUrl, Markup: fill's to place, Jinja2's way
+                    raise Slow
+                out = str(out)
+            if "\x00" in out:
+                raise Slow
+            pieces.append(encode_value(out, part))
+            pieces.append(literal)
+        return "".join(pieces)
+    return render
+
+
 class UrlText:
     """A hook's compiled `url` template."""
 
-    __slots__ = ("const", "origin", "raw", "source", "target", "template")
+    __slots__ = ("const", "direct", "origin", "raw", "source", "target", "template")
 
     def __init__(self, source: str, template: jinja2.Template) -> None:
         self.source = source
@@ -230,11 +258,17 @@ class UrlText:
         self.target = origin_target(source)  # its endpoint, when scheme and host are literal
         self.raw = any(f.name == "url_raw"  # `hookd check` lists the hooks that opt out
                        for f in URL_ENV.parse(source).find_all(nodes.Filter))
+        self.direct = _direct(plan(URL_ENV, source)) if self.const is None else None
 
     def render(self, variables: dict[str, Any], what: str) -> str:
         """The URL as text, every output encoded; RenderError says what went wrong."""
         if self.const is not None:
             return self.const
+        if self.direct is not None:
+            try:
+                return self.direct(variables)
+            except Exception:  # Slow, or any error: Jinja2 renders it, or says what it is
+                pass
         template = self.template
         ctx = _UrlContext(URL_ENV, variables, template.name, template.blocks)
         try:
