@@ -159,7 +159,7 @@ def measure(events: int, workdir: Path, only: str | None = None,
             if floors and lines.json is not None:  # the floor's dicts: what `log` wrote
                 out = lines.json.out
                 written: list[bytes] = []
-                out.msg = written.append  # type: ignore[method-assign]
+                out.msg = written.append  # type: ignore[method-assign,assignment]
                 try:
                     log()
                 finally:
