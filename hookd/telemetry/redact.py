@@ -50,8 +50,9 @@ class Redactor:
         self._matcher = (AhoCorasick(ordered, matchkind=MatchKind.LeftmostLongest)
                          if ordered else None)
         # each form as a JSON string holds it (orjson escapes only '"', '\\' and control
-        # characters), and the '@' of a URL's userinfo: what `touches` looks for
-        self._in_json = BytesAhoCorasick([b"@", *filter(None, map(_in_json, ordered))])
+        # characters): what `touches` looks for, beside the '@' of a URL's userinfo
+        in_json = [form for form in map(_in_json, ordered) if form]
+        self._in_json = BytesAhoCorasick(in_json) if in_json else None
 
     def __call__(self, text: str) -> str:
         if "@" in text:
@@ -74,7 +75,10 @@ class Redactor:
         when none of its strings has a secret or an '@' in it. One scan of the whole line,
         so that a log line whose strings are all clean (most are) is not redacted string
         by string; True may be a false alarm (a key, a number), never a miss."""
-        return bool(self._in_json.find_matches_as_indexes(document))
+        if document.find(b"@") >= 0:  # (memchr; as one more pattern it slowed the scan)
+            return True
+        return self._in_json is not None and bool(
+            self._in_json.find_matches_as_indexes(document))
 
     def _mask(self, secret: str) -> str:
         if not self._keep:
