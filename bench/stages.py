@@ -17,6 +17,12 @@ a third of each is one delivery's):
 - log: the canonical JSON line of a delivered attempt, redacted, into the batched writer
   (to /dev/null here);
 - encode: the request's bytes on the wire (request line, headers, body).
+
+With `--floors`, two more: what signing and the log line cost at the least, the C
+libraries alone on the same data (`sign_floor`: `hmac.digest`, OpenSSL's one-shot HMAC,
+and base64 per key over the message already built; `log_floor`: `orjson.dumps` of the
+line's final dict, built beforehand, and its bytes appended to a list, the batch a write
+takes). `--stages sign,log` counts only those under callgrind.
 What `bench.cpu` measures beyond their sum is the rest: the send and the answer (system
 calls, the event loop, the HTTP parser) and the bookkeeping around them (tasks, the
 ordering per key, slots, circuits, counters, stats). `bench.run` puts the two side by
@@ -26,6 +32,8 @@ side (its "where the CPU goes" table).
 from __future__ import annotations
 
 import argparse
+import binascii
+import hmac
 import json
 import shutil
 import subprocess
@@ -36,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 import uvloop
 
@@ -65,7 +74,7 @@ def _best(fn: Callable[[], int], rounds: int = ROUNDS) -> float:
 
 
 def measure(events: int, workdir: Path, only: str | None = None,
-            rounds: int = ROUNDS) -> dict[str, float]:
+            rounds: int = ROUNDS, floors: bool = False) -> dict[str, float]:
     base = "http://127.0.0.1:9"  # nothing is sent
     runtime = load_config(write_config(workdir, bootstrap="127.0.0.1:9", topic="cc.events",
                                        group="stages", hooks=bench_hooks(base),
@@ -120,18 +129,47 @@ def measure(events: int, workdir: Path, only: str | None = None,
                 "delivery", outcome="delivered", status=200, attempt=1, duration_ms=1.2)
         return len(pairs)
 
+    signed = [(h.signer.keys, f"{r.webhook_id}.{int(time.time())}.".encode() + r.body)
+              for r, h in requests if h.signer is not None]
+
+    def sign_floor() -> int:
+        for keys, message in signed:
+            for key in keys:
+                binascii.b2a_base64(hmac.digest(key, message, "sha256"), newline=False)
+        return len(requests)
+
+    finals: list[dict[str, Any]] = []  # each line's dict as the log writes it
+    batch: list[bytes] = []
+
+    def log_floor() -> int:
+        for line in finals:
+            batch.append(orjson.dumps(line))
+        batch.clear()
+        return len(finals)
+
     stages = {"decode": decode, "match": match, "render": render, "sign": sign,
-              "encode": encode, "log": log}
+              "encode": encode, "log": log, "sign_floor": sign_floor, "log_floor": log_floor}
     with open("/dev/null", "w") as null:
         sys.stdout = null  # the JSON lines go to stdout, as the daemon's do
         try:
             configure_logging("info", "json")
             REDACTOR.current = Redactor(runtime.secrets)
             lines = Lines(structlog.get_logger("hookd.dispatch").bind())
+            floors = floors or only in FLOORS
+            if floors and lines.json is not None:  # the floor's dicts: what `log` wrote
+                out = lines.json.out
+                written: list[bytes] = []
+                out.msg = written.append  # type: ignore[method-assign,assignment]
+                try:
+                    log()
+                finally:
+                    del out.msg
+                finals.extend(orjson.loads(line) for line in written)
             if only is not None:  # one stage, `rounds` times (for callgrind): units done
                 return {"units": sum(stages[only]() for _ in range(rounds)),
                         "per_event": per_event}
-            us = {name: _best(fn, rounds) for name, fn in stages.items()}
+            us = {name: _best(fn, rounds) for name, fn in stages.items()
+                  if floors or name in STAGES}
         finally:
             sys.stdout = sys.__stdout__
     us["decode"] /= per_event  # a delivery's share of its event's
@@ -141,16 +179,17 @@ def measure(events: int, workdir: Path, only: str | None = None,
 
 
 STAGES = ("decode", "match", "render", "sign", "encode", "log")
+FLOORS = ("sign_floor", "log_floor")
 
 
-def callgrind(events: int) -> dict[str, float]:
+def callgrind(events: int, stages: tuple[str, ...] = STAGES) -> dict[str, float]:
     """Instructions per delivery of each stage: each run under callgrind once for 1 round
     and once for 4, the difference divided by the extra units (set-up cancels out)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt install valgrind)")
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="hookd-stages-") as tmp:
-        for stage in STAGES:
+        for stage in stages:
             totals, units, per_event = [], [], 1.0
             for rounds in (1, 4):
                 file = Path(tmp) / f"callgrind.{stage}.{rounds}"
@@ -167,7 +206,8 @@ def callgrind(events: int) -> dict[str, float]:
                                    if line.startswith(("summary:", "totals:"))))
             per_unit = (totals[1] - totals[0]) / (units[1] - units[0])
             out[stage] = per_unit / per_event if stage in ("decode", "match") else per_unit
-        out["encode"] -= out["sign"]  # (encode signs first, as an attempt does)
+        if "encode" in out and "sign" in out:
+            out["encode"] -= out["sign"]  # (encode signs first, as an attempt does)
     return out
 
 
@@ -178,17 +218,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.add_argument("--callgrind", action="store_true",
                    help="instructions per delivery of each stage, counted under valgrind")
-    p.add_argument("--only", choices=STAGES, help=argparse.SUPPRESS)  # (callgrind's runs)
+    p.add_argument("--floors", action="store_true",
+                   help="also sign_floor and log_floor: the C libraries alone, same data")
+    p.add_argument("--stages", help="with --callgrind: only these (comma-separated)")
+    p.add_argument("--only", choices=STAGES + FLOORS, help=argparse.SUPPRESS)  # (callgrind's runs)
     p.add_argument("--rounds", type=int, default=ROUNDS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     unit = "instructions" if args.callgrind else "µs"
     result: dict[str, float]
     if args.callgrind:
-        result = {k: round(v) for k, v in callgrind(args.events).items()}
+        chosen = tuple(args.stages.split(",")) if args.stages else \
+            STAGES + (FLOORS if args.floors else ())
+        if unknown := set(chosen) - set(STAGES + FLOORS):
+            p.error(f"unknown stages: {', '.join(sorted(unknown))}")
+        result = {k: round(v) for k, v in callgrind(args.events, chosen).items()}
     else:
         async def in_loop(workdir: Path) -> dict[str, float]:  # as the daemon runs them:
             # the log's writer gathers lines per loop iteration only in a running loop
-            return measure(args.events, workdir, args.only, args.rounds)
+            return measure(args.events, workdir, args.only, args.rounds, args.floors)
 
         with tempfile.TemporaryDirectory(prefix="hookd-stages-") as tmp:
             result = {k: round(v, 2) for k, v in uvloop.run(in_loop(Path(tmp))).items()}

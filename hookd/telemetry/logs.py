@@ -228,6 +228,11 @@ class Lines:
     (callgrind). With another format, or once the chain was changed in place (as
     `structlog.testing.capture_logs` does), lines go through structlog as before.
 
+    Secrets: the line is serialized first and scanned whole, once (`Redactor.touches`:
+    every secret's forms and '@', in one automaton); only a line where that finds
+    something is masked key by key through the processor and serialized again (what it
+    writes is the same either way: the scan misses nothing masking would change).
+
     Like a bound logger, it keeps the set-up in force when it was made.
     """
 
@@ -262,8 +267,11 @@ class Lines:
         line["msg"] = msg
         if event is not _ABSENT:
             line["event"] = event
-        REDACTOR.processor(None, level, line)
-        chain.out.msg(orjson.dumps(line, default=_fallback))
+        data = orjson.dumps(line, default=_fallback)
+        if REDACTOR.current.touches(data):  # (rarely: a URL's userinfo, a secret echoed)
+            REDACTOR.processor(None, level, line)  # masked key by key, as the chain does
+            data = orjson.dumps(line, default=_fallback)
+        chain.out.msg(data)
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from ahocorasick_rs import AhoCorasick, MatchKind
+import orjson
+from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, MatchKind
 
 MASK = "***"
 SHOWN_MASK = "…(redacted)"  # after the first characters kept by Redactor(keep=...)
@@ -22,6 +23,15 @@ def url_forms(secret: str) -> set[str]:
     or a query value (hookd.requests.urls, yarl's query building, forms)."""
     return {secret, quote(secret, safe=""), quote(secret, safe=QUERY_SAFE),
             quote_plus(secret, safe=QUERY_SAFE)}
+
+
+def _in_json(form: str) -> bytes | None:
+    """`form` as orjson writes it inside a string; None if orjson cannot (a lone surrogate:
+    then no line holding it is written either)."""
+    try:
+        return orjson.dumps(form)[1:-1]
+    except TypeError:
+        return None
 
 
 class Redactor:
@@ -39,6 +49,10 @@ class Redactor:
         ordered = sorted(forms, key=len, reverse=True)
         self._matcher = (AhoCorasick(ordered, matchkind=MatchKind.LeftmostLongest)
                          if ordered else None)
+        # each form as a JSON string holds it (orjson escapes only '"', '\\' and control
+        # characters): what `touches` looks for, beside the '@' of a URL's userinfo
+        in_json = [form for form in map(_in_json, ordered) if form]
+        self._in_json = BytesAhoCorasick(in_json) if in_json else None
 
     def __call__(self, text: str) -> str:
         if "@" in text:
@@ -55,6 +69,16 @@ class Redactor:
             at = end
         parts.append(text[at:])
         return "".join(parts)
+
+    def touches(self, document: bytes) -> bool:
+        """Whether masking could change what `document`, JSON from orjson, holds: False
+        when none of its strings has a secret or an '@' in it. One scan of the whole line,
+        so that a log line whose strings are all clean (most are) is not redacted string
+        by string; True may be a false alarm (a key, a number), never a miss."""
+        if document.find(b"@") >= 0:  # (memchr; as one more pattern it slowed the scan)
+            return True
+        return self._in_json is not None and bool(
+            self._in_json.find_matches_as_indexes(document))
 
     def _mask(self, secret: str) -> str:
         if not self._keep:

@@ -108,14 +108,25 @@ def test_headers_carry_the_webhook_id() -> None:
     assert headers["webhook-timestamp"] == "1700000000"
 
 
-def test_the_fallback_hmac_signs_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenSSL's HMAC object is used where CPython has it; hmac's wrapper otherwise."""
-    from hookd.requests import signing
+@pytest.mark.parametrize("key", [b"", b"k", b"k" * 24, b"k" * 64, b"k" * 65, bytes(range(200))],
+                         ids=["empty", "1", "24", "block", "block+1", "200"])
+def test_signatures_are_the_hmac_of_the_standard_library(key: bytes) -> None:
+    """The inner and outer hashes keyed once are HMAC-SHA256 (RFC 2104) for any key
+    length: empty, shorter than a block, a block, longer (then the key's hash is the key)."""
+    import base64
+    import hashlib
+    import hmac
 
-    keys = (b"k" * 32, b"")
-    fast = signing.Signer(keys).signature("msg_1", 1_700_000_000, b'{"a": 1}')
-    monkeypatch.setattr(signing, "_openssl_hmac", None)
-    slow = signing.Signer(keys)
-    assert all(type(mac).__name__ == "HMAC" and type(mac).__module__ == "hmac"
-               for mac in slow._keyed)
-    assert slow.signature("msg_1", 1_700_000_000, b'{"a": 1}') == fast
+    body = b'{"a": 1}' * 20
+    expected = hmac.new(key, b"msg_1.1700000000." + body, hashlib.sha256).digest()
+    assert Signer((key,)).signature("msg_1", 1_700_000_000, body) == (
+        "v1," + base64.b64encode(expected).decode())
+
+
+def test_a_signer_signs_the_same_after_many_messages() -> None:
+    """Each message copies the keyed hashes: nothing of one message stays for the next."""
+    signer = Signer((b"k" * 32, b"other"))
+    first = signer.signature("msg_1", 1_700_000_000, b"{}")
+    for n in range(3):
+        signer.signature(f"msg_{n}", n, b"x" * n)
+    assert signer.signature("msg_1", 1_700_000_000, b"{}") == first

@@ -13,10 +13,13 @@ import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hookd.telemetry import library_logs, logs
 from hookd.telemetry.logs import REDACTOR, configure_logging
@@ -305,6 +308,9 @@ FAST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"outcome": "failed", "retryable": True, "status": None, "error": f"boom {SECRET}",
       "nested": {"a": [SECRET, 1, 2.5], "b": None}, "odd": Odd()}),
     (f"message with {OTHER}", {}, {"msg_field": "x", "when": datetime(2026, 11, 21, tzinfo=UTC)}),
+    ("delivery", {"hook": "crm", "_event": "Answered", "webhook_id": "msg_0f", "topic": "t",
+                  "url": "http://127.0.0.1/crm", "partition": 1, "offset": 2},  # nothing to mask
+     {"outcome": "delivered", "status": 200, "attempt": 1, "duration_ms": 0.5}),
 ]
 
 
@@ -411,3 +417,53 @@ def test_library_messages_remembered_are_bounded() -> None:
         handler.emit(logging.LogRecord("lib", logging.WARNING, __file__, 1, f"m{i}", None,
                                        None))
     assert len(handler._last) <= 10
+
+
+QUOTED = 'pa"ss\\word-01'  # a secret with what JSON escapes in it
+
+
+def test_fast_lines_with_clean_strings_are_not_masked_key_by_key(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line with no secret and no '@' in it is written as it is: one scan of the whole
+    line, not the processor's loop over its keys; a line with one is masked key by key."""
+    configure_logging("info", "json")
+    REDACTOR.current = Redactor([SECRET, QUOTED])
+    keyed: list[dict[str, Any]] = []
+    processor = REDACTOR.processor
+
+    def spy(logger: Any, name: str, event_dict: Any) -> Any:
+        keyed.append(dict(event_dict))
+        return processor(logger, name, event_dict)
+
+    monkeypatch.setattr(REDACTOR, "processor", spy)
+    fast = logs.Lines(structlog.get_logger().bind())
+    fast.info("delivery", {"hook": "crm", "url": "http://127.0.0.1/x", "offset": 3},
+              {"status": 200})
+    assert keyed == []
+    fast.warning("delivery", {"hook": "crm"}, {"error": f"echo {QUOTED}"})
+    fast.warning("delivery", {"hook": "crm", "url": "https://u:p@crm.example/"}, {})
+    assert len(keyed) == 2
+    out = capsys.readouterr().out
+    assert "pa\\\"ss" not in out and "u:p@" not in out
+    clean, echoed, userinfo = lines(out)
+    assert clean["url"] == "http://127.0.0.1/x"
+    assert echoed["error"] == f"echo {MASK}"
+    assert userinfo["url"] == f"https://{MASK}@crm.example/"
+
+
+SECRETS = [SECRET, QUOTED, "tab\there", "ünïcode-sécret", "a/b?c d+e"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(SECRETS), st.text(max_size=12)), max_size=5))
+def test_a_whole_line_scan_never_misses_what_masking_would_change(parts: list[str]) -> None:
+    """`touches` may raise a false alarm, never miss: whenever masking changes a string,
+    the JSON line holding it is said to be touched."""
+    redactor = Redactor(SECRETS)
+    for forms in (SECRETS, [quote(s, safe="") for s in SECRETS]):
+        text = "".join(forms[i % len(forms)] if p in SECRETS else p
+                       for i, p in enumerate(parts))
+        if redactor(text) != text:
+            assert redactor.touches(orjson.dumps({"k": [text]}))
+        if not redactor.touches(orjson.dumps({"k": text})):
+            assert redactor(text) == text
