@@ -59,13 +59,19 @@ class Afterwards:
         `after`."""
         first = job.attempts + 1
         made = await self.attempts.attempt(job, hook, request, first, line)
-        if made.ok:
-            job.attempts = first
-            self.delivered(job, hook)
-            if self.outcomes is not None:
-                await self.outcomes.delivered(job, made.status)
-            return None
-        await self.after(job, hook, request, line, made, first)
+        if not await self._if_delivered(job, hook, made, first):
+            await self.after(job, hook, request, line, made, first)
+
+    async def _if_delivered(self, job: Job, hook: CompiledHook, made: Outcome,
+                            attempt: int) -> bool:
+        """Attempt `attempt` delivered: counted, and its outcome record written."""
+        if not made.ok:
+            return False
+        job.attempts = attempt
+        self.delivered(job, hook)
+        if self.outcomes is not None:
+            await self.outcomes.delivered(job, made.status)
+        return True
 
     async def after(self, job: Job, hook: CompiledHook, request: Request, line: Line,
                     made: Outcome, first: int) -> None:
@@ -82,11 +88,7 @@ class Afterwards:
             line = self.line(job, hook, request.webhook_id, request.url)
             first = job.attempts + 1
             made = await self.attempts.attempt(job, hook, request, first, line)
-            if made.ok:
-                job.attempts = first
-                self.delivered(job, hook)
-                if self.outcomes is not None:
-                    await self.outcomes.delivered(job, made.status)
+            if await self._if_delivered(job, hook, made, first):
                 return None
 
     async def park_unrendered(self, job: Job, hook: CompiledHook, closed: Outcome) -> None:
