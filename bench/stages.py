@@ -13,10 +13,13 @@ a third of each is one delivery's):
 - decode: the Kafka record's bytes into an Event (orjson, metadata, CloudEvents check);
 - match: the event against the hook index (names, filters);
 - render: the hook's templates (url, headers, body) into a Request;
-- sign: the Standard Webhooks headers of an attempt (HMAC-SHA256 per key);
+- sign: the Standard Webhooks signature of an attempt (HMAC-SHA256 per key; the
+  headers as a dict too for a request without a compiled head);
 - log: the canonical JSON line of a delivered attempt, redacted, into the batched writer
   (to /dev/null here);
-- encode: the request's bytes on the wire (request line, headers, body).
+- encode: the request's bytes on the wire (request line, headers, body): the way an
+  attempt makes them, from the hook's head framed at load (hookd.requests.head), with the
+  attempt's own headers (webhook-timestamp, -signature); encode_request for the others.
 
 With `--floors`, two more: what signing and the log line cost at the least, the C
 libraries alone on the same data (`sign_floor`: `hmac.digest`, OpenSSL's one-shot HMAC,
@@ -55,6 +58,7 @@ from hookd.delivery.wire import encode_request
 from hookd.dev.sim import Simulator
 from hookd.events.decode import decode_event, make_meta
 from hookd.pipeline.runtime import load_config
+from hookd.requests.head import attempt_bytes
 from hookd.requests.render import Request
 from hookd.requests.target import target_of
 from hookd.telemetry.logs import REDACTOR, Lines, configure_logging
@@ -111,13 +115,23 @@ def measure(events: int, workdir: Path, only: str | None = None,
     def sign() -> int:
         now = int(time.time())
         for r, h in requests:
-            r.signed_headers(h.signer, now)
+            if r.head is None:
+                r.signed_headers(h.signer, now)
+            elif h.signer is not None:
+                h.signer.signature(r.webhook_id, now, r.body)
         return len(requests)
 
-    def encode() -> int:
+    def encode() -> int:  # as hookd.delivery.sending does it, straight to the endpoint
         now = int(time.time())
         for r, h in requests:
-            encode_request(r.method, target_of(r.url), r.signed_headers(h.signer, now), r.body)
+            head, signer = r.head, h.signer
+            if head is not None:
+                data = attempt_bytes(head, r.text, head.target or target_of(r.url), now, None
+                                     if signer is None else
+                                     signer.signature(r.webhook_id, now, r.body), None, r.body)
+                if data is not None:
+                    continue
+            encode_request(r.method, target_of(r.url), r.signed_headers(signer, now), r.body)
         return len(requests)
 
     def log() -> int:

@@ -126,18 +126,27 @@ class Connections:
         returned Call is cancelled first. On a kept-alive connection (the common case)
         nothing but the connection's own callbacks runs: no task, no future; a new
         connection is opened by a task (once per connection)."""
-        call = Call(self, target, tls, cap, timeout, reply)
+        written = target  # (the call connects to `target`)
         if self.proxy is not None and tls is None:  # plain HTTP: the absolute URL
             headers = dict(headers)  # (inside a CONNECT tunnel: as sent directly)
-            target = self.proxy.absolute(target, headers)
+            written = self.proxy.absolute(target, headers)
         try:
-            data = encode_request(method, target, headers, body)
+            data = encode_request(method, written, headers, body)
         except ValueError as exc:  # told from the loop, not from within the caller
+            call = Call(self, target, tls, cap, timeout, reply)
             self._loop().call_soon(call.end, None, exc)
             return call
+        return self.send(data, target, timeout, cap, tls, reply)
+
+    def send(self, data: bytes, target: Target, timeout: float, cap: int,
+             tls: ssl.SSLContext | None, reply: Reply) -> Call:
+        """`begin` with the request's bytes already made (by encode_request, or framed
+        from the hook's compiled head: hookd.requests.head); `target`: where to."""
+        call = Call(self, target, tls, cap, timeout, reply)
         loop = self._loop()
-        call.data, call.deadline = data, loop.time() + timeout
-        conn = self._take(tls, loop.time())
+        now = loop.time()
+        call.data, call.deadline = data, now + timeout
+        conn = self._take(tls, now)
         if conn is None:
             call.connect(loop)
         else:

@@ -155,11 +155,14 @@ class HttpSender:
               proxy: Route | None, done: Done) -> Cancellable:
         """One attempt through the request's endpoint without a coroutine (see
         hookd.delivery.sending). `proxy`: the hook's route."""
-        try:
-            target = target_of(request.url)
-        except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
-            done(failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300]))
-            return _NOTHING
+        head = request.head
+        target = head.target if head is not None else None  # a fixed URL's, from the load
+        if target is None:
+            try:
+                target = target_of(request.url)
+            except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
+                done(failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300]))
+                return _NOTHING
         return self._endpoint(target, proxy).begin(
             target, request, signer, timeout, self._tls(target.scheme, tls), extra_headers,
             done)
@@ -169,10 +172,13 @@ class HttpSender:
                 extra_headers: Mapping[str, str] | None = None,
                 proxy: Route | None = None) -> Awaitable[Outcome]:
         """`begin`, awaitable (see Endpoint.attempt)."""
-        try:
-            target = target_of(request.url)
-        except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
-            return _now(failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300]))
+        head = request.head
+        target = head.target if head is not None else None
+        if target is None:
+            try:
+                target = target_of(request.url)
+            except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
+                return _now(failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300]))
         return self._endpoint(target, proxy).attempt(
             target, request, signer, timeout, self._tls(target.scheme, tls), extra_headers)
 

@@ -24,6 +24,7 @@ from hookd.delivery.outcomes import answered, not_answered, stalled
 from hookd.delivery.retries import ErrorKind, Outcome, failure
 from hookd.delivery.wire import Response
 from hookd.errors import BlockedDestination
+from hookd.requests.head import attempt_bytes
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.requests.target import Target
@@ -110,13 +111,28 @@ class Sending:
             if closed is not None:  # this is a half-open one's probe
                 endpoint.release(False)
                 return self._end(closed)
-        headers = request.signed_headers(self.signer, int(time.time()))  # fresh after a wait
+        timestamp = int(time.time())  # fresh after a wait, and on each retry
+        connections, tls, head = endpoint.connections, self.tls, request.head
+        self.stage = SENT
+        # the hook's head framed at load, unless a plain-HTTP proxy wants the absolute
+        # form (Connections.begin rewrites the target and adds Proxy-Authorization)
+        if head is not None and (connections.proxy is None or tls is not None):
+            signer = self.signer
+            data = attempt_bytes(head, request.text, self.target, timestamp, None
+                                 if signer is None else
+                                 signer.signature(request.webhook_id, timestamp, request.body),
+                                 self.extra, request.body)
+            if data is not None:
+                self.call = connections.send(data, self.target, self.timeout,
+                                             endpoint.shared.max_response_bytes, tls,
+                                             self._answered)
+                return
+        headers = request.signed_headers(self.signer, timestamp)
         if self.extra:
             headers.update(self.extra)
-        self.stage = SENT
-        self.call = endpoint.connections.begin(
+        self.call = connections.begin(
             request.method, self.target, headers, request.body, self.timeout,
-            endpoint.shared.max_response_bytes, self.tls, self._answered)
+            endpoint.shared.max_response_bytes, tls, self._answered)
 
     def _answered(self, response: Response | None, exc: BaseException | None) -> None:
         self.call = None

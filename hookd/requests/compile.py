@@ -14,16 +14,16 @@ from hookd.config import ApiKeyAuth, HookConfig
 from hookd.errors import RenderError, SpecError
 from hookd.events.filters import MISSING, Predicate, compile_filter, get_path
 from hookd.requests.auth import static_auth_headers
+from hookd.requests.head import TRACE_HEADERS, compile_head
 from hookd.requests.proxy import Route
 from hookd.requests.render import BodyFn, CompiledHook, checked_url, select_fields
 from hookd.requests.signing import Signer
-from hookd.requests.target import breaks_framing, tls_context
+from hookd.requests.target import breaks_framing, target_of, tls_context
 from hookd.requests.templates import Text, compile_template, tojson
 from hookd.requests.urls import UrlText, compile_url
 
 _RESERVED_HEADERS = {"content-type", "user-agent", "webhook-id", "webhook-timestamp",
                      "webhook-signature", "content-length", "host"}
-_TRACE_HEADERS = ("traceparent", "tracestate")  # sent by hookd unless the hook sets them
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
 
 
@@ -145,13 +145,20 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
     if proxy is not None and url.target is not None:
         via = proxy.via(url.target)
         endpoint = via[0] if via is not None else endpoint
+    field_query = req.method == "GET" and (req.fields is not None or bool(req.map)
+                                           or not (req.query or req.body or req.raw_body))
+    own = tuple((k, t) for k, t in headers if t is not None)
+    # the event's trace headers: sent unless the hook sets either (then the hook's win)
+    trace = hook.trace_context and not any(name in TRACE_HEADERS for name, _ in headers)
+    # the request line is the same for every event when no query is added per event
+    target = (target_of(fixed_url[1]) if fixed_url is not None and not req.query
+              and not field_query else None)
     return CompiledHook(
         config=hook, predicate=predicate, url=url,
-        headers=tuple((k, t) for k, t in headers if t is not None),
+        headers=own,
         query=tuple((k, t) for k, t in query if t is not None),
         body=body,
-        field_query=req.method == "GET" and (req.fields is not None or bool(req.map)
-                                             or not (req.query or req.body or req.raw_body)),
+        field_query=field_query,
         static_headers=static_headers,
         signer=Signer.from_secrets(hook.signing.secret) if hook.signing else None,
         timeout=req.timeout if req.timeout is not None else default_timeout,
@@ -160,8 +167,10 @@ def compile_hook(hook: HookConfig, default_timeout: float, default_schedule: tup
         tls=tls,
         fixed_url=fixed_url,
         templated=templated,
-        trace=hook.trace_context and not any(name in _TRACE_HEADERS for name, _ in headers),
+        trace=trace,
         proxy=proxy,
+        head=compile_head(req.method, target, tuple(k for k, _ in own), static_headers,
+                          req.content_type, trace),
     ), []
 
 

@@ -17,6 +17,7 @@ from hookd.events.decode import Event
 from hookd.events.filters import MISSING, Predicate, get_path
 from hookd.events.trace import NO_TRACE
 from hookd.requests.auth import Headers
+from hookd.requests.head import Head
 from hookd.requests.proxy import Route
 from hookd.requests.signing import Signer, webhook_id
 from hookd.requests.target import InvalidTarget, breaks_framing, target_of
@@ -62,6 +63,10 @@ class Request(NamedTuple):
     headers: Headers
     body: bytes
     webhook_id: str
+    # the hook's compiled head (None: encode_request frames `headers` per attempt), and
+    # `headers` as its lines, framed and checked: all but what each attempt adds
+    head: Head | None = None
+    text: str = ""
 
     def signed_headers(self, signer: Signer | None, timestamp: int) -> dict[str, str]:
         headers = dict(self.headers)
@@ -100,12 +105,19 @@ class CompiledHook:
     # headers set neither traceparent nor tracestate (then the hook's win, whole)
     trace: bool = True
     proxy: Route | None = None  # its proxy and no_proxy (None: always direct)
+    head: Head | None = None  # what its requests send the same, framed (requests.head)
 
     id: str = field(init=False)  # config.id, read several times per delivery
+    method: str = field(init=False)
     _hook: dict[str, Any] = field(init=False, repr=False, compare=False)  # templates' `hook`
+    # the headers hookd adds to every request of the hook, after its own
+    _fixed_headers: Headers = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", self.config.id)
+        object.__setattr__(self, "method", self.config.request.method)
+        object.__setattr__(self, "_fixed_headers", (
+            ("content-type", self.config.request.content_type), ("user-agent", USER_AGENT)))
         object.__setattr__(self, "_hook", {"id": self.config.id,
                                            "description": self.config.description})
 
@@ -140,21 +152,32 @@ class CompiledHook:
             query += [(k, _query_value(v)) for k, v in select_fields(self.config, event.payload)]
         if query:
             url_str = str(url.extend_query(query))
+        own = ""  # the same headers as their lines, framed (for self.head)
         for name, value in headers:
             if breaks_framing(value):
                 raise RenderError(f"header {name}: value contains CR, LF or NUL")
+            own += f"{name}: {value}\r\n"
         try:
             body = self.body(ctx, event.payload) if self.body is not None else b""
         except (TypeError, ValueError) as exc:  # JSON nested too deep, a lone surrogate...
             raise RenderError(f"body: {type(exc).__name__}: {exc}") from None
-        msg_id = webhook_id(event.id, self.config.id)
-        all_headers = (*headers, *self.static_headers,
-                       ("content-type", self.config.request.content_type),
-                       ("user-agent", USER_AGENT), ("webhook-id", msg_id))
-        if self.trace and event.trace is not None:  # (no trace: no copy, one check)
-            all_headers += event.trace.headers
-        return Request(self.config.id, self.config.request.method, url_str, all_headers,
-                       body, msg_id)
+        msg_id = webhook_id(event.id, self.id)
+        all_headers = (*headers, *self.static_headers, *self._fixed_headers,
+                       ("webhook-id", msg_id))
+        trace = event.trace if self.trace else None
+        head = self.head
+        if head is None:
+            if trace is not None:
+                all_headers += trace.headers
+            return Request(self.id, self.method, url_str, all_headers, body, msg_id)
+        # the names and what is fixed were checked at load, the values above; trace
+        # headers at decode, by their W3C grammar, which has no CR, LF or NUL
+        text = f"{head.start or ''}{own}{head.fixed}{msg_id}\r\n"
+        if trace is not None:  # (no trace: no copy, one check)
+            all_headers += trace.headers
+            for name, value in trace.headers:
+                text += f"{name}: {value}\r\n"
+        return Request(self.id, self.method, url_str, all_headers, body, msg_id, head, text)
 
 
 def select_fields(hook: HookConfig, payload: Mapping[str, Any]) -> list[tuple[str, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,9 +21,12 @@ from hookd.config.proxies import ProxyUrl
 from hookd.delivery.circuit import host_trouble
 from hookd.delivery.retries import ErrorKind, Verdict
 from hookd.delivery.sender import HttpSender
+from hookd.delivery.wire import encode_request
+from hookd.events.decode import Event, Meta
 from hookd.requests.proxy import NoProxy, Route, route_of
 from hookd.requests.render import Request
-from hookd.requests.target import tls_context
+from hookd.requests.target import target_of, tls_context
+from tests.unit.requests.test_render import compile_one
 
 LOOPBACK = ["127.0.0.0/8"]
 
@@ -178,6 +182,27 @@ async def test_plain_http_goes_to_the_proxy_in_absolute_form_with_its_credential
     assert b"Proxy-Authorization: Basic YW5uOnM6Y3JldA==\r\n" in proxy.heads[0]  # ann:s:cret
     assert b"Host: crm.test:8080\r\n" in proxy.heads[0]
     assert proxy.connections == 1  # kept alive: the second request used the same one
+
+
+async def test_a_compiled_hooks_request_in_absolute_form_as_encode_request_makes_it(
+        proxy: FakeProxy, sender: HttpSender) -> None:
+    """Its head, framed at load with the origin-form request line, is not what a proxy
+    gets: the request goes by encode_request, absolute form and credentials."""
+    proxy.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    route = _route(proxy.url("ann:s%3Acret"))
+    hook = compile_one({"url": "http://crm.test:8080/calls", "headers": {"X-Id": "{{ id }}"}},
+                       signing={"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+    request = hook.render(Event("Answered", "evt-1", {"id": "evt-1"}, Meta("t", 0, 1)))
+    assert request.head is not None and request.head.start is not None
+    outcome = await sender.attempt(request, hook.signer, 5.0, None, None, route)
+    assert outcome.verdict is Verdict.DELIVERED
+    sent = proxy.heads[0]
+    found = re.search(rb"\r\nwebhook-timestamp: (\d+)\r\n", sent)
+    assert found is not None
+    headers = request.signed_headers(hook.signer, int(found[1]))
+    target = route.proxy.absolute(target_of(request.url), headers)
+    assert sent + request.body == encode_request("POST", target, headers, request.body)
+    assert sent.startswith(b"POST http://crm.test:8080/calls HTTP/1.1\r\n")
 
 
 async def test_https_through_a_connect_tunnel_with_tls_to_the_endpoint(
