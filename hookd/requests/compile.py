@@ -48,23 +48,21 @@ def _raw_body(text: str, as_json: bool) -> BodyFn:
     """The oldest systems' `${field}` placeholders; inside JSON, strings are escaped.
     The text is split once, at load, into literal parts and field paths."""
     parts = _PLACEHOLDER.split(text)  # literal, path, literal, path, ..., literal
-    literals = parts[0::2]
-    paths = [p.strip() for p in parts[1::2]]
-
-    def value(payload: Mapping[str, Any], path: str) -> str:
-        found = get_path(payload, path)
-        if found is MISSING:
-            raise RenderError(f"raw_body: no field {path!r} in the event")
-        if isinstance(found, str):
-            return tojson(found)[1:-1] if as_json else found
-        return tojson(found)
+    head = parts[0]
+    pairs = tuple(zip([p.strip() for p in parts[1::2]], parts[2::2], strict=True))
 
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
-        out = [literals[0]]
-        for path, literal in zip(paths, literals[1:], strict=True):
-            out.append(value(payload, path))
-            out.append(literal)
-        return "".join(out).encode()
+        out = head
+        for path, literal in pairs:
+            found = get_path(payload, path)
+            if found is MISSING:
+                raise RenderError(f"raw_body: no field {path!r} in the event")
+            if isinstance(found, str):
+                out += tojson(found)[1:-1] if as_json else found
+            else:
+                out += tojson(found)
+            out += literal
+        return out.encode()
     return render
 
 
