@@ -149,8 +149,8 @@ class CompiledHook:
         ctx = self.variables(event) if self.templated else _NO_CONTEXT
         query = [(k, t.render(ctx, what)) for k, t, what in self._query] if self._query else []
         headers = []  # (a loop: cheaper than a comprehension's function for a header or two)
-        for name, text, what in self._headers:
-            headers.append((name, text.render(ctx, what)))
+        for name, template, what in self._headers:
+            headers.append((name, template.render(ctx, what)))
         if self.fixed_url is not None:
             url, url_str = self.fixed_url
         else:
