@@ -12,7 +12,9 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 def encode_request(method: str, target: Target, headers: Mapping[str, str],
                    body: bytes) -> bytes:
-    """The request's bytes; ValueError when a header would break the framing (CR, LF, NUL)."""
+    """The request's bytes; ValueError when a header would break the framing (CR, LF, NUL).
+    A compiled hook's attempts are framed from its head instead (hookd.requests.head, the
+    same bytes: tests/unit/requests/test_head.py) unless they need this."""
     block = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
     # each line ends in one CR LF: any more, or a NUL, came from a name or a value
     if block.count("\n") != len(headers) or block.count("\r") != len(headers) \
