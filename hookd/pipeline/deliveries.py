@@ -35,7 +35,15 @@ FOLLOWS = _Follows()
 
 class Delivery(asyncio.Future[None]):
     """One delivery of one event to one hook, from its start to its end (delivered,
-    parked, dead-lettered); cancelled: given up (a revoked partition, the shutdown)."""
+    parked, dead-lettered); cancelled: given up (a revoked partition, the shutdown).
+
+    Its record's bookkeeping is told of its end directly (`ends`, set by InFlight.run),
+    not through a done-callback: a future's callbacks run from the loop, one scheduled
+    handle each, and nothing else waits for a delivery on the common way."""
+
+    # (slots: a future per delivery; the ones not set here have their class's default)
+    __slots__ = ("chain", "chains", "ends", "handle", "hook", "job", "line", "request",
+                 "sent_at", "started", "successor")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, job: Job, hook: CompiledHook,
                  chains: Chains) -> None:
@@ -48,6 +56,15 @@ class Delivery(asyncio.Future[None]):
         self.request: Request | None = None
         self.line: Line | None = None
         self.sent_at = 0.0  # (monotonic) its attempt's start
+        # told once, when it has ended (its record's bookkeeping); None: nobody is
+        self.ends: Callable[[Delivery], None] | None = None
+
+    def finish(self) -> None:
+        """It has ended: its result is set (the dispatcher's `_ended`)."""
+        self.set_result(None)
+        ends, self.ends = self.ends, None
+        if ends is not None:
+            ends(self)
 
     def cancel(self, msg: Any | None = None) -> bool:
         if self.done():
@@ -55,6 +72,9 @@ class Delivery(asyncio.Future[None]):
         if self.handle is not None:  # (a task stays, for `settled`)
             self.handle.cancel()
         super().cancel(msg)
+        ends, self.ends = self.ends, None
+        if ends is not None:
+            ends(self)
         if self.started:  # the next of its chain may go, from the loop (not from within
             # the revocation that cancels it: the next may be one of its partition too)
             self.get_loop().call_soon(self.chains.ended, self)
@@ -86,6 +106,13 @@ class Chains:
         """`delivery` has ended (or no longer holds its chain): the next of its chain
         starts. One at a time: a next that ends at once (parked with its group) is taken
         by this loop, not by a call within a call for each of a long chain."""
+        if delivery.successor is None and not self._starting:  # nobody waits: the common
+            chain = delivery.chain  # case, `advance` without the queue
+            if chain is not None:
+                last = self.last.get(chain)
+                if last is delivery or (last is not None and last.done()):
+                    del self.last[chain]
+            return
         self._ended.append(delivery)
         if self._starting:
             return

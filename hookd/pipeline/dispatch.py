@@ -248,7 +248,7 @@ class Dispatcher:
 
     def _ended(self, delivery: Delivery) -> None:
         if not delivery.done():
-            delivery.set_result(None)
+            delivery.finish()
         if delivery.chain is not None:
             self._chains.ended(delivery)
 

@@ -47,9 +47,20 @@ class InFlight:
                 if whole:
                     done()
 
-        loop = self._loop()
+        loop = None
         for item in work:
-            task = item if isinstance(item, asyncio.Future) else loop.create_task(item)
+            if item.__class__ is Delivery:  # tells `finished` itself, without the loop
+                mine.add(item)
+                if item.done():  # (not started yet, so never: said for safety)
+                    finished(item)
+                else:
+                    item.ends = finished
+                continue
+            if isinstance(item, asyncio.Future):
+                task = item
+            else:
+                loop = loop or self._loop()
+                task = loop.create_task(item)
             mine.add(task)
             task.add_done_callback(finished)
 
