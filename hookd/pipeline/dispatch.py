@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -213,7 +214,7 @@ class Dispatcher:
             return self._task(delivery, self._afterwards.attempted(job, hook, request, line))
         delivery.sent_at = time.monotonic()
         handle = self.sender.begin(request, hook.signer, hook.timeout, hook.tls, None,
-                                   hook.proxy, lambda outcome: self._answered(delivery, outcome))
+                                   hook.proxy, partial(self._answered, delivery))
         if delivery.request is request:  # (not answered at once)
             delivery.handle = handle
         return None
@@ -235,7 +236,11 @@ class Dispatcher:
                     self._chains.ended(delivery)
                     delivery.chain = None
                 return self._task(delivery, self.outcomes.delivered(job, made.status))
-            return self._ended(delivery)
+            if not delivery.done():  # (`_ended`, inline: the common way's end)
+                delivery.finish()
+            if delivery.chain is not None:
+                self._chains.ended(delivery)
+            return None
         self._task(delivery, self._afterwards.after(job, hook, request, delivery.line, made,
                                                        first))
 
