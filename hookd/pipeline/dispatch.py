@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from functools import partial
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
