@@ -73,7 +73,11 @@ class Delivery:
     def finish(self) -> None:
         """It has ended (the dispatcher's `_ended`)."""
         self.state = DONE
-        self._tell()
+        ends, self.ends = self.ends, None
+        if ends is not None:
+            ends(self)
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
     def cancel(self) -> bool:
         if self.state != PENDING:
