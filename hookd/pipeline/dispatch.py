@@ -175,10 +175,18 @@ class Dispatcher:
 
     def _start_slice(self) -> None:
         ready, chains = self._ready, self._chains
+        last = chains.last
         for _ in range(min(SLICE, len(ready))):
             delivery = ready.popleft()
-            if not delivery.done() and chains.join(delivery):  # (cancelled: revoked)
-                self._go(delivery)
+            if delivery.state:  # cancelled (revoked) before its turn
+                continue
+            chain = delivery.chain
+            if chain is not None:
+                if chain not in last:  # (`chains.join`'s common case, without the call)
+                    last[chain] = delivery
+                elif not chains.join(delivery):
+                    continue  # it waits for the one before it
+            self._go(delivery)
         self._starting = bool(ready)
         if ready:
             self._loop().call_soon(self._start_slice)
