@@ -49,8 +49,9 @@ class Delivery:
     __slots__ = ("_ended", "chain", "chains", "ends", "handle", "hook", "job", "line", "loop",
                  "request", "sent_at", "started", "state", "successor")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, job: Job, hook: CompiledHook,
-                 chains: Chains) -> None:
+    def __init__(self, loop: Callable[[], asyncio.AbstractEventLoop], job: Job,
+                 hook: CompiledHook, chains: Chains) -> None:
+        # `loop` gives the running loop, asked only off the common way (a RunningLoop)
         self.loop, self.job, self.hook, self.chains = loop, job, hook, chains
         self.chain: Chain | None = (hook.id, job.key) if job.key is not None else None
         self.state = PENDING
@@ -88,7 +89,7 @@ class Delivery:
         self._tell()
         if self.started:  # the next of its chain may go, from the loop (not from within
             # the revocation that cancels it: the next may be one of its partition too)
-            self.loop.call_soon(self.chains.ended, self)
+            self.loop().call_soon(self.chains.ended, self)
         return True
 
     def _tell(self) -> None:
@@ -102,7 +103,7 @@ class Delivery:
     def ended(self) -> asyncio.Future[None]:
         """Done once it has ended or was cancelled."""
         if self._ended is None:
-            self._ended = self.loop.create_future()
+            self._ended = self.loop().create_future()
             if self.state != PENDING:
                 self._ended.set_result(None)
         return self._ended

@@ -166,7 +166,7 @@ class Dispatcher:
     def _delivery(self, job: Job, hook: CompiledHook) -> Work:
         """A delivery, started in its turn: in the next slice of the loop, once the one
         before it of its key (to that hook) has ended."""
-        delivery = Delivery(self._loop(), job, hook, self._chains)
+        delivery = Delivery(self._loop, job, hook, self._chains)
         self._ready.append(delivery)
         if not self._starting:
             self._starting = True

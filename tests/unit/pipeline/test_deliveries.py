@@ -18,7 +18,7 @@ EVENT = Event("Answered", "e1", {}, Meta("t", 0, 0))
 
 def make(chains: Chains, hook: str, key: bytes | None) -> Delivery:
     job = Job(hook, EVENT, key)
-    return Delivery(asyncio.get_running_loop(), job, SimpleNamespace(id=hook),  # type: ignore[arg-type]
+    return Delivery(asyncio.get_running_loop, job, SimpleNamespace(id=hook),  # type: ignore[arg-type]
                     chains)
 
 
