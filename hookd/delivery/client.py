@@ -230,17 +230,20 @@ class Call:
 
     def answered(self, response: Response | None, exc: BaseException | None) -> None:
         conn, self.conn = self.conn, None
-        if conn is None or self.reply is None:
+        reply = self.reply
+        if conn is None or reply is None:
             return
-        if isinstance(exc, StaleConnection):  # the peer closed it while idle: once more
+        if exc is None:
+            pool = self.pool
+            pool._give_back(self.tls, conn, pool._loop())
+        elif isinstance(exc, StaleConnection):  # the peer closed it while idle: once more
             conn.abort()
             self.connect(self.pool._loop())
             return
-        if exc is None:
-            self.pool._give_back(self.tls, conn, self.pool._loop())
         else:
             conn.abort()
-        self.end(response, exc)
+        self.reply = None  # (`end`, told once)
+        reply(response, exc)
 
     def connect(self, loop: asyncio.AbstractEventLoop) -> None:
         self.task = task = loop.create_task(self._connect_and_send(loop))

@@ -31,7 +31,7 @@ from typing import Protocol
 from hookd.delivery.circuit import Circuit, CircuitPolicy, hook_trouble, host_trouble
 from hookd.delivery.client import Connections, Connector
 from hookd.delivery.outcomes import circuit_open, stalled
-from hookd.delivery.retries import Outcome
+from hookd.delivery.retries import Outcome, Verdict
 from hookd.delivery.sending import Sending
 from hookd.delivery.slots import Slots, Stalled
 from hookd.loops import RunningLoop
@@ -137,10 +137,23 @@ class Endpoint:
             return circuit_open(self.name, wait, hook)
         return None
 
+    def ended(self, hook: str, outcome: Outcome) -> None:
+        """An attempt that held both slots has ended: `record` its outcome, then
+        `release` (an answer is progress), in one call. A 2xx while both circuits are
+        closed and clean changes neither: nothing to record."""
+        now = time.monotonic()
+        circuit = self.circuit
+        if outcome.verdict is not Verdict.DELIVERED or circuit.failures \
+                or circuit.open_until != 0.0 or hook in self.hooks:
+            self._record(hook, outcome, now)
+        self._release(outcome.status is not None, now)
+
     def record(self, hook: str, outcome: Outcome) -> None:
         """An answer, any status, proves the host is up; a 5xx or 429 counts against the
         hook's own circuit only. No answer counts against the host's."""
-        now = time.monotonic()
+        self._record(hook, outcome, time.monotonic())
+
+    def _record(self, hook: str, outcome: Outcome, now: float) -> None:
         own = self.hooks.get(hook)
         if outcome.status is not None:
             self.circuit.result(False, now)
@@ -245,25 +258,40 @@ class Endpoint:
             self.watch_queue()
 
     def release(self, got_answer: bool = True) -> None:
+        self._release(got_answer, time.monotonic() if got_answer else 0.0)
+
+    def _release(self, got_answer: bool, now: float) -> None:
         shared = self.shared
         shared.in_flight -= 1
-        shared.total.give()
-        self.slots.give()
+        total, slots = shared.total, self.slots
+        if total.waiters:  # (`give` without a call when nobody waits: the common case)
+            total.give()
+        else:
+            total.free += 1
+        if slots.waiters:
+            slots.give()
+        else:
+            slots.free += 1
         if got_answer:
-            now = time.monotonic()
             gap = now - self.progress
             self.gap = gap if self.gap is None else 0.8 * self.gap + 0.2 * gap
             self.progress = shared.progress = now
             self.silent = False
-        self.leave()
+        self.users -= 1
+        if self.users == 0:
+            self._left()
 
     def leave(self) -> None:
         self.users -= 1
         if self.users == 0:
-            if self.watch is not None:
-                self.watch.cancel()
-                self.watch = None
-            self.shared.forget(self)
+            self._left()
+
+    def _left(self) -> None:
+        """The last request waiting or in flight has gone."""
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None
+        self.shared.forget(self)
 
     def _idle(self) -> None:
         """The last idle connection was swept away."""

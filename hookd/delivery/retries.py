@@ -53,13 +53,14 @@ class Outcome:
 
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
-_DELIVERED = {status: Outcome(Verdict.DELIVERED, status=status) for status in range(200, 300)}
+# the outcome of each 2xx, made once (frozen): looked up by status on the common way
+DELIVERED = {status: Outcome(Verdict.DELIVERED, status=status) for status in range(200, 300)}
 
 
 def classify_status(status: int, retry_after: float | None = None, message: str = "") -> Outcome:
     """SPEC §3: 2xx delivered; 408/425/429/5xx retried; 410 gone; 3xx and other 4xx fail."""
     if 200 <= status < 300:
-        return _DELIVERED[status]  # (frozen: one per status, made once)
+        return DELIVERED[status]
     if status in RETRYABLE_STATUS or 500 <= status < 600:
         return Outcome(Verdict.RETRY, ErrorKind.HTTP_STATUS, status, message, retry_after)
     if status == 410:

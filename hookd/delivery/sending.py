@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from hookd.delivery.client import Call
 from hookd.delivery.connection import ProtocolError
 from hookd.delivery.outcomes import answered, not_answered, stalled
-from hookd.delivery.retries import ErrorKind, Outcome, failure
+from hookd.delivery.retries import DELIVERED, ErrorKind, Outcome, failure
 from hookd.delivery.wire import Response
 from hookd.errors import BlockedDestination
 from hookd.requests.head import attempt_bytes
@@ -138,15 +138,14 @@ class Sending:
         self.call = None
         if exc is None:
             assert response is not None
-            outcome = answered(response)
+            outcome = DELIVERED.get(response.status) or answered(response)
         elif isinstance(exc, _EXPECTED):
             outcome = not_answered(exc, self.timeout)
         else:  # a bug: not retried, and said so
             outcome = failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"[:300])
-        endpoint = self.endpoint
-        endpoint.record(self.request.hook_id, outcome)
-        endpoint.release(outcome.status is not None)
-        self._end(outcome)
+        self.endpoint.ended(self.request.hook_id, outcome)
+        self.stage = ENDED
+        self.done(outcome)
 
     def _end(self, outcome: Outcome) -> None:
         self.stage = ENDED

@@ -33,32 +33,80 @@ class _Follows:
 FOLLOWS = _Follows()
 
 
-class Delivery(asyncio.Future[None]):
-    """One delivery of one event to one hook, from its start to its end (delivered,
-    parked, dead-lettered); cancelled: given up (a revoked partition, the shutdown)."""
+PENDING, DONE, CANCELLED = 0, 1, 2  # a delivery's state: under way, ended, given up
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, job: Job, hook: CompiledHook,
-                 chains: Chains) -> None:
-        super().__init__(loop=loop)
-        self.job, self.hook, self.chains = job, hook, chains
+
+class Delivery:
+    """One delivery of one event to one hook, from its start to its end (delivered,
+    parked, dead-lettered); cancelled: given up (a revoked partition, the shutdown).
+
+    Not a future: one per delivery cost more than the rest of its bookkeeping (a C
+    future's set-up asks the loop for its debug flag, its teardown checks for an
+    unretrieved exception), and nothing waits for a delivery on the common way. Its
+    record's bookkeeping is told of its end directly (`ends`, set by InFlight.run); what
+    must wait for it (a revocation, the shutdown) asks for `ended`, a future made then."""
+
+    __slots__ = ("_ended", "chain", "chains", "ends", "handle", "hook", "job", "line", "loop",
+                 "request", "sent_at", "started", "state", "successor")
+
+    def __init__(self, loop: Callable[[], asyncio.AbstractEventLoop], job: Job,
+                 hook: CompiledHook, chains: Chains) -> None:
+        # `loop` gives the running loop, asked only off the common way (a RunningLoop)
+        self.loop, self.job, self.hook, self.chains = loop, job, hook, chains
         self.chain: Chain | None = (hook.id, job.key) if job.key is not None else None
+        self.state = PENDING
         self.successor: Delivery | None = None  # the next of its chain, waiting for this one
         self.handle: Cancellable | None = None  # what it is doing: an attempt, or a task
         self.started = False  # its turn came (no earlier one of its chain in flight)
         self.request: Request | None = None
         self.line: Line | None = None
         self.sent_at = 0.0  # (monotonic) its attempt's start
+        # told once, when it has ended (its record's bookkeeping); None: nobody is
+        self.ends: Callable[[Delivery], None] | None = None
+        self._ended: asyncio.Future[None] | None = None  # made when somebody waits
 
-    def cancel(self, msg: Any | None = None) -> bool:
-        if self.done():
+    def done(self) -> bool:
+        return self.state != PENDING
+
+    def cancelled(self) -> bool:
+        return self.state == CANCELLED
+
+    def finish(self) -> None:
+        """It has ended (the dispatcher's `_ended`)."""
+        self.state = DONE
+        ends, self.ends = self.ends, None
+        if ends is not None:
+            ends(self)
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+
+    def cancel(self) -> bool:
+        if self.state != PENDING:
             return False
         if self.handle is not None:  # (a task stays, for `settled`)
             self.handle.cancel()
-        super().cancel(msg)
+        self.state = CANCELLED
+        self._tell()
         if self.started:  # the next of its chain may go, from the loop (not from within
             # the revocation that cancels it: the next may be one of its partition too)
-            self.get_loop().call_soon(self.chains.ended, self)
+            self.loop().call_soon(self.chains.ended, self)
         return True
+
+    def _tell(self) -> None:
+        ends, self.ends = self.ends, None
+        if ends is not None:
+            ends(self)
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+
+    @property
+    def ended(self) -> asyncio.Future[None]:
+        """Done once it has ended or was cancelled."""
+        if self._ended is None:
+            self._ended = self.loop().create_future()
+            if self.state != PENDING:
+                self._ended.set_result(None)
+        return self._ended
 
     @property
     def follows(self) -> bool:
@@ -69,7 +117,7 @@ class Delivery(asyncio.Future[None]):
     def settled(self) -> asyncio.Future[Any]:
         """What to wait for to know it has stopped: its task while it has one."""
         handle = self.handle
-        return handle if isinstance(handle, asyncio.Task) else self
+        return handle if isinstance(handle, asyncio.Task) else self.ended
 
 
 class Chains:
@@ -86,6 +134,13 @@ class Chains:
         """`delivery` has ended (or no longer holds its chain): the next of its chain
         starts. One at a time: a next that ends at once (parked with its group) is taken
         by this loop, not by a call within a call for each of a long chain."""
+        if delivery.successor is None and not self._starting:  # nobody waits: the common
+            chain = delivery.chain  # case, `advance` without the queue
+            if chain is not None:
+                last = self.last.get(chain)
+                if last is delivery or (last is not None and last.done()):
+                    del self.last[chain]
+            return
         self._ended.append(delivery)
         if self._starting:
             return

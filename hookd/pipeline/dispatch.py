@@ -7,6 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -165,7 +166,7 @@ class Dispatcher:
     def _delivery(self, job: Job, hook: CompiledHook) -> Work:
         """A delivery, started in its turn: in the next slice of the loop, once the one
         before it of its key (to that hook) has ended."""
-        delivery = Delivery(self._loop(), job, hook, self._chains)
+        delivery = Delivery(self._loop, job, hook, self._chains)
         self._ready.append(delivery)
         if not self._starting:
             self._starting = True
@@ -174,10 +175,18 @@ class Dispatcher:
 
     def _start_slice(self) -> None:
         ready, chains = self._ready, self._chains
+        last = chains.last
         for _ in range(min(SLICE, len(ready))):
             delivery = ready.popleft()
-            if not delivery.done() and chains.join(delivery):  # (cancelled: revoked)
-                self._go(delivery)
+            if delivery.state:  # cancelled (revoked) before its turn
+                continue
+            chain = delivery.chain
+            if chain is not None:
+                if chain not in last:  # (`chains.join`'s common case, without the call)
+                    last[chain] = delivery
+                elif not chains.join(delivery):
+                    continue  # it waits for the one before it
+            self._go(delivery)
         self._starting = bool(ready)
         if ready:
             self._loop().call_soon(self._start_slice)
@@ -213,7 +222,7 @@ class Dispatcher:
             return self._task(delivery, self._afterwards.attempted(job, hook, request, line))
         delivery.sent_at = time.monotonic()
         handle = self.sender.begin(request, hook.signer, hook.timeout, hook.tls, None,
-                                   hook.proxy, lambda outcome: self._answered(delivery, outcome))
+                                   hook.proxy, partial(self._answered, delivery))
         if delivery.request is request:  # (not answered at once)
             delivery.handle = handle
         return None
@@ -235,7 +244,11 @@ class Dispatcher:
                     self._chains.ended(delivery)
                     delivery.chain = None
                 return self._task(delivery, self.outcomes.delivered(job, made.status))
-            return self._ended(delivery)
+            if not delivery.done():  # (`_ended`, inline: the common way's end)
+                delivery.finish()
+            if delivery.chain is not None:
+                self._chains.ended(delivery)
+            return None
         self._task(delivery, self._afterwards.after(job, hook, request, delivery.line, made,
                                                        first))
 
@@ -248,7 +261,7 @@ class Dispatcher:
 
     def _ended(self, delivery: Delivery) -> None:
         if not delivery.done():
-            delivery.set_result(None)
+            delivery.finish()
         if delivery.chain is not None:
             self._chains.ended(delivery)
 

@@ -17,14 +17,16 @@ from hookd.pipeline.deliveries import Delivery
 
 log = structlog.get_logger("hookd.dispatch")
 Done = Callable[[], None]
-Work = Coroutine[Any, Any, None] | asyncio.Future[Any]  # a task to run, or a parking to await
+# a task to run, a parking to await, or a delivery (which tells its end itself)
+Work = Coroutine[Any, Any, None] | asyncio.Future[Any] | Delivery
+Held = asyncio.Future[Any] | Delivery  # what is in flight: a task, a parking or a delivery
 Partition = tuple[str, int]
 
 
 class InFlight:
     def __init__(self) -> None:
         self.records = 0  # records not final yet (for backpressure)
-        self._by_partition: dict[Partition, set[asyncio.Future[Any]]] = {}
+        self._by_partition: dict[Partition, set[Held]] = {}
         self._loop = RunningLoop()
 
     def run(self, record: Any, done: Done, work: list[Work]) -> None:
@@ -37,7 +39,7 @@ class InFlight:
         if mine is None:
             mine = self._by_partition[tp] = set()
 
-        def finished(task: asyncio.Future[Any]) -> None:
+        def finished(task: Held) -> None:
             nonlocal left, whole
             mine.discard(task)
             whole = whole and not task.cancelled()
@@ -47,9 +49,20 @@ class InFlight:
                 if whole:
                     done()
 
-        loop = self._loop()
+        loop = None
         for item in work:
-            task = item if isinstance(item, asyncio.Future) else loop.create_task(item)
+            if isinstance(item, Delivery):  # tells `finished` itself, without the loop
+                mine.add(item)
+                if item.done():  # (not started yet, so never: said for safety)
+                    finished(item)
+                else:
+                    item.ends = finished
+                continue
+            if isinstance(item, asyncio.Future):
+                task = item
+            else:
+                loop = loop or self._loop()
+                task = loop.create_task(item)
             mine.add(task)
             task.add_done_callback(finished)
 
@@ -57,7 +70,7 @@ class InFlight:
         """Deliveries (and dead letters) of that partition's records not final yet."""
         return len(self._by_partition.get((topic, partition), ()))
 
-    def tasks(self) -> set[asyncio.Future[Any]]:
+    def tasks(self) -> set[Held]:
         return {task for tasks in self._by_partition.values() for task in tasks}
 
     async def abandon(self, partitions: Iterable[Partition], timeout: float = 5.0) -> int:
@@ -76,9 +89,9 @@ class InFlight:
                     cancelled += 1
             elif isinstance(task, asyncio.Task) and task.cancel():
                 cancelled += 1
-        work = [task.settled if isinstance(task, Delivery) else task for task in work]
-        if work:
-            _, late = await asyncio.wait(work, timeout=timeout)
+        stopping = [task.settled if isinstance(task, Delivery) else task for task in work]
+        if stopping:
+            _, late = await asyncio.wait(stopping, timeout=timeout)
             if late:
                 log.error("revoked partitions' work did not end when cancelled",
                           deliveries=len(late))
@@ -88,7 +101,8 @@ class InFlight:
         """Wait up to `timeout` for all the work; cancel the rest. Returns the records left
         unfinished."""
         if tasks := self.tasks():
-            await asyncio.wait(tasks, timeout=timeout)
+            await asyncio.wait([task.ended if isinstance(task, Delivery) else task
+                                for task in tasks], timeout=timeout)
         left = self.records
         tasks = self.tasks()
         for task in tasks:
