@@ -57,11 +57,15 @@ class Sending:
 
     def start(self) -> None:
         endpoint = self.endpoint
-        closed = endpoint.unavailable(self.request.hook_id)
-        if closed is not None:
-            return self._end(closed)
-        if endpoint.try_acquire():
-            return self._send(False)
+        if endpoint.closed(self.request.hook_id):  # both circuits closed: the common case,
+            if endpoint.try_acquire():  # and nothing to check again before sending
+                return self._send(False)
+        else:
+            closed = endpoint.unavailable(self.request.hook_id)
+            if closed is not None:
+                return self._end(closed)
+            if endpoint.try_acquire():
+                return self._send(True)  # (half-open: the probe is decided there)
         if endpoint.stalled():
             return self._end(stalled(endpoint.name, endpoint.shared.policy.cooldown))
         endpoint.enter()
@@ -103,12 +107,13 @@ class Sending:
             shared.total.wait(self)
 
     # -- on the wire ------------------------------------------------------------------------
-    def _send(self, waited: bool) -> None:
+    def _send(self, check: bool) -> None:
+        """`check`: the circuits were not found closed just now (it waited for a slot, or
+        one is open or half-open)."""
         endpoint, request = self.endpoint, self.request
-        hook = request.hook_id
-        if waited or not endpoint.closed(hook):
-            closed = endpoint.blocked(hook)  # a circuit may have opened meanwhile, or
-            if closed is not None:  # this is a half-open one's probe
+        if check:
+            closed = endpoint.blocked(request.hook_id)  # a circuit may have opened meanwhile,
+            if closed is not None:  # or this is a half-open one's probe
                 endpoint.release(False)
                 return self._end(closed)
         timestamp = int(time.time())  # fresh after a wait, and on each retry
