@@ -127,27 +127,30 @@ class Chains:
     def __init__(self, start: Callable[[Delivery], None]) -> None:
         self.last: dict[Chain, Delivery] = {}
         self.start = start
-        self._ended: deque[Delivery] = deque()
+        self._ended: deque[tuple[Delivery, Chain | None]] = deque()
         self._starting = False
 
     def ended(self, delivery: Delivery) -> None:
-        """`delivery` has ended (or no longer holds its chain): the next of its chain
-        starts. One at a time: a next that ends at once (parked with its group) is taken
-        by this loop, not by a call within a call for each of a long chain."""
+        """`delivery` has ended, or no longer holds its chain (parked with its group, or
+        its outcome record still being acked): the next of its chain starts. Its `chain`
+        is taken from it here, so what it held is let go once, and as it was at this call
+        (a delivery let go while a chain is advancing is advanced after, in the queue).
+        One at a time: a next that ends at once (parked with its group) is taken by this
+        loop, not by a call within a call for each of a long chain."""
+        chain, delivery.chain = delivery.chain, None
         if delivery.successor is None and not self._starting:  # nobody waits: the common
-            chain = delivery.chain  # case, `advance` without the queue
-            if chain is not None:
+            if chain is not None:  # case, `advance` without the queue
                 last = self.last.get(chain)
                 if last is delivery or (last is not None and last.done()):
                     del self.last[chain]
             return
-        self._ended.append(delivery)
+        self._ended.append((delivery, chain))
         if self._starting:
             return
         self._starting = True
         try:
             while self._ended:
-                after = self.advance(self._ended.popleft())
+                after = self.advance(*self._ended.popleft())
                 if after is not None:
                     self.start(after)
         finally:
@@ -170,13 +173,13 @@ class Chains:
         before.successor = delivery
         return False
 
-    def advance(self, delivery: Delivery) -> Delivery | None:
-        """`delivery` has ended: the next of its chain whose turn it is now, if any."""
+    def advance(self, delivery: Delivery, chain: Chain | None) -> Delivery | None:
+        """`delivery` (of `chain`) has ended: the next of its chain whose turn it is now,
+        if any."""
         after, delivery.successor = delivery.successor, None
         while after is not None and after.done():  # cancelled before its turn
             skipped, after = after, after.successor
             skipped.successor = None
-        chain = delivery.chain
         if after is None and chain is not None:
             last = self.last.get(chain)
             if last is delivery or (last is not None and last.done()):

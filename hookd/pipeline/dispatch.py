@@ -209,7 +209,7 @@ class Dispatcher:
                 parking.add_done_callback(lambda done: self._parked(delivery, done))
                 if delivery.chain is not None:  # the next of its key need not wait for the
                     self._chains.ended(delivery)  # ack: it joins the group after it, if it
-                    delivery.chain = None  # is parked too (their order kept in the record)
+                    # is parked too (their order kept in the record)
                 return None
         try:
             request = hook.render(job.event)
@@ -242,7 +242,6 @@ class Dispatcher:
             if self.outcomes is not None:  # its end is its outcome record's ack; the next
                 if delivery.chain is not None:  # of its key goes now, as it would without
                     self._chains.ended(delivery)
-                    delivery.chain = None
                 return self._task(delivery, self.outcomes.delivered(job, made.status))
             if not delivery.done():  # (`_ended`, inline: the common way's end)
                 delivery.finish()

@@ -750,6 +750,47 @@ async def test_a_delivery_waiting_behind_its_key_is_not_gathered_ahead_of_it(
     assert [c.seq for c in sender.calls] == [0]
 
 
+async def test_a_delivery_parked_when_its_turn_comes_lets_the_next_of_its_key_go(
+        runtime: Runtime) -> None:
+    """A key's delivery whose turn comes (its predecessor answered) while the circuit is
+    open is parked with its hook's group; the next of its key must not wait behind it for
+    the group's ack. (It did, and for ever: the chain still named the parked one, which no
+    longer held it, so its end started nothing: the record never finished, the partition's
+    commits stopped.)"""
+    release, acked = asyncio.Event(), asyncio.Event()
+
+    async def slow(call: Call) -> Outcome:
+        await release.wait()
+        return OK
+
+    class OpensLater(FakeSender):
+        closed = False
+
+        def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
+            return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, "circuit open", 30.0) \
+                if self.closed else None
+
+    sender = OpensLater(slow)
+    producer = FakeProducer(hold=acked)
+    dispatcher, _ = await closed_dispatcher(runtime, producer, sender)
+    finished: list[int] = []
+    dispatcher.submit(record(0, "Solo", key=b"k"), lambda: finished.append(0))  # in flight
+    await asyncio.sleep(0.01)
+    sender.closed = True
+    dispatcher.submit(record(1, "Solo", key=b"k"), lambda: finished.append(1))  # behind 0
+    await asyncio.sleep(0.01)
+    release.set()  # 0 delivered: 1's turn, parked with its group (the write not acked yet)
+    await asyncio.sleep(0.05)
+    assert finished == [0]
+    dispatcher.submit(record(2, "Solo", key=b"k"), lambda: finished.append(2))
+    await asyncio.sleep(0.05)
+    acked.set()
+    assert await dispatcher.drain(5.0) == 0
+    assert sorted(finished) == [0, 1, 2]
+    offsets = [p.event.meta.offset for _, v, _, _ in producer.records for p in read_parked(v)]
+    assert sorted(offsets) == [1, 2] and offsets.index(1) < offsets.index(2)
+
+
 async def test_a_group_comes_back_as_its_deliveries_in_order(runtime: Runtime,
                                                            down: HttpSender) -> None:
     producer = FakeProducer()
