@@ -46,7 +46,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), keep: int = 0) -> None:
         self._keep = keep
         forms = {form for s in secrets if len(s) >= 4 for form in url_forms(s)}
-        ordered = sorted(forms, key=len, reverse=True)
+        ordered = sorted(forms, key=lambda form: (-len(form), form))  # (the same every run)
         self._matcher = (AhoCorasick(ordered, matchkind=MatchKind.LeftmostLongest)
                          if ordered else None)
         # each form as a JSON string holds it (orjson escapes only '"', '\\' and control
