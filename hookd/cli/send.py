@@ -42,11 +42,10 @@ Ask = Callable[[str], str]  # shows a question, returns the answer (input() on a
 class _Quiet:
     """The attempt's log line is not written: what it says is printed below, plainly."""
 
-    def info(self, msg: str, context: dict[str, Any], fields: dict[str, Any]) -> None:
+    def info(self, *_args: Any) -> None:
         """Nothing."""
 
-    def warning(self, msg: str, context: dict[str, Any], fields: dict[str, Any]) -> None:
-        """Nothing."""
+    warning = delivered = info
 
 
 def printable(text: str) -> str:

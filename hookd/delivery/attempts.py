@@ -19,6 +19,8 @@ from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import Lines
 from hookd.telemetry.redact import MASK
 
+_DELIVERED = Verdict.DELIVERED  # (`Outcome.ok`, without a property call per attempt)
+
 
 @dataclass
 class Job:
@@ -34,18 +36,20 @@ class Job:
 
 class Line:
     """A delivery's log context, given to each of its lines (cheaper than a bound logger,
-    which copies its context and builds a new logger)."""
+    which copies its context and builds a new logger): `context`, the fields that lead
+    each line, and `event`, the event's name, the line's last field ("event")."""
 
-    __slots__ = ("context", "lines")
+    __slots__ = ("context", "event", "lines")
 
-    def __init__(self, lines: Lines, context: dict[str, Any]) -> None:
-        self.lines, self.context = lines, context
+    def __init__(self, lines: Lines, context: dict[str, Any], event: str | None = None
+                 ) -> None:
+        self.lines, self.context, self.event = lines, context, event
 
     def info(self, msg: str, **fields: Any) -> None:
-        self.lines.info(msg, self.context, fields)
+        self.lines.info(msg, self.context, fields, self.event)
 
     def warning(self, msg: str, **fields: Any) -> None:
-        self.lines.warning(msg, self.context, fields)
+        self.lines.warning(msg, self.context, fields, self.event)
 
 
 @dataclass
@@ -81,27 +85,34 @@ class Attempts:
 
     def record(self, job: Job, hook: CompiledHook, outcome: Outcome, attempt_no: int,
                started: float, bound: Line) -> Outcome:
-        """An attempt's outcome, sent at `started` (monotonic): counted, and its line."""
+        """An attempt's outcome, sent at `started` (monotonic): counted, and its line. An
+        attempt answered 2xx ends its delivery: counted delivered here too, with its
+        attempt, in one call (`HookStats.delivered`), its line written in one call."""
         if outcome.verdict is Verdict.PARK:  # the endpoint's circuit is open: nothing sent
             return outcome
+        now = time.time()
         if job.first_attempt_at is None:
-            job.first_attempt_at = time.time()
+            job.first_attempt_at = now
         seconds = time.monotonic() - started
         duration_ms = round(seconds * 1000, 1)
-        stat = self.stats.of(hook.id) if self.stats is not None else None
+        stats = self.stats
+        if outcome.verdict is _DELIVERED:  # the delivery's end (the caller counts nothing)
+            if stats is not None:
+                stats.delivered(hook.id, job.event.meta.timestamp, now,
+                                seconds if self.timed else None)
+            bound.lines.delivered(bound.context, bound.event, outcome.status, attempt_no,
+                                  duration_ms, now)
+            return outcome
+        stat = stats.of(hook.id) if stats is not None else None
         if stat is not None and self.timed:
             stat.attempt(outcome.status, seconds)
-        if outcome.ok:
-            bound.info("delivery", outcome="delivered", status=outcome.status,
-                       attempt=attempt_no, duration_ms=duration_ms)
-        else:
-            # what happens next (a retry in memory, parked, dead-lettered) has its own line
-            bound.warning("delivery", outcome="failed",
-                          retryable=outcome.verdict is Verdict.RETRY, status=outcome.status,
-                          attempt=attempt_no, duration_ms=duration_ms,
-                          error_kind=str(outcome.kind), error=outcome.message)
-            if stat is not None:
-                stat.error(outcome.message or str(outcome.status or outcome.kind))
+        # what happens next (a retry in memory, parked, dead-lettered) has its own line
+        bound.warning("delivery", outcome="failed",
+                      retryable=outcome.verdict is Verdict.RETRY, status=outcome.status,
+                      attempt=attempt_no, duration_ms=duration_ms,
+                      error_kind=str(outcome.kind), error=outcome.message)
+        if stat is not None:
+            stat.error(outcome.message or str(outcome.status or outcome.kind))
         return outcome
 
     async def _send_oauth2(self, hook: CompiledHook, request: Request, auth: OAuth2Auth,

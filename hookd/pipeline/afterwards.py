@@ -1,7 +1,7 @@
 """What becomes of a delivery once it leaves the common way (its first attempt did not
 deliver, or it waits for a rate limit or an OAuth2 token first): retries in memory,
 parking, dead letters, a 410's disabling; run in the delivery's own task. And what both
-ways share: a delivery's log context, and its counting as delivered."""
+ways share: a delivery's log context."""
 
 from __future__ import annotations
 
@@ -45,13 +45,11 @@ class Afterwards:
 
     def line(self, job: Job, hook: CompiledHook, msg_id: str, url: str) -> Line:
         """A delivery's log context (the log processor masks secrets)."""
-        meta = job.event.meta
-        return Line(self.lines, {"hook": hook.id, "_event": job.event.name,
-                                  "webhook_id": msg_id, "url": url, "topic": meta.topic,
-                                  "partition": meta.partition, "offset": meta.offset})
-
-    def delivered(self, job: Job, hook: CompiledHook) -> None:
-        self.stats.delivered(self.stats.of(hook.id), job.event.meta.timestamp)
+        event = job.event
+        meta = event.meta
+        return Line(self.lines, {"hook": hook.id, "webhook_id": msg_id, "url": url,
+                                 "topic": meta.topic, "partition": meta.partition,
+                                 "offset": meta.offset}, event.name)
 
     async def attempted(self, job: Job, hook: CompiledHook, request: Request,
                         line: Line) -> None:
@@ -64,11 +62,11 @@ class Afterwards:
 
     async def _if_delivered(self, job: Job, hook: CompiledHook, made: Outcome,
                             attempt: int) -> bool:
-        """Attempt `attempt` delivered: counted, and its outcome record written."""
+        """Attempt `attempt` delivered (counted by `Attempts.record`): its outcome record
+        written."""
         if not made.ok:
             return False
         job.attempts = attempt
-        self.delivered(job, hook)
         if self.outcomes is not None:
             await self.outcomes.delivered(job, made.status)
         return True
@@ -115,8 +113,7 @@ class Afterwards:
                 else float("inf"))
         job.attempts = last if outcome.verdict is not Verdict.PARK else last - 1
         end = ending(outcome, delay, self.parking is not None)
-        if end is Ending.DELIVERED:
-            self.delivered(job, hook)
+        if end is Ending.DELIVERED:  # (counted by `Attempts.record`)
             if self.outcomes is not None:
                 await self.outcomes.delivered(job, outcome.status)
         elif end is Ending.DISABLE:

@@ -238,7 +238,6 @@ class Dispatcher:
                                      delivery.line)
         if made.ok:
             job.attempts = first
-            self._afterwards.delivered(job, hook)
             if self.outcomes is not None:  # its end is its outcome record's ack; the next
                 if delivery.chain is not None:  # of its key goes now, as it would without
                     self._chains.ended(delivery)

@@ -22,6 +22,7 @@ DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 LAG_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                                   60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
 STATUS_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
+_2XX = STATUS_CLASSES.index("2xx")
 OUTCOMES = ("delivered", "retried", "parked", "dead_lettered", "skipped")
 
 
@@ -116,7 +117,21 @@ class HookStats:
         this process has counted, removed ones included."""
         return sum(getattr(stat, figure) for stat in self._every.values())
 
-    def delivered(self, stat: HookStat, timestamp_ms: int | None) -> None:
+    def delivered(self, hook_id: str, timestamp_ms: int | None, now: float,
+                  seconds: float | None = None) -> None:
+        """A delivery ended delivered at `now` (epoch seconds): counted, its lag from its
+        record's timestamp observed; and with `seconds` (/metrics on) the attempt that
+        delivered it, a 2xx, counted as `HookStat.attempt` counts one. One call per
+        delivery for what was five (a lookup, `attempt`, `delivered`, two `observe`): the
+        buckets are fed here, as `Buckets.observe` does (one call on the hot path)."""
+        stat = self.hooks.get(hook_id) or self.of(hook_id)
         stat.delivered += 1
+        if seconds is not None:
+            stat.attempts[_2XX] += 1
+            duration = stat.duration
+            duration.counts[bisect_left(duration.bounds, seconds)] += 1
+            duration.sum += seconds
         if timestamp_ms is not None and timestamp_ms >= 0:
-            self.lag.observe(max(0.0, time.time() - timestamp_ms / 1000))
+            lag, value = self.lag, max(0.0, now - timestamp_ms / 1000)
+            lag.counts[bisect_left(lag.bounds, value)] += 1
+            lag.sum += value

@@ -24,6 +24,7 @@ from hookd.requests.oauth import TokenCache
 from hookd.requests.proxy import Route
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import Signer
+from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import Lines
 from tests.unit.conftest import WriteConfig
 from tests.unit.pipeline.test_dispatch import OK, FakeSender, Respond, record
@@ -194,6 +195,29 @@ async def test_first_attempt_at_is_set_by_the_first_attempt_only(
     assert job.first_attempt_at == first
     assert [(line["outcome"], line["attempt"]) for line in captured] == [
         ("failed", 1), ("delivered", 2)]
+
+
+@pytest.mark.parametrize("timed", [True, False], ids=["metrics-on", "metrics-off"])
+async def test_an_attempt_answered_2xx_counts_its_delivery_a_failed_one_does_not(
+        runtime: Runtime, clock: FakeClock, captured: Captured, timed: bool) -> None:
+    """The delivered count and its lag are counted where the 2xx is recorded (the callers
+    count nothing); attempts by class and their durations only with /metrics on."""
+    hook = hook_of(runtime, "plain")
+    stats = HookStats([hook.id])
+    sender = RecordingSender(lambda call: classify_status(503) if call.attempt == 1 else OK)
+    attempts = Attempts(sender, stats=stats, timed=timed)
+    job, request = job_for(hook)
+    assert job.event.meta.timestamp is not None
+    clock.now = job.event.meta.timestamp / 1000 + 3.0
+    await attempts.attempt(job, hook, request, 1, line_for(request))
+    stat = stats.of(hook.id)
+    assert (stat.delivered, stats.lag.count, stat.last_error) == (0, 0, "503")
+    assert (await attempts.attempt(job, hook, request, 2, line_for(request))).ok
+    assert stat.delivered == 1 and stat.last_error == "503"
+    assert stats.lag.count == 1 and stats.lag.sum == pytest.approx(3.0)
+    assert stat.attempts == ([0, 0, 1, 0, 0, 1] if timed else [0] * 6)
+    assert stat.duration.count == (2 if timed else 0)
+    assert stat.duration.sum == pytest.approx(0.025 if timed else 0.0)
 
 
 # --------------------------------------------------------------------- a failed attempt

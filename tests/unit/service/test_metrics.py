@@ -111,7 +111,7 @@ def test_the_collector_reads_every_part(write_config: WriteConfig) -> None:
     crm_stat.dead_lettered, crm_stat.skipped, crm_stat.waiting = 1, 0, 3
     for status, seconds in ((200, 0.004), (503, 0.2), (None, 5.5)):
         crm_stat.attempt(status, seconds)
-    stats.delivered(crm_stat, int((time.time() - 1.5) * 1000))
+    stats.delivered("crm", int((time.time() - 1.5) * 1000), time.time())
     parts = Parts(runtime, dispatcher, sender,
                   source=Loop([("cc.events", 0)], {"cc.events-0": 7, "cc.events-1": 0}),
                   retries=Loop([("hookd.retry.30s", 0)],

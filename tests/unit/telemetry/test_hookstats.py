@@ -11,7 +11,14 @@ from hookd.delivery.retries import ErrorKind
 from hookd.events.decode import Event, Meta
 from hookd.pipeline.runtime import load_config
 from hookd.service.hookview import CIRCUIT_OPEN, DISABLED, ENABLED, GONE, enabled, hook_states
-from hookd.telemetry.hookstats import DURATION_BUCKETS, Buckets, HookStat, HookStats
+from hookd.telemetry.hookstats import (
+    DURATION_BUCKETS,
+    LAG_BUCKETS,
+    STATUS_CLASSES,
+    Buckets,
+    HookStat,
+    HookStats,
+)
 from tests.unit.conftest import WriteConfig
 from tests.unit.delivery.test_sender import SenderFactory, closed_port, make_sender
 
@@ -72,10 +79,34 @@ def test_a_reload_keeps_the_figures_of_the_hooks_it_keeps() -> None:
 
 def test_delivered_observes_the_lag_from_the_record_timestamp() -> None:
     stats = HookStats(["a"])
-    stats.delivered(stats.of("a"), int((time.time() - 2.0) * 1000))
-    stats.delivered(stats.of("a"), None)  # no timestamp: counted, no lag
-    assert stats.of("a").delivered == 2
-    assert stats.lag.count == 1 and 1.9 < stats.lag.sum < 3.0
+    now = time.time()
+    stats.delivered("a", int((now - 2.0) * 1000), now)
+    stats.delivered("a", None, now)  # no timestamp: counted, no lag
+    stats.delivered("a", int((now + 5.0) * 1000), now)  # a clock ahead: no negative lag
+    stats.delivered("late", -1, now)  # a hook no longer configured: made on first use
+    assert stats.of("a").delivered == 3 and stats.of("late").delivered == 1
+    assert stats.lag.count == 2 and 1.9 < stats.lag.sum < 2.1
+    assert stats.lag.counts[LAG_BUCKETS.index(2.5)] == 1 and stats.lag.counts[0] == 1
+    assert stats.of("a").attempts == [0] * len(STATUS_CLASSES)  # /metrics off: no attempt
+
+
+def test_delivered_with_its_attempt_counts_what_attempt_and_observe_count() -> None:
+    """One call per delivery (the hot path) counts what `HookStat.attempt`, the delivered
+    count and `Buckets.observe` of the lag count one by one."""
+    now = time.time()
+    ours, theirs = HookStats(["a"]), HookStats(["a"])
+    for seconds, lag in ((0.004, 0.3), (0.02, 2.0), (0.02, 0.0), (40.0, 99999.0)):
+        ours.delivered("a", int((now - lag) * 1000), now, seconds)
+        stat = theirs.of("a")
+        stat.attempt(200, seconds)
+        stat.delivered += 1
+        theirs.lag.observe(max(0.0, now - int((now - lag) * 1000) / 1000))
+    mine, expected = ours.of("a"), theirs.of("a")
+    assert mine.attempts == expected.attempts == [0, 0, 4, 0, 0, 0]
+    assert mine.duration.counts == expected.duration.counts
+    assert mine.duration.sum == expected.duration.sum
+    assert ours.lag.counts == theirs.lag.counts and ours.lag.sum == theirs.lag.sum
+    assert mine.as_dict() == expected.as_dict()
 
 
 def test_hook_states(write_config: WriteConfig) -> None:

@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -300,18 +301,32 @@ class Odd:
         return f"<Odd {SECRET}>"  # masked too, although only its repr reaches the line
 
 
-FAST_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-    ("delivery", {"hook": "crm", "_event": "Answered", "url": f"https://x.example/?t={SECRET}",
+FAST_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str | None]] = [
+    ("delivery", {"hook": "crm", "url": f"https://x.example/?t={SECRET}",
                   "topic": "cc.events", "partition": 3, "offset": 17},
-     {"outcome": "delivered", "status": 200, "attempt": 1, "duration_ms": 1.5}),
+     {"outcome": "delivered", "status": 200, "attempt": 1, "duration_ms": 1.5}, "Answered"),
     ("delivery", {"hook": "legacy", "url": "http://127.0.0.1/legacy"},  # no event name
      {"outcome": "failed", "retryable": True, "status": None, "error": f"boom {SECRET}",
-      "nested": {"a": [SECRET, 1, 2.5], "b": None}, "odd": Odd()}),
-    (f"message with {OTHER}", {}, {"msg_field": "x", "when": datetime(2026, 11, 21, tzinfo=UTC)}),
-    ("delivery", {"hook": "crm", "_event": "Answered", "webhook_id": "msg_0f", "topic": "t",
+      "nested": {"a": [SECRET, 1, 2.5], "b": None}, "odd": Odd()}, None),
+    (f"message with {OTHER}", {}, {"msg_field": "x", "when": datetime(2026, 11, 21, tzinfo=UTC)},
+     None),
+    ("delivery", {"hook": "crm", "webhook_id": "msg_0f", "topic": "t",
                   "url": "http://127.0.0.1/crm", "partition": 1, "offset": 2},  # nothing to mask
-     {"outcome": "delivered", "status": 200, "attempt": 1, "duration_ms": 0.5}),
+     {"outcome": "delivered", "status": 200, "attempt": 1, "duration_ms": 0.5}, "Answered"),
+    ("delivery", {"hook": "crm", "url": "https://u:p@crm.example/"},  # userinfo
+     {"outcome": "parked", "attempt": 2, "retry_in_s": 30.0}, f"Ans{OTHER}"),
 ]
+
+
+def _same_as_the_chain(out: str, lines_written: int) -> None:
+    """Each line ours, then structlog's chain's: the same keys in the same order, the
+    same values (timestamps aside: a microsecond apart)."""
+    assert SECRET not in out and OTHER not in out and "u:p@" not in out
+    written = lines(out)
+    assert len(written) == 2 * lines_written
+    for ours, theirs in zip(written[::2], written[1::2], strict=True):
+        assert ours.pop("timestamp").endswith("Z") and theirs.pop("timestamp").endswith("Z")
+        assert list(ours.items()) == list(theirs.items())  # same keys, same order
 
 
 def test_fast_lines_write_what_structlogs_chain_writes(capsys: pytest.CaptureFixture[str]
@@ -321,17 +336,73 @@ def test_fast_lines_write_what_structlogs_chain_writes(capsys: pytest.CaptureFix
     logger = structlog.get_logger("hookd.test").bind()
     fast = logs.Lines(logger)
     assert fast.json is not None  # the fast path is the one under test
-    for msg, context, fields in FAST_CASES:
+    for msg, context, fields, event in FAST_CASES:
         for level in ("info", "warning"):
-            getattr(fast, level)(msg, context, fields)
-            getattr(logger, level)(msg, **context, **fields)
-    out = capsys.readouterr().out
-    assert SECRET not in out and OTHER not in out
-    written = lines(out)
-    assert len(written) == 2 * 2 * len(FAST_CASES)
-    for ours, theirs in zip(written[::2], written[1::2], strict=True):
-        assert ours.pop("timestamp").endswith("Z") and theirs.pop("timestamp").endswith("Z")
-        assert list(ours.items()) == list(theirs.items())  # same keys, same order
+            getattr(fast, level)(msg, context, fields, event)
+            named = {"_event": event} if event is not None else {}
+            getattr(logger, level)(msg, **context, **named, **fields)
+    _same_as_the_chain(capsys.readouterr().out, 2 * len(FAST_CASES))
+
+
+DELIVERED_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"hook": "crm", "webhook_id": "msg_0f", "url": "http://127.0.0.1/crm", "topic": "t",
+      "partition": 1, "offset": 2}, "Answered"),  # nothing to mask
+    ({"hook": "crm", "webhook_id": "msg_1a", "url": f"https://x.example/?t={SECRET}",
+      "topic": "cc.events", "partition": 3, "offset": 17}, "Answered"),  # a secret echoed
+    ({"hook": "crm", "webhook_id": "msg_2b", "url": "https://u:p@crm.example/",
+      "topic": "t", "partition": 0, "offset": 0}, f"Ans{OTHER}"),  # userinfo; the name
+    ({"hook": "odd", "url": "http://127.0.0.1/odd", "odd": Odd()}, "Answered"),  # a repr
+]
+
+
+def test_the_delivered_line_is_what_structlogs_chain_writes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`Lines.delivered`, the line of each delivery built in its final order in one go,
+    writes what `info("delivery", ...)` and structlog's chain write."""
+    configure_logging("info", "json")
+    REDACTOR.current = Redactor([SECRET, OTHER])
+    logger = structlog.get_logger("hookd.test").bind()
+    fast = logs.Lines(logger)
+    assert fast.json is not None
+    for n, (context, event) in enumerate(DELIVERED_CASES):
+        for status in (200, 204):
+            fast.delivered(context, event, status, n + 1, 12.5, time.time())
+            logger.info("delivery", **context, _event=event, outcome="delivered",
+                        status=status, attempt=n + 1, duration_ms=12.5)
+            fast.delivered(context, event, status, n + 1, 12.5, time.time())
+            fast.info("delivery", context, {"outcome": "delivered", "status": status,
+                                            "attempt": n + 1, "duration_ms": 12.5}, event)
+    _same_as_the_chain(capsys.readouterr().out, 4 * len(DELIVERED_CASES))
+
+
+def test_the_delivered_line_is_stamped_at_the_time_it_is_given(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    fast = logs.Lines(structlog.get_logger().bind())
+    for now in (1796000000.25, 1796000000.75, 1796000001.125, 1796000061.5):
+        fast.delivered({"hook": "crm"}, "Answered", 200, 1, 1.0, now)
+    stamps = [line["timestamp"] for line in lines(capsys.readouterr().out)]
+    assert stamps == ["2026-11-30T00:53:20.250000Z", "2026-11-30T00:53:20.750000Z",
+                      "2026-11-30T00:53:21.125000Z", "2026-11-30T00:54:21.500000Z"]
+
+
+def test_the_delivered_line_keeps_the_level_filter_and_goes_through_structlog_when_it_must(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("warning", "json")
+    logs.Lines(structlog.get_logger().bind()).delivered({"hook": "h"}, "A", 200, 1, 1.0, 0.0)
+    assert capsys.readouterr().out == ""
+    configure_logging("info", "json")
+    fast = logs.Lines(structlog.get_logger().bind())
+    with structlog.testing.capture_logs() as captured:  # changes the chain in place
+        fast.delivered({"hook": "crm"}, "Answered", 200, 1, 1.5, time.time())
+    assert captured == [{"event": "delivery", "hook": "crm", "_event": "Answered",
+                         "outcome": "delivered", "status": 200, "attempt": 1,
+                         "duration_ms": 1.5, "log_level": "info"}]
+    configure_logging("info", "console")
+    logs.Lines(structlog.get_logger().bind()).delivered({"hook": "crm"}, "Answered", 200, 1,
+                                                        1.5, time.time())
+    assert re.search(r"\[info\s*\] delivery\s+attempt=1 duration_ms=1.5 event=Answered "
+                     r"hook=crm outcome=delivered status=200", capsys.readouterr().out)
 
 
 def test_fast_lines_keep_the_level_filter(capsys: pytest.CaptureFixture[str]) -> None:
