@@ -715,24 +715,30 @@ async def test_gathered_deliveries_not_acked_by_shutdown_stay_unfinished(
     assert not lot._writing  # the writes were given up
 
 
+class OpensLater(FakeSender):
+    """Answers 200 once `release` is set; its endpoint's circuit opens when told
+    (`closed = True`): deliveries are parked unrendered from then on."""
+
+    closed = False
+
+    def __init__(self, release: asyncio.Event) -> None:
+        async def slow(call: Call) -> Outcome:
+            await release.wait()
+            return OK
+        super().__init__(slow)
+
+    def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
+        return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, "circuit open", 30.0) \
+            if self.closed else None
+
+
 async def test_a_delivery_waiting_behind_its_key_is_not_gathered_ahead_of_it(
         runtime: Runtime) -> None:
     """Deliveries of one key to one hook keep their order: while one is in flight, the
     next waits behind it rather than being parked ahead of it."""
     release = asyncio.Event()
 
-    async def slow(call: Call) -> Outcome:
-        await release.wait()
-        return OK
-
-    class OpensLater(FakeSender):
-        closed = False
-
-        def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
-            return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, "circuit open", 30.0) \
-                if self.closed else None
-
-    sender = OpensLater(slow)
+    sender = OpensLater(release)
     producer = FakeProducer()
     dispatcher, _ = await closed_dispatcher(runtime, producer, sender)
     dispatcher.submit(record(0, "Solo", key=b"k"), lambda: None)  # sent, and waiting
@@ -759,18 +765,7 @@ async def test_a_delivery_parked_when_its_turn_comes_lets_the_next_of_its_key_go
     commits stopped.)"""
     release, acked = asyncio.Event(), asyncio.Event()
 
-    async def slow(call: Call) -> Outcome:
-        await release.wait()
-        return OK
-
-    class OpensLater(FakeSender):
-        closed = False
-
-        def unavailable(self, endpoint: str, hook: str | None = None) -> Outcome | None:
-            return Outcome(Verdict.PARK, ErrorKind.CONNECT, None, "circuit open", 30.0) \
-                if self.closed else None
-
-    sender = OpensLater(slow)
+    sender = OpensLater(release)
     producer = FakeProducer(hold=acked)
     dispatcher, _ = await closed_dispatcher(runtime, producer, sender)
     finished: list[int] = []
