@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 from hookd.delivery.attempts import Job
 from hookd.delivery.retries import Outcome, Verdict
+from hookd.kafka.batching import Acked, BatchedProducer
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.outcomes import HOOK_DISABLED, ErrorDoc, OutcomeRecord, outcome_record, to_json
 from hookd.kafka.parking import Parked
@@ -28,6 +29,14 @@ from hookd.kafka.writes import WriteWatch, until_acked
 from hookd.loops import RunningLoop
 
 Written = Coroutine[Any, Any, None]  # an outcome record's write, acked when it returns
+
+
+class Entry(NamedTuple):
+    """An outcome record as the producer writes it."""
+
+    value: bytes
+    key: bytes
+    headers: list[tuple[str, bytes]]
 
 
 class OutcomeLog:
@@ -39,14 +48,22 @@ class OutcomeLog:
                  clock: Callable[[], float] = time.time) -> None:
         self.producer, self.topic, self.writes, self.clock = producer, topic, writes, clock
         self._loop = RunningLoop()
+        # the batching producer's `append` (hookd.kafka.batching); None: a plain producer
+        self._append: Callable[..., bool] | None = (
+            producer.append if isinstance(producer, BatchedProducer) else None)
 
     def delivered(self, job: Job, status: int | None) -> Written:
         """A 2xx answer (`job.attempts` counts the one that brought it)."""
+        return self.write_entry(self.delivered_entry(job, status))
+
+    def delivered_entry(self, job: Job, status: int | None, msg_id: str | None = None,
+                        ) -> Entry:
+        """`delivered`'s record, not written yet (`msg_id`: its webhook-id, when known)."""
         now = self.clock()
-        return self.write(outcome_record(
+        return self.entry(outcome_record(
             "delivered", job.hook_id, job.event, attempts=job.attempts,
             first_attempt_at=job.first_attempt_at, last_attempt_at=now, status=status,
-            error=None, at=now))
+            error=None, at=now, msg_id=msg_id))
 
     def dead_lettered(self, job: Job, letter: DeadLetter) -> Written:
         """Written to the dead-letter topic (and acked): the letter's own figures."""
@@ -89,12 +106,27 @@ class OutcomeLog:
     def write(self, record: OutcomeRecord) -> Written:
         """The record's write, until acked: a coroutine to await (each method hands it on
         rather than awaiting it, one frame less at every resume on the delivery path)."""
-        value = to_json(record)
-        key = record["event_id"].encode()
-        headers = [("hookd-outcome", record["outcome"].encode()),
-                   ("hookd-hook", record["hook"].encode())]
+        return self.write_entry(self.entry(record))
+
+    @staticmethod
+    def entry(record: OutcomeRecord) -> Entry:
+        return Entry(to_json(record), record["event_id"].encode(),
+                     [("hookd-outcome", record["outcome"].encode()),
+                      ("hookd-hook", record["hook"].encode())])
+
+    def write_entry(self, entry: Entry, failed: BaseException | None = None) -> Written:
+        """`entry`'s write, until acked (`failed`: its first try already failed so)."""
         return until_acked(lambda: self.producer.send_and_wait(
-            self.topic, value, key=key, headers=headers), "outcome", self.topic, self.writes)
+            self.topic, entry.value, key=entry.key, headers=entry.headers), "outcome",
+            self.topic, self.writes, failed)
+
+    def append(self, entry: Entry, acked: Acked) -> bool:
+        """`entry` into the producer's open batch, without a task: `acked(None)` once the
+        broker has acked it, `acked(exc)` if that failed (then `write_entry(entry, exc)`
+        tries it until acked). False, nothing done: it must be written with `write_entry`
+        (the producer does not batch, or cannot take it now)."""
+        return self._append is not None and self._append(
+            self.topic, entry.value, entry.key, entry.headers, acked)
 
 
 def _error(parked: Parked) -> ErrorDoc:

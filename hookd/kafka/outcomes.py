@@ -96,12 +96,13 @@ def outcome_record(outcome: Ending, hook: str, event: Event, *, attempts: int,
                    first_attempt_at: float | None, last_attempt_at: float | None,
                    status: int | None, error: ErrorDoc | None, at: float,
                    retry_topic: str | None = None, due_at: float | None = None,
-                   ) -> OutcomeRecord:
-    """The record of one outcome (times in epoch seconds); a pure function."""
+                   msg_id: str | None = None) -> OutcomeRecord:
+    """The record of one outcome (times in epoch seconds); a pure function. `msg_id`: its
+    webhook-id, when the caller has it (else computed: the same)."""
     meta, stamp = event.meta, event.meta.timestamp
     return {
         "hook": hook, "event_id": event.id, "event": event.name, "outcome": outcome,
-        "webhook_id": webhook_id(event.id, hook), "status": status, "attempts": attempts,
+        "webhook_id": msg_id or webhook_id(event.id, hook), "status": status, "attempts": attempts,
         "first_attempt_at": rfc3339(first_attempt_at) if first_attempt_at else None,
         "last_attempt_at": rfc3339(last_attempt_at) if last_attempt_at else None,
         "at": rfc3339(at),

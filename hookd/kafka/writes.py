@@ -108,25 +108,29 @@ class WriteWatch:
 
 
 async def until_acked(produce: Callable[[], Awaitable[T]], what: str, topic: str,
-                      writes: WriteWatch | None = None) -> T:
+                      writes: WriteWatch | None = None,
+                      failed: BaseException | None = None) -> T:
     """Try `produce` (a write to `topic`) until the broker acks it: the source offset must
     not move before that. Unwritable is raised at once (no retry makes it fit); every
-    other failure is told to `writes` and tried again."""
+    other failure is told to `writes` and tried again. `failed`: the write's first try,
+    made elsewhere (a batch: hookd.kafka.batching), failed so."""
     pause, failing = FIRST_PAUSE, False
     try:
         while True:
+            if failed is not None:  # any broker trouble: keep trying, the offset waits
+                if writes is not None:
+                    writes.failed(topic, failed, again=failing)
+                failing = True
+                log.error(f"{what} publish failed, retrying", topic=topic,
+                          error=explain(failed), retry_in=pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, LONGEST_PAUSE)
             try:
                 return await produce()
             except Unwritable:
                 raise
-            except Exception as exc:  # any broker trouble: keep trying, the offset waits
-                if writes is not None:
-                    writes.failed(topic, exc, again=failing)
-                failing = True
-                log.error(f"{what} publish failed, retrying", topic=topic, error=explain(exc),
-                          retry_in=pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, LONGEST_PAUSE)
+            except Exception as exc:
+                failed = exc
     finally:
         if failing and writes is not None:
             writes.ended(topic)

@@ -33,6 +33,18 @@ class _Follows:
 FOLLOWS = _Follows()
 
 
+class _InBatch:
+    """The delivery waits for the ack of its outcome record's batch: cancelled, it is not
+    told of it (the record is written all the same: a record read again writes its
+    outcomes again, the delivery log is at least once)."""
+
+    def cancel(self) -> None:
+        """Nothing to stop: the batch is shared."""
+
+
+IN_BATCH = _InBatch()
+
+
 PENDING, DONE, CANCELLED = 0, 1, 2  # a delivery's state: under way, ended, given up
 
 

@@ -12,6 +12,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status
+from hookd.kafka.batching import BatchedProducer
 from hookd.kafka.offsets import OffsetTracker
 from hookd.kafka.outcomelog import OutcomeLog
 from hookd.kafka.parking import Parked, ParkingLot
@@ -53,15 +54,19 @@ class Log:
     """A Dispatcher with a delivery log; the log's records as JSON documents."""
 
     def __init__(self, runtime: Runtime, sender: FakeSender, *, parking: bool = False,
-                 producer: FakeProducer | None = None) -> None:
-        self.producer = producer or FakeProducer()
+                 producer: FakeProducer | None = None, batched: bool = False) -> None:
+        """`batched`: the log writes through the daemon's BatchedProducer (over
+        `producer`, a FakeBatches), as in production."""
+        self.producer = producer or (FakeBatches() if batched else FakeProducer())
+        self.batches = Counting(self.producer, linger=0.001) if batched else None
         self.watch = WriteWatch(StallWatch("producer", 60.0, noun="producer"))
         self.lot = ParkingLot(FakeProducer(), None, "hookd.retry", 4) if parking else None
         self.sink = FakeSink()
         self.dispatcher = Dispatcher(sender, self.sink, lambda: runtime,
                                      lambda: Redactor(runtime.secrets), self.lot,
                                      writes=self.watch,
-                                     outcomes=OutcomeLog(self.producer, LOG, self.watch))
+                                     outcomes=OutcomeLog(self.batches or self.producer, LOG,
+                                                         self.watch))
         self.tracker = OffsetTracker()
 
     def submit(self, rec: Record, parked: bool = False) -> None:
@@ -82,6 +87,55 @@ class Log:
                                      "hookd-hook": doc["hook"].encode()}
             out.append(doc)
         return sorted(out, key=lambda d: (d["source"]["offset"], d["hook"]))
+
+
+class FakeBatch:
+    """What BatchedProducer fills: its records, in a list."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: None,
+               headers: list[tuple[str, bytes]]) -> object:
+        self.items.append((value, key, headers))
+        return self  # (not None: taken)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeBatches(FakeProducer):
+    """The producer under BatchedProducer: a batch's records are written when it is sent,
+    which counts as one write (failed for the first `failures`, held with `hold`)."""
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int,
+                         ) -> asyncio.Future[None]:
+        self.writes += 1
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.writes <= self.failures:
+            raise ConnectionError("broker unreachable")
+        self.records += [(topic, value, key, headers) for value, key, headers in batch.items]
+        acked = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
+
+
+class Counting(BatchedProducer):
+    """Counts the records that joined a batch without a task (`append`)."""
+
+    appended = 0
+
+    def append(self, *args: Any) -> bool:
+        taken = super().append(*args)
+        self.appended += taken
+        return taken
 
 
 def brief(doc: dict[str, Any]) -> tuple[Any, ...]:
@@ -211,3 +265,77 @@ async def test_a_parked_delivery_whose_hook_was_removed_is_skipped_with_a_record
     assert brief(doc) == (5, "removed", "skipped", None, 2, "hook_disabled")
     assert doc["source"] == {"topic": TOPIC, "partition": 0, "offset": 5}  # the event's own
     assert log.tracker.committable() == {TopicPartition("hookd.retry.30s", 1): 10}
+
+
+async def warmed(log: Log) -> None:
+    """A first record through the log: it learns the topic's partitions (until then a
+    record is written on its own), so the next ones join batches."""
+    log.submit(record(0, "Solo"))
+    await log.settle()
+    assert log.tracker.committable() == {TP: 1}
+
+
+async def test_batched_a_delivered_record_joins_a_batch_and_its_offset_waits_for_the_ack(
+        rt: Runtime) -> None:
+    log = Log(rt, FakeSender(lambda c: classify_status(404) if c.hook == "b" else OK),
+              batched=True)
+    await warmed(log)
+    assert log.batches is not None and isinstance(log.producer, FakeBatches)
+    log.producer.hold = hold = asyncio.Event()
+    log.submit(record(1, "Answered"))  # a: 200 (appended), b: 404 (dead-lettered, awaited)
+    for _ in range(200):
+        if log.producer.writes == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert log.batches.appended == 1 and log.producer.writes == 2  # one batch for both
+    assert log.tracker.committable() == {TP: 1}  # held: record 1 is not finished
+    hold.set()
+    await log.settle()
+    assert log.tracker.committable() == {TP: 2}
+    assert [brief(d) for d in log.records()] == [
+        (0, "solo", "delivered", 200, 1, None), (1, "a", "delivered", 200, 1, None),
+        (1, "b", "dead_lettered", 404, 1, "http_status")]
+    assert log.records()[1]["webhook_id"] == webhook_id("cc.events-0-1", "a")
+
+
+async def test_batched_a_batch_that_fails_is_written_again_alone_and_its_stall_ends(
+        rt: Runtime) -> None:
+    log = Log(rt, FakeSender(), batched=True)
+    await warmed(log)
+    assert log.batches is not None
+    log.producer.failures = log.producer.writes + 1  # the next batch fails
+    log.submit(record(1, "Solo"))
+    for _ in range(200):
+        if log.watch.failing(LOG) == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert log.batches.appended == 1 and log.watch.failing(LOG) == 1
+    assert log.tracker.committable() == {TP: 1}
+    await log.settle()  # tried again after its pause, acked
+    assert [brief(d) for d in log.records()] == [(0, "solo", "delivered", 200, 1, None),
+                                                 (1, "solo", "delivered", 200, 1, None)]
+    assert log.watch.failing(LOG) == 0 and log.tracker.committable() == {TP: 2}
+
+
+async def test_batched_a_revoked_delivery_is_not_finished_by_its_batchs_later_ack(
+        rt: Runtime) -> None:
+    log = Log(rt, FakeSender(), batched=True)
+    await warmed(log)
+    assert log.batches is not None
+    log.producer.hold = hold = asyncio.Event()
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+    log.submit(record(1, "Solo"))
+    for _ in range(200):
+        if log.batches.appended == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert log.batches.appended == 1
+    assert await log.dispatcher.abandon({TP}) == 1
+    hold.set()
+    await log.batches.flush()  # the batch is acked after the revocation
+    await asyncio.sleep(0.01)
+    assert log.dispatcher.pending == 0 and errors == []
+    assert log.tracker.committable() == {TP: 1}  # record 1 is read again, not committed
+    assert [brief(d) for d in log.records()] == [(0, "solo", "delivered", 200, 1, None),
+                                                 (1, "solo", "delivered", 200, 1, None)]
