@@ -100,12 +100,14 @@ def outcome_record(outcome: Ending, hook: str, event: Event, *, attempts: int,
     """The record of one outcome (times in epoch seconds); a pure function. `msg_id`: its
     webhook-id, when the caller has it (else computed: the same)."""
     meta, stamp = event.meta, event.meta.timestamp
+    at_text = rfc3339(at)  # (a delivered record's last attempt is its `at`: written once)
     return {
         "hook": hook, "event_id": event.id, "event": event.name, "outcome": outcome,
         "webhook_id": msg_id or webhook_id(event.id, hook), "status": status, "attempts": attempts,
         "first_attempt_at": rfc3339(first_attempt_at) if first_attempt_at else None,
-        "last_attempt_at": rfc3339(last_attempt_at) if last_attempt_at else None,
-        "at": rfc3339(at),
+        "last_attempt_at": (at_text if last_attempt_at == at else rfc3339(last_attempt_at))
+        if last_attempt_at else None,
+        "at": at_text,
         "latency_ms": max(0, round(at * 1000) - stamp) if stamp is not None and stamp >= 0
         else None,
         "error": error, "retry_topic": retry_topic,
