@@ -27,8 +27,9 @@ from hookd.delivery.sender import AttemptsAsTasks, HttpSender
 from hookd.kafka.deadletter import DeadLetter
 from hookd.kafka.offsets import OffsetTracker
 from hookd.kafka.parking import FORMAT_GROUP, ParkingLot, read_parked
-from hookd.pipeline.dispatch import SLICE, Dispatcher
+from hookd.pipeline.dispatch import Dispatcher
 from hookd.pipeline.runtime import Runtime, load_config
+from hookd.pipeline.way import SLICE
 from hookd.requests.proxy import Route
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
