@@ -1,11 +1,7 @@
-"""A delivery under way, as the dispatcher holds it: one future per delivery (what its
-record's bookkeeping waits for), with what is needed to cancel it wherever it is, and the
+"""A delivery under way, as the dispatcher holds it: a small state object that tells its
+record's bookkeeping of its end, with what is needed to cancel it wherever it is, and the
 order per key: a key's next delivery to a hook starts when the one before it has ended.
-
-A delivery has no task of its own while it goes the common way (rendered, sent, answered
-2xx): it is started from a callback, and ends from the connection's. A task runs it only
-from the moment it leaves that way (a retry, a parking, a dead letter, an OAuth2 token, a
-rate limit), and that task's end is the delivery's end.
+(hookd.pipeline.way takes it from its turn to its end.)
 """
 
 from __future__ import annotations
