@@ -298,8 +298,10 @@ class Lines:
                   attempt: int, duration_ms: float, now: float) -> None:
         """The line of an attempt answered 2xx at `now` (epoch seconds): what
         `info("delivery", context, {"outcome": "delivered", "status": status, "attempt":
-        attempt, "duration_ms": duration_ms}, event)` writes, built in its final key order
-        in one go (a line per delivery: no merge, no insertion one key at a time)."""
+        attempt, "duration_ms": duration_ms}, event)` writes, without a dict per line
+        where it can (a line per delivery: building and serializing the 15-key dict was
+        ~11 k of its ~27 k instructions under callgrind); else built in its final key
+        order in one go. Either way the bytes are the same."""
         processors = self._processors
         if processors is None or processors[-1] is not self._renderer or event is None:
             return self.info("delivery", context, {
