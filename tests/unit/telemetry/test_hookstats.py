@@ -95,14 +95,15 @@ def test_delivered_with_its_attempt_counts_what_attempt_and_observe_count() -> N
     count and `Buckets.observe` of the lag count one by one."""
     now = time.time()
     ours, theirs = HookStats(["a"]), HookStats(["a"])
-    for seconds, lag in ((0.004, 0.3), (0.02, 2.0), (0.02, 0.0), (40.0, 99999.0)):
+    for seconds, lag in ((0.004, 0.3), (0.02, 2.0), (0.02, 0.0), (40.0, 99999.0),
+                         (0.5, -5.0)):  # (a record stamped ahead of this clock)
         ours.delivered("a", int((now - lag) * 1000), now, seconds)
         stat = theirs.of("a")
         stat.attempt(200, seconds)
         stat.delivered += 1
         theirs.lag.observe(max(0.0, now - int((now - lag) * 1000) / 1000))
     mine, expected = ours.of("a"), theirs.of("a")
-    assert mine.attempts == expected.attempts == [0, 0, 4, 0, 0, 0]
+    assert mine.attempts == expected.attempts == [0, 0, 5, 0, 0, 0]
     assert mine.duration.counts == expected.duration.counts
     assert mine.duration.sum == expected.duration.sum
     assert ours.lag.counts == theirs.lag.counts and ours.lag.sum == theirs.lag.sum

@@ -538,3 +538,54 @@ def test_a_whole_line_scan_never_misses_what_masking_would_change(parts: list[st
             assert redactor.touches(orjson.dumps({"k": [text]}))
         if not redactor.touches(orjson.dumps({"k": text})):
             assert redactor(text) == text
+
+
+_VALUES = st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=8), st.none(),
+                    st.booleans(), st.floats(allow_nan=False),
+                    st.sampled_from([*SECRETS, "https://u:p@x/", "ok"]),
+                    st.lists(st.integers(-9, 9), max_size=2))
+_KEYS = st.one_of(st.sampled_from(["hook", "webhook_id", "url", "topic", "partition", "offset",
+                                   "outcome", "status", "level", "timestamp", "msg", "event"]),
+                  st.text(max_size=6))
+
+
+@settings(max_examples=400, deadline=None)
+@given(context=st.dictionaries(_KEYS, _VALUES, max_size=7),
+       event=st.one_of(st.text(max_size=10), st.sampled_from(["Answered", "Call:Ringing",
+                                                              f"Ans{OTHER}", 'q"\\\n'])),
+       status=st.one_of(st.none(), st.integers(100, 599), st.booleans()),
+       attempt=st.one_of(st.integers(1, 10**6), st.booleans()),
+       duration_ms=st.one_of(st.floats(0, 1e7).map(lambda x: round(x, 1)),
+                             st.floats(allow_nan=False), st.integers(0, 10**6)),
+       now=st.floats(1e9, 4e9))
+def test_the_delivered_line_is_byte_for_byte_what_info_writes(
+        context: dict[str, Any], event: str, status: int | None, attempt: int,
+        duration_ms: float, now: float) -> None:
+    """The delivered line, a template after the context's own JSON where it can be, is the
+    very bytes `info` writes (a dict, serialized whole): key order (a context key that the
+    line also writes stays in its place), numbers, escaping, masking, the timestamp."""
+    configure_logging("info", "json")
+    REDACTOR.current = Redactor([*SECRETS, OTHER])
+    fast = logs.Lines(structlog.get_logger().bind())
+    written: list[bytes] = []
+    fast._out = types.SimpleNamespace(msg=written.append)  # type: ignore[assignment]
+    fast.delivered(context, event, status, attempt, duration_ms, now)
+    saved = logs.time
+    logs.time = types.SimpleNamespace(time=lambda: now)  # type: ignore[assignment]
+    try:
+        fast.info("delivery", context, {"outcome": "delivered", "status": status,
+                                        "attempt": attempt, "duration_ms": duration_ms}, event)
+    finally:
+        logs.time = saved
+    ours, theirs = written
+    assert ours == theirs
+    if "webhook_id" not in context:  # (a digest: never masked)
+        assert OTHER.encode() not in ours and b"//u:p@" not in ours
+
+
+def test_the_timestamp_digits_are_the_microseconds_zero_padded() -> None:
+    stamp = logs.FastTimeStamper()
+    for micro in (0, 1, 999, 1000, 1001, 12345, 500000, 999999):
+        now = 1796000000 + micro / 1e6
+        assert stamp.at(now) == (f"2026-11-30T00:53:20."
+                                 f"{int((now - int(now)) * 1e6):06d}Z")

@@ -82,3 +82,10 @@ def test_redact_keeping_the_first_characters(secrets: set[str], text: str,
 
 def test_encoded_secrets_are_masked_in_logs_too() -> None:
     assert Redactor({"a+b/c=d"})("GET /x?k=a%2Bb/c%3Dd") == "GET /x?k=***"
+
+
+def test_touches_is_any_secret_form_or_an_at_sign() -> None:
+    assert Redactor().touches(b'{"url":"https://u:p@h/"}')  # no secrets: '@' alone
+    assert not Redactor().touches(b'{"url":"https://h/"}')
+    assert Redactor(["pw-1234"]).touches(b'{"url":"https://h/?k=pw-1234"}')
+    assert not Redactor(["pw-1234"]).touches(b'{"url":"https://h/?k=pw-123"}')
