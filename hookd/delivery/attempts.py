@@ -22,6 +22,15 @@ from hookd.telemetry.redact import MASK
 _DELIVERED = Verdict.DELIVERED  # (`Outcome.ok`, without a property call per attempt)
 
 
+def to_ms(seconds: float) -> float:
+    """An attempt's duration in milliseconds, to a tenth: `round(seconds * 1000, 1)` in half
+    its time (round() with digits converts through decimal digits, ~1.5 k instructions per
+    attempt). The same value except at an exact tie, a duration that is a binary fraction
+    ending in 5 at the second decimal of the millisecond (0.03125 s): rounded up here,
+    to even there."""
+    return int(seconds * 10_000.0 + 0.5) / 10
+
+
 @dataclass
 class Job:
     """One delivery of one event to one hook, fresh or back from a retry topic."""
@@ -94,7 +103,7 @@ class Attempts:
         if job.first_attempt_at is None:
             job.first_attempt_at = now
         seconds = time.monotonic() - started
-        duration_ms = round(seconds * 1000, 1)
+        duration_ms = to_ms(seconds)
         stats = self.stats
         if outcome.verdict is _DELIVERED:  # the delivery's end (the caller counts nothing)
             if stats is not None:

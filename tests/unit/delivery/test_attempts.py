@@ -15,7 +15,7 @@ import pytest
 import structlog
 
 from hookd.config import OAuth2Auth, Rate
-from hookd.delivery.attempts import Attempts, Job, Line
+from hookd.delivery.attempts import Attempts, Job, Line, to_ms
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, classify_status, failure
 from hookd.errors import BlockedDestination
 from hookd.events.decode import decode_event, make_meta
@@ -394,3 +394,19 @@ async def test_oauth2_token_echoed_by_the_endpoint_is_masked(
         job, hook, request, 1, line_for(request))
     assert (outcome.status, outcome.message) == (500, "HTTP 500: denied Bearer ***")
     assert [line["error"] for line in captured] == ["HTTP 500: denied Bearer ***"]
+
+
+@pytest.mark.parametrize(("seconds", "ms"), [
+    (0.0, 0.0), (0.00004, 0.0), (0.00005, 0.1), (0.0123456, 12.3), (0.01235, 12.4),
+    (1.99996, 2000.0), (30.0, 30000.0), (0.03125, 31.3),  # an exact tie: up (round(): 31.2)
+])
+def test_a_duration_is_in_milliseconds_to_a_tenth(seconds: float, ms: float) -> None:
+    assert to_ms(seconds) == ms
+
+
+def test_a_duration_in_milliseconds_is_what_round_gives_but_at_exact_ties() -> None:
+    import random
+    rng = random.Random(7)
+    for _ in range(200_000):
+        seconds = rng.random() * rng.choice([0.001, 0.1, 10.0, 600.0])
+        assert to_ms(seconds) == round(seconds * 1000, 1), seconds
