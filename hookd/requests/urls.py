@@ -29,7 +29,7 @@ from jinja2.runtime import Context
 from yarl import URL
 
 from hookd.errors import RenderError, SpecError
-from hookd.requests.direct import Plan, Slow, plan
+from hookd.requests.direct import Plan, Slow, plan, values
 from hookd.requests.target import Target, target_of
 from hookd.requests.templates import make_environment
 from hookd.telemetry.redact import QUERY_SAFE
@@ -224,10 +224,10 @@ def _direct(found: Plan | None) -> Callable[[Mapping[str, Any]], str] | None:
     follow from the literals, worked out here once). A `|url_raw` value is never planned
     (its filter is not in the plan's list); a value holding NUL, which `fill` would read as
     a marker, is left to Jinja2 (Slow)."""
-    if found is None or not found.values:
+    if found is None or not found.outputs:
         return None
     head = found.literals[0]
-    steps = tuple(zip(found.values, _parts(found.literals), found.literals[1:], strict=True))
+    steps = tuple(zip(values(found), _parts(found.literals), found.literals[1:], strict=True))
 
     def render(variables: Mapping[str, Any]) -> str:
         pieces = [head]
