@@ -22,8 +22,8 @@ doing less, never more:
 
 The generated source names only the template's names and keys (as Python literals, by
 `repr`), its literal text (inside one f-string, by `repr`) and names bound in its own
-namespace (the filters, constants, `Slow`, `MISSING`, `dict`, `list`): no builtins, nothing
-of the template's text is ever code.
+namespace (the filters, constants, `Slow`, `MISSING`, `dict`, `list`, and what a caller
+adds: the url's encoder): no builtins, nothing of the template's text is ever code.
 
 So the direct way returns what Jinja2 returns or gives way to it; the differential
 property test (tests/unit/requests/test_direct.py) checks it against the sandbox.
@@ -56,7 +56,6 @@ class _Missing:
 
 
 MISSING: Any = _Missing()  # where the sandbox would give an Undefined
-Value = Callable[[Mapping[str, Any]], Any]  # the variables → one output's value
 Chain = tuple[tuple[str | int, bool], ...]  # a lookup's keys after its name: (key, may_miss)
 
 
@@ -255,25 +254,25 @@ def _function(names: dict[str, Any], lines: list[str], result: str) -> Callable[
     return func
 
 
-def values(found: Plan) -> tuple[Value, ...]:
-    """Each output's value as a function of the variables (the url encodes each)."""
-    return tuple(_function(found.names, list(code.lines), code.expr) for code in found.outputs)
-
-
-def text_renderer(found: Plan) -> Callable[[Mapping[str, Any]], str]:
+def text_renderer(found: Plan, finish: Callable[[str, int], list[str]] | None = None,
+                  names: Mapping[str, Any] | None = None) -> Callable[[Mapping[str, Any]], str]:
     """The plan as one render function: each output as the compiled code writes it,
-    `str(value)` (no finalize, no escaping), the literal text around them in one f-string."""
+    `str(value)` (no finalize, no escaping), the literal text around them in one f-string.
+    `finish(local, index)`: lines that make the local `local` (output `index`) the text to
+    write instead (the url encodes it), reading `names` too."""
     lines: list[str] = []
     text = _braced(found.literals[0])
     for index, (code, literal) in enumerate(zip(found.outputs, found.literals[1:],
                                                 strict=True)):
         lines += code.lines
         value = code.expr
-        if not value.isidentifier():  # (a quoted look-up: f-strings nest no quotes in 3.11)
+        if not value.isidentifier() or finish is not None:  # (f-strings nest no quotes)
             lines.append(f"o{index} = {value}")
             value = f"o{index}"
+        if finish is not None:
+            lines += finish(value, index)
         text += f"{{{value}!s}}" + _braced(literal)  # `!s`: str(value), a str as it is
-    return _function(found.names, lines, f"f{text!r}")
+    return _function({**found.names, **(names or {})}, lines, f"f{text!r}")
 
 
 def _braced(literal: str) -> str:

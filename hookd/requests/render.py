@@ -22,7 +22,7 @@ from hookd.requests.proxy import Route
 from hookd.requests.signing import Signer, webhook_id
 from hookd.requests.target import InvalidTarget, breaks_framing, target_of
 from hookd.requests.templates import GLOBALS, Text, tojson
-from hookd.requests.urls import UrlText, origin_of, parse_url
+from hookd.requests.urls import Origin, UrlText, origin_of, parse_url
 
 _NO_CONTEXT: dict[str, Any] = {}  # given to fixed texts, which never read it
 _new = tuple.__new__  # a Request without its namedtuple `__new__` (a Python function)
@@ -251,8 +251,16 @@ def _headed_render(hook: CompiledHook) -> Callable[[Event], Request] | None:
 
 def _templated_url(url_text: UrlText, ctx: dict[str, Any]) -> str:
     """A templated URL rendered and checked, as CompiledHook.render does it (no query)."""
-    url, url_str = checked_url(url_text.render(ctx, "url template").strip())
-    if url_text.origin is not None and origin_of(url) != url_text.origin:
+    return _checked_in(url_text.render(ctx, "url template").strip(), url_text.origin)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_in(text: str, origin: Origin | None) -> str:
+    """checked_url's text of `text`, which must keep `origin` (the literal scheme and host
+    its template writes): remembered with the answer, most URLs repeat. (A RenderError is
+    not remembered: lru_cache keeps only what returns.)"""
+    url, url_str = checked_url(text)
+    if origin is not None and origin_of(url) != origin:
         raise RenderError(f"url {url_str[:200]!r}: its scheme or host is not the "
                           "one the template writes")  # a last check, after encoding
     return url_str
