@@ -28,7 +28,7 @@ def _json_default(value: Any) -> str:
 
 def tojson(value: Any) -> str:
     try:
-        return orjson.dumps(value, default=_json_default).decode()
+        return orjson.dumps(value, _json_default).decode()  # (`default`, passed by position)
     except orjson.JSONEncodeError as exc:
         if isinstance(exc.__cause__, jinja2.UndefinedError):
             raise exc.__cause__ from None
