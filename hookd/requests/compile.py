@@ -33,8 +33,17 @@ def _is_json(content_type: str) -> bool:
 
 
 def _template_body(template: Text, as_json: bool) -> BodyFn:
+    direct = template.direct  # called straight, as Text.render would call it
+
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
-        data = template.render(ctx, "body template").encode()  # type: ignore[arg-type]
+        if direct is None:
+            text = template.render(ctx, "body template")  # type: ignore[arg-type]
+        else:
+            try:
+                text = direct(ctx)
+            except Exception:  # Slow, or any error: Jinja2's to render or to say
+                text = template.jinja(ctx, "body template")  # type: ignore[arg-type]
+        data = text.encode()
         if as_json:
             try:
                 orjson.loads(data)
@@ -49,15 +58,21 @@ def _raw_body(text: str, as_json: bool) -> BodyFn:
     The text is split once, at load, into literal parts and field paths."""
     parts = _PLACEHOLDER.split(text)  # literal, path, literal, path, ..., literal
     head = parts[0]
-    pairs = tuple(zip([p.strip() for p in parts[1::2]], parts[2::2], strict=True))
+    # (path, a top-level key: no dot, so get_path of a dict is its `get`, literal after)
+    steps = tuple((path, "." not in path, literal) for path, literal in
+                  zip([p.strip() for p in parts[1::2]], parts[2::2], strict=True))
 
     def render(ctx: Mapping[str, Any], payload: Mapping[str, Any]) -> bytes:
         out = head
-        for path, literal in pairs:
-            found = get_path(payload, path)
+        plain = payload.__class__ is dict
+        for path, top, literal in steps:
+            found = payload.get(path, MISSING) if top and plain else get_path(payload, path)
             if found is MISSING:
                 raise RenderError(f"raw_body: no field {path!r} in the event")
-            if isinstance(found, str):
+            if found.__class__ is str:  # tojson's text without its call (a str needs no
+                # `default`; a lone surrogate raises the same error)
+                out += orjson.dumps(found)[1:-1].decode() if as_json else found
+            elif isinstance(found, str):
                 out += tojson(found)[1:-1] if as_json else found
             else:
                 out += tojson(found)

@@ -1,6 +1,8 @@
 """Templates rendered without Jinja2: a template that is only literal text and `{{ }}`
 outputs of names, constant-key lookups (`a.b`, `a["b"]`, `a[0]`) and a few filters is
-planned at load into closures that do, step for step, what its compiled Jinja2 code does.
+planned at load into Python source that does, step for step, what its compiled Jinja2 code
+does, compiled once into one function (no closure per node: a delivery runs straight-line
+code, a header of one name is one dict look-up and a `str`).
 
 Written by hand because no library renders a Jinja2 AST by another way; it stays exact by
 doing less, never more:
@@ -17,6 +19,11 @@ doing less, never more:
   lookup on a string or another object) raises `Slow`, or the lookup's own KeyError; on
   any exception at all the caller renders the template with Jinja2, which gives the
   output or the error, as it always did.
+
+The generated source names only the template's names and keys (as Python literals, by
+`repr`), its literal text (inside one f-string, by `repr`) and names bound in its own
+namespace (the filters, constants, `Slow`, `MISSING`, `dict`, `list`, and what a caller
+adds: the url's encoder): no builtins, nothing of the template's text is ever code.
 
 So the direct way returns what Jinja2 returns or gives way to it; the differential
 property test (tests/unit/requests/test_direct.py) checks it against the sandbox.
@@ -49,15 +56,69 @@ class _Missing:
 
 
 MISSING: Any = _Missing()  # where the sandbox would give an Undefined
-Value = Callable[[Mapping[str, Any]], Any]  # the variables → one output's value
+Chain = tuple[tuple[str | int, bool], ...]  # a lookup's keys after its name: (key, may_miss)
+
+
+def _walk(found: Any, chain: Chain) -> Any:
+    """A lookup inside `default` (the rare case, not inlined): MISSING where the sandbox
+    gives an undefined, Slow where it would do something else (a string's item, a method)."""
+    for key, may_miss in chain:
+        cls = found.__class__
+        if cls is dict:
+            found = found.get(key, MISSING)
+        elif cls is list and key.__class__ is int:
+            try:
+                found = found[key]
+            except IndexError:
+                found = MISSING
+        else:  # undefined (StrictUndefined raises), a string, another object: Jinja2's
+            raise Slow
+        if found is MISSING and not may_miss:
+            raise Slow
+    return found
+
+
+class Code(NamedTuple):
+    """One output as Python: statements (reading the variables as `v`), then the
+    expression of its value, in a namespace shared by the template's outputs."""
+
+    lines: tuple[str, ...]
+    expr: str
 
 
 class Plan(NamedTuple):
-    """A template as literal texts around its outputs: literals[0], values[0],
-    literals[1], …, literals[-1] (one more literal than values)."""
+    """A template as literal texts around its outputs: literals[0], outputs[0],
+    literals[1], …, literals[-1] (one more literal than outputs); `names` is what their
+    code reads besides the variables."""
 
     literals: tuple[str, ...]
-    values: tuple[Value, ...]
+    outputs: tuple[Code, ...]
+    names: dict[str, Any]
+
+
+class _Writer:
+    """Source lines and the namespace of one template's code."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"__builtins__": {}, "Slow": Slow, "MISSING": MISSING,
+                                      "dict": dict, "list": list, "_walk": _walk}
+        self.count = 0
+
+    def bind(self, value: Any) -> str:
+        """A name in the namespace for `value` (a constant, a filter, a key chain)."""
+        for name, bound in self.names.items():
+            if bound is value:  # (tojson twice: one name)
+                return name
+        name = f"_n{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def local(self, expr: str) -> str:
+        name = f"t{self.count}"
+        self.count += 1
+        self.lines.append(f"{name} = {expr}")
+        return name
 
 
 def plan(env: Environment, source: str) -> Plan | None:
@@ -70,7 +131,8 @@ def plan(env: Environment, source: str) -> Plan | None:
     except TemplateSyntaxError:
         return None
     eval_ctx = nodes.EvalContext(env)
-    literals, values = [""], []
+    writer = _Writer()
+    literals, outputs = [""], []
     for node in tree.body:
         if not isinstance(node, nodes.Output):
             return None
@@ -78,22 +140,23 @@ def plan(env: Environment, source: str) -> Plan | None:
             if isinstance(child, nodes.TemplateData):
                 literals[-1] += child.data
                 continue
-            value = _value(env, eval_ctx, child, missing_ok=False)
-            if value is None:
+            start = len(writer.lines)
+            expr = _value(env, eval_ctx, child, False, writer)
+            if expr is None:
                 return None
-            values.append(value)
+            outputs.append(Code(tuple(writer.lines[start:]), expr))
             literals.append("")
-    return Plan(tuple(literals), tuple(values))
+    return Plan(tuple(literals), tuple(outputs), writer.names)
 
 
 def _value(env: Environment, eval_ctx: nodes.EvalContext, node: nodes.Node,
-           missing_ok: bool) -> Value | None:
+           missing_ok: bool, out: _Writer) -> str | None:
+    """The expression of `node`'s value (its statements written to `out`), or None."""
     if isinstance(node, nodes.Const):
-        const = node.value
-        return lambda variables: const
+        return out.bind(node.value)
     if isinstance(node, nodes.Filter):
-        return _filter(env, eval_ctx, node)
-    return _lookup(eval_ctx, node, missing_ok)
+        return _filter(env, eval_ctx, node, out)
+    return _lookup(eval_ctx, node, missing_ok, out)
 
 
 def _constants(eval_ctx: nodes.EvalContext, args: list[nodes.Expr]) -> list[Any] | None:
@@ -103,7 +166,8 @@ def _constants(eval_ctx: nodes.EvalContext, args: list[nodes.Expr]) -> list[Any]
         return None
 
 
-def _filter(env: Environment, eval_ctx: nodes.EvalContext, node: nodes.Filter) -> Value | None:
+def _filter(env: Environment, eval_ctx: nodes.EvalContext, node: nodes.Filter,
+            out: _Writer) -> str | None:
     if (node.node is None or node.dyn_args is not None or node.dyn_kwargs is not None
             or node.name not in FILTERS | _DEFAULT or node.name not in env.filters):
         return None
@@ -112,36 +176,26 @@ def _filter(env: Environment, eval_ctx: nodes.EvalContext, node: nodes.Filter) -
     if args is None or kw_values is None:
         return None
     kwargs = {str(kw.key): v for kw, v in zip(node.kwargs, kw_values, strict=True)}
-    inner = _value(env, eval_ctx, node.node, missing_ok=node.name in _DEFAULT)
+    inner = _value(env, eval_ctx, node.node, node.name in _DEFAULT, out)
     if inner is None:
         return None
     if node.name in _DEFAULT:
-        return _default(inner, args, kwargs)
+        return _default(inner, args, kwargs, out)
     func = env.filters[node.name]
-    fixed = tuple(args)
+    call = [inner, *(out.bind(arg) for arg in args)]
     passed = getattr(func, "jinja_pass_arg", None)  # what the compiled code passes first
     if passed is not None:  # (replace: reads eval_ctx.autoescape, False in every plan)
         if getattr(passed, "name", None) != "eval_context":
             return None
-        return lambda variables: func(eval_ctx, inner(variables), *fixed, **kwargs)
+        call.insert(0, out.bind(eval_ctx))
     if kwargs:
-        return lambda variables: func(inner(variables), *fixed, **kwargs)
-    if fixed:
-        return lambda variables: func(inner(variables), *fixed)
-    name = _bare_name(node.node)
-    if name is not None:  # `name|tojson`, the common output: one call fewer
-        return lambda variables: func(variables[name])  # (KeyError: Jinja2's to say)
-    return lambda variables: func(inner(variables))
+        call.append(f"**{out.bind(kwargs)}")
+    return out.local(f"{out.bind(func)}({', '.join(call)})")
 
 
-def _bare_name(node: nodes.Node) -> str | None:
-    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in _SPECIAL_NAMES:
-        return node.name
-    return None
-
-
-def _default(inner: Value, args: list[Any], kwargs: dict[str, Any]) -> Value | None:
-    """Jinja2's do_default with `MISSING` for its Undefined."""
+def _default(inner: str, args: list[Any], kwargs: dict[str, Any], out: _Writer) -> str | None:
+    """Jinja2's do_default with `MISSING` for its Undefined (`boolean` is a constant: its
+    truth is known at load)."""
     if len(args) > 2 or set(kwargs) - {"default_value", "boolean"}:
         return None
     names = ("default_value", "boolean")[:len(args)]
@@ -149,16 +203,14 @@ def _default(inner: Value, args: list[Any], kwargs: dict[str, Any]) -> Value | N
         return None
     given = {**dict(zip(names, args, strict=True)), **kwargs}
     default_value, boolean = given.get("default_value", ""), given.get("boolean", False)
-
-    def value(variables: Mapping[str, Any]) -> Any:
-        found = inner(variables)
-        if found is MISSING or (boolean and not found):
-            return default_value
-        return found
-    return value
+    found = out.local(inner)
+    test = f"{found} is MISSING or not {found}" if boolean else f"{found} is MISSING"
+    out.lines.append(f"if {test}: {found} = {out.bind(default_value)}")
+    return found
 
 
-def _lookup(eval_ctx: nodes.EvalContext, node: nodes.Node, missing_ok: bool) -> Value | None:
+def _lookup(eval_ctx: nodes.EvalContext, node: nodes.Node, missing_ok: bool,
+            out: _Writer) -> str | None:
     """`name`, then each constant key: (key, may_miss), may_miss False where a missing key
     is not undefined in the sandbox (a str naming a dict attribute: the method)."""
     steps: list[tuple[str | int, bool]] = []
@@ -177,60 +229,52 @@ def _lookup(eval_ctx: nodes.EvalContext, node: nodes.Node, missing_ok: bool) -> 
         return None
     name = node.name
     steps.reverse()
-    chain = tuple(steps)
-    if not chain:  # a name alone; missing: Jinja2's undefined (an error but in `default`)
-        if missing_ok:
-            return lambda variables: variables.get(name, MISSING)
-        return lambda variables: variables[name]  # (KeyError: Jinja2's to say)
-
-    def value(variables: Mapping[str, Any]) -> Any:
-        found = variables.get(name, MISSING)
-        for key, may_miss in chain:
-            cls = found.__class__
-            if cls is dict:
-                found = found.get(key, MISSING)
-            elif cls is list and key.__class__ is int:
-                try:
-                    found = found[key]
-                except IndexError:
-                    found = MISSING
-            else:  # undefined (StrictUndefined raises), a string, another object: Jinja2's
-                raise Slow
-            if found is MISSING and not may_miss:
-                raise Slow
-        if found is MISSING and not missing_ok:
-            raise Slow
-        return found
-    if len(chain) == 1 and not missing_ok:  # `meta.key`: a key of a dict, or as above
-        first = chain[0][0]
-
-        def one(variables: Mapping[str, Any]) -> Any:
-            found = variables[name]
-            if found.__class__ is dict:
-                return found[first]  # (KeyError: Jinja2's to say, as `value` would leave it)
-            return value(variables)
-        return one
-    return value
+    if missing_ok:  # missing: Jinja2's undefined, which `default` takes
+        first = f"v.get({name!r}, MISSING)"
+        return out.local(f"_walk({first}, {out.bind(tuple(steps))})") if steps else first
+    if not steps:  # a name alone (missing: KeyError, Jinja2's to say)
+        return f"v[{name!r}]"
+    # every key is there, in an exact dict (or list, for an int): anything else, Jinja2's
+    found = out.local(f"v[{name!r}]")
+    for step, _ in steps:
+        kind = f"{found}.__class__"
+        ok = f"{kind} is dict or {kind} is list" if step.__class__ is int else f"{kind} is dict"
+        out.lines.append(f"if not ({ok}): raise Slow")
+        out.lines.append(f"{found} = {found}[{step!r}]")
+    return found
 
 
-def text_renderer(found: Plan) -> Callable[[Mapping[str, Any]], str]:
-    """The plan as a render function: each output as the compiled code writes it,
-    `str(value)` (no finalize, no escaping)."""
-    head, values, tail = found.literals[0], found.values, found.literals[1:]
-    if len(values) == 1:
-        only, end = values[0], tail[0]
+def _function(names: dict[str, Any], lines: list[str], result: str) -> Callable[..., Any]:
+    """`def f(v): lines; return result`, compiled in its namespace."""
+    body = "".join(f"    {line}\n" for line in lines)
+    source = f"def f(v):\n{body}    return {result}\n"
+    space = dict(names)
+    exec(compile(source, "<hookd template>", "exec"), space)  # (the docstring: what it holds)
+    func: Callable[..., Any] = space["f"]
+    return func
 
-        def render_one(variables: Mapping[str, Any]) -> str:
-            out = only(variables)
-            return head + (out if out.__class__ is str else str(out)) + end
-        return render_one
-    pairs = tuple(zip(values, tail, strict=True))
 
-    def render(variables: Mapping[str, Any]) -> str:
-        text = head  # (appended in place: fewer steps than a list's appends and a join)
-        for value, literal in pairs:
-            out = value(variables)
-            text += out if out.__class__ is str else str(out)
-            text += literal
-        return text
-    return render
+def text_renderer(found: Plan, finish: Callable[[str, int], list[str]] | None = None,
+                  names: Mapping[str, Any] | None = None) -> Callable[[Mapping[str, Any]], str]:
+    """The plan as one render function: each output as the compiled code writes it,
+    `str(value)` (no finalize, no escaping), the literal text around them in one f-string.
+    `finish(local, index)`: lines that make the local `local` (output `index`) the text to
+    write instead (the url encodes it), reading `names` too."""
+    lines: list[str] = []
+    text = _braced(found.literals[0])
+    for index, (code, literal) in enumerate(zip(found.outputs, found.literals[1:],
+                                                strict=True)):
+        lines += code.lines
+        value = code.expr
+        if not value.isidentifier() or finish is not None:  # (f-strings nest no quotes)
+            lines.append(f"o{index} = {value}")
+            value = f"o{index}"
+        if finish is not None:
+            lines += finish(value, index)
+        text += f"{{{value}!s}}" + _braced(literal)  # `!s`: str(value), a str as it is
+    return _function({**found.names, **(names or {})}, lines, f"f{text!r}")
+
+
+def _braced(literal: str) -> str:
+    """Literal text as an f-string holds it (repr then escapes quotes and the rest)."""
+    return literal.replace("{", "{{").replace("}", "}}")

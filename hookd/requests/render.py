@@ -17,14 +17,15 @@ from hookd.events.decode import Event
 from hookd.events.filters import MISSING, Predicate, get_path
 from hookd.events.trace import NO_TRACE
 from hookd.requests.auth import Headers
-from hookd.requests.head import Head
+from hookd.requests.head import Head, framed
 from hookd.requests.proxy import Route
 from hookd.requests.signing import Signer, webhook_id
 from hookd.requests.target import InvalidTarget, breaks_framing, target_of
 from hookd.requests.templates import GLOBALS, Text, tojson
-from hookd.requests.urls import UrlText, origin_of, parse_url
+from hookd.requests.urls import Origin, UrlText, origin_of, parse_url
 
 _NO_CONTEXT: dict[str, Any] = {}  # given to fixed texts, which never read it
+_new = tuple.__new__  # a Request without its namedtuple `__new__` (a Python function)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -128,6 +129,9 @@ class CompiledHook:
                                                  for k, t in self.query))
         object.__setattr__(self, "_hook", {"id": self.config.id,
                                            "description": self.config.description})
+        headed = _headed_render(self)
+        if headed is not None:  # the hook's own render, chosen once (see _headed_render)
+            object.__setattr__(self, "render", headed)
 
     def variables(self, event: Event) -> dict[str, Any]:
         """What templates see: the template globals, payload fields at top level, event,
@@ -136,11 +140,7 @@ class CompiledHook:
         hook's until its render returns)."""
         ctx = event.context
         if ctx is None:
-            ctx = {**GLOBALS, **event.payload}
-            trace = event.trace
-            ctx.update(event=event.name, payload=event.payload, meta=event.meta.as_dict(),
-                       trace=trace.variables if trace is not None else NO_TRACE)
-            object.__setattr__(event, "context", ctx)
+            ctx = context_of(event)
         ctx["hook"] = self._hook
         return ctx
 
@@ -187,6 +187,95 @@ class CompiledHook:
             for name, value in trace.headers:
                 text += f"{name}: {value}\r\n"
         return Request(self.id, self.method, url_str, all_headers, body, msg_id, head, text)
+
+
+def _headed_render(hook: CompiledHook) -> Callable[[Event], Request] | None:
+    """The render of a hook with a compiled head that adds no query per event (most
+    hooks), or None (CompiledHook.render then does it all). It does what that render does,
+    in the same order, with the same errors, but what the hook's config decides is decided
+    here, once: no query, the URL fixed or not, the header texts that have a direct way
+    called straight (Text.render's dispatch skipped), the head's fixed parts unpacked, the
+    Request made without its namedtuple `__new__`. tests/unit/requests/test_render.py
+    compares the two on every hook it compiles."""
+    head = hook.head
+    if head is None or hook._query or hook.field_query:
+        return None
+    hook_id, method, hook_vars = hook.id, hook.method, hook._hook
+    fixed_headers = hook._fixed_headers
+    templated, fixed_url, url_text, body_fn = hook.templated, hook.fixed_url, hook.url, hook.body
+    send_trace, start, fixed = hook.trace, head.start or "", head.fixed
+    texts = tuple((name, text.direct, text, what) for name, text, what in hook._headers)
+    count = len(texts)
+
+    def render(event: Event) -> Request:
+        if templated:
+            ctx = event.context
+            if ctx is None:
+                ctx = context_of(event)
+            ctx["hook"] = hook_vars
+        else:
+            ctx = _NO_CONTEXT
+        headers = []
+        own = ""  # the same headers as their lines (checked below, after the URL, as before)
+        for name, direct, template, what in texts:
+            if direct is None:
+                value = template.render(ctx, what)
+            else:
+                try:
+                    value = direct(ctx)
+                except Exception:  # Slow, or any error: Jinja2's to render or to say
+                    value = template.jinja(ctx, what)
+            headers.append((name, value))
+            own += f"{name}: {value}\r\n"
+        url_str = fixed_url[1] if fixed_url is not None else _templated_url(url_text, ctx)
+        if own and not framed(own, count):
+            for name, value in headers:
+                if breaks_framing(value):
+                    raise RenderError(f"header {name}: value contains CR, LF or NUL")
+        try:
+            body = body_fn(ctx, event.payload) if body_fn is not None else b""
+        except (TypeError, ValueError) as exc:  # JSON nested too deep, a lone surrogate...
+            raise RenderError(f"body: {type(exc).__name__}: {exc}") from None
+        msg_id = webhook_id(event.id, hook_id)
+        all_headers = (*headers, *fixed_headers, ("webhook-id", msg_id))
+        text = f"{start}{own}{fixed}{msg_id}\r\n"
+        if send_trace:
+            trace = event.trace
+            if trace is not None:
+                all_headers += trace.headers
+                for name, value in trace.headers:
+                    text += f"{name}: {value}\r\n"
+        return _new(Request, (hook_id, method, url_str, all_headers, body, msg_id, head, text))
+    return render
+
+
+def _templated_url(url_text: UrlText, ctx: dict[str, Any]) -> str:
+    """A templated URL rendered and checked, as CompiledHook.render does it (no query)."""
+    return _checked_in(url_text.render(ctx, "url template").strip(), url_text.origin)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_in(text: str, origin: Origin | None) -> str:
+    """checked_url's text of `text`, which must keep `origin` (the literal scheme and host
+    its template writes): remembered with the answer, most URLs repeat. (A RenderError is
+    not remembered: lru_cache keeps only what returns.)"""
+    url, url_str = checked_url(text)
+    if origin is not None and origin_of(url) != origin:
+        raise RenderError(f"url {url_str[:200]!r}: its scheme or host is not the "
+                          "one the template writes")  # a last check, after encoding
+    return url_str
+
+
+def context_of(event: Event) -> dict[str, Any]:
+    """The event's part of what templates see (CompiledHook.variables), built by the first
+    hook that renders it and kept on the event for the others: one dict display (the later
+    keys win, in the places `update` would leave them)."""
+    payload, trace = event.payload, event.trace
+    ctx = {**GLOBALS, **payload, "event": event.name, "payload": payload,
+           "meta": event.meta.as_dict(),
+           "trace": trace.variables if trace is not None else NO_TRACE}
+    object.__setattr__(event, "context", ctx)
+    return ctx
 
 
 def select_fields(hook: HookConfig, payload: Mapping[str, Any]) -> list[tuple[str, Any]]:

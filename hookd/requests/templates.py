@@ -28,7 +28,7 @@ def _json_default(value: Any) -> str:
 
 def tojson(value: Any) -> str:
     try:
-        return orjson.dumps(value, default=_json_default).decode()
+        return orjson.dumps(value, _json_default).decode()  # (`default`, passed by position)
     except orjson.JSONEncodeError as exc:
         if isinstance(exc.__cause__, jinja2.UndefinedError):
             raise exc.__cause__ from None
@@ -116,9 +116,9 @@ class Text:
         self.source = source
         self.template = template
         found = plan(ENV, source)
-        self.const: str | None = (found.literals[0] if found is not None and not found.values
+        self.const: str | None = (found.literals[0] if found is not None and not found.outputs
                                   else None)
-        self.direct = (text_renderer(found) if found is not None and found.values
+        self.direct = (text_renderer(found) if found is not None and found.outputs
                        else None)
 
     def render(self, variables: dict[str, Any], what: str) -> str:
@@ -131,6 +131,10 @@ class Text:
                 return self.direct(variables)
             except Exception:  # Slow, or any error: Jinja2 renders it, or says what it is
                 pass
+        return self.jinja(variables, what)
+
+    def jinja(self, variables: dict[str, Any], what: str) -> str:
+        """The Jinja2 way alone: where the direct one gave way (or there is none)."""
         template = self.template
         ctx = ENV.context_class(ENV, variables, template.name, template.blocks)
         try:

@@ -29,7 +29,7 @@ from jinja2.runtime import Context
 from yarl import URL
 
 from hookd.errors import RenderError, SpecError
-from hookd.requests.direct import Plan, Slow, plan
+from hookd.requests.direct import Plan, Slow, plan, text_renderer
 from hookd.requests.target import Target, target_of
 from hookd.requests.templates import make_environment
 from hookd.telemetry.redact import QUERY_SAFE
@@ -219,30 +219,29 @@ def origin_target(source: str) -> Target | None:
 
 
 def _direct(found: Plan | None) -> Callable[[Mapping[str, Any]], str] | None:
-    """A url's plan (hookd.requests.direct) as a render function: each output as
+    """A url's plan (hookd.requests.direct) as one render function: each output as
     `_finalize` takes it, encoded as `fill` encodes it when no output is trusted (the parts
     follow from the literals, worked out here once). A `|url_raw` value is never planned
     (its filter is not in the plan's list); a value holding NUL, which `fill` would read as
     a marker, is left to Jinja2 (Slow)."""
-    if found is None or not found.values:
+    if found is None or not found.outputs:
         return None
-    head = found.literals[0]
-    steps = tuple(zip(found.values, _parts(found.literals), found.literals[1:], strict=True))
+    parts = _parts(found.literals)
 
-    def render(variables: Mapping[str, Any]) -> str:
-        pieces = [head]
-        for value, part, literal in steps:
-            out = value(variables)
-            if out.__class__ is not str:
-                if isinstance(out, str):  # RawUrl, Markup: fill's to place, Jinja2's way
-                    raise Slow
-                out = str(out)
-            if "\x00" in out:
-                raise Slow
-            pieces.append(encode_value(out, part))
-            pieces.append(literal)
-        return "".join(pieces)
-    return render
+    def finish(local: str, index: int) -> list[str]:
+        return [f"if {local}.__class__ is not str: {local} = _text({local})",
+                f"if '\\x00' in {local}: raise Slow",
+                f"{local} = _encode({local}, _part{index})"]
+    return text_renderer(found, finish, {"str": str, "_text": _text, "_encode": encode_value,
+                                         **{f"_part{i}": part for i, part in enumerate(parts)}})
+
+
+def _text(value: Any) -> str:
+    """An output that is not an exact str, as `_finalize` takes it: a RawUrl or Markup is
+    fill's to place (Jinja2's way), anything else its `str`."""
+    if isinstance(value, str):
+        raise Slow
+    return str(value)
 
 
 class UrlText:

@@ -148,7 +148,8 @@ SMALL_PAYLOADS = st.fixed_dictionaries(
 EXPRS = st.builds(lambda n, s, f: n + "".join(s) + "".join("|" + x for x in f),
                   NAMES, st.lists(STEPS, max_size=2), st.lists(FILTERS, max_size=2))
 LITERALS = st.sampled_from(['{"a": ', ", ", "}", "/", "?q=", "&r=", "#",
-                            "http://127.0.0.1:9/", "ü ", "\n", "", "x"])
+                            "http://127.0.0.1:9/", "ü ", "\n", "", "x",
+                            "{}'\"\\ \x00{x!r}"])  # (what the generated f-string escapes)
 TEMPLATES = st.builds(lambda parts, end: "".join(f"{lit}{{{{ {e} }}}}" for lit, e in parts) + end,
                       st.lists(st.tuples(LITERALS, EXPRS), min_size=1, max_size=2), LITERALS)
 
@@ -235,6 +236,12 @@ def test_generated_templates_render_as_jinja_does(source: str, payload: dict[str
     ("{{ a }}", {"a": [1, "x", None]}), ("{{ a }}", {"a": {"k": 1.0}}),
     ("{{ range }}", {}), ("{{ a.items }}", {"a": {"items": 1}}), ("{{ none }}", {}),
     ("{{ 'a/b?' }}", {}), ("{{ 'X'|lower }}", {}), ("{{ a }}", {"a": "x\x000\x01"}),
+    # the generated code: literal text in its f-string, chains, defaults on defaults
+    ("{'\"}\\{{ a }}\n{x}{{ '{' }}}\x7f\\N{{ '}}' }}", {"a": "{a}"}),
+    ("{{ a.b.c }}", {"a": {"b": {"c": 1}}}), ("{{ a.b.c }}", {"a": {"b": [1]}}),
+    ("{{ a[0].b }}", {"a": [{"b": 2}]}), ("{{ a[0][1] }}", {"a": [[1, 2]]}),
+    ("{{ a.b|d('d')|upper }}", {"a": {"b": "x"}}), ("{{ a|d(0)|d(1) }}", {}),
+    ("{{ a|tojson }}{{ b|tojson }}{{ a|tojson }}", {"a": 1, "b": [2]}),
 ])
 @pytest.mark.parametrize("kind", ["text", "url"])
 def test_the_edges_render_as_jinja_does(source: str, payload: dict[str, Any], kind: str) -> None:
@@ -284,6 +291,19 @@ def test_every_template_of_the_bench_and_the_configs_has_a_plan() -> None:
 def test_these_take_the_direct_way(source: str) -> None:
     assert plan(ENV, source) is not None
     assert plan(URL_ENV, source) is not None
+
+
+def test_the_generated_code_reads_only_its_own_namespace() -> None:
+    """No builtins: the function sees the filters and constants it was given, and `v`."""
+    source = "{{ x|lower }}{{ y.z|default('d') }}{{ 'c' }}{{ x|lower }}"
+    render = Text(source, compile_template(source, ())).direct
+    assert render is not None
+    names = render.__globals__  # type: ignore[attr-defined]
+    assert names["__builtins__"] == {}
+    assert sorted(k for k in names if not k.startswith("_n")) == [
+        "MISSING", "Slow", "__builtins__", "_walk", "dict", "f", "list"]
+    assert sum(1 for k in names if k.startswith("_n")) == 4  # lower once, y.z, "d", "c"
+    assert render({"x": "A", "y": {}}) == "adca"
 
 
 @pytest.mark.parametrize("source", [

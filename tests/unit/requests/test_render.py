@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -92,6 +93,22 @@ def test_raw_body_substitutes_and_escapes_for_json() -> None:
 def test_raw_body_not_json_is_not_escaped() -> None:
     hook = compile_one({"raw_body": "q=${quote}&n=${queue_id}", "content_type": "text/plain"})
     assert hook.render(event()).body == b'q=he said "hi" \\ bye&n=7'
+
+
+def test_raw_body_fields_are_read_as_get_path_reads_them() -> None:
+    """A top-level key with a dot wins over descending; any Mapping payload reads the same."""
+    hook = compile_one({"raw_body": "${a.b}|${a}|${x.y}|${x.0}", "content_type": "text/plain"})
+    payload = {"a.b": "top", "a": "A", "x": {"y": 1, "0": "zero"}}
+    assert hook.render(event(payload)).body == b"top|A|1|zero"
+    proxied = Event("Answered", "evt-1", MappingProxyType(payload), META)
+    assert hook.render(proxied).body == b"top|A|1|zero"
+
+
+def test_raw_body_lone_surrogate_is_the_encoders_error() -> None:
+    with pytest.raises(orjson.JSONEncodeError) as caught:
+        orjson.dumps("\ud800")
+    assert render_error({"raw_body": '{"q": "${quote}"}'}, {**PAYLOAD, "quote": "\ud800"}) == (
+        f"body: {type(caught.value).__name__}: {caught.value}")
 
 
 def test_raw_body_missing_field_is_a_render_error() -> None:
