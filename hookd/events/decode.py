@@ -56,8 +56,12 @@ def _text(raw: bytes | str | None) -> str | None:
 
 def make_meta(topic: str, partition: int, offset: int, key: bytes | str | None,
               timestamp: int | None, headers: Sequence[tuple[str, bytes | None]] | None) -> Meta:
-    return Meta(topic, partition, offset, _text(key), timestamp,
-                {k: _text(v) or "" for k, v in headers or ()})
+    # (_text inlined for bytes, the common case: a call per record and per header saved)
+    return Meta(topic, partition, offset,
+                key.decode("utf-8", "replace") if key.__class__ is bytes else _text(key),
+                timestamp,
+                {k: v.decode("utf-8", "replace") if v.__class__ is bytes else _text(v) or ""
+                 for k, v in headers} if headers else {})
 
 
 def _id(value: object, meta: Meta) -> str:
@@ -127,13 +131,19 @@ def decode_event(value: bytes | None, meta: Meta, name_field: str = "event") -> 
         if not isinstance(payload, dict):
             raise DecodeError("CloudEvents data is not a JSON object")
     else:
-        name, payload = get_path(doc, name_field), doc
+        # get_path's answer without its two calls: a top-level key equal to the whole
+        # field wins there too, and only a dotted field can be found any further down
+        name, payload = doc.get(name_field, MISSING), doc
+        if name is MISSING and "." in name_field:
+            name = get_path(doc, name_field)
         raw_id = doc.get("id")
-    if name is MISSING or not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not name.strip():  # (MISSING is no str)
         raise DecodeError(f"no event name (expected a non-empty string at {name_field!r})"
                           if not binary and not structured
                           else "CloudEvent has no type")
     trace = None  # (a plain record without a traceparent header: one look-up, no call)
     if binary or structured or "traceparent" in meta.headers:
         trace = trace_context(meta.headers, binary, doc if structured else None)
-    return Event(name, _id(raw_id, meta), payload, meta, trace)
+    # (a non-empty string id, the common case, without _id's call)
+    return Event(name, raw_id if raw_id.__class__ is str and raw_id else _id(raw_id, meta),
+                 payload, meta, trace)
