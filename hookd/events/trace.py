@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -40,23 +40,21 @@ MAX_MEMBERS = 32  # W3C: at most 32 list-members in a tracestate
 NO_TRACE: dict[str, str] = {"traceparent": "", "tracestate": ""}  # what templates see then
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # (not frozen, Final: as decode.Meta, and why)
 class TraceContext:
     """A checked traceparent and its tracestate (None: none, or an invalid one dropped)."""
 
-    traceparent: str
-    tracestate: str | None = None
+    traceparent: Final[str]
+    tracestate: Final[str | None] = None
     # the request headers and the templates' `trace`, made once per record
-    headers: tuple[tuple[str, str], ...] = field(init=False, compare=False, repr=False)
-    variables: dict[str, str] = field(init=False, compare=False, repr=False)
+    headers: Final[tuple[tuple[str, str], ...]] = field(init=False, compare=False, repr=False)
+    variables: Final[dict[str, str]] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        headers = [("traceparent", self.traceparent)]
-        if self.tracestate is not None:
-            headers.append(("tracestate", self.tracestate))
-        object.__setattr__(self, "headers", tuple(headers))
-        object.__setattr__(self, "variables", {"traceparent": self.traceparent,
-                                               "tracestate": self.tracestate or ""})
+        parent, state = self.traceparent, self.tracestate
+        self.headers = ((("traceparent", parent),) if state is None  # type: ignore[misc]
+                        else (("traceparent", parent), ("tracestate", state)))
+        self.variables = {"traceparent": parent, "tracestate": state or ""}  # type: ignore[misc]
 
     @property
     def trace_id(self) -> str:

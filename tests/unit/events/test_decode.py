@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 
 import orjson
 import pytest
 
 from hookd.errors import DecodeError
+from hookd.events import decode as decode_module
 from hookd.events.decode import Event, Meta, decode_event, make_meta
+from hookd.events.trace import TraceContext
 
 SPEC = ("ce_specversion", b"1.0")  # the header that makes a record a binary-mode CloudEvent
 
@@ -194,3 +197,44 @@ def test_make_meta_decodes_key_and_headers() -> None:
     assert make_meta("t", 0, 5, None, None, None).as_dict() == {
         "topic": "t", "partition": 0, "offset": 5, "key": None, "timestamp": None,
         "headers": {}}
+    assert make_meta("t", 0, 5, bytearray(b"k\xff"), None, ()).key == "k\ufffd"
+    assert make_meta("t", 0, 5, None, None, [("a", "text")]).headers == {"a": "text"}
+
+
+@pytest.mark.parametrize(("doc", "name_field"), [
+    pytest.param({"meta": {"event": {}}}, "meta.event.name", id="dotted-absent"),
+    pytest.param({"meta": {"event": {"name": 5}}}, "meta.event.name", id="dotted-not-string"),
+    pytest.param({"meta": {"kind": "Nested"}}, "kind", id="undotted-is-top-level-only"),
+    pytest.param({"event": {"name": "E"}}, "event", id="undotted-object"),
+])
+def test_name_field_not_found(doc: dict[str, object], name_field: str) -> None:
+    with pytest.raises(DecodeError, match=f"no event name .*at {name_field!r}"):
+        decode(doc, name_field=name_field)
+
+
+def test_records_objects_compare_and_hash_as_frozen_dataclasses_did() -> None:
+    a, b = decode({"event": "E", "id": "i"}), decode({"event": "E", "id": "i"})
+    object.__setattr__(b, "context", {"event": "E"})  # as render sets it: not compared
+    assert a == b and a.meta == b.meta
+    assert a != decode({"event": "E", "id": "j"})
+    assert repr(a.meta) == ("Meta(topic='cc.events', partition=2, offset=1234, key='call-1', "
+                            "timestamp=1700000000000, headers={})")
+    with pytest.raises(TypeError, match="unhashable type: 'dict'"):
+        hash(a)  # (as before: the payload and the headers are dicts)
+
+
+def _hints(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls, vars(decode_module), include_extras=True)
+
+
+@pytest.mark.parametrize("cls", [Meta, Event, TraceContext])
+def test_record_fields_are_final(cls: type) -> None:
+    """These dataclasses are not frozen, so that their __init__ sets each slot directly
+    (a frozen one's calls object.__setattr__ per field, the most of a record's decode
+    after orjson): mypy's Final keeps them unchanged instead. Event.context alone is set
+    after, once (the templates' variables, hookd.requests.render)."""
+    assert not cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert hasattr(cls, "__slots__")
+    changeable = {name for name, hint in _hints(cls).items()
+                  if typing.get_origin(hint) is not typing.Final and hint is not typing.Final}
+    assert changeable == ({"context"} if cls is Event else set())

@@ -130,3 +130,15 @@ def test_checked_trace_for_values_read_back() -> None:
     assert checked_trace(PARENT, 5) == TraceContext(PARENT)
     assert checked_trace("x", "a=b") is None
     assert trace_context({}, True, {}) is None
+
+
+def test_trace_context_made_once() -> None:
+    """Its request headers and template variables are made with it; it compares and hashes
+    by traceparent and tracestate alone, as the frozen dataclass it was did."""
+    alone, with_state = TraceContext(PARENT), TraceContext(PARENT, "rojo=1")
+    assert alone.headers == (("traceparent", PARENT),)
+    assert alone.variables == {"traceparent": PARENT, "tracestate": ""}
+    assert with_state.variables == {"traceparent": PARENT, "tracestate": "rojo=1"}
+    assert {alone, TraceContext(PARENT), with_state} == {alone, with_state}
+    assert repr(alone) == f"TraceContext(traceparent={PARENT!r}, tracestate=None)"
+    assert alone.trace_id == TRACE_ID
