@@ -61,7 +61,8 @@ from hookd.pipeline.runtime import load_config
 from hookd.requests.head import attempt_bytes
 from hookd.requests.render import Request
 from hookd.requests.target import target_of
-from hookd.telemetry.logs import REDACTOR, Lines, configure_logging
+from hookd.telemetry.lines import Lines
+from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import Redactor
 
 ROUNDS = 5

@@ -30,7 +30,7 @@ from hookd.events.decode import Event, decode_event, make_meta
 from hookd.pipeline.runtime import Runtime
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
-from hookd.telemetry.logs import Lines
+from hookd.telemetry.lines import Lines
 from hookd.telemetry.redact import Redactor
 
 DELIVERED, WOULD_RETRY, WOULD_FAIL = 0, 1, 2  # exit statuses

@@ -16,7 +16,7 @@ from hookd.events.decode import Event
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
 from hookd.telemetry.hookstats import HookStats
-from hookd.telemetry.logs import Lines
+from hookd.telemetry.lines import Lines
 from hookd.telemetry.redact import MASK
 
 _DELIVERED = Verdict.DELIVERED  # (`Outcome.ok`, without a property call per attempt)

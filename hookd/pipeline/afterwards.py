@@ -27,7 +27,7 @@ from hookd.pipeline.runtime import Runtime
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import webhook_id
 from hookd.telemetry.hookstats import HookStat, HookStats
-from hookd.telemetry.logs import Lines
+from hookd.telemetry.lines import Lines
 from hookd.telemetry.redact import Redactor
 
 

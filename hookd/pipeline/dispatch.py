@@ -28,7 +28,7 @@ from hookd.pipeline.way import Way
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook
 from hookd.telemetry.hookstats import HookStats
-from hookd.telemetry.logs import Lines
+from hookd.telemetry.lines import Lines
 from hookd.telemetry.redact import Redactor
 
 log = structlog.get_logger("hookd.dispatch")

@@ -25,7 +25,7 @@ from hookd.requests.proxy import Route
 from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import Signer
 from hookd.telemetry.hookstats import HookStats
-from hookd.telemetry.logs import Lines
+from hookd.telemetry.lines import Lines
 from tests.unit.conftest import WriteConfig
 from tests.unit.pipeline.test_dispatch import OK, FakeSender, Respond, record
 

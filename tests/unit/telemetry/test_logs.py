@@ -23,6 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookd.telemetry import library_logs, logs
+from hookd.telemetry import lines as written_by  # (its clock, fixed in a test)
+from hookd.telemetry.lines import Lines
 from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import MASK, Redactor
 
@@ -230,7 +232,7 @@ async def test_under_pythonunbuffered_a_loop_iterations_lines_are_one_write(
     raw = RawStream()
     monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=raw))
     configure_logging("info", "json")
-    lines_ = logs.Lines(structlog.get_logger().bind())
+    lines_ = Lines(structlog.get_logger().bind())
     for n in range(5):
         lines_.info("delivery", {"hook": "crm", "offset": n}, {"outcome": "delivered"})
     structlog.get_logger().info("and one through structlog")
@@ -334,7 +336,7 @@ def test_fast_lines_write_what_structlogs_chain_writes(capsys: pytest.CaptureFix
     configure_logging("info", "json")
     REDACTOR.current = Redactor([SECRET, OTHER])
     logger = structlog.get_logger("hookd.test").bind()
-    fast = logs.Lines(logger)
+    fast = Lines(logger)
     assert fast.json is not None  # the fast path is the one under test
     for msg, context, fields, event in FAST_CASES:
         for level in ("info", "warning"):
@@ -362,7 +364,7 @@ def test_the_delivered_line_is_what_structlogs_chain_writes(
     configure_logging("info", "json")
     REDACTOR.current = Redactor([SECRET, OTHER])
     logger = structlog.get_logger("hookd.test").bind()
-    fast = logs.Lines(logger)
+    fast = Lines(logger)
     assert fast.json is not None
     for n, (context, event) in enumerate(DELIVERED_CASES):
         for status in (200, 204):
@@ -378,7 +380,7 @@ def test_the_delivered_line_is_what_structlogs_chain_writes(
 def test_the_delivered_line_is_stamped_at_the_time_it_is_given(
         capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("info", "json")
-    fast = logs.Lines(structlog.get_logger().bind())
+    fast = Lines(structlog.get_logger().bind())
     for now in (1796000000.25, 1796000000.75, 1796000001.125, 1796000061.5):
         fast.delivered({"hook": "crm"}, "Answered", 200, 1, 1.0, now)
     stamps = [line["timestamp"] for line in lines(capsys.readouterr().out)]
@@ -389,17 +391,17 @@ def test_the_delivered_line_is_stamped_at_the_time_it_is_given(
 def test_the_delivered_line_keeps_the_level_filter_and_goes_through_structlog_when_it_must(
         capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("warning", "json")
-    logs.Lines(structlog.get_logger().bind()).delivered({"hook": "h"}, "A", 200, 1, 1.0, 0.0)
+    Lines(structlog.get_logger().bind()).delivered({"hook": "h"}, "A", 200, 1, 1.0, 0.0)
     assert capsys.readouterr().out == ""
     configure_logging("info", "json")
-    fast = logs.Lines(structlog.get_logger().bind())
+    fast = Lines(structlog.get_logger().bind())
     with structlog.testing.capture_logs() as captured:  # changes the chain in place
         fast.delivered({"hook": "crm"}, "Answered", 200, 1, 1.5, time.time())
     assert captured == [{"event": "delivery", "hook": "crm", "_event": "Answered",
                          "outcome": "delivered", "status": 200, "attempt": 1,
                          "duration_ms": 1.5, "log_level": "info"}]
     configure_logging("info", "console")
-    logs.Lines(structlog.get_logger().bind()).delivered({"hook": "crm"}, "Answered", 200, 1,
+    Lines(structlog.get_logger().bind()).delivered({"hook": "crm"}, "Answered", 200, 1,
                                                         1.5, time.time())
     assert re.search(r"\[info\s*\] delivery\s+attempt=1 duration_ms=1.5 event=Answered "
                      r"hook=crm outcome=delivered status=200", capsys.readouterr().out)
@@ -407,7 +409,7 @@ def test_the_delivered_line_keeps_the_level_filter_and_goes_through_structlog_wh
 
 def test_fast_lines_keep_the_level_filter(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("warning", "json")
-    fast = logs.Lines(structlog.get_logger().bind())
+    fast = Lines(structlog.get_logger().bind())
     fast.info("hidden", {}, {})
     fast.warning("shown", {"hook": "h"}, {})
     assert [line["msg"] for line in lines(capsys.readouterr().out)] == ["shown"]
@@ -416,13 +418,13 @@ def test_fast_lines_keep_the_level_filter(capsys: pytest.CaptureFixture[str]) ->
 def test_fast_lines_go_through_structlog_when_it_is_not_the_json_chain(
         capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("info", "console")
-    console = logs.Lines(structlog.get_logger().bind())
+    console = Lines(structlog.get_logger().bind())
     assert console.json is None
     console.info("delivery", {"hook": "crm"}, {"status": 200})
     assert re.search(r"\[info\s*\] delivery\s+hook=crm status=200", capsys.readouterr().out)
 
     configure_logging("info", "json")
-    fast = logs.Lines(structlog.get_logger().bind())
+    fast = Lines(structlog.get_logger().bind())
     with structlog.testing.capture_logs() as captured:  # changes the chain in place
         fast.info("delivery", {"hook": "crm"}, {"status": 200})
     assert captured == [{"event": "delivery", "hook": "crm", "status": 200,
@@ -430,7 +432,7 @@ def test_fast_lines_go_through_structlog_when_it_is_not_the_json_chain(
     assert capsys.readouterr().out == ""
 
     structlog.configure(processors=[structlog.processors.JSONRenderer()])  # someone else's
-    assert logs.Lines(structlog.get_logger().bind()).json is None
+    assert Lines(structlog.get_logger().bind()).json is None
 
 
 def _library_handler() -> library_logs.LibraryLogs:
@@ -507,7 +509,7 @@ def test_fast_lines_with_clean_strings_are_not_masked_key_by_key(
         return processor(logger, name, event_dict)
 
     monkeypatch.setattr(REDACTOR, "processor", spy)
-    fast = logs.Lines(structlog.get_logger().bind())
+    fast = Lines(structlog.get_logger().bind())
     fast.info("delivery", {"hook": "crm", "url": "http://127.0.0.1/x", "offset": 3},
               {"status": 200})
     assert keyed == []
@@ -566,17 +568,17 @@ def test_the_delivered_line_is_byte_for_byte_what_info_writes(
     line also writes stays in its place), numbers, escaping, masking, the timestamp."""
     configure_logging("info", "json")
     REDACTOR.current = Redactor([*SECRETS, OTHER])
-    fast = logs.Lines(structlog.get_logger().bind())
+    fast = Lines(structlog.get_logger().bind())
     written: list[bytes] = []
     fast._out = types.SimpleNamespace(msg=written.append)  # type: ignore[assignment]
     fast.delivered(context, event, status, attempt, duration_ms, now)
-    saved = logs.time
-    logs.time = types.SimpleNamespace(time=lambda: now)  # type: ignore[assignment]
+    saved = written_by.time
+    written_by.time = types.SimpleNamespace(time=lambda: now)  # type: ignore[assignment]
     try:
         fast.info("delivery", context, {"outcome": "delivered", "status": status,
                                         "attempt": attempt, "duration_ms": duration_ms}, event)
     finally:
-        logs.time = saved
+        written_by.time = saved
     ours, theirs = written
     assert ours == theirs
     if "webhook_id" not in context:  # (a digest: never masked)
