@@ -100,8 +100,7 @@ class Dispatcher:
         if not hooks:
             self.counters.unmatched += 1
             return done()
-        self._work_of.run(record, done,
-                          [self._way.delivery(Job(h.id, event, record.key), h) for h in hooks])
+        self._work_of.run(record, done, self._way.deliveries(event, record.key, hooks))
 
     def _skipping(self, record: Any, done: Done, event: Event, hooks: list[CompiledHook],
                   outcomes: OutcomeLog) -> None:

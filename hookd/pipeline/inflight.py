@@ -7,7 +7,7 @@ there, and everything in flight is the union of them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -29,7 +29,7 @@ class InFlight:
         self._by_partition: dict[Partition, set[Held]] = {}
         self._loop = RunningLoop()
 
-    def run(self, record: Any, done: Done, work: list[Work]) -> None:
+    def run(self, record: Any, done: Done, work: Sequence[Work]) -> None:
         """Run a record's work; `done()` when all of it finished (not when some was
         cancelled: then the record stays unfinished and is redelivered)."""
         self.records += 1
@@ -53,7 +53,7 @@ class InFlight:
         for item in work:
             if isinstance(item, Delivery):  # tells `finished` itself, without the loop
                 mine.add(item)
-                if item.done():  # (not started yet, so never: said for safety)
+                if item.state:  # (not started yet, so never: said for safety)
                     finished(item)
                 else:
                     item.ends = finished

@@ -20,6 +20,7 @@ from hookd.delivery.attempts import Attempts, Job
 from hookd.delivery.retries import ErrorKind, Outcome, failure
 from hookd.delivery.sender import Sender
 from hookd.errors import RenderError
+from hookd.events.decode import Event
 from hookd.kafka.outcomelog import Entry, OutcomeLog
 from hookd.kafka.parking import ParkingLot
 from hookd.loops import RunningLoop
@@ -61,6 +62,21 @@ class Way:
             self._starting = True
             self._loop().call_soon(self._start_slice)
         return delivery
+
+    def deliveries(self, event: Event, key: bytes | None, hooks: list[CompiledHook],
+                   ) -> list[Delivery]:
+        """A record's deliveries, one per hook, each started in its turn (`delivery`, for
+        a whole record in one call)."""
+        loop, chains, ready = self._loop, self._chains, self._ready
+        made = []
+        for hook in hooks:
+            delivery = Delivery(loop, Job(hook.id, event, key), hook, chains)
+            ready.append(delivery)
+            made.append(delivery)
+        if not self._starting:
+            self._starting = True
+            loop().call_soon(self._start_slice)
+        return made
 
     def _start_slice(self) -> None:
         ready, chains = self._ready, self._chains
