@@ -84,6 +84,27 @@ class Code(NamedTuple):
 
     lines: tuple[str, ...]
     expr: str
+    text: bool = False  # its value is always a str (a filter that returns one)
+
+
+_TEXT_FILTERS = frozenset({"tojson", "lower", "upper", "string", "trim", "replace"})
+_FLOAT_TEXTS: dict[float, str] = {}  # float_text's memory
+_REMEMBERED = 1024  # floats remembered at most (then forgotten together)
+
+
+def float_text(value: float) -> str:
+    """`str(value)`, remembered. A float's shortest text costs ~8 k instructions (CPython's
+    dtoa), and an event's float (a time, an amount) is written once by each hook that
+    renders it: the hooks after the first take the text from here. 0.0 and -0.0 are one
+    key with two texts: neither is kept (nor is NaN found again: it equals nothing)."""
+    text = _FLOAT_TEXTS.get(value)
+    if text is None:
+        text = str(value)
+        if value:
+            if len(_FLOAT_TEXTS) >= _REMEMBERED:
+                _FLOAT_TEXTS.clear()
+            _FLOAT_TEXTS[value] = text
+    return text
 
 
 class Plan(NamedTuple):
@@ -144,7 +165,8 @@ def plan(env: Environment, source: str) -> Plan | None:
             expr = _value(env, eval_ctx, child, False, writer)
             if expr is None:
                 return None
-            outputs.append(Code(tuple(writer.lines[start:]), expr))
+            outputs.append(Code(tuple(writer.lines[start:]), expr, isinstance(
+                child, nodes.Filter) and child.name in _TEXT_FILTERS))
             literals.append("")
     return Plan(tuple(literals), tuple(outputs), writer.names)
 
@@ -271,8 +293,11 @@ def text_renderer(found: Plan, finish: Callable[[str, int], list[str]] | None = 
             value = f"o{index}"
         if finish is not None:
             lines += finish(value, index)
+        elif not code.text:  # (a float's text: float_text's, remembered)
+            value = f"(_ft({value}) if {value}.__class__ is float else {value})"
         text += f"{{{value}!s}}" + _braced(literal)  # `!s`: str(value), a str as it is
-    return _function({**found.names, **(names or {})}, lines, f"f{text!r}")
+    return _function({**found.names, "_ft": float_text, "float": float, **(names or {})}, lines,
+                     f"f{text!r}")
 
 
 def _braced(literal: str) -> str:

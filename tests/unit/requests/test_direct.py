@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from bench.common import bench_hooks, other_hooks
 from hookd.errors import RenderError, SpecError
-from hookd.requests.direct import plan
+from hookd.requests import direct
+from hookd.requests.direct import float_text, plan
 from hookd.requests.templates import ENV, GLOBALS, Text, compile_template
 from hookd.requests.urls import URL_ENV, UrlText, compile_url
 
@@ -301,7 +302,7 @@ def test_the_generated_code_reads_only_its_own_namespace() -> None:
     names = render.__globals__  # type: ignore[attr-defined]
     assert names["__builtins__"] == {}
     assert sorted(k for k in names if not k.startswith("_n")) == [
-        "MISSING", "Slow", "__builtins__", "_walk", "dict", "f", "list"]
+        "MISSING", "Slow", "__builtins__", "_ft", "_walk", "dict", "f", "float", "list"]
     assert sum(1 for k in names if k.startswith("_n")) == 4  # lower once, y.z, "d", "c"
     assert render({"x": "A", "y": {}}) == "adca"
 
@@ -322,3 +323,20 @@ def test_the_generated_code_reads_only_its_own_namespace() -> None:
 def test_these_stay_jinja2(source: str) -> None:
     assert plan(ENV, source) is None
     assert plan(URL_ENV, source) is None
+
+
+def test_a_float_is_written_once_and_then_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What several hooks write of one event's float is its text each time, as str()
+    gives it: remembered but for 0.0 and -0.0 (one key, two texts) and NaN (equal to
+    nothing), and forgotten together past the bound."""
+    monkeypatch.setattr(direct, "_FLOAT_TEXTS", {})
+    monkeypatch.setattr(direct, "_REMEMBERED", 3)
+    for value in (1796000000.123456, 1796000000.123456, 0.0, -0.0, 0.0, float("nan"),
+                  float("inf"), -1e-300, 3.0):
+        assert float_text(value) == str(value)
+    assert set(map(str, direct._FLOAT_TEXTS.values())) <= {"-1e-300", "3.0"}  # cleared at 3
+    source = "{{ t }} {{ t|string }} {{ n }} {{ t|float }}"
+    render = Text(source, compile_template(source, ())).direct
+    assert render is not None
+    for t, n in ((0.0, -0.0), (-0.0, 0.0), (2.5, 2), (True, 1.0), (1, 1.5)):
+        assert render({"t": t, "n": n}) == f"{t} {t} {n} {float(t)}"
