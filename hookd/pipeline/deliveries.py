@@ -42,6 +42,7 @@ IN_BATCH = _InBatch()
 
 
 PENDING, DONE, CANCELLED = 0, 1, 2  # a delivery's state: under way, ended, given up
+# (PENDING is 0: on the hot path `if delivery.state` asks done() without the call)
 
 
 class Delivery:
@@ -152,7 +153,7 @@ class Chains:
         if delivery.successor is None and not self._starting:  # nobody waits: the common
             if chain is not None:  # case, `advance` without the queue
                 last = self.last.get(chain)
-                if last is delivery or (last is not None and last.done()):
+                if last is delivery or (last is not None and last.state):
                     del self.last[chain]
             return
         self._ended.append((delivery, chain))
@@ -177,7 +178,7 @@ class Chains:
             return True
         before = self.last.get(chain)
         self.last[chain] = delivery
-        if before is None or (before.done() and before.started and before.successor is None):
+        if before is None or (before.state and before.started and before.successor is None):
             return True  # (one cancelled before its turn is passed over by the one before)
         while before.successor is not None:  # (a cancelled one's place is passed over)
             before = before.successor
@@ -188,11 +189,11 @@ class Chains:
         """`delivery` (of `chain`) has ended: the next of its chain whose turn it is now,
         if any."""
         after, delivery.successor = delivery.successor, None
-        while after is not None and after.done():  # cancelled before its turn
+        while after is not None and after.state:  # cancelled before its turn
             skipped, after = after, after.successor
             skipped.successor = None
         if after is None and chain is not None:
             last = self.last.get(chain)
-            if last is delivery or (last is not None and last.done()):
+            if last is delivery or (last is not None and last.state):
                 del self.last[chain]
         return after

@@ -148,7 +148,7 @@ class Way:
                     self._chains.ended(delivery)
                 return self._log(delivery, self.outcomes.delivered_entry(
                     job, made.status, request.webhook_id))
-            if not delivery.done():  # (`_ended`, inline: the common way's end)
+            if not delivery.state:  # (`_ended`, inline: the common way's end)
                 delivery.finish()
             if delivery.chain is not None:
                 self._chains.ended(delivery)
@@ -182,7 +182,7 @@ class Way:
             self._ended(delivery)
 
     def _ended(self, delivery: Delivery) -> None:
-        if not delivery.done():
+        if not delivery.state:
             delivery.finish()
         if delivery.chain is not None:
             self._chains.ended(delivery)
