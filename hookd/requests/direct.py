@@ -204,6 +204,10 @@ def _filter(env: Environment, eval_ctx: nodes.EvalContext, node: nodes.Filter,
     if node.name in _DEFAULT:
         return _default(inner, args, kwargs, out)
     func = env.filters[node.name]
+    dumps = getattr(func, "dumps", None)  # (dumps, default): the filter is orjson's text
+    if dumps is not None and not args and not kwargs:  # written out: a Python call less per
+        # output (any error goes the Jinja2 way, whose filter says it as it always did)
+        return out.local(f"{out.bind(dumps[0])}({inner}, {out.bind(dumps[1])}).decode()")
     call = [inner, *(out.bind(arg) for arg in args)]
     passed = getattr(func, "jinja_pass_arg", None)  # what the compiled code passes first
     if passed is not None:  # (replace: reads eval_ctx.autoescape, False in every plan)

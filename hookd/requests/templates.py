@@ -35,6 +35,11 @@ def tojson(value: Any) -> str:
         raise
 
 
+# what the direct way (hookd.requests.direct) writes instead of a call of tojson: the same
+# orjson call, inline; an error there is rendered again by Jinja2, with this filter
+tojson.dumps = (orjson.dumps, _json_default)  # type: ignore[attr-defined]
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Also refuses `*` and `**` that would build huge strings, lists or integers (the sandbox
     already caps `range`): a template must not be able to exhaust the daemon's memory."""
