@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from hookd.loops import RunningLoop
-from hookd.pipeline.deliveries import Delivery
+from hookd.pipeline.deliveries import CANCELLED, Delivery
 
 log = structlog.get_logger("hookd.dispatch")
 Done = Callable[[], None]
@@ -42,7 +42,9 @@ class InFlight:
         def finished(task: Held) -> None:
             nonlocal left, whole
             mine.discard(task)
-            whole = whole and not task.cancelled()
+            if whole:  # (a delivery's state read: its cancelled() is a Python call)
+                whole = task.state != CANCELLED if isinstance(task, Delivery) else (
+                    not task.cancelled())
             left -= 1
             if left == 0:
                 self.records -= 1
