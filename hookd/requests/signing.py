@@ -58,11 +58,12 @@ class Signer:
     def signature(self, msg_id: str, timestamp: int, body: bytes) -> str:
         """`v1,<base64 HMAC-SHA256 of "id.timestamp.body">` per key, space-separated."""
         signed = f"{msg_id}.{timestamp}.".encode() + body
-        out = []
+        text = ""  # (joined as it goes: one key, as most hooks have, makes no list)
         for inner, outer in self._pads:
             mac = inner.copy()
             mac.update(signed)
             final = outer.copy()
             final.update(mac.digest())
-            out.append("v1," + binascii.b2a_base64(final.digest(), newline=False).decode())
-        return out[0] if len(out) == 1 else " ".join(out)
+            mac64 = binascii.b2a_base64(final.digest(), newline=False).decode()
+            text += f" v1,{mac64}" if text else f"v1,{mac64}"
+        return text
