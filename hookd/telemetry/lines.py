@@ -85,8 +85,9 @@ class Lines:
         """The line of a delivery's attempt answered 2xx at `now` (epoch seconds): what
         `info("delivery", delivery_context(hook, ..., offset), {"outcome": "delivered",
         "status": status, "attempt": attempt, "duration_ms": duration_ms}, event)` writes,
-        from its parts, without a dict (a line per delivery: the context's dict and its
-        serialization were ~4 k of the line's instructions under callgrind)."""
+        from its parts, without a dict (a line per delivery: with the context built as a
+        dict, then serialized, the line took 26.7 k instructions under callgrind, 23.6 k
+        from its parts: `bench.stages --callgrind --stages log`)."""
         processors = self._processors
         if processors is None or processors[-1] is not self._renderer:
             return self.info("delivery", delivery_context(hook, webhook_id, url, topic,
