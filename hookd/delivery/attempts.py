@@ -22,7 +22,7 @@ from hookd.telemetry.redact import MASK
 
 _DELIVERED = Verdict.DELIVERED  # (`Outcome.ok`, without a property call per attempt)
 _PARK = Verdict.PARK
-log = structlog.get_logger("hookd.dispatch")
+log = structlog.get_logger("hookd.attempts")  # (lines when no Lines is given: tests)
 
 
 def to_ms(seconds: float) -> float:
