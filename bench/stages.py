@@ -53,7 +53,6 @@ import uvloop
 
 from bench.common import PY, bench_hooks, write_config
 from bench.cpu import record
-from hookd.delivery.attempts import Line
 from hookd.delivery.wire import encode_request
 from hookd.dev.sim import Simulator
 from hookd.events.decode import decode_event, make_meta
@@ -137,11 +136,9 @@ def measure(events: int, workdir: Path, only: str | None = None,
 
     def log() -> int:
         for (e, h), (r, _) in zip(pairs, requests, strict=True):
-            m = e.meta  # the line as Afterwards.line binds it, written as Attempts.record does
-            line = Line(lines, {"hook": h.id, "webhook_id": r.webhook_id, "url": r.url,
-                                "topic": m.topic, "partition": m.partition,
-                                "offset": m.offset}, e.name)
-            line.lines.delivered(line.context, line.event, 200, 1, 1.2, time.time())
+            m = e.meta  # the line as Attempts.record writes it, from the event and request
+            lines.delivered(h.id, r.webhook_id, r.url, m.topic, m.partition, m.offset,
+                            e.name, 200, 1, 1.2, time.time())
         return len(pairs)
 
     signed = [(h.signer.keys, f"{r.webhook_id}.{int(time.time())}.".encode() + r.body)

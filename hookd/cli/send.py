@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TextIO
 
 from hookd.config import OAuth2Auth
-from hookd.delivery.attempts import Attempts, Job, Line
+from hookd.delivery.attempts import Attempts, Job
 from hookd.delivery.recording import Answer, Recorder
 from hookd.delivery.retries import Outcome, Verdict, next_delay
 from hookd.delivery.sender import HttpSender
@@ -30,22 +30,12 @@ from hookd.events.decode import Event, decode_event, make_meta
 from hookd.pipeline.runtime import Runtime
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
-from hookd.telemetry.lines import Lines
 from hookd.telemetry.redact import Redactor
 
 DELIVERED, WOULD_RETRY, WOULD_FAIL = 0, 1, 2  # exit statuses
 BODY_SHOWN = 2048  # characters of the answer's body printed
 
 Ask = Callable[[str], str]  # shows a question, returns the answer (input() on a terminal)
-
-
-class _Quiet:
-    """The attempt's log line is not written: what it says is printed below, plainly."""
-
-    def info(self, *_args: Any) -> None:
-        """Nothing."""
-
-    warning = delivered = info
 
 
 def printable(text: str) -> str:
@@ -117,10 +107,10 @@ async def send_one(runtime: Runtime, hook: CompiledHook, event: Event, request: 
     recorder = Recorder()
     sender = HttpSender(runtime.config.delivery, protocol=recorder.connection)
     tokens = TokenCache(sender.post_form)
-    attempts = Attempts(sender, tokens, timed=False)
+    # no log line: what it would say is printed below, plainly
+    attempts = Attempts(sender, tokens, timed=False, lines=None)
     try:
-        outcome = await attempts.attempt(Job(hook.id, event, None), hook, request, 1,
-                                         Line(cast(Lines, _Quiet()), {}))
+        outcome = await attempts.attempt(Job(hook.id, event, None), hook, request, 1)
         token = None
         if isinstance(hook.config.auth, OAuth2Auth) and outcome.status is not None:
             token = await tokens.token(hook.config.auth, hook.timeout)  # the cached one

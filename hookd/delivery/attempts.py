@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import structlog
 from aiolimiter import AsyncLimiter
 
 from hookd.config import OAuth2Auth, Rate
@@ -16,10 +17,12 @@ from hookd.events.decode import Event
 from hookd.requests.oauth import TokenCache
 from hookd.requests.render import CompiledHook, Request
 from hookd.telemetry.hookstats import HookStats
-from hookd.telemetry.lines import Lines
+from hookd.telemetry.lines import Lines, delivery_context
 from hookd.telemetry.redact import MASK
 
 _DELIVERED = Verdict.DELIVERED  # (`Outcome.ok`, without a property call per attempt)
+_PARK = Verdict.PARK
+log = structlog.get_logger("hookd.attempts")  # (lines when no Lines is given: tests)
 
 
 def to_ms(seconds: float) -> float:
@@ -44,15 +47,23 @@ class Job:
 
 
 class Line:
-    """A delivery's log context, given to each of its lines (cheaper than a bound logger,
-    which copies its context and builds a new logger): `context`, the fields that lead
-    each line, and `event`, the event's name, the line's last field ("event")."""
+    """A delivery's log context, given to each of its lines off the common way (cheaper
+    than a bound logger, which copies its context and builds a new logger): `context`,
+    the fields that lead each line (`lines.delivery_context`), and `event`, the event's
+    name, the line's last field ("event")."""
 
     __slots__ = ("context", "event", "lines")
 
     def __init__(self, lines: Lines, context: dict[str, Any], event: str | None = None
                  ) -> None:
         self.lines, self.context, self.event = lines, context, event
+
+    @classmethod
+    def of(cls, lines: Lines, job: Job, hook_id: str, msg_id: str, url: str) -> Line:
+        """The log context of `job`'s delivery to `url`, as `msg_id`."""
+        meta = job.event.meta
+        return cls(lines, delivery_context(hook_id, msg_id, url, meta.topic, meta.partition,
+                                           meta.offset), job.event.name)
 
     def info(self, msg: str, **fields: Any) -> None:
         self.lines.info(msg, self.context, fields, self.event)
@@ -72,16 +83,19 @@ class Attempts:
     # /metrics on); each failed one is its hook's last error
     stats: HookStats | None = None
     timed: bool = True
+    # each attempt's line (None: none is written; `hookd send` prints its own)
+    lines: Lines | None = field(default_factory=lambda: Lines(log.bind()))
     _limiters: dict[str, tuple[Rate, AsyncLimiter]] = field(default_factory=dict)
 
     def plain(self, hook: CompiledHook) -> bool:
         """No rate limit and no OAuth2 token to wait for: the caller may send through the
-        sender itself and `record` the outcome (one coroutine frame less per resume)."""
-        return hook.config.rate_limit is None and (
-            self.tokens is None or not isinstance(hook.config.auth, OAuth2Auth))
+        sender itself and `record` the outcome (one coroutine frame less per resume).
+        Asked only of a hook that `waits` (decided at load): the others are plain."""
+        return not hook.waits or (hook.config.rate_limit is None and (
+            self.tokens is None or not isinstance(hook.config.auth, OAuth2Auth)))
 
-    async def attempt(self, job: Job, hook: CompiledHook, request: Request, attempt_no: int,
-                      bound: Line) -> Outcome:
+    async def attempt(self, job: Job, hook: CompiledHook, request: Request, attempt_no: int
+                      ) -> Outcome:
         if hook.config.rate_limit is not None:
             await self._rate(hook)
         started = time.monotonic()
@@ -90,36 +104,40 @@ class Attempts:
         else:
             outcome = await self.sender.attempt(request, hook.signer, hook.timeout,
                                                 hook.tls, None, hook.proxy)
-        return self.record(job, hook, outcome, attempt_no, started, bound)
+        return self.record(job, hook, outcome, attempt_no, started, request)
 
     def record(self, job: Job, hook: CompiledHook, outcome: Outcome, attempt_no: int,
-               started: float, bound: Line) -> Outcome:
-        """An attempt's outcome, sent at `started` (monotonic): counted, and its line. An
-        attempt answered 2xx ends its delivery: counted delivered here too, with its
-        attempt, in one call (`HookStats.delivered`), its line written in one call."""
-        if outcome.verdict is Verdict.PARK:  # the endpoint's circuit is open: nothing sent
+               started: float, request: Request) -> Outcome:
+        """An attempt's outcome, of `request` sent at `started` (monotonic): counted, and
+        its line. An attempt answered 2xx ends its delivery: its figures (the delivery,
+        its attempt, its lag: `HookStats.delivered`) and its line (`Lines.delivered`, from
+        the job's event and the request: no context built) each in one call."""
+        verdict = outcome.verdict
+        if verdict is _PARK:  # the endpoint's circuit is open: nothing sent
             return outcome
         now = time.time()
         if job.first_attempt_at is None:
             job.first_attempt_at = now
         seconds = time.monotonic() - started
-        duration_ms = to_ms(seconds)
-        stats = self.stats
-        if outcome.verdict is _DELIVERED:  # the delivery's end (the caller counts nothing)
+        stats, lines, event = self.stats, self.lines, job.event
+        if verdict is _DELIVERED:  # the delivery's end (the caller counts nothing)
+            meta = event.meta
             if stats is not None:
-                stats.delivered(hook.id, job.event.meta.timestamp, now,
-                                seconds if self.timed else None)
-            bound.lines.delivered(bound.context, bound.event, outcome.status, attempt_no,
-                                  duration_ms, now)
+                stats.delivered(hook.id, meta.timestamp, now, seconds if self.timed else None)
+            if lines is not None:  # (`to_ms(seconds)`, inline: a call less per delivery)
+                lines.delivered(hook.id, request.webhook_id, request.url, meta.topic,
+                                meta.partition, meta.offset, event.name, outcome.status,
+                                attempt_no, int(seconds * 10_000.0 + 0.5) / 10, now)
             return outcome
         stat = stats.of(hook.id) if stats is not None else None
         if stat is not None and self.timed:
             stat.attempt(outcome.status, seconds)
         # what happens next (a retry in memory, parked, dead-lettered) has its own line
-        bound.warning("delivery", outcome="failed",
-                      retryable=outcome.verdict is Verdict.RETRY, status=outcome.status,
-                      attempt=attempt_no, duration_ms=duration_ms,
-                      error_kind=str(outcome.kind), error=outcome.message)
+        if lines is not None:
+            Line.of(lines, job, hook.id, request.webhook_id, request.url).warning(
+                "delivery", outcome="failed", retryable=verdict is Verdict.RETRY,
+                status=outcome.status, attempt=attempt_no, duration_ms=to_ms(seconds),
+                error_kind=str(outcome.kind), error=outcome.message)
         if stat is not None:
             stat.error(outcome.message or str(outcome.status or outcome.kind))
         return outcome

@@ -1,7 +1,6 @@
 """What becomes of a delivery once it leaves the common way (its first attempt did not
 deliver, or it waits for a rate limit or an OAuth2 token first): retries in memory,
-parking, dead letters, a 410's disabling; run in the delivery's own task. And what both
-ways share: a delivery's log context."""
+parking, dead letters, a 410's disabling; run in the delivery's own task."""
 
 from __future__ import annotations
 
@@ -44,21 +43,16 @@ class Afterwards:
     outcomes: OutcomeLog | None = None
 
     def line(self, job: Job, hook: CompiledHook, msg_id: str, url: str) -> Line:
-        """A delivery's log context (the log processor masks secrets)."""
-        event = job.event
-        meta = event.meta
-        return Line(self.lines, {"hook": hook.id, "webhook_id": msg_id, "url": url,
-                                 "topic": meta.topic, "partition": meta.partition,
-                                 "offset": meta.offset}, event.name)
+        """A delivery's log context off the common way (the log processor masks secrets)."""
+        return Line.of(self.lines, job, hook.id, msg_id, url)
 
-    async def attempted(self, job: Job, hook: CompiledHook, request: Request,
-                        line: Line) -> None:
+    async def attempted(self, job: Job, hook: CompiledHook, request: Request) -> None:
         """The first attempt of a hook with a rate limit or an OAuth2 token, then as
         `after`."""
         first = job.attempts + 1
-        made = await self.attempts.attempt(job, hook, request, first, line)
+        made = await self.attempts.attempt(job, hook, request, first)
         if not await self._if_delivered(job, hook, made, first):
-            await self.after(job, hook, request, line, made, first)
+            await self.after(job, hook, request, made, first)
 
     async def _if_delivered(self, job: Job, hook: CompiledHook, made: Outcome,
                             attempt: int) -> bool:
@@ -71,11 +65,11 @@ class Afterwards:
             await self.outcomes.delivered(job, made.status)
         return True
 
-    async def after(self, job: Job, hook: CompiledHook, request: Request, line: Line,
-                    made: Outcome, first: int) -> None:
+    async def after(self, job: Job, hook: CompiledHook, request: Request, made: Outcome,
+                    first: int) -> None:
         """The first attempt did not deliver: retries, parking, or the end; while a circuit
         is open and nothing can be parked, the delivery waits in memory and starts over."""
-        while await self._not_delivered(job, hook, request, line, made, first):
+        while await self._not_delivered(job, hook, request, made, first):
             if hook.id in self.disabled:
                 return await self.endings.fail(
                     job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id]))
@@ -83,9 +77,8 @@ class Afterwards:
                 request = hook.render(job.event)
             except RenderError as exc:
                 return await self.endings.fail(job, failure(ErrorKind.RENDER, str(exc)))
-            line = self.line(job, hook, request.webhook_id, request.url)
             first = job.attempts + 1
-            made = await self.attempts.attempt(job, hook, request, first, line)
+            made = await self.attempts.attempt(job, hook, request, first)
             if await self._if_delivered(job, hook, made, first):
                 return None
 
@@ -98,16 +91,17 @@ class Afterwards:
             job, hook, webhook_id(job.event.id, hook.id), hook.url.source))
 
     async def _not_delivered(self, job: Job, hook: CompiledHook, request: Request,
-                             bound: Line, made: Outcome, first: int) -> bool:
+                             made: Outcome, first: int) -> bool:
         """The first attempt did not deliver: retries (in memory, then parked), or the end.
         True: to be tried again from the start (a circuit opened, and nothing is parked)."""
+        bound = self.line(job, hook, request.webhook_id, request.url)
         if made.verdict is not Verdict.RETRY:
             outcome, last, delay = made, first, None
         else:
             delivery = self.runtime().config.delivery
             stat = self.stats.of(hook.id)
             outcome, last, delay = await run_with_retries(
-                lambda n: self.attempts.attempt(job, hook, request, n, bound), hook.schedule,
+                lambda n: self.attempts.attempt(job, hook, request, n), hook.schedule,
                 delivery.retry.jitter, lambda d: self._backoff(d, stat), first=first, made=made,
                 inline_max=delivery.retry.inline_max if self.parking is not None
                 else float("inf"))

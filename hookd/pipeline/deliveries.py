@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hookd.delivery.attempts import Job, Line
+from hookd.delivery.attempts import Job
 from hookd.delivery.sender import Cancellable
 from hookd.requests.render import CompiledHook, Request
 
@@ -55,7 +55,7 @@ class Delivery:
     record's bookkeeping is told of its end directly (`ends`, set by InFlight.run); what
     must wait for it (a revocation, the shutdown) asks for `ended`, a future made then."""
 
-    __slots__ = ("_ended", "chain", "chains", "ends", "handle", "hook", "job", "line", "loop",
+    __slots__ = ("_ended", "chain", "chains", "ends", "handle", "hook", "job", "loop",
                  "request", "sent_at", "started", "state", "successor")
 
     def __init__(self, loop: Callable[[], asyncio.AbstractEventLoop], job: Job,
@@ -70,7 +70,6 @@ class Delivery:
         self.handle: Cancellable | None = None  # what it is doing: an attempt, or a task
         self.started = False  # its turn came (no earlier one of its chain in flight)
         self.request: Request | None = None
-        self.line: Line | None = None
         self.sent_at = 0.0  # (monotonic) its attempt's start
         # told once, when it has ended (its record's bookkeeping); None: nobody is
         self.ends: Callable[[Delivery], None] | None = None

@@ -58,7 +58,8 @@ class Dispatcher:
     _lines: Lines = field(default_factory=lambda: Lines(log.bind()))
 
     def __post_init__(self) -> None:
-        attempts = Attempts(self.sender, self.tokens, self.stats, self.timed)
+        attempts = Attempts(self.sender, self.tokens, self.stats, self.timed,
+                            self._lines)
         self.counters = Counters(self.stats)
         self._endings = Endings(self.dead_letters, self.redactor, self.counters, self.parking,
                                 self.writes, self.outcomes)

@@ -122,9 +122,8 @@ class Way:
             return self._task(delivery, self._endings.fail(job, failure(ErrorKind.RENDER,
                                                                         str(exc))))
         delivery.request = request
-        delivery.line = line = self._afterwards.line(job, hook, request.webhook_id, request.url)
-        if not self._attempts.plain(hook):  # a rate limit or an OAuth2 token to wait for
-            return self._task(delivery, self._afterwards.attempted(job, hook, request, line))
+        if hook.waits and not self._attempts.plain(hook):  # a rate limit or an OAuth2 token
+            return self._task(delivery, self._afterwards.attempted(job, hook, request))
         delivery.sent_at = time.monotonic()
         handle = self.sender.begin(request, hook.signer, hook.timeout, hook.tls, None,
                                    hook.proxy, partial(self._answered, delivery))
@@ -136,11 +135,10 @@ class Way:
         """Its attempt ended: delivered, the common way's end; anything else goes on in
         a task."""
         request, delivery.request, delivery.handle = delivery.request, None, None
-        assert request is not None and delivery.line is not None
+        assert request is not None
         job, hook = delivery.job, delivery.hook
         first = job.attempts + 1
-        made = self._attempts.record(job, hook, outcome, first, delivery.sent_at,
-                                     delivery.line)
+        made = self._attempts.record(job, hook, outcome, first, delivery.sent_at, request)
         if made.ok:
             job.attempts = first
             if self.outcomes is not None:  # its end is its outcome record's ack; the next
@@ -153,8 +151,7 @@ class Way:
             if delivery.chain is not None:
                 self._chains.ended(delivery)
             return None
-        self._task(delivery, self._afterwards.after(job, hook, request, delivery.line, made,
-                                                       first))
+        self._task(delivery, self._afterwards.after(job, hook, request, made, first))
 
     def _log(self, delivery: Delivery, entry: Entry) -> None:
         """Its outcome record into the log's open batch, its end at the batch's ack: no

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from yarl import URL
 
 from hookd import USER_AGENT
-from hookd.config import HookConfig
+from hookd.config import HookConfig, OAuth2Auth
 from hookd.errors import RenderError
 from hookd.events.decode import Event
 from hookd.events.filters import MISSING, Predicate, get_path
@@ -110,6 +110,9 @@ class CompiledHook:
 
     id: str = field(init=False)  # config.id, read several times per delivery
     method: str = field(init=False)
+    # a rate limit or an OAuth2 token to wait for before an attempt (decided at load:
+    # the others are sent the common way without asking, hookd.delivery.attempts.plain)
+    waits: bool = field(init=False)
     _hook: dict[str, Any] = field(init=False, repr=False, compare=False)  # templates' `hook`
     # what follows the hook's own headers in every request: auth, content-type, user-agent
     _fixed_headers: Headers = field(init=False, repr=False, compare=False)
@@ -120,6 +123,8 @@ class CompiledHook:
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", self.config.id)
         object.__setattr__(self, "method", self.config.request.method)
+        object.__setattr__(self, "waits", self.config.rate_limit is not None
+                           or isinstance(self.config.auth, OAuth2Auth))
         object.__setattr__(self, "_fixed_headers", (
             *self.static_headers, ("content-type", self.config.request.content_type),
             ("user-agent", USER_AGENT)))

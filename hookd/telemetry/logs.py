@@ -93,7 +93,7 @@ class BatchedBytesLogger:
     def __init__(self, stream: Any, limit: int = 1 << 16) -> None:
         self._stream = stream
         self._limit = limit
-        self._lines: list[bytes] = []
+        self._lines: list[bytes] = []  # each without its newline (`_flush` puts them in)
         self._size = 0
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the lines wait for
         self._thread = 0  # the thread it runs in
@@ -107,12 +107,10 @@ class BatchedBytesLogger:
                 if self._loop is not None and self._loop.is_running():  # another thread
                     self._write(message + b"\n")  # (the loop's lines are the loop's)
                 else:
-                    self._lines.append(message + b"\n")
+                    self._lines.append(message)
                     self._flush()
                 return
-        lines = self._lines
-        lines.append(message)
-        lines.append(b"\n")
+        self._lines.append(message)
         self._size += len(message) + 1
         if not self._scheduled:
             self._scheduled = True
@@ -139,7 +137,8 @@ class BatchedBytesLogger:
     def _flush(self) -> None:
         if not self._lines:
             return
-        data = b"".join(self._lines)
+        self._lines.append(b"")  # (each line's newline from the join: an append less each)
+        data = b"\n".join(self._lines)
         self._lines.clear()
         self._size = 0
         self._write(data)

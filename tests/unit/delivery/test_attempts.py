@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 import pytest
 import structlog
 
@@ -26,8 +27,10 @@ from hookd.requests.render import CompiledHook, Request
 from hookd.requests.signing import Signer
 from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.lines import Lines
+from hookd.telemetry.logs import configure_logging
 from tests.unit.conftest import WriteConfig
 from tests.unit.pipeline.test_dispatch import OK, FakeSender, Respond, record
+from tests.unit.telemetry.test_logs import restore_logging  # noqa: F401 (autouse)
 
 CONFIG = """
 hooks:
@@ -152,10 +155,11 @@ def job_for(hook: CompiledHook, seq: int = 0) -> tuple[Job, Request]:
     return Job(hook.id, event, rec.key), hook.render(event)
 
 
-def line_for(request: Request) -> Line:
-    """A delivery's log context, as the dispatcher binds it (the part the tests look at)."""
-    return Line(Lines(structlog.get_logger("hookd.test").bind()),
-                {"hook": request.hook_id, "url": request.url})
+def context_of(request: Request) -> dict[str, Any]:
+    """What leads each line of the delivery of `job_for`'s event by `request`, and its
+    event's name (captured as `_event`)."""
+    return {"hook": request.hook_id, "webhook_id": request.webhook_id, "url": request.url,
+            "topic": "cc.events", "partition": 0, "offset": 0, "_event": "Answered"}
 
 
 def oauth_auth(hook: CompiledHook) -> OAuth2Auth:
@@ -171,14 +175,15 @@ async def test_a_plain_send_adds_no_auth_and_logs_one_delivered_line(
     sender, endpoint = RecordingSender(), TokenEndpoint()
     attempts = Attempts(sender, TokenCache(endpoint))  # a cache, unused by a plain hook
     job, request = job_for(hook)
-    outcome = await attempts.attempt(job, hook, request, 1, line_for(request))
+    outcome = await attempts.attempt(job, hook, request, 1)
     assert outcome is OK
     assert sender.sent == [Sent(request, hook.signer, hook.timeout, None)]
     assert "authorization" not in dict(request.headers)
     assert endpoint.posts == []
-    assert captured == [{"event": "delivery", "log_level": "info", "hook": "plain",
-                         "url": "http://127.0.0.1/plain", "outcome": "delivered",
-                         "status": 200, "attempt": 1, "duration_ms": 12.5}]
+    assert request.url == "http://127.0.0.1/plain"
+    assert captured == [{"event": "delivery", "log_level": "info", **context_of(request),
+                         "outcome": "delivered", "status": 200, "attempt": 1,
+                         "duration_ms": 12.5}]
 
 
 async def test_first_attempt_at_is_set_by_the_first_attempt_only(
@@ -188,10 +193,10 @@ async def test_first_attempt_at_is_set_by_the_first_attempt_only(
     attempts = Attempts(sender)
     job, request = job_for(hook)
     assert job.first_attempt_at is None
-    await attempts.attempt(job, hook, request, 1, line_for(request))
+    await attempts.attempt(job, hook, request, 1)
     assert job.first_attempt_at == clock.now
     first, clock.now = clock.now, clock.now + 60.0
-    assert (await attempts.attempt(job, hook, request, 2, line_for(request))).ok
+    assert (await attempts.attempt(job, hook, request, 2)).ok
     assert job.first_attempt_at == first
     assert [(line["outcome"], line["attempt"]) for line in captured] == [
         ("failed", 1), ("delivered", 2)]
@@ -209,15 +214,60 @@ async def test_an_attempt_answered_2xx_counts_its_delivery_a_failed_one_does_not
     job, request = job_for(hook)
     assert job.event.meta.timestamp is not None
     clock.now = job.event.meta.timestamp / 1000 + 3.0
-    await attempts.attempt(job, hook, request, 1, line_for(request))
+    await attempts.attempt(job, hook, request, 1)
     stat = stats.of(hook.id)
     assert (stat.delivered, stats.lag.count, stat.last_error) == (0, 0, "503")
-    assert (await attempts.attempt(job, hook, request, 2, line_for(request))).ok
+    assert (await attempts.attempt(job, hook, request, 2)).ok
     assert stat.delivered == 1 and stat.last_error == "503"
     assert stats.lag.count == 1 and stats.lag.sum == pytest.approx(3.0)
     assert stat.attempts == ([0, 0, 1, 0, 0, 1] if timed else [0] * 6)
     assert stat.duration.count == (2 if timed else 0)
     assert stat.duration.sum == pytest.approx(0.025 if timed else 0.0)
+
+
+async def test_the_delivered_line_is_the_one_its_context_writes(
+        runtime: Runtime, clock: FakeClock, capsys: pytest.CaptureFixture[str]) -> None:
+    """The common way's line, written from the job's event and the request without a
+    context, is the JSON line the delivery's `Line` (its context, off the common way)
+    writes: the same keys, in the same order, the same values."""
+    configure_logging("info", "json")  # (undone by test_logs' restore_logging)
+    hook = hook_of(runtime, "plain")
+    lines = Lines(structlog.get_logger("hookd.test").bind())
+    job, request = job_for(hook)
+    assert (await Attempts(RecordingSender(), lines=lines).attempt(job, hook, request, 2)).ok
+    Line.of(lines, job, hook.id, request.webhook_id, request.url).info(
+        "delivery", outcome="delivered", status=200, attempt=2, duration_ms=12.5)
+    await asyncio.sleep(0)  # (the loop's lines are written at the end of its iteration)
+    ours, theirs = (orjson.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert ours.pop("timestamp") == "2023-11-14T22:13:20.000000Z"  # the attempt's `now`
+    theirs.pop("timestamp")
+    assert list(ours.items()) == list(theirs.items())
+
+
+async def test_without_lines_an_attempt_writes_none(
+        runtime: Runtime, clock: FakeClock, captured: Captured) -> None:
+    """`hookd send` prints what happened itself."""
+    hook = hook_of(runtime, "plain")
+    sender = RecordingSender(lambda call: classify_status(503) if call.attempt == 1 else OK)
+    attempts = Attempts(sender, lines=None)
+    job, request = job_for(hook)
+    assert not (await attempts.attempt(job, hook, request, 1)).ok
+    assert (await attempts.attempt(job, hook, request, 2)).ok
+    assert captured == []
+
+
+def test_a_hook_that_waits_is_known_at_load_and_only_it_is_asked_about(
+        runtime: Runtime) -> None:
+    """`CompiledHook.waits`: a rate limit or an OAuth2 token (then `plain` decides, with
+    or without a token cache); every other hook is plain without asking."""
+    plain, oauth, limited = (hook_of(runtime, h) for h in ("plain", "oauth", "limited"))
+    assert (plain.waits, oauth.waits, limited.waits) == (False, True, True)
+    with_tokens, without = Attempts(RecordingSender(), TokenCache(TokenEndpoint())), \
+        Attempts(RecordingSender())
+    assert [a.plain(h) for a in (with_tokens, without) for h in (plain, oauth, limited)] == [
+        True, False, False, True, True, False]
+    unlimited = replace(limited, config=limited.config.model_copy(update={"rate_limit": None}))
+    assert not unlimited.waits and with_tokens.plain(unlimited)
 
 
 # --------------------------------------------------------------------- a failed attempt
@@ -237,12 +287,11 @@ async def test_a_failed_attempt_is_a_warning_line(
     hook = hook_of(runtime, "plain")
     attempts = Attempts(RecordingSender(lambda call: outcome))
     job, request = job_for(hook)
-    assert await attempts.attempt(job, hook, request, 3, line_for(request)) is outcome
-    assert captured == [{"event": "delivery", "log_level": "warning", "hook": "plain",
-                         "url": "http://127.0.0.1/plain", "outcome": "failed",
-                         "retryable": retryable, "status": outcome.status, "attempt": 3,
-                         "duration_ms": 12.5, "error_kind": str(outcome.kind),
-                         "error": outcome.message}]
+    assert await attempts.attempt(job, hook, request, 3) is outcome
+    assert captured == [{"event": "delivery", "log_level": "warning", **context_of(request),
+                         "outcome": "failed", "retryable": retryable,
+                         "status": outcome.status, "attempt": 3, "duration_ms": 12.5,
+                         "error_kind": str(outcome.kind), "error": outcome.message}]
     assert job.first_attempt_at == clock.now
 
 
@@ -253,7 +302,7 @@ async def test_a_park_outcome_is_not_an_attempt(
     hook = hook_of(runtime, "plain")
     sender = RecordingSender(lambda call: CIRCUIT_OPEN)
     job, request = job_for(hook)
-    outcome = await Attempts(sender).attempt(job, hook, request, 1, line_for(request))
+    outcome = await Attempts(sender).attempt(job, hook, request, 1)
     assert outcome is CIRCUIT_OPEN
     assert len(sender.sent) == 1  # asked; the sender itself sent nothing
     assert captured == []
@@ -267,8 +316,7 @@ async def test_oauth2_sends_the_token_as_a_bearer_header(
     hook = hook_of(runtime, "oauth")
     sender, endpoint = RecordingSender(), TokenEndpoint()
     job, request = job_for(hook)
-    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1,
-                                                                   line_for(request))
+    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1)
     assert outcome is OK
     assert [s.extra_headers for s in sender.sent] == [{"authorization": "Bearer tok-1"}]
     assert endpoint.posts == [("http://127.0.0.1/token", {"grant_type": "client_credentials"},
@@ -283,7 +331,7 @@ async def test_oauth2_401_refreshes_the_token_and_sends_once_more(
     endpoint = TokenEndpoint()
     tokens = TokenCache(endpoint)
     job, request = job_for(hook)
-    outcome = await Attempts(sender, tokens).attempt(job, hook, request, 1, line_for(request))
+    outcome = await Attempts(sender, tokens).attempt(job, hook, request, 1)
     assert outcome is OK
     assert sender.authorizations() == ["Bearer tok-1", "Bearer tok-2"]
     assert len(endpoint.posts) == 2
@@ -297,7 +345,7 @@ async def test_oauth2_a_second_401_is_returned_as_it_is(
     sender = RecordingSender(lambda call: UNAUTHORIZED if call.attempt <= 2 else OK)
     job, request = job_for(hook)
     outcome = await Attempts(sender, TokenCache(TokenEndpoint())).attempt(
-        job, hook, request, 1, line_for(request))
+        job, hook, request, 1)
     assert outcome is UNAUTHORIZED
     assert sender.authorizations() == ["Bearer tok-1", "Bearer tok-2"]  # no third send
     assert [(line["outcome"], line["status"], line["retryable"]) for line in captured] == [
@@ -310,8 +358,7 @@ async def test_oauth2_token_blocked_by_the_ssrf_guard_fails_at_once(
     sender = RecordingSender()
     endpoint = TokenEndpoint(BlockedDestination("10.0.0.1 is not an allowed destination"))
     job, request = job_for(hook)
-    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1,
-                                                                   line_for(request))
+    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1)
     assert outcome == failure(ErrorKind.BLOCKED,
                               "oauth2 token: 10.0.0.1 is not an allowed destination")
     assert outcome.verdict is Verdict.FAIL
@@ -333,8 +380,7 @@ async def test_oauth2_token_fetch_failing_otherwise_is_a_connect_failure(
     hook = hook_of(runtime, "oauth")
     sender = RecordingSender()
     job, request = job_for(hook)
-    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1,
-                                                                   line_for(request))
+    outcome = await Attempts(sender, TokenCache(endpoint)).attempt(job, hook, request, 1)
     assert outcome == failure(ErrorKind.CONNECT, f"oauth2 token: {message}")
     assert outcome.verdict is Verdict.RETRY
     assert sender.sent == []
@@ -348,15 +394,15 @@ async def test_a_rate_limited_hook_gets_a_limiter_every_attempt_passes_through(
     attempts = Attempts(RecordingSender())
     plain = hook_of(runtime, "plain")
     job, request = job_for(plain)
-    await attempts.attempt(job, plain, request, 1, line_for(request))
+    await attempts.attempt(job, plain, request, 1)
     assert attempts._limiters == {}  # no rate_limit, no limiter
     hook = hook_of(runtime, "limited")
     job, request = job_for(hook)
-    await attempts.attempt(job, hook, request, 1, line_for(request))
+    await attempts.attempt(job, hook, request, 1)
     rate, limiter = attempts._limiters["limited"]
     assert (rate, limiter.max_rate, limiter.time_period) == ("2/h", 2.0, 3600.0)
     assert limiter.has_capacity()  # one of two taken
-    await attempts.attempt(job, hook, request, 2, line_for(request))
+    await attempts.attempt(job, hook, request, 2)
     assert attempts._limiters["limited"][1] is limiter  # the same rate: the same limiter
     assert not limiter.has_capacity()  # both taken: a third attempt would wait
 
@@ -368,13 +414,13 @@ async def test_a_changed_rate_replaces_the_hooks_limiter(
     hook = hook_of(runtime, "limited")
     job, request = job_for(hook)
     for n in (1, 2):  # the 2/h limiter is full
-        await attempts.attempt(job, hook, request, n, line_for(request))
+        await attempts.attempt(job, hook, request, n)
     old = attempts._limiters["limited"][1]
     reloaded = replace(hook, config=hook.config.model_copy(update={"rate_limit": Rate("5/h")}))
     # under the old limiter this attempt would wait half an hour: the timeout only keeps
     # such a failure from hanging the run
     outcome = await asyncio.wait_for(
-        attempts.attempt(job, reloaded, request, 3, line_for(request)), 5.0)
+        attempts.attempt(job, reloaded, request, 3), 5.0)
     assert outcome is OK
     rate, limiter = attempts._limiters["limited"]
     assert limiter is not old
@@ -391,7 +437,7 @@ async def test_oauth2_token_echoed_by_the_endpoint_is_masked(
     sender = RecordingSender(lambda call: echo)
     job, request = job_for(hook)
     outcome = await Attempts(sender, TokenCache(TokenEndpoint())).attempt(
-        job, hook, request, 1, line_for(request))
+        job, hook, request, 1)
     assert (outcome.status, outcome.message) == (500, "HTTP 500: denied Bearer ***")
     assert [line["error"] for line in captured] == ["HTTP 500: denied Bearer ***"]
 

@@ -9,7 +9,6 @@ import logging
 import re
 import sys
 import threading
-import time
 import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hookd.telemetry import library_logs, logs
-from hookd.telemetry import lines as written_by  # (its clock, fixed in a test)
 from hookd.telemetry.lines import Lines
 from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import MASK, Redactor
@@ -346,67 +344,6 @@ def test_fast_lines_write_what_structlogs_chain_writes(capsys: pytest.CaptureFix
     _same_as_the_chain(capsys.readouterr().out, 2 * len(FAST_CASES))
 
 
-DELIVERED_CASES: list[tuple[dict[str, Any], str]] = [
-    ({"hook": "crm", "webhook_id": "msg_0f", "url": "http://127.0.0.1/crm", "topic": "t",
-      "partition": 1, "offset": 2}, "Answered"),  # nothing to mask
-    ({"hook": "crm", "webhook_id": "msg_1a", "url": f"https://x.example/?t={SECRET}",
-      "topic": "cc.events", "partition": 3, "offset": 17}, "Answered"),  # a secret echoed
-    ({"hook": "crm", "webhook_id": "msg_2b", "url": "https://u:p@crm.example/",
-      "topic": "t", "partition": 0, "offset": 0}, f"Ans{OTHER}"),  # userinfo; the name
-    ({"hook": "odd", "url": "http://127.0.0.1/odd", "odd": Odd()}, "Answered"),  # a repr
-]
-
-
-def test_the_delivered_line_is_what_structlogs_chain_writes(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """`Lines.delivered`, the line of each delivery built in its final order in one go,
-    writes what `info("delivery", ...)` and structlog's chain write."""
-    configure_logging("info", "json")
-    REDACTOR.current = Redactor([SECRET, OTHER])
-    logger = structlog.get_logger("hookd.test").bind()
-    fast = Lines(logger)
-    assert fast.json is not None
-    for n, (context, event) in enumerate(DELIVERED_CASES):
-        for status in (200, 204):
-            fast.delivered(context, event, status, n + 1, 12.5, time.time())
-            logger.info("delivery", **context, _event=event, outcome="delivered",
-                        status=status, attempt=n + 1, duration_ms=12.5)
-            fast.delivered(context, event, status, n + 1, 12.5, time.time())
-            fast.info("delivery", context, {"outcome": "delivered", "status": status,
-                                            "attempt": n + 1, "duration_ms": 12.5}, event)
-    _same_as_the_chain(capsys.readouterr().out, 4 * len(DELIVERED_CASES))
-
-
-def test_the_delivered_line_is_stamped_at_the_time_it_is_given(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("info", "json")
-    fast = Lines(structlog.get_logger().bind())
-    for now in (1796000000.25, 1796000000.75, 1796000001.125, 1796000061.5):
-        fast.delivered({"hook": "crm"}, "Answered", 200, 1, 1.0, now)
-    stamps = [line["timestamp"] for line in lines(capsys.readouterr().out)]
-    assert stamps == ["2026-11-30T00:53:20.250000Z", "2026-11-30T00:53:20.750000Z",
-                      "2026-11-30T00:53:21.125000Z", "2026-11-30T00:54:21.500000Z"]
-
-
-def test_the_delivered_line_keeps_the_level_filter_and_goes_through_structlog_when_it_must(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("warning", "json")
-    Lines(structlog.get_logger().bind()).delivered({"hook": "h"}, "A", 200, 1, 1.0, 0.0)
-    assert capsys.readouterr().out == ""
-    configure_logging("info", "json")
-    fast = Lines(structlog.get_logger().bind())
-    with structlog.testing.capture_logs() as captured:  # changes the chain in place
-        fast.delivered({"hook": "crm"}, "Answered", 200, 1, 1.5, time.time())
-    assert captured == [{"event": "delivery", "hook": "crm", "_event": "Answered",
-                         "outcome": "delivered", "status": 200, "attempt": 1,
-                         "duration_ms": 1.5, "log_level": "info"}]
-    configure_logging("info", "console")
-    Lines(structlog.get_logger().bind()).delivered({"hook": "crm"}, "Answered", 200, 1,
-                                                        1.5, time.time())
-    assert re.search(r"\[info\s*\] delivery\s+attempt=1 duration_ms=1.5 event=Answered "
-                     r"hook=crm outcome=delivered status=200", capsys.readouterr().out)
-
-
 def test_fast_lines_keep_the_level_filter(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("warning", "json")
     fast = Lines(structlog.get_logger().bind())
@@ -540,49 +477,6 @@ def test_a_whole_line_scan_never_misses_what_masking_would_change(parts: list[st
             assert redactor.touches(orjson.dumps({"k": [text]}))
         if not redactor.touches(orjson.dumps({"k": text})):
             assert redactor(text) == text
-
-
-_VALUES = st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=8), st.none(),
-                    st.booleans(), st.floats(allow_nan=False),
-                    st.sampled_from([*SECRETS, "https://u:p@x/", "ok"]),
-                    st.lists(st.integers(-9, 9), max_size=2))
-_KEYS = st.one_of(st.sampled_from(["hook", "webhook_id", "url", "topic", "partition", "offset",
-                                   "outcome", "status", "level", "timestamp", "msg", "event"]),
-                  st.text(max_size=6))
-
-
-@settings(max_examples=400, deadline=None)
-@given(context=st.dictionaries(_KEYS, _VALUES, max_size=7),
-       event=st.one_of(st.text(max_size=10), st.sampled_from(["Answered", "Call:Ringing",
-                                                              f"Ans{OTHER}", 'q"\\\n'])),
-       status=st.one_of(st.none(), st.integers(100, 599), st.booleans()),
-       attempt=st.one_of(st.integers(1, 10**6), st.booleans()),
-       duration_ms=st.one_of(st.floats(0, 1e7).map(lambda x: round(x, 1)),
-                             st.floats(allow_nan=False), st.integers(0, 10**6)),
-       now=st.floats(1e9, 4e9))
-def test_the_delivered_line_is_byte_for_byte_what_info_writes(
-        context: dict[str, Any], event: str, status: int | None, attempt: int,
-        duration_ms: float, now: float) -> None:
-    """The delivered line, a template after the context's own JSON where it can be, is the
-    very bytes `info` writes (a dict, serialized whole): key order (a context key that the
-    line also writes stays in its place), numbers, escaping, masking, the timestamp."""
-    configure_logging("info", "json")
-    REDACTOR.current = Redactor([*SECRETS, OTHER])
-    fast = Lines(structlog.get_logger().bind())
-    written: list[bytes] = []
-    fast._out = types.SimpleNamespace(msg=written.append)  # type: ignore[assignment]
-    fast.delivered(context, event, status, attempt, duration_ms, now)
-    saved = written_by.time
-    written_by.time = types.SimpleNamespace(time=lambda: now)  # type: ignore[assignment]
-    try:
-        fast.info("delivery", context, {"outcome": "delivered", "status": status,
-                                        "attempt": attempt, "duration_ms": duration_ms}, event)
-    finally:
-        written_by.time = saved
-    ours, theirs = written
-    assert ours == theirs
-    if "webhook_id" not in context:  # (a digest: never masked)
-        assert OTHER.encode() not in ours and b"//u:p@" not in ours
 
 
 def test_the_timestamp_digits_are_the_microseconds_zero_padded() -> None:
