@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from hookd.delivery.attempts import Attempts, Job
-from hookd.delivery.retries import ErrorKind, Outcome, failure
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure
 from hookd.delivery.sender import Sender
 from hookd.errors import RenderError
 from hookd.events.decode import Event
@@ -36,6 +36,7 @@ log = structlog.get_logger("hookd.dispatch")
 # answer until the last was rendered (20 to 40 ms on a slow core), and every answer
 # waiting meanwhile counted as latency.
 SLICE = 50
+_DELIVERED = Verdict.DELIVERED
 
 
 class Way:
@@ -139,7 +140,7 @@ class Way:
         job, hook = delivery.job, delivery.hook
         first = job.attempts + 1
         made = self._attempts.record(job, hook, outcome, first, delivery.sent_at, request)
-        if made.ok:
+        if made.verdict is _DELIVERED:  # (`made.ok`, without the property's call)
             job.attempts = first
             if self.outcomes is not None:  # its end is its outcome record's ack; the next
                 if delivery.chain is not None:  # of its key goes now, as it would without
