@@ -40,6 +40,8 @@ from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.requests.target import Target
 
+_DELIVERED = Verdict.DELIVERED
+
 
 class Shared(Protocol):
     """What all endpoints share (hookd.delivery.endpoints.Endpoints)."""
@@ -53,7 +55,6 @@ class Shared(Protocol):
     connector: Connector
     max_response_bytes: int
     progress: float  # the last answer from any endpoint
-    in_flight: int
     crowded: Callable[[], bool]
 
     def forget(self, endpoint: Endpoint) -> None: ...
@@ -80,7 +81,8 @@ class Endpoint:
         """PARK when the host's circuit or this hook's is open, or the endpoint has
         stalled: checked before a request is even rendered (hooks whose endpoint is known
         at load: CompiledHook.endpoint); None otherwise."""
-        if self.closed(hook):  # the common case, asked up to three times per delivery
+        if self.circuit.open_until == 0.0 and (hook is None or hook not in self.hooks):
+            # (`closed`, inline: the common case)
             if self.users >= self.shared.per_endpoint and self.stalled():
                 return stalled(self.name, self.shared.policy.cooldown)
             return None
@@ -96,23 +98,14 @@ class Endpoint:
             return stalled(self.name, self.shared.policy.cooldown)
         return None
 
-    def begin(self, target: Target, request: Request, signer: Signer | None, timeout: float,
-              tls: ssl.SSLContext | None, extra_headers: Mapping[str, str] | None,
-              done: Callable[[Outcome], None]) -> Sending:
-        """One attempt, unless the circuit is open or the endpoint has stalled (then PARK,
-        nothing sent); `done(outcome)` once it has ended, from the loop's callbacks (see
-        hookd.delivery.sending). Cancel it with the returned Sending's `cancel()`."""
-        sending = Sending(self, target, request, signer, timeout, tls, extra_headers, done)
-        sending.start()
-        return sending
-
     async def attempt(self, target: Target, request: Request, signer: Signer | None,
                       timeout: float, tls: ssl.SSLContext | None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
-        """`begin`, awaited."""
+        """One attempt (a `Sending`, as HttpSender.begin makes it), awaited: PARK when a
+        circuit is open or the endpoint has stalled, nothing sent."""
         ended: asyncio.Future[Outcome] = self.shared.loop().create_future()
-        sending = self.begin(target, request, signer, timeout, tls, extra_headers,
-                             ended.set_result)
+        sending = Sending(self, target, request, signer, timeout, tls, extra_headers,
+                          ended.set_result)
         try:
             return await ended
         except asyncio.CancelledError:
@@ -137,16 +130,39 @@ class Endpoint:
             return circuit_open(self.name, wait, hook)
         return None
 
-    def ended(self, hook: str, outcome: Outcome) -> None:
-        """An attempt that held both slots has ended: `record` its outcome, then
-        `release` (an answer is progress), in one call. A 2xx while both circuits are
-        closed and clean changes neither: nothing to record."""
+    def ended(self, hook: str, outcome: Outcome | None, answered: bool) -> None:
+        """An attempt that held both slots has ended: its outcome recorded (None: nothing
+        to record), then both slots back, an answer counted as progress: one call, the
+        one place slots are given back. A 2xx while both circuits are closed and clean
+        changes neither: nothing to record. Recorded first: a request handed the freed
+        slot checks the circuits as they now are."""
         now = time.monotonic()
-        circuit = self.circuit
-        if outcome.verdict is not Verdict.DELIVERED or circuit.failures \
-                or circuit.open_until != 0.0 or hook in self.hooks:
+        # (a circuit open or half-open has failures too: `failures` alone says unclean)
+        if outcome is not None and (outcome.verdict is not _DELIVERED
+                                    or self.circuit.failures or hook in self.hooks):
             self._record(hook, outcome, now)
-        self._release(outcome.status is not None, now)
+        shared = self.shared
+        total, slots = shared.total, self.slots
+        if total.waiters:  # (`give` without a call when nobody waits: the common case)
+            total.give()
+        else:
+            total.free += 1
+        if slots.waiters:
+            slots.give()
+        else:
+            slots.free += 1
+        if answered:
+            gap = now - self.progress
+            self.gap = gap if self.gap is None else 0.8 * self.gap + 0.2 * gap
+            self.progress = shared.progress = now
+            self.silent = False
+        self.users -= 1
+        if self.users == 0:
+            self._left()
+
+    def release(self, got_answer: bool = True) -> None:
+        """Both slots back, nothing to record (cancelled, or refused at the send)."""
+        self.ended("", None, got_answer)
 
     def record(self, hook: str, outcome: Outcome) -> None:
         """An answer, any status, proves the host is up; a 5xx or 429 counts against the
@@ -211,14 +227,32 @@ class Endpoint:
             self.progress, self.gap, self.silent = time.monotonic(), None, False
         self.users += 1
 
+    def take(self, hook: str | None = None) -> bool:
+        """Both slots, this endpoint's and a global one, in one step: when both are free
+        with nobody queued for either and, with `hook`, the host's circuit and the hook's
+        are closed (asked here, as the attempt is let in: one that opened after
+        `unavailable` found the endpoint available is honoured). Else False, nothing
+        taken: the full way runs (Sending.start). A delivery's common case, without a call
+        to Slots."""
+        if hook is not None and (self.circuit.open_until != 0.0 or hook in self.hooks):
+            return False
+        shared = self.shared
+        slots, total = self.slots, shared.total
+        if slots.free <= 0 or slots.waiters or total.free <= 0 or total.waiters:
+            return False
+        slots.free -= 1
+        total.free -= 1
+        if self.users:  # (`enter`'s common case, without the call)
+            self.users += 1
+        else:
+            self.enter()
+        return True
+
     def try_acquire(self) -> bool:
-        """Both slots (this endpoint's, then a global one) if free right now; else False."""
-        if self.slots.try_take():
-            if self.shared.total.try_take():
-                self.enter()
-                self.shared.in_flight += 1
-                return True
-            self.slots.give()
+        """`take`, for a caller that gives up when it says no: an endpoint it made is
+        dropped."""
+        if self.take():
+            return True
         if self.users == 0:
             self.shared.forget(self)
         return False
@@ -242,7 +276,6 @@ class Endpoint:
         except BaseException:
             self.leave()
             raise
-        self.shared.in_flight += 1
 
     def watch_queue(self) -> None:
         """One timer per endpoint with a queue, ticking every tenth of `stall_after`: turns
@@ -256,30 +289,6 @@ class Endpoint:
         self.watch = None
         if self.slots.waiting() and not self.stalled():  # stalled: turned away
             self.watch_queue()
-
-    def release(self, got_answer: bool = True) -> None:
-        self._release(got_answer, time.monotonic() if got_answer else 0.0)
-
-    def _release(self, got_answer: bool, now: float) -> None:
-        shared = self.shared
-        shared.in_flight -= 1
-        total, slots = shared.total, self.slots
-        if total.waiters:  # (`give` without a call when nobody waits: the common case)
-            total.give()
-        else:
-            total.free += 1
-        if slots.waiters:
-            slots.give()
-        else:
-            slots.free += 1
-        if got_answer:
-            gap = now - self.progress
-            self.gap = gap if self.gap is None else 0.8 * self.gap + 0.2 * gap
-            self.progress = shared.progress = now
-            self.silent = False
-        self.users -= 1
-        if self.users == 0:
-            self._left()
 
     def leave(self) -> None:
         self.users -= 1

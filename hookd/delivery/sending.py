@@ -40,8 +40,11 @@ NEW, FOR_ENDPOINT, FOR_GLOBAL, SENT, ENDED = range(5)
 
 
 class Sending:
-    """An attempt under way. A `Ticket` while it waits for a slot; `cancel()` at any stage
-    (a revoked partition, the shutdown): nothing more is sent, `done` is not told."""
+    """An attempt under way, started as it is made: in the common case (both circuits
+    closed, both slots free: `Endpoint.take`) on the wire when made, else parked, or a
+    `Ticket` waiting for a slot. `cancel()` at any stage (a revoked partition, the
+    shutdown): nothing more is sent, `done` is not told. `done` may be told before the
+    maker has the Sending (parked at once, or a request that cannot be written)."""
 
     __slots__ = ("call", "done", "endpoint", "extra", "request", "signer", "stage", "target",
                  "timeout", "tls")
@@ -54,17 +57,19 @@ class Sending:
         self.done = done
         self.stage = NEW
         self.call: Call | None = None
-
-    def start(self) -> None:
-        endpoint = self.endpoint
-        if endpoint.closed(self.request.hook_id):  # both circuits closed: the common case,
-            if endpoint.try_acquire():  # and nothing to check again before sending
-                return self._send(False)
+        if endpoint.take(request.hook_id):  # the common case, in one call: nothing to
+            self._send(False)  # check again before sending
         else:
-            closed = endpoint.unavailable(self.request.hook_id)
+            self._start()
+
+    def _start(self) -> None:
+        """The full way: a circuit open or half-open, or no slot free."""
+        endpoint, hook = self.endpoint, self.request.hook_id
+        if not endpoint.closed(hook):
+            closed = endpoint.unavailable(hook)
             if closed is not None:
                 return self._end(closed)
-            if endpoint.try_acquire():
+            if endpoint.take():
                 return self._send(True)  # (half-open: the probe is decided there)
         if endpoint.stalled():
             return self._end(stalled(endpoint.name, endpoint.shared.policy.cooldown))
@@ -85,7 +90,6 @@ class Sending:
             self._global()
             return True
         if self.stage == FOR_GLOBAL:
-            self.endpoint.shared.in_flight += 1
             self._send(True)
             return True
         return False  # cancelled meanwhile: the slot goes to the next one
@@ -100,7 +104,6 @@ class Sending:
     def _global(self) -> None:
         shared = self.endpoint.shared
         if shared.total.try_take():
-            shared.in_flight += 1
             self._send(True)
         else:
             self.stage = FOR_GLOBAL
@@ -148,7 +151,7 @@ class Sending:
             outcome = not_answered(exc, self.timeout)
         else:  # a bug: not retried, and said so
             outcome = failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"[:300])
-        self.endpoint.ended(self.request.hook_id, outcome)
+        self.endpoint.ended(self.request.hook_id, outcome, exc is None)  # (answered)
         self.stage = ENDED
         self.done(outcome)
 
