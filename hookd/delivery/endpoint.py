@@ -130,6 +130,19 @@ class Endpoint:
             return circuit_open(self.name, wait, hook)
         return None
 
+    def probing(self, hook: str) -> bool:
+        """A probe of the host's circuit or the hook's is out (asked right after `blocked`
+        let a request through: then it is that request)."""
+        own = self.hooks.get(hook)
+        return self.circuit.probing or (own is not None and own.probing)
+
+    def unprobe(self, hook: str) -> None:
+        """The probe was cancelled and will say nothing: the next request may probe."""
+        self.circuit.unprobe()
+        own = self.hooks.get(hook)
+        if own is not None:
+            own.unprobe()
+
     def ended(self, hook: str, outcome: Outcome | None, answered: bool) -> None:
         """An attempt that held both slots has ended: its outcome recorded (None: nothing
         to record), then both slots back, an answer counted as progress: one call, the

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 Done = Callable[[Outcome], None]
 _EXPECTED = (BlockedDestination, ProtocolError, OSError, ValueError)
 
-# the stages of an attempt
-NEW, FOR_ENDPOINT, FOR_GLOBAL, SENT, ENDED = range(5)
+# the stages of an attempt (PROBE: sent as a half-open circuit's one probe)
+NEW, FOR_ENDPOINT, FOR_GLOBAL, SENT, PROBE, ENDED = range(6)
 
 
 class Sending:
@@ -114,14 +114,16 @@ class Sending:
         """`check`: the circuits were not found closed just now (it waited for a slot, or
         one is open or half-open)."""
         endpoint, request = self.endpoint, self.request
+        self.stage = SENT
         if check:
             closed = endpoint.blocked(request.hook_id)  # a circuit may have opened meanwhile,
             if closed is not None:  # or this is a half-open one's probe
                 endpoint.release(False)
                 return self._end(closed)
+            if endpoint.probing(request.hook_id):  # (let through: its probe)
+                self.stage = PROBE
         timestamp = int(time.time())  # fresh after a wait, and on each retry
         connections, tls, head = endpoint.connections, self.tls, request.head
-        self.stage = SENT
         # the hook's head framed at load, unless a plain-HTTP proxy wants the absolute
         # form (Connections.begin rewrites the target and adds Proxy-Authorization)
         if head is not None and (connections.proxy is None or tls is not None):
@@ -167,8 +169,10 @@ class Sending:
             endpoint.leave()
         elif stage == FOR_ENDPOINT:
             endpoint.leave()  # (its place in the queue is passed over)
-        elif stage == SENT:
+        elif stage == SENT or stage == PROBE:
             call, self.call = self.call, None
             if call is not None:
                 call.cancel()
+            if stage == PROBE:  # it will say nothing: the next request may probe (else
+                endpoint.unprobe(self.request.hook_id)  # all are parked, for good)
             endpoint.release(False)
