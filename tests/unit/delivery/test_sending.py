@@ -15,7 +15,7 @@ from hookd.delivery.circuit import CircuitPolicy
 from hookd.delivery.endpoint import Endpoint
 from hookd.delivery.endpoints import Endpoints
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict, failure
-from hookd.delivery.sending import ENDED, PROBE, Sending
+from hookd.delivery.sending import ENDED, FOR_ENDPOINT, FOR_GLOBAL, PROBE, SENT, Sending
 from hookd.delivery.wire import Response
 from hookd.requests.render import Request
 from hookd.requests.target import target_of
@@ -104,6 +104,204 @@ def open_host(endpoint: Endpoint, half: bool = False) -> None:
 def open_hook(endpoint: Endpoint, hook: str) -> None:
     for _ in range(POLICY.failures):
         endpoint.record(hook, Outcome(Verdict.RETRY, ErrorKind.HTTP_STATUS, 503))
+
+
+# ------------------------------------------------------------------------ the fast path
+
+@dataclass(frozen=True)
+class Case:
+    setup: Callable[[Bench], None]
+    stage: int  # the new attempt's
+    in_flight: int  # after it
+    kind: ErrorKind | None = None  # its outcome, when parked at once
+    per_endpoint: int = 2
+    total: int = 10
+
+
+def _busy(*counts: tuple[str, int], half_open: bool = False) -> Callable[[Bench], None]:
+    """Attempts in flight: `counts` of them per endpoint (after A's circuit is made
+    half-open, with `half_open`: the first to A is its probe)."""
+    def setup(bench: Bench) -> None:
+        if half_open:
+            open_host(bench.endpoint(A), half=True)
+        for name, n in counts:
+            for _ in range(n):
+                assert bench.attempt(name).stage in (SENT, PROBE)
+    return setup
+
+
+CASES = {
+    "all clear": Case(_busy(), SENT, 1),
+    "its endpoint one under its cap": Case(_busy((A, 1)), SENT, 2),
+    "its endpoint exactly at its cap": Case(_busy((A, 2)), FOR_ENDPOINT, 2),
+    "the global cap one under": Case(_busy((B, 2), (C, 1)), SENT, 4, total=4),
+    "the global cap exactly reached": Case(_busy((B, 2), (C, 2)), FOR_GLOBAL, 4, total=4),
+    "the host's circuit open": Case(lambda b: open_host(b.endpoint(A)), ENDED, 0,
+                                    ErrorKind.CIRCUIT_OPEN),
+    "the host's circuit half-open: the probe": Case(_busy(half_open=True), PROBE, 1),
+    "the host's circuit half-open, its probe out": Case(_busy((A, 1), half_open=True),
+                                                        ENDED, 1, ErrorKind.CIRCUIT_OPEN),
+    "the hook's own circuit open": Case(lambda b: open_hook(b.endpoint(A), "h"), ENDED, 0,
+                                        ErrorKind.CIRCUIT_OPEN),
+    "another hook's circuit open": Case(lambda b: open_hook(b.endpoint(A), "other"), SENT, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_an_attempt_is_sent_queued_or_parked_as_the_full_way_says(name: str) -> None:
+    case = CASES[name]
+    bench = Bench(case.per_endpoint, case.total)
+    case.setup(bench)
+    endpoint = bench.endpoint(A)
+    sent, free, users = len(bench.wire.replies), endpoint.slots.free, endpoint.users
+    sending = bench.attempt(A)
+    assert sending.stage == case.stage
+    assert bench.endpoints.in_flight == case.in_flight
+    assert len(bench.wire.replies) == sent + (sending.stage in (SENT, PROBE))
+    outcome = bench.outcome(sending)
+    assert (outcome.kind if outcome is not None else None) == case.kind
+    if case.stage == ENDED:  # parked: nothing kept, nothing left waiting
+        assert outcome is not None and outcome.verdict is Verdict.PARK
+        assert (endpoint.slots.free, endpoint.users) == (free, users)
+    elif case.stage == FOR_GLOBAL:  # it holds its endpoint's slot meanwhile
+        assert endpoint.slots.free == case.per_endpoint - 1
+    assert bench.endpoints.total.free == case.total - case.in_flight
+
+
+async def test_a_freed_slot_goes_to_the_one_waiting_not_to_a_newcomer() -> None:
+    bench = Bench(per_endpoint=1)
+    first = bench.attempt()
+    waiting = bench.attempt()
+    assert (first.stage, waiting.stage) == (SENT, FOR_ENDPOINT)
+    bench.wire.answer(0, 200)
+    assert waiting.stage == SENT  # handed the slot as it was freed
+    newcomer = bench.attempt()
+    assert newcomer.stage == FOR_ENDPOINT  # no barging in, though `take` was asked
+    assert bench.endpoints.in_flight == 1
+
+
+async def test_one_endpoint_per_name_while_its_attempts_wait_for_the_global_cap() -> None:
+    """A new endpoint whose attempts wait for a global slot stays the one endpoint of its
+    name: its own cap holds (it used to be dropped while they waited, and made again)."""
+    bench = Bench(per_endpoint=1, total=1)
+    assert bench.attempt(B).stage == SENT
+    first, second = bench.attempt(A), bench.attempt(A)
+    assert (first.stage, second.stage) == (FOR_GLOBAL, FOR_ENDPOINT)
+    assert first.endpoint is second.endpoint is bench.endpoints.find(A)
+    bench.wire.answer(0, 200)
+    assert (first.stage, second.stage) == (SENT, FOR_ENDPOINT)
+    bench.wire.answer(1, 200)
+    assert second.stage == SENT
+    bench.wire.answer(2, 200)
+    assert bench.endpoints.in_flight == 0 and list(bench.endpoints) == []
+
+
+# ----------------------------------------------------- a circuit that opens on the way
+
+async def test_a_circuit_opened_after_unavailable_said_go_is_honoured_at_the_take() -> None:
+    bench = Bench()
+    endpoint = bench.endpoint(A)
+    assert endpoint.unavailable("h") is None  # what the way asks before rendering
+    open_host(endpoint)  # meanwhile (another delivery's answer, say)
+    sending = bench.attempt(A)
+    outcome = bench.outcome(sending)
+    assert outcome is not None and outcome.kind is ErrorKind.CIRCUIT_OPEN
+    assert bench.wire.replies == [] and bench.endpoints.in_flight == 0
+
+
+@pytest.mark.parametrize("scope", ["host", "hook"])
+async def test_a_waiter_handed_a_slot_after_the_circuit_opened_is_parked_unsent(
+        scope: str) -> None:
+    bench = Bench(per_endpoint=1)
+    endpoint = bench.endpoint(A)
+    first = bench.attempt()
+    waiting = bench.attempt()
+    assert (first.stage, waiting.stage) == (SENT, FOR_ENDPOINT)
+    if scope == "host":  # one failure recorded already, by another delivery
+        endpoint.circuit.record(REFUSED, time.monotonic())
+    else:
+        endpoint.record("h", Outcome(Verdict.RETRY, ErrorKind.HTTP_STATUS, 503))
+    bench.wire.answer(0, None if scope == "host" else 503)  # the second: it opens, and
+    outcome = bench.outcome(waiting)  # the freed slot goes to the one waiting
+    assert outcome is not None and outcome.kind is ErrorKind.CIRCUIT_OPEN
+    assert outcome.message.startswith(f"circuit open for {scope}")
+    assert len(bench.wire.replies) == 1 and bench.endpoints.in_flight == 0
+    assert endpoint.users == 0 and endpoint.slots.free == 1
+    assert not endpoint.circuit.probing  # (not a probe: a half-open circuit's comes later)
+    late = bench.attempt()  # a newcomer: parked at once
+    assert late.stage == ENDED and len(bench.wire.replies) == 1
+
+
+# ----------------------------------------------------------------- the end of an attempt
+
+@dataclass(frozen=True)
+class End:
+    before: Callable[[Endpoint], None]
+    status: int | None  # the answer (None: refused)
+    host_failures: int
+    own: int | None  # the hook's own circuit's failures; None: it has none
+    progress: bool  # counted as an answer
+
+
+def _failures(n: int) -> Callable[[Endpoint], None]:
+    def before(endpoint: Endpoint) -> None:
+        endpoint.circuit.failures = n
+    return before
+
+
+def _own_failing(endpoint: Endpoint) -> None:
+    endpoint.record("h", Outcome(Verdict.RETRY, ErrorKind.HTTP_STATUS, 503))
+
+
+ENDS = {
+    "2xx, all clean: nothing to record": End(lambda e: None, 200, 0, None, True),
+    "2xx after no answers: the host is up": End(_failures(1), 200, 0, None, True),
+    "2xx while the hook's own failed: closed, and forgotten": End(_own_failing, 200, 0,
+                                                                  None, True),
+    "503: the hook's own, not the host's": End(_failures(1), 503, 0, 1, True),
+    "404: an answer, not the hook's trouble": End(_own_failing, 404, 0, None, True),
+    "no answer: the host's": End(lambda e: None, None, 1, None, False),
+}
+
+
+@pytest.mark.parametrize("name", list(ENDS))
+async def test_an_ended_attempt_is_recorded_then_gives_both_slots_back(name: str) -> None:
+    case = ENDS[name]
+    bench = Bench(per_endpoint=2, total=3)
+    endpoint = bench.endpoint(A)
+    case.before(endpoint)
+    other = bench.attempt(B)  # keeps the global count honest
+    sending = bench.attempt(A)
+    assert sending.stage == SENT and bench.endpoints.in_flight == 2
+    since = endpoint.progress
+    time.sleep(0.001)
+    bench.wire.answer(1, case.status)
+    assert sending.stage == ENDED
+    assert bench.endpoints.in_flight == 1 and bench.endpoints.total.free == 2
+    assert endpoint.slots.free == 2 and endpoint.users == 0
+    assert endpoint.circuit.failures == case.host_failures
+    own = endpoint.hooks.get("h")
+    assert (own.failures if own is not None else None) == case.own
+    assert (endpoint.progress > since) is case.progress
+    assert (endpoint.gap is not None) is case.progress
+    assert (bench.endpoints.find(A) is endpoint) is not endpoint.idle  # idle: dropped
+    assert other.stage == SENT
+
+
+async def test_a_cancelled_attempt_gives_back_what_it_held_at_each_stage() -> None:
+    bench = Bench(per_endpoint=1, total=2)
+    assert bench.attempt(B).stage == SENT
+    sent, for_global = bench.attempt(A), bench.attempt(C)
+    for_endpoint = bench.attempt(A)
+    assert (sent.stage, for_global.stage, for_endpoint.stage) == (SENT, FOR_GLOBAL,
+                                                                  FOR_ENDPOINT)
+    for sending in (for_endpoint, for_global, sent):
+        sending.cancel()
+    assert bench.endpoints.in_flight == 1
+    assert [e.name for e in bench.endpoints] == [B]  # A and C: nothing left to keep
+    bench.wire.answer(0, 200)
+    assert bench.endpoints.in_flight == 0 and list(bench.endpoints) == []
+    assert list(bench.outcomes) == ["msg_1"]  # the cancelled ones: not told
 
 
 @pytest.mark.parametrize("scope", ["host", "hook"])
