@@ -33,7 +33,7 @@ from hookd.delivery.client import Connections, Connector
 from hookd.delivery.outcomes import circuit_open, stalled
 from hookd.delivery.retries import Outcome, Verdict
 from hookd.delivery.sending import Sending
-from hookd.delivery.slots import Slots, Stalled
+from hookd.delivery.slots import Slots, Stalled, Ticket
 from hookd.loops import RunningLoop
 from hookd.requests.proxy import Proxy
 from hookd.requests.render import Request
@@ -245,7 +245,7 @@ class Endpoint:
         with nobody queued for either and, with `hook`, the host's circuit and the hook's
         are closed (asked here, as the attempt is let in: one that opened after
         `unavailable` found the endpoint available is honoured). Else False, nothing
-        taken: the full way runs (Sending.start). A delivery's common case, without a call
+        taken: the full way runs (Sending._start). A delivery's common case, without a call
         to Slots."""
         if hook is not None and (self.circuit.open_until != 0.0 or hook in self.hooks):
             return False
@@ -260,6 +260,23 @@ class Endpoint:
         else:
             self.enter()
         return True
+
+    def line_up(self, ticket: Ticket) -> bool:
+        """`ticket` counted in (`enter`): True with this endpoint's slot, if free; else
+        False, queued for it (`ticket.grant()` in its turn), the stall watch on. The full
+        way's first step (`take` said no), in one call."""
+        if self.users:  # (`enter`'s common case, without the call)
+            self.users += 1
+        else:
+            self.enter()
+        slots = self.slots
+        if slots.free > 0 and not slots.waiters:  # (`try_take`, inline)
+            slots.free -= 1
+            return True
+        if self.watch is None:
+            self.watch_queue()
+        slots.waiters.append(ticket)  # (`wait`, inline)
+        return False
 
     def try_acquire(self) -> bool:
         """`take`, for a caller that gives up when it says no: an endpoint it made is

@@ -27,7 +27,7 @@ class Endpoints:
         self.per_endpoint = per_endpoint
         self.loop = RunningLoop()
         self.total = Slots(total, self.loop)
-        self._total = total
+        self._capacity = total
         self.stall_after = stall_after
         self.deep_queue = 4 * per_endpoint if deep_queue is None else deep_queue
         self.policy = policy or CircuitPolicy()
@@ -60,7 +60,7 @@ class Endpoints:
     @property
     def in_flight(self) -> int:
         """Attempts on the wire: the global slots taken (counted once, by the slots)."""
-        return self._total - self.total.free
+        return self._capacity - self.total.free
 
     def forget(self, endpoint: Endpoint) -> None:
         if endpoint.idle and self._all.get(endpoint.name) is endpoint:

@@ -65,7 +65,7 @@ class Sending:
     def _start(self) -> None:
         """The full way: a circuit open or half-open, or no slot free."""
         endpoint, hook = self.endpoint, self.request.hook_id
-        if not endpoint.closed(hook):
+        if endpoint.circuit.open_until != 0.0 or hook in endpoint.hooks:  # (not `closed`)
             closed = endpoint.unavailable(hook)
             if closed is not None:
                 return self._end(closed)
@@ -73,12 +73,9 @@ class Sending:
                 return self._send(True)  # (half-open: the probe is decided there)
         if endpoint.stalled():
             return self._end(stalled(endpoint.name, endpoint.shared.policy.cooldown))
-        endpoint.enter()
-        if endpoint.slots.try_take():
-            return self._global()
-        endpoint.watch_queue()
         self.stage = FOR_ENDPOINT
-        endpoint.slots.wait(self)
+        if endpoint.line_up(self):  # its endpoint's slot free (the global cap is full)
+            self._global()
 
     # -- the Ticket: waiting for a slot ----------------------------------------------------
     @property
@@ -102,12 +99,13 @@ class Sending:
         self.done(stalled(endpoint.name, endpoint.shared.policy.cooldown))
 
     def _global(self) -> None:
-        shared = self.endpoint.shared
-        if shared.total.try_take():
+        total = self.endpoint.shared.total
+        if total.free > 0 and not total.waiters:  # (`total.try_take()`, inline)
+            total.free -= 1
             self._send(True)
         else:
             self.stage = FOR_GLOBAL
-            shared.total.wait(self)
+            total.wait(self)
 
     # -- on the wire ------------------------------------------------------------------------
     def _send(self, check: bool) -> None:
@@ -115,9 +113,11 @@ class Sending:
         one is open or half-open)."""
         endpoint, request = self.endpoint, self.request
         self.stage = SENT
-        if check:
-            closed = endpoint.blocked(request.hook_id)  # a circuit may have opened meanwhile,
-            if closed is not None:  # or this is a half-open one's probe
+        if check and (endpoint.circuit.open_until != 0.0 or request.hook_id in endpoint.hooks):
+            # not both closed (`closed`, inline: a queued attempt's common case asks no
+            # more): one may have opened meanwhile, or this is a half-open one's probe
+            closed = endpoint.blocked(request.hook_id)
+            if closed is not None:
                 endpoint.release(False)
                 return self._end(closed)
             if endpoint.probing(request.hook_id):  # (let through: its probe)
@@ -169,7 +169,7 @@ class Sending:
             endpoint.leave()
         elif stage == FOR_ENDPOINT:
             endpoint.leave()  # (its place in the queue is passed over)
-        elif stage == SENT or stage == PROBE:
+        elif stage in (SENT, PROBE):
             call, self.call = self.call, None
             if call is not None:
                 call.cancel()
