@@ -1,7 +1,8 @@
 """One endpoint (`scheme://host:port`): its circuits (the host's, and one per hook whose
 answers are failing: see hookd.delivery.circuit), its in-flight slots and stall watch,
-its idle connections, and one attempt through it, read in one place: acquire a slot →
-check the circuits → sign → send → record the outcome → release.
+its idle connections, and one attempt through it (hookd.delivery.sending): both slots
+taken with both circuits closed (`take`) → sign → send → the outcome recorded and both
+slots given back (`ended`).
 
 Per-endpoint slots are taken before the global one, so a slow endpoint queues behind its
 own cap and never holds the slots the healthy ones need. An endpoint with every slot
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from hookd.delivery.circuit import Circuit, CircuitPolicy, hook_trouble, host_trouble
+from hookd.delivery.circuit import Circuit, CircuitPolicy, told
 from hookd.delivery.client import Connections, Connector
 from hookd.delivery.outcomes import circuit_open, stalled
 from hookd.delivery.retries import Outcome, Verdict
@@ -130,19 +131,6 @@ class Endpoint:
             return circuit_open(self.name, wait, hook)
         return None
 
-    def probing(self, hook: str) -> bool:
-        """A probe of the host's circuit or the hook's is out (asked right after `blocked`
-        let a request through: then it is that request)."""
-        own = self.hooks.get(hook)
-        return self.circuit.probing or (own is not None and own.probing)
-
-    def unprobe(self, hook: str) -> None:
-        """The probe was cancelled and will say nothing: the next request may probe."""
-        self.circuit.unprobe()
-        own = self.hooks.get(hook)
-        if own is not None:
-            own.unprobe()
-
     def ended(self, hook: str, outcome: Outcome | None, answered: bool) -> None:
         """An attempt that held both slots has ended: its outcome recorded (None: nothing
         to record), then both slots back, an answer counted as progress: one call, the
@@ -153,7 +141,7 @@ class Endpoint:
         # (a circuit open or half-open has failures too: `failures` alone says unclean)
         if outcome is not None and (outcome.verdict is not _DELIVERED
                                     or self.circuit.failures or hook in self.hooks):
-            self._record(hook, outcome, now)
+            told(self.circuit, self.hooks, hook, outcome, now)
         shared = self.shared
         total, slots = shared.total, self.slots
         if total.waiters:  # (`give` without a call when nobody waits: the common case)
@@ -178,40 +166,8 @@ class Endpoint:
         self.ended("", None, got_answer)
 
     def record(self, hook: str, outcome: Outcome) -> None:
-        """An answer, any status, proves the host is up; a 5xx or 429 counts against the
-        hook's own circuit only. No answer counts against the host's."""
-        self._record(hook, outcome, time.monotonic())
-
-    def _record(self, hook: str, outcome: Outcome, now: float) -> None:
-        own = self.hooks.get(hook)
-        if outcome.status is not None:
-            self.circuit.result(False, now)
-            failed = hook_trouble(outcome)
-            if failed and own is None:
-                own = self.hooks[hook] = Circuit(self.shared.policy)
-            if own is not None:
-                own.result(failed, now)
-                if own.closed:
-                    del self.hooks[hook]  # closed: a healthy hook costs nothing
-        elif host_trouble(outcome):
-            self.circuit.result(True, now)
-            if own is not None:
-                own.unprobe()  # its probe never reached the hook: let the next one try
-        else:  # nothing sent, or refused before sending (blocked, a bad request)
-            self.circuit.unprobe()
-            if own is not None:
-                own.unprobe()
-
-    def open_circuits(self, now: float) -> list[dict[str, object]]:
-        out: list[dict[str, object]] = []
-        if self.circuit.open_until:
-            out.append({"endpoint": self.name, "scope": "host",
-                        "next_probe_in_s": round(max(0.0, self.circuit.open_until - now), 1)})
-        for hook, circuit in self.hooks.items():
-            if circuit.open_until:
-                out.append({"endpoint": self.name, "scope": "hook", "hook": hook,
-                            "next_probe_in_s": round(max(0.0, circuit.open_until - now), 1)})
-        return out
+        """An attempt's outcome, told its circuits (hookd.delivery.circuit.told)."""
+        told(self.circuit, self.hooks, hook, outcome, time.monotonic())
 
     # -- slots and the stall watch ------------------------------------------------------------
     def stalled(self) -> bool:

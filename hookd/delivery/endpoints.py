@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from hookd.delivery.circuit import CircuitPolicy
+from hookd.delivery.circuit import CircuitPolicy, open_circuits
 from hookd.delivery.client import Connector
 from hookd.delivery.endpoint import Endpoint
 from hookd.delivery.slots import Slots
@@ -73,7 +73,8 @@ class Endpoints:
         """Each open circuit: its endpoint, its scope (`host`, or `hook` with the hook's
         id) and the seconds until its next probe (0: half-open now)."""
         now = time.monotonic()
-        return [c for e in self._all.values() for c in e.open_circuits(now)]
+        return [c for e in self._all.values()
+                for c in open_circuits(e.name, e.circuit, e.hooks, now)]
 
     def reset(self) -> None:
         """New rules (a reload changed the SSRF guard): kept-alive connections are closed,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from hookd.delivery.circuit import probing, unprobe
 from hookd.delivery.client import Call
 from hookd.delivery.connection import ProtocolError
 from hookd.delivery.outcomes import answered, not_answered, stalled
@@ -120,8 +121,8 @@ class Sending:
             if closed is not None:
                 endpoint.release(False)
                 return self._end(closed)
-            if endpoint.probing(request.hook_id):  # (let through: its probe)
-                self.stage = PROBE
+            if probing(endpoint.circuit, endpoint.hooks, request.hook_id):
+                self.stage = PROBE  # (let through as a half-open circuit's probe)
         timestamp = int(time.time())  # fresh after a wait, and on each retry
         connections, tls, head = endpoint.connections, self.tls, request.head
         # the hook's head framed at load, unless a plain-HTTP proxy wants the absolute
@@ -174,5 +175,6 @@ class Sending:
             if call is not None:
                 call.cancel()
             if stage == PROBE:  # it will say nothing: the next request may probe (else
-                endpoint.unprobe(self.request.hook_id)  # all are parked, for good)
+                # every one is parked, for good)
+                unprobe(endpoint.circuit, endpoint.hooks, self.request.hook_id)
             endpoint.release(False)
