@@ -13,6 +13,7 @@ closed on success, open again with a doubled cooldown (up to max_cooldown) on fa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hookd.delivery.retries import ErrorKind, Outcome, Verdict
@@ -97,3 +98,58 @@ class Circuit:
                              if self.probing else self.policy.cooldown)
             self.open_until = now + self.cooldown
             self.probing = False
+
+
+# -- one endpoint's circuits: the host's, and one per hook whose answers are failing -------
+def told(host: Circuit, hooks: dict[str, Circuit], hook: str, outcome: Outcome,
+         now: float) -> None:
+    """An attempt's outcome, as `hook` at an endpoint made it: an answer, any status,
+    proves the host is up; a 5xx or 429 counts against the hook's own circuit only (made
+    when it first fails, dropped once closed: a healthy hook costs nothing). No answer
+    counts against the host's."""
+    own = hooks.get(hook)
+    if outcome.status is not None:
+        host.result(False, now)
+        failed = hook_trouble(outcome)
+        if failed and own is None:
+            own = hooks[hook] = Circuit(host.policy)
+        if own is not None:
+            own.result(failed, now)
+            if own.closed:
+                del hooks[hook]
+    elif host_trouble(outcome):
+        host.result(True, now)
+        if own is not None:
+            own.unprobe()  # its probe never reached the hook: let the next one try
+    else:  # nothing sent, or refused before sending (blocked, a bad request)
+        unprobe(host, hooks, hook)
+
+
+def probing(host: Circuit, hooks: Mapping[str, Circuit], hook: str) -> bool:
+    """A probe of the host's circuit or the hook's is out (asked right after `blocked_for`
+    let a request through: then it is that request)."""
+    own = hooks.get(hook)
+    return host.probing or (own is not None and own.probing)
+
+
+def unprobe(host: Circuit, hooks: Mapping[str, Circuit], hook: str) -> None:
+    """The request let through will say nothing (not sent, or its probe cancelled): the
+    next one may probe."""
+    host.unprobe()
+    own = hooks.get(hook)
+    if own is not None:
+        own.unprobe()
+
+
+def open_circuits(endpoint: str, host: Circuit, hooks: Mapping[str, Circuit], now: float,
+                  ) -> list[dict[str, object]]:
+    """An endpoint's open circuits, as `hookd status` and /metrics show them."""
+    out: list[dict[str, object]] = []
+    if host.open_until:
+        out.append({"endpoint": endpoint, "scope": "host",
+                    "next_probe_in_s": round(max(0.0, host.open_until - now), 1)})
+    for hook, circuit in hooks.items():
+        if circuit.open_until:
+            out.append({"endpoint": endpoint, "scope": "hook", "hook": hook,
+                        "next_probe_in_s": round(max(0.0, circuit.open_until - now), 1)})
+    return out

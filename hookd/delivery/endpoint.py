@@ -1,7 +1,8 @@
 """One endpoint (`scheme://host:port`): its circuits (the host's, and one per hook whose
 answers are failing: see hookd.delivery.circuit), its in-flight slots and stall watch,
-its idle connections, and one attempt through it, read in one place: acquire a slot →
-check the circuits → sign → send → record the outcome → release.
+its idle connections, and one attempt through it (hookd.delivery.sending): both slots
+taken with both circuits closed (`take`) → sign → send → the outcome recorded and both
+slots given back (`ended`).
 
 Per-endpoint slots are taken before the global one, so a slow endpoint queues behind its
 own cap and never holds the slots the healthy ones need. An endpoint with every slot
@@ -28,17 +29,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from hookd.delivery.circuit import Circuit, CircuitPolicy, hook_trouble, host_trouble
+from hookd.delivery.circuit import Circuit, CircuitPolicy, told
 from hookd.delivery.client import Connections, Connector
 from hookd.delivery.outcomes import circuit_open, stalled
 from hookd.delivery.retries import Outcome, Verdict
 from hookd.delivery.sending import Sending
-from hookd.delivery.slots import Slots, Stalled
+from hookd.delivery.slots import Slots, Stalled, Ticket
 from hookd.loops import RunningLoop
 from hookd.requests.proxy import Proxy
 from hookd.requests.render import Request
 from hookd.requests.signing import Signer
 from hookd.requests.target import Target
+
+_DELIVERED = Verdict.DELIVERED
 
 
 class Shared(Protocol):
@@ -53,7 +56,6 @@ class Shared(Protocol):
     connector: Connector
     max_response_bytes: int
     progress: float  # the last answer from any endpoint
-    in_flight: int
     crowded: Callable[[], bool]
 
     def forget(self, endpoint: Endpoint) -> None: ...
@@ -80,7 +82,8 @@ class Endpoint:
         """PARK when the host's circuit or this hook's is open, or the endpoint has
         stalled: checked before a request is even rendered (hooks whose endpoint is known
         at load: CompiledHook.endpoint); None otherwise."""
-        if self.closed(hook):  # the common case, asked up to three times per delivery
+        if self.circuit.open_until == 0.0 and (hook is None or hook not in self.hooks):
+            # (`closed`, inline: the common case)
             if self.users >= self.shared.per_endpoint and self.stalled():
                 return stalled(self.name, self.shared.policy.cooldown)
             return None
@@ -96,23 +99,14 @@ class Endpoint:
             return stalled(self.name, self.shared.policy.cooldown)
         return None
 
-    def begin(self, target: Target, request: Request, signer: Signer | None, timeout: float,
-              tls: ssl.SSLContext | None, extra_headers: Mapping[str, str] | None,
-              done: Callable[[Outcome], None]) -> Sending:
-        """One attempt, unless the circuit is open or the endpoint has stalled (then PARK,
-        nothing sent); `done(outcome)` once it has ended, from the loop's callbacks (see
-        hookd.delivery.sending). Cancel it with the returned Sending's `cancel()`."""
-        sending = Sending(self, target, request, signer, timeout, tls, extra_headers, done)
-        sending.start()
-        return sending
-
     async def attempt(self, target: Target, request: Request, signer: Signer | None,
                       timeout: float, tls: ssl.SSLContext | None,
                       extra_headers: Mapping[str, str] | None = None) -> Outcome:
-        """`begin`, awaited."""
+        """One attempt (a `Sending`, as HttpSender.begin makes it), awaited: PARK when a
+        circuit is open or the endpoint has stalled, nothing sent."""
         ended: asyncio.Future[Outcome] = self.shared.loop().create_future()
-        sending = self.begin(target, request, signer, timeout, tls, extra_headers,
-                             ended.set_result)
+        sending = Sending(self, target, request, signer, timeout, tls, extra_headers,
+                          ended.set_result)
         try:
             return await ended
         except asyncio.CancelledError:
@@ -137,52 +131,43 @@ class Endpoint:
             return circuit_open(self.name, wait, hook)
         return None
 
-    def ended(self, hook: str, outcome: Outcome) -> None:
-        """An attempt that held both slots has ended: `record` its outcome, then
-        `release` (an answer is progress), in one call. A 2xx while both circuits are
-        closed and clean changes neither: nothing to record."""
+    def ended(self, hook: str, outcome: Outcome | None, answered: bool) -> None:
+        """An attempt that held both slots has ended: its outcome recorded (None: nothing
+        to record), then both slots back, an answer counted as progress: one call, the
+        one place slots are given back. A 2xx while both circuits are closed and clean
+        changes neither: nothing to record. Recorded first: a request handed the freed
+        slot checks the circuits as they now are."""
         now = time.monotonic()
-        circuit = self.circuit
-        if outcome.verdict is not Verdict.DELIVERED or circuit.failures \
-                or circuit.open_until != 0.0 or hook in self.hooks:
-            self._record(hook, outcome, now)
-        self._release(outcome.status is not None, now)
+        # (a circuit open or half-open has failures too: `failures` alone says unclean)
+        if outcome is not None and (outcome.verdict is not _DELIVERED
+                                    or self.circuit.failures or hook in self.hooks):
+            told(self.circuit, self.hooks, hook, outcome, now)
+        shared = self.shared
+        total, slots = shared.total, self.slots
+        if total.waiters:  # (`give` without a call when nobody waits: the common case)
+            total.give()
+        else:
+            total.free += 1
+        if slots.waiters:
+            slots.give()
+        else:
+            slots.free += 1
+        if answered:
+            gap = now - self.progress
+            self.gap = gap if self.gap is None else 0.8 * self.gap + 0.2 * gap
+            self.progress = shared.progress = now
+            self.silent = False
+        self.users -= 1
+        if self.users == 0:
+            self._left()
+
+    def release(self, got_answer: bool = True) -> None:
+        """Both slots back, nothing to record (cancelled, or refused at the send)."""
+        self.ended("", None, got_answer)
 
     def record(self, hook: str, outcome: Outcome) -> None:
-        """An answer, any status, proves the host is up; a 5xx or 429 counts against the
-        hook's own circuit only. No answer counts against the host's."""
-        self._record(hook, outcome, time.monotonic())
-
-    def _record(self, hook: str, outcome: Outcome, now: float) -> None:
-        own = self.hooks.get(hook)
-        if outcome.status is not None:
-            self.circuit.result(False, now)
-            failed = hook_trouble(outcome)
-            if failed and own is None:
-                own = self.hooks[hook] = Circuit(self.shared.policy)
-            if own is not None:
-                own.result(failed, now)
-                if own.closed:
-                    del self.hooks[hook]  # closed: a healthy hook costs nothing
-        elif host_trouble(outcome):
-            self.circuit.result(True, now)
-            if own is not None:
-                own.unprobe()  # its probe never reached the hook: let the next one try
-        else:  # nothing sent, or refused before sending (blocked, a bad request)
-            self.circuit.unprobe()
-            if own is not None:
-                own.unprobe()
-
-    def open_circuits(self, now: float) -> list[dict[str, object]]:
-        out: list[dict[str, object]] = []
-        if self.circuit.open_until:
-            out.append({"endpoint": self.name, "scope": "host",
-                        "next_probe_in_s": round(max(0.0, self.circuit.open_until - now), 1)})
-        for hook, circuit in self.hooks.items():
-            if circuit.open_until:
-                out.append({"endpoint": self.name, "scope": "hook", "hook": hook,
-                            "next_probe_in_s": round(max(0.0, circuit.open_until - now), 1)})
-        return out
+        """An attempt's outcome, told its circuits (hookd.delivery.circuit.told)."""
+        told(self.circuit, self.hooks, hook, outcome, time.monotonic())
 
     # -- slots and the stall watch ------------------------------------------------------------
     def stalled(self) -> bool:
@@ -211,14 +196,49 @@ class Endpoint:
             self.progress, self.gap, self.silent = time.monotonic(), None, False
         self.users += 1
 
+    def take(self, hook: str | None = None) -> bool:
+        """Both slots, this endpoint's and a global one, in one step: when both are free
+        with nobody queued for either and, with `hook`, the host's circuit and the hook's
+        are closed (asked here, as the attempt is let in: one that opened after
+        `unavailable` found the endpoint available is honoured). Else False, nothing
+        taken: the full way runs (Sending._start). A delivery's common case, without a call
+        to Slots."""
+        if hook is not None and (self.circuit.open_until != 0.0 or hook in self.hooks):
+            return False
+        shared = self.shared
+        slots, total = self.slots, shared.total
+        if slots.free <= 0 or slots.waiters or total.free <= 0 or total.waiters:
+            return False
+        slots.free -= 1
+        total.free -= 1
+        if self.users:  # (`enter`'s common case, without the call)
+            self.users += 1
+        else:
+            self.enter()
+        return True
+
+    def line_up(self, ticket: Ticket) -> bool:
+        """`ticket` counted in (`enter`): True with this endpoint's slot, if free; else
+        False, queued for it (`ticket.grant()` in its turn), the stall watch on. The full
+        way's first step (`take` said no), in one call."""
+        if self.users:  # (`enter`'s common case, without the call)
+            self.users += 1
+        else:
+            self.enter()
+        slots = self.slots
+        if slots.free > 0 and not slots.waiters:  # (`try_take`, inline)
+            slots.free -= 1
+            return True
+        if self.watch is None:
+            self.watch_queue()
+        slots.waiters.append(ticket)  # (`wait`, inline)
+        return False
+
     def try_acquire(self) -> bool:
-        """Both slots (this endpoint's, then a global one) if free right now; else False."""
-        if self.slots.try_take():
-            if self.shared.total.try_take():
-                self.enter()
-                self.shared.in_flight += 1
-                return True
-            self.slots.give()
+        """`take`, for a caller that gives up when it says no: an endpoint it made is
+        dropped."""
+        if self.take():
+            return True
         if self.users == 0:
             self.shared.forget(self)
         return False
@@ -242,7 +262,6 @@ class Endpoint:
         except BaseException:
             self.leave()
             raise
-        self.shared.in_flight += 1
 
     def watch_queue(self) -> None:
         """One timer per endpoint with a queue, ticking every tenth of `stall_after`: turns
@@ -256,30 +275,6 @@ class Endpoint:
         self.watch = None
         if self.slots.waiting() and not self.stalled():  # stalled: turned away
             self.watch_queue()
-
-    def release(self, got_answer: bool = True) -> None:
-        self._release(got_answer, time.monotonic() if got_answer else 0.0)
-
-    def _release(self, got_answer: bool, now: float) -> None:
-        shared = self.shared
-        shared.in_flight -= 1
-        total, slots = shared.total, self.slots
-        if total.waiters:  # (`give` without a call when nobody waits: the common case)
-            total.give()
-        else:
-            total.free += 1
-        if slots.waiters:
-            slots.give()
-        else:
-            slots.free += 1
-        if got_answer:
-            gap = now - self.progress
-            self.gap = gap if self.gap is None else 0.8 * self.gap + 0.2 * gap
-            self.progress = shared.progress = now
-            self.silent = False
-        self.users -= 1
-        if self.users == 0:
-            self._left()
 
     def leave(self) -> None:
         self.users -= 1

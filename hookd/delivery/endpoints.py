@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from hookd.delivery.circuit import CircuitPolicy
+from hookd.delivery.circuit import CircuitPolicy, open_circuits
 from hookd.delivery.client import Connector
 from hookd.delivery.endpoint import Endpoint
 from hookd.delivery.slots import Slots
@@ -27,6 +27,7 @@ class Endpoints:
         self.per_endpoint = per_endpoint
         self.loop = RunningLoop()
         self.total = Slots(total, self.loop)
+        self._capacity = total
         self.stall_after = stall_after
         self.deep_queue = 4 * per_endpoint if deep_queue is None else deep_queue
         self.policy = policy or CircuitPolicy()
@@ -34,8 +35,10 @@ class Endpoints:
         self.max_response_bytes = max_response_bytes
         self.progress = time.monotonic()  # the last answer from any endpoint
         self.crowded: Callable[[], bool] = lambda: True  # the daemon sets its own
-        self.in_flight = 0
         self._all: dict[str, Endpoint] = {}
+        # the endpoint `scheme://host:port` if in use, else None: the dict's own `get`,
+        # without a Python call (asked once or twice per delivery)
+        self.find: Callable[[str], Endpoint | None] = self._all.get
 
     def get(self, name: str) -> Endpoint:
         """The endpoint `scheme://host:port`, made if it is new."""
@@ -54,8 +57,10 @@ class Endpoints:
             endpoint.connections.use(proxy)  # a reload: the same proxy, maybe new credentials
         return endpoint
 
-    def find(self, name: str) -> Endpoint | None:
-        return self._all.get(name)
+    @property
+    def in_flight(self) -> int:
+        """Attempts on the wire: the global slots taken (counted once, by the slots)."""
+        return self._capacity - self.total.free
 
     def forget(self, endpoint: Endpoint) -> None:
         if endpoint.idle and self._all.get(endpoint.name) is endpoint:
@@ -68,7 +73,8 @@ class Endpoints:
         """Each open circuit: its endpoint, its scope (`host`, or `hook` with the hook's
         id) and the seconds until its next probe (0: half-open now)."""
         now = time.monotonic()
-        return [c for e in self._all.values() for c in e.open_circuits(now)]
+        return [c for e in self._all.values()
+                for c in open_circuits(e.name, e.circuit, e.hooks, now)]
 
     def reset(self) -> None:
         """New rules (a reload changed the SSRF guard): kept-alive connections are closed,

@@ -19,6 +19,7 @@ from hookd.delivery.connection import Connection
 from hookd.delivery.endpoint import Endpoint
 from hookd.delivery.endpoints import Endpoints
 from hookd.delivery.retries import ErrorKind, Outcome, failure
+from hookd.delivery.sending import Sending
 from hookd.delivery.ssrf import AddressPolicy, GuardedResolver, Lookup, system_lookup
 from hookd.requests.auth import basic_authorization
 from hookd.requests.proxy import Route
@@ -163,9 +164,15 @@ class HttpSender:
             except ValueError as exc:  # e.g. host 127.1: it can never work, not retried
                 done(failure(ErrorKind.RENDER, f"invalid URL: {exc}"[:300]))
                 return _NOTHING
-        return self._endpoint(target, proxy).begin(
-            target, request, signer, timeout, self._tls(target.scheme, tls), extra_headers,
-            done)
+        # an endpoint in use, straight: found without a Python call (`_endpoint`'s common case)
+        endpoint = self.endpoints.find(target.endpoint) if proxy is None else None
+        if endpoint is None:
+            endpoint = self._endpoint(target, proxy)
+        if target.scheme != "https":  # (`_tls`, inline)
+            tls = None
+        elif tls is None:
+            tls = self._default_tls
+        return Sending(endpoint, target, request, signer, timeout, tls, extra_headers, done)
 
     def attempt(self, request: Request, signer: Signer | None, timeout: float,
                 tls: ssl.SSLContext | None = None,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from hookd.delivery.circuit import probing, unprobe
 from hookd.delivery.client import Call
 from hookd.delivery.connection import ProtocolError
 from hookd.delivery.outcomes import answered, not_answered, stalled
@@ -35,13 +36,16 @@ if TYPE_CHECKING:
 Done = Callable[[Outcome], None]
 _EXPECTED = (BlockedDestination, ProtocolError, OSError, ValueError)
 
-# the stages of an attempt
-NEW, FOR_ENDPOINT, FOR_GLOBAL, SENT, ENDED = range(5)
+# the stages of an attempt (PROBE: sent as a half-open circuit's one probe)
+NEW, FOR_ENDPOINT, FOR_GLOBAL, SENT, PROBE, ENDED = range(6)
 
 
 class Sending:
-    """An attempt under way. A `Ticket` while it waits for a slot; `cancel()` at any stage
-    (a revoked partition, the shutdown): nothing more is sent, `done` is not told."""
+    """An attempt under way, started as it is made: in the common case (both circuits
+    closed, both slots free: `Endpoint.take`) on the wire when made, else parked, or a
+    `Ticket` waiting for a slot. `cancel()` at any stage (a revoked partition, the
+    shutdown): nothing more is sent, `done` is not told. `done` may be told before the
+    maker has the Sending (parked at once, or a request that cannot be written)."""
 
     __slots__ = ("call", "done", "endpoint", "extra", "request", "signer", "stage", "target",
                  "timeout", "tls")
@@ -54,26 +58,25 @@ class Sending:
         self.done = done
         self.stage = NEW
         self.call: Call | None = None
-
-    def start(self) -> None:
-        endpoint = self.endpoint
-        if endpoint.closed(self.request.hook_id):  # both circuits closed: the common case,
-            if endpoint.try_acquire():  # and nothing to check again before sending
-                return self._send(False)
+        if endpoint.take(request.hook_id):  # the common case, in one call: nothing to
+            self._send(False)  # check again before sending
         else:
-            closed = endpoint.unavailable(self.request.hook_id)
+            self._start()
+
+    def _start(self) -> None:
+        """The full way: a circuit open or half-open, or no slot free."""
+        endpoint, hook = self.endpoint, self.request.hook_id
+        if endpoint.circuit.open_until != 0.0 or hook in endpoint.hooks:  # (not `closed`)
+            closed = endpoint.unavailable(hook)
             if closed is not None:
                 return self._end(closed)
-            if endpoint.try_acquire():
+            if endpoint.take():
                 return self._send(True)  # (half-open: the probe is decided there)
         if endpoint.stalled():
             return self._end(stalled(endpoint.name, endpoint.shared.policy.cooldown))
-        endpoint.enter()
-        if endpoint.slots.try_take():
-            return self._global()
-        endpoint.watch_queue()
         self.stage = FOR_ENDPOINT
-        endpoint.slots.wait(self)
+        if endpoint.line_up(self):  # its endpoint's slot free (the global cap is full)
+            self._global()
 
     # -- the Ticket: waiting for a slot ----------------------------------------------------
     @property
@@ -85,7 +88,6 @@ class Sending:
             self._global()
             return True
         if self.stage == FOR_GLOBAL:
-            self.endpoint.shared.in_flight += 1
             self._send(True)
             return True
         return False  # cancelled meanwhile: the slot goes to the next one
@@ -98,27 +100,31 @@ class Sending:
         self.done(stalled(endpoint.name, endpoint.shared.policy.cooldown))
 
     def _global(self) -> None:
-        shared = self.endpoint.shared
-        if shared.total.try_take():
-            shared.in_flight += 1
+        total = self.endpoint.shared.total
+        if total.free > 0 and not total.waiters:  # (`total.try_take()`, inline)
+            total.free -= 1
             self._send(True)
         else:
             self.stage = FOR_GLOBAL
-            shared.total.wait(self)
+            total.wait(self)
 
     # -- on the wire ------------------------------------------------------------------------
     def _send(self, check: bool) -> None:
         """`check`: the circuits were not found closed just now (it waited for a slot, or
         one is open or half-open)."""
         endpoint, request = self.endpoint, self.request
-        if check:
-            closed = endpoint.blocked(request.hook_id)  # a circuit may have opened meanwhile,
-            if closed is not None:  # or this is a half-open one's probe
+        self.stage = SENT
+        if check and (endpoint.circuit.open_until != 0.0 or request.hook_id in endpoint.hooks):
+            # not both closed (`closed`, inline: a queued attempt's common case asks no
+            # more): one may have opened meanwhile, or this is a half-open one's probe
+            closed = endpoint.blocked(request.hook_id)
+            if closed is not None:
                 endpoint.release(False)
                 return self._end(closed)
+            if probing(endpoint.circuit, endpoint.hooks, request.hook_id):
+                self.stage = PROBE  # (let through as a half-open circuit's probe)
         timestamp = int(time.time())  # fresh after a wait, and on each retry
         connections, tls, head = endpoint.connections, self.tls, request.head
-        self.stage = SENT
         # the hook's head framed at load, unless a plain-HTTP proxy wants the absolute
         # form (Connections.begin rewrites the target and adds Proxy-Authorization)
         if head is not None and (connections.proxy is None or tls is not None):
@@ -148,7 +154,7 @@ class Sending:
             outcome = not_answered(exc, self.timeout)
         else:  # a bug: not retried, and said so
             outcome = failure(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}"[:300])
-        self.endpoint.ended(self.request.hook_id, outcome)
+        self.endpoint.ended(self.request.hook_id, outcome, exc is None)  # (answered)
         self.stage = ENDED
         self.done(outcome)
 
@@ -164,8 +170,11 @@ class Sending:
             endpoint.leave()
         elif stage == FOR_ENDPOINT:
             endpoint.leave()  # (its place in the queue is passed over)
-        elif stage == SENT:
+        elif stage in (SENT, PROBE):
             call, self.call = self.call, None
             if call is not None:
                 call.cancel()
+            if stage == PROBE:  # it will say nothing: the next request may probe (else
+                # every one is parked, for good)
+                unprobe(endpoint.circuit, endpoint.hooks, self.request.hook_id)
             endpoint.release(False)
