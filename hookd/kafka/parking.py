@@ -46,9 +46,8 @@ GROUP_BYTES = 256 * 1024  # a group's record is closed at about this size
 
 def entry_of(event: Event, key: bytes | None, attempts: int,
              first_attempt_at: float | None) -> dict[str, Any]:
-    """A delivery's own part of its retry record (a group's record shares hook, due time
-    and error), for orjson. (Meta itself, a dataclass orjson writes as as_dict() does,
-    costs more: orjson looks for its __dict__ first, and makes an AttributeError.)"""
+    """A delivery's own part of its retry record (a group's shares hook, due time, error),
+    for orjson (meta as as_dict(): Meta itself costs orjson more, an AttributeError)."""
     entry: dict[str, Any] = {
         "event": event.name, "event_id": event.id, "payload": event.payload,
         "meta": event.meta.as_dict(),
@@ -68,8 +67,7 @@ def error_of(outcome: Outcome, redactor: Redactor) -> dict[str, Any]:
 
 
 # Not frozen, as Event is not (hookd.events.decode): a frozen dataclass's __init__ calls
-# object.__setattr__ per field; a retry record read back makes one per delivery. Final
-# fields keep it unchanged (mypy refuses any assignment to them).
+# object.__setattr__ per field (one per delivery read back); Final fields, for mypy.
 @dataclass(slots=True, unsafe_hash=True)
 class Parked:
     """One delivery waiting in a retry topic."""
@@ -169,8 +167,7 @@ class ParkingLot:
     def __init__(self, producer: Any, admin: Any, prefix: str, partitions: int,
                  replication: int = 3, max_bytes: int = 1 << 20, linger: float = 0.002,
                  writes: WriteWatch | None = None) -> None:
-        self.producer, self.admin, self.max_bytes = producer, admin, max_bytes
-        self.writes = writes
+        self.producer, self.admin, self.max_bytes, self.writes = producer, admin, max_bytes, writes
         self.prefix, self.partitions, self.replication = prefix, partitions, replication
         self.linger = linger
         self.group_bytes = min(GROUP_BYTES, max_bytes // 2)
@@ -242,15 +239,12 @@ class ParkingLot:
         return ParkedRecord(topic, value, parked.key, [
             ("hookd-hook", parked.hook.encode()), (DUE_HEADER, repr(parked.due_at).encode())])
 
-    # -- deliveries parked unsent, gathered --------------------------------------------------
     def park_unsent(self, job: Job, outcome: Outcome, delay: float,
                     redactor: Callable[[], Redactor]) -> Group | None:
-        """Gather a delivery that was not sent (its endpoint is unavailable) with the others
-        of its hook and tier; they are written as one record after `linger` seconds, and
-        the group's `waiting` told once the broker acked it (a failed write is tried again
-        until it is), or the daemon stopped first. None when the delivery cannot join a
-        group (too large, or not serializable): park() it alone. A new group's due time
-        and error are its first delivery's (made only then)."""
+        """Gather a delivery not sent (its endpoint unavailable) with the others of its hook
+        and tier, written as one record after `linger` seconds (until acked; the group's
+        `waiting` told then, or when given up). None when it cannot join a group (too
+        large, or not serializable): park() it alone."""
         topic = self.topic_for(delay)
         try:
             entry = orjson.dumps(entry_of(job.event, job.key, job.attempts,
@@ -266,8 +260,8 @@ class ParkingLot:
             self._write(self._groups.pop(slot))
             group = None
         if group is None:
-            group = self._groups[slot] = Group(topic, job.hook_id,
-                                               time.time() + self.clamped(delay),
+            due_at = time.time() + self.clamped(delay)  # (its due time and error: its first's)
+            group = self._groups[slot] = Group(topic, job.hook_id, due_at,
                                                error_of(outcome, redactor()))
             if self._timer is None:
                 self._timer = self._loop().call_later(self.linger, self.write_gathered)
@@ -299,8 +293,8 @@ class ParkingLot:
         task.add_done_callback(partial(self._written, group))
 
     def _written(self, group: Group, task: asyncio.Task[None]) -> None:
-        """The write is over: its group is told here, once, however it ended (a task
-        cancelled before it ever ran did not run its own code)."""
+        """The write is over, however it ended (a task cancelled before it ran did not run
+        its own code): its group is told here."""
         self._writing.discard(task)
         failed = None if task.cancelled() else task.exception()
         if failed is not None:  # (a bug: every failure of the broker's is tried again)
