@@ -16,53 +16,73 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import bisect
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Final
 
 import orjson
 import structlog
 
 from hookd.config.durations import format_duration
+from hookd.delivery.attempts import Job
+from hookd.delivery.retries import Outcome
 from hookd.events.decode import Event, Meta
 from hookd.events.trace import checked_trace
 from hookd.kafka import topics
-from hookd.kafka.writes import Unwritable, WriteWatch, until_acked
+from hookd.kafka.gathering import DUE_HEADER, FORMAT_GROUP, Group
+from hookd.kafka.writes import Unwritable, WriteWatch
 from hookd.loops import RunningLoop
+from hookd.telemetry.redact import Redactor
 
 log = structlog.get_logger("hookd.kafka.parking")
-FORMAT = 1  # a record holds one delivery
-FORMAT_GROUP = 2  # a record holds deliveries of one hook parked unsent together
+FORMAT = 1  # a record holds one delivery (FORMAT_GROUP: a group, hookd.kafka.gathering)
 GROUP_BYTES = 256 * 1024  # a group's record is closed at about this size
 
 
-@dataclass(frozen=True)
+def entry_of(event: Event, key: bytes | None, attempts: int,
+             first_attempt_at: float | None) -> dict[str, Any]:
+    """A delivery's own part of its retry record (a group's shares hook, due time, error),
+    for orjson (meta as as_dict(): Meta itself costs orjson more, an AttributeError)."""
+    entry: dict[str, Any] = {
+        "event": event.name, "event_id": event.id, "payload": event.payload,
+        "meta": event.meta.as_dict(),
+        "key": binascii.b2a_base64(key, newline=False).decode() if key is not None else None,
+        "attempts": attempts, "first_attempt_at": first_attempt_at,
+    }
+    trace = event.trace  # (a CloudEvent's is not in meta's headers: kept here)
+    if trace is not None:
+        entry["trace"] = [trace.traceparent, trace.tracestate]
+    return entry
+
+
+def error_of(outcome: Outcome, redactor: Redactor) -> dict[str, Any]:
+    """The last attempt's error as a retry record holds it (its message masked)."""
+    return {"kind": str(outcome.kind), "status": outcome.status,
+            "message": redactor(outcome.message)}
+
+
+# Not frozen, as Event is not (hookd.events.decode): a frozen dataclass's __init__ calls
+# object.__setattr__ per field (one per delivery read back); Final fields, for mypy.
+@dataclass(slots=True, unsafe_hash=True)
 class Parked:
     """One delivery waiting in a retry topic."""
 
-    hook: str
-    event: Event
-    key: bytes | None
-    attempts: int  # made so far
-    first_attempt_at: float | None
-    due_at: float
-    error: Mapping[str, Any] = field(default_factory=dict)  # the last attempt's error
+    hook: Final[str]
+    event: Final[Event]
+    key: Final[bytes | None]
+    attempts: Final[int]  # made so far
+    first_attempt_at: Final[float | None]
+    due_at: Final[float]
+    error: Final[Mapping[str, Any]] = field(default_factory=dict)  # the last attempt's error
 
     def entry(self) -> dict[str, Any]:
         """What is this delivery's own (a group's record shares hook, due time, error)."""
-        entry: dict[str, Any] = {
-            "event": self.event.name, "event_id": self.event.id, "payload": self.event.payload,
-            "meta": self.event.meta.as_dict(),
-            "key": base64.b64encode(self.key).decode() if self.key is not None else None,
-            "attempts": self.attempts, "first_attempt_at": self.first_attempt_at,
-        }
-        trace = self.event.trace  # (a CloudEvent's is not in meta's headers: kept here)
-        if trace is not None:
-            entry["trace"] = [trace.traceparent, trace.tracestate]
-        return entry
+        return entry_of(self.event, self.key, self.attempts, self.first_attempt_at)
 
     def to_json(self) -> bytes:
         return orjson.dumps({"v": FORMAT, "hook": self.hook, **self.entry(),
@@ -93,26 +113,6 @@ def read_parked(value: bytes | None) -> list[Parked]:
         return [Parked.of(hook, doc, due_at, error)]
     return [Parked.of(hook, entry, due_at, error) for entry in doc["parked"]]
 
-
-class _Group:
-    """Deliveries of one hook parked unsent into one tier, written as one record."""
-
-    __slots__ = ("due_at", "entries", "error", "future", "hook", "size", "topic")
-
-    def __init__(self, topic: str, hook: str, due_at: float, error: Mapping[str, Any],
-                 future: asyncio.Future[str]) -> None:
-        self.topic, self.hook, self.due_at, self.error = topic, hook, due_at, error
-        self.future = future
-        self.entries: list[bytes] = []
-        self.size = 0
-
-    def value(self) -> bytes:
-        head = orjson.dumps({"v": FORMAT_GROUP, "hook": self.hook, "due_at": self.due_at,
-                             "error": dict(self.error)}, default=str)
-        return head[:-1] + b',"parked":[' + b",".join(self.entries) + b"]}"
-
-
-DUE_HEADER = "hookd-due"  # epoch seconds: read without parsing the record
 
 
 def due_of(record: Any) -> float | None:
@@ -167,15 +167,14 @@ class ParkingLot:
     def __init__(self, producer: Any, admin: Any, prefix: str, partitions: int,
                  replication: int = 3, max_bytes: int = 1 << 20, linger: float = 0.002,
                  writes: WriteWatch | None = None) -> None:
-        self.producer, self.admin, self.max_bytes = producer, admin, max_bytes
-        self.writes = writes
+        self.producer, self.admin, self.max_bytes, self.writes = producer, admin, max_bytes, writes
         self.prefix, self.partitions, self.replication = prefix, partitions, replication
         self.linger = linger
         self.group_bytes = min(GROUP_BYTES, max_bytes // 2)
         self.tiers: list[float] = []
         self._names: list[str] = []  # the topic of each tier (a parked delivery's lookup)
         self._created: set[str] = set()
-        self._groups: dict[tuple[str, str], _Group] = {}
+        self._groups: dict[tuple[str, str], Group] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._writing: set[asyncio.Task[None]] = set()
         self._loop = RunningLoop()
@@ -214,6 +213,11 @@ class ParkingLot:
             raise RuntimeError("ParkingLot.ensure_tiers() first")
         return self._names[_tier_at(self.tiers, delay)]  # the topic of pick_tier()
 
+    def clamped(self, delay: float) -> float:
+        """A record holds its partition until due: never longer than its tier (a
+        Retry-After of a week waits a day)."""
+        return min(delay, self.tiers[-1]) if self.tiers else delay
+
     async def park(self, parked: Parked, delay: float) -> str:
         """Produce, wait for the broker's ack; returns the topic. Raises on failure;
         TooLargeToPark when the delivery cannot be written as a record."""
@@ -235,34 +239,35 @@ class ParkingLot:
         return ParkedRecord(topic, value, parked.key, [
             ("hookd-hook", parked.hook.encode()), (DUE_HEADER, repr(parked.due_at).encode())])
 
-    # -- deliveries parked unsent, gathered --------------------------------------------------
-    def park_unsent(self, parked: Parked, delay: float) -> asyncio.Future[str] | None:
-        """Gather a delivery that was not sent (its endpoint is unavailable) with the others
-        of its hook and tier; they are written as one record after `linger` seconds. The
-        future is the topic, once the broker acked it (a failed write is tried again until
-        it is); cancelled if the daemon stops first. None when the delivery cannot join a
-        group (too large, or not serializable): park() it alone."""
+    def park_unsent(self, job: Job, outcome: Outcome, delay: float,
+                    redactor: Callable[[], Redactor]) -> Group | None:
+        """Gather a delivery not sent (its endpoint unavailable) with the others of its hook
+        and tier, written as one record after `linger` seconds (until acked; the group's
+        `waiting` told then, or when given up). None when it cannot join a group (too
+        large, or not serializable): park() it alone."""
         topic = self.topic_for(delay)
         try:
-            entry = orjson.dumps(parked.entry(), default=str)
+            entry = orjson.dumps(entry_of(job.event, job.key, job.attempts,
+                                          job.first_attempt_at), default=str)
         except TypeError:  # nested deeper than orjson writes
             return None
-        if len(entry) > self.group_bytes:
+        size = len(entry)
+        if size > self.group_bytes:
             return None
-        slot = (topic, parked.hook)
+        slot = (topic, job.hook_id)
         group = self._groups.get(slot)
-        if group is not None and group.size + len(entry) > self.group_bytes:
+        if group is not None and group.size + size > self.group_bytes:
             self._write(self._groups.pop(slot))
             group = None
         if group is None:
-            loop = self._loop()
-            group = self._groups[slot] = _Group(topic, parked.hook, parked.due_at,
-                                                parked.error, loop.create_future())
+            due_at = time.time() + self.clamped(delay)  # (its due time and error: its first's)
+            group = self._groups[slot] = Group(topic, job.hook_id, due_at,
+                                               error_of(outcome, redactor()))
             if self._timer is None:
-                self._timer = loop.call_later(self.linger, self.write_gathered)
+                self._timer = self._loop().call_later(self.linger, self.write_gathered)
         group.entries.append(entry)
-        group.size += len(entry) + 1
-        return group.future
+        group.size += size + 1
+        return group
 
     def write_gathered(self) -> None:
         """Start writing every group gathered so far (after `linger`; at shutdown)."""
@@ -274,31 +279,24 @@ class ParkingLot:
             self._write(group)
 
     async def stop_gathering(self) -> None:
-        """Give up the writes still waiting for the broker (shutdown): their futures are
-        cancelled, so their source records stay uncommitted and come again."""
+        """Give up the writes still waiting for the broker (shutdown): their groups are
+        told so, and their source records stay uncommitted and come again."""
         self.write_gathered()
         for task in list(self._writing):
             task.cancel()
         if self._writing:
             await asyncio.gather(*self._writing, return_exceptions=True)
 
-    def _write(self, group: _Group) -> None:
-        task = self._loop().create_task(self._write_group(group))
+    def _write(self, group: Group) -> None:
+        task = self._loop().create_task(group.write(self.producer, self.writes))
         self._writing.add(task)
-        task.add_done_callback(self._writing.discard)
+        task.add_done_callback(partial(self._written, group))
 
-    async def _write_group(self, group: _Group) -> None:
-        value, key = group.value(), group.hook.encode()
-        headers = [("hookd-hook", key), (DUE_HEADER, repr(group.due_at).encode()),
-                   ("hookd-deliveries", str(len(group.entries)).encode())]
-        try:
-            await until_acked(lambda: self.producer.send_and_wait(
-                group.topic, value, key=key, headers=headers), "park", group.topic, self.writes)
-        except BaseException:
-            group.future.cancel()
-            raise
-        log.info("delivery", outcome="parked", hook=group.hook, deliveries=len(group.entries),
-                 retry_topic=group.topic, retry_in_s=round(max(0.0, group.due_at - time.time()), 1),
-                 error_kind=group.error.get("kind"), error=group.error.get("message"))
-        if not group.future.done():
-            group.future.set_result(group.topic)
+    def _written(self, group: Group, task: asyncio.Task[None]) -> None:
+        """The write is over, however it ended (a task cancelled before it ran did not run
+        its own code): its group is told here."""
+        self._writing.discard(task)
+        failed = None if task.cancelled() else task.exception()
+        if failed is not None:  # (a bug: every failure of the broker's is tried again)
+            log.error("a parked group's write failed", hook=group.hook, exc_info=failed)
+        group.tell(failed is None and not task.cancelled())

@@ -8,19 +8,34 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import structlog
 
 from hookd.delivery.attempts import Job, Line
 from hookd.delivery.retries import ErrorKind, Outcome
 from hookd.kafka.deadletter import DeadLetter, DeadLetterSink, Source
+from hookd.kafka.gathering import Group, Told
 from hookd.kafka.outcomelog import OutcomeLog
-from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark
+from hookd.kafka.parking import Parked, ParkingLot, TooLargeToPark, error_of
 from hookd.kafka.writes import WriteWatch, until_acked
 from hookd.telemetry.hookstats import HookStat, HookStats
 from hookd.telemetry.redact import Redactor
 
 log = structlog.get_logger("hookd.dispatch")
+
+
+def _count_parked(stat: HookStat, group: Group, acked: bool) -> None:
+    if acked:
+        stat.parked += len(group.entries)
+
+
+def _settle(future: asyncio.Future[None], acked: bool) -> None:
+    if not future.done():
+        if acked:
+            future.set_result(None)
+        else:
+            future.cancel()
 
 
 class Counters:
@@ -68,45 +83,46 @@ class Endings:
     def parked(self, job: Job, outcome: Outcome, delay: float) -> tuple[Parked, float]:
         lot = self.parking
         assert lot is not None
-        if lot.tiers:  # a record holds its partition until due: never longer than its tier
-            delay = min(delay, lot.tiers[-1])  # (a Retry-After of a week waits a day)
+        delay = lot.clamped(delay)
         return Parked(job.hook_id, job.event, job.key, job.attempts, job.first_attempt_at,
-                      time.time() + delay, {"kind": str(outcome.kind), "status": outcome.status,
-                                            "message": self.redactor()(outcome.message)}), delay
+                      time.time() + delay, error_of(outcome, self.redactor())), delay
 
     @property
     def stats(self) -> HookStats:
         return self.counters.stats
 
-    def gather(self, job: Job, outcome: Outcome, delay: float) -> asyncio.Future[str] | None:
-        """Park a delivery that was not sent, with the others of its hook (one record and
-        one log line for them all); None when it cannot join them (then it never will:
-        its size does not change, so it is not serialized again to find out)."""
-        assert self.parking is not None
+    def gather(self, job: Job, outcome: Outcome, delay: float, told: Told) -> bool:
+        """Park a delivery that was not sent with the others of its hook (one record and
+        one log line for them all): `told(acked)` once the group's record is acked (False:
+        given up, the daemon stops), with the group's others, in one loop. False when it
+        cannot join them (then it never will: its size does not change, so it is not
+        serialized again to find out)."""
+        lot = self.parking
+        assert lot is not None
         if job.alone:
-            return None
-        parked, delay = self.parked(job, outcome, delay)
-        parking = self.parking.park_unsent(parked, delay)
-        if parking is None:
+            return False
+        group = lot.park_unsent(job, outcome, delay, self.redactor)
+        if group is None:
             job.alone = True
-            return None
-        stat = self.stats.of(job.hook_id)
-        parking.add_done_callback(lambda done: self._count_parked(done, stat))
-        if self.outcomes is not None:  # and its own outcome record, after the group's
-            return self.outcomes.parked_with(parked, outcome, parking)
-        return parking
-
-    def _count_parked(self, parking: asyncio.Future[str], stat: HookStat) -> None:
-        if not parking.cancelled() and parking.exception() is None:
-            stat.parked += 1
+            return False
+        waiting = group.waiting
+        if not waiting:  # a new group: its deliveries counted at its ack, all at once
+            waiting.append(partial(_count_parked, self.stats.of(job.hook_id), group))
+        if self.outcomes is None:
+            waiting.append(told)
+        else:  # and its own outcome record, after the group's
+            parked, _ = self.parked(job, outcome, delay)
+            self.outcomes.parked_with(parked, outcome, group.acked()).add_done_callback(
+                lambda done: told(not done.cancelled()))
+        return True
 
     async def park_unsent(self, job: Job, outcome: Outcome, delay: float) -> bool:
         """Park a delivery that was not sent with the others of its hook, and wait for the
         group's ack; False when it cannot join them (then `park` it alone)."""
-        gathered = self.gather(job, outcome, delay)
-        if gathered is None:
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self.gather(job, outcome, delay, partial(_settle, acked)):
             return False
-        await asyncio.shield(gathered)  # shielded: the group is shared with other deliveries
+        await asyncio.shield(acked)  # shielded: cancelled, it is given up, not the group
         return True
 
     async def park(self, job: Job, outcome: Outcome, delay: float, bound: Line) -> None:

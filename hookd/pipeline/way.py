@@ -107,12 +107,12 @@ class Way:
                 job, failure(ErrorKind.HTTP_STATUS, self.disabled[hook.id])))
         if self.parking is not None and hook.endpoint is not None:
             closed = self.sender.unavailable(hook.endpoint, hook.id)
-            if closed is not None:  # parked unrendered, with the others of its hook
-                parking = self._endings.gather(job, closed, closed.retry_after or 0.0)
-                if parking is None:  # (too large to join them: parked alone)
+            if closed is not None:  # parked unrendered, with the others of its hook: told
+                if not self._endings.gather(  # at the group's ack (`_parked`)
+                        job, closed, closed.retry_after or 0.0, partial(self._parked, delivery)):
+                    # (too large to join them: parked alone)
                     return self._task(delivery, self._afterwards.park_unrendered(job, hook, closed))
                 delivery.handle = FOLLOWS
-                parking.add_done_callback(lambda done: self._parked(delivery, done))
                 if delivery.chain is not None:  # the next of its key need not wait for the
                     self._chains.ended(delivery)  # ack: it joins the group after it, if it
                     # is parked too (their order kept in the record)
@@ -172,12 +172,12 @@ class Way:
         assert self.outcomes is not None  # the batch failed: tried until acked, alone
         self._task(delivery, self.outcomes.write_entry(entry, failed))
 
-    def _parked(self, delivery: Delivery, parking: asyncio.Future[str]) -> None:
+    def _parked(self, delivery: Delivery, acked: bool) -> None:
         delivery.handle = None
-        if parking.cancelled():  # the daemon stops: not final
-            delivery.cancel()
-        else:
+        if acked:
             self._ended(delivery)
+        else:  # given up (the daemon stops): not final
+            delivery.cancel()
 
     def _ended(self, delivery: Delivery) -> None:
         if not delivery.state:

@@ -5,27 +5,34 @@ tests/integration/test_retries.py)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+import typing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 import pytest
 
+from hookd.delivery.attempts import Job
+from hookd.delivery.retries import ErrorKind, Outcome, Verdict
 from hookd.events.decode import Event, Meta
 from hookd.events.trace import TraceContext
+from hookd.kafka import parking as parking_module
+from hookd.kafka.gathering import FORMAT_GROUP
 from hookd.kafka.parking import (
     DUE_HEADER,
-    FORMAT_GROUP,
     Parked,
     ParkingLot,
     TooLargeToPark,
     due_of,
+    entry_of,
     pick_tier,
     read_parked,
     tier_topic,
 )
 from hookd.pipeline.runtime import load_config, tiers_of
+from hookd.telemetry.redact import Redactor
 from tests.unit.conftest import WriteConfig
 
 EVENT = Event("Answered", "ev-1", {"event": "Answered", "call": "c-1"},
@@ -144,28 +151,128 @@ def test_a_group_record_without_its_fields_is_refused() -> None:
         read_parked(b'{"v": 2, "hook": "h"}')
 
 
+CLOSED = Outcome(Verdict.PARK, ErrorKind.CIRCUIT_OPEN, None, "circuit open for host h", 30.0)
+
+
+def job(hook: str = "crm", event: Event = EVENT) -> Job:
+    return Job(hook, event, b"c-1", 2, 1_700_000_001.0)
+
+
+def unmasked() -> Redactor:
+    return Redactor()
+
+
+def test_an_entry_is_written_as_it_was_before_it_was_built_for_orjson() -> None:
+    """entry_of encodes the key with binascii: the bytes must be those of the dict
+    Parked.entry() built before (base64.b64encode)."""
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = replace(EVENT, trace=TraceContext(parent, "a=b"))
+    bare = replace(EVENT, meta=Meta("t", 0, 1))
+    for event, key in [(EVENT, b"c-1\xff"), (traced, None), (bare, b"")]:
+        before: dict[str, Any] = {
+            "event": event.name, "event_id": event.id, "payload": event.payload,
+            "meta": event.meta.as_dict(),
+            "key": base64.b64encode(key).decode() if key is not None else None,
+            "attempts": 3, "first_attempt_at": None}
+        if event.trace is not None:
+            before["trace"] = [event.trace.traceparent, event.trace.tracestate]
+        assert orjson.dumps(entry_of(event, key, 3, None)) == orjson.dumps(before)
+
+
+@pytest.mark.parametrize("cls", [Parked])
+def test_parked_is_not_frozen_and_its_fields_are_final(cls: type) -> None:
+    """Not frozen, as Event is not (its __init__ sets each slot directly); Final fields
+    instead, for mypy."""
+    assert not cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert hasattr(cls, "__slots__")
+    hints = typing.get_type_hints(cls, vars(parking_module), include_extras=True)
+    assert all(typing.get_origin(hint) is typing.Final for hint in hints.values())
+    assert parked() == parked() and parked() != parked(due_at=1.0)
+
+
 async def test_deliveries_parked_unsent_are_gathered_per_tier_and_hook() -> None:
     producer = Producer()
     lot = ParkingLot(producer, None, "hookd.retry", 4, linger=0.01)
     await lot.ensure_tiers([30.0, 300.0])
-    due = time.time() + 30
-    futures = [lot.park_unsent(parked(due_at=due), 30.0),
-               lot.park_unsent(replace(parked(due_at=due + 1), hook="erp"), 30.0),
-               lot.park_unsent(parked(due_at=due + 2), 30.0),
-               lot.park_unsent(parked(due_at=due + 3), 600.0)]
-    assert all(f is not None for f in futures)
-    assert futures[0] is futures[2]  # same hook and tier: one group
-    assert len({id(f) for f in futures}) == 3
+    before = time.time()
+    groups = [lot.park_unsent(job(), CLOSED, 30.0, unmasked),
+              lot.park_unsent(job("erp"), CLOSED, 30.0, unmasked),
+              lot.park_unsent(job(), replace(CLOSED, message="another"), 30.0, unmasked),
+              lot.park_unsent(job(), CLOSED, 600.0, unmasked)]
+    assert all(g is not None for g in groups)
+    assert groups[0] is groups[2]  # same hook and tier: one group
+    assert len({id(g) for g in groups}) == 3
+    told: list[tuple[int, bool]] = []
+    for n, group in enumerate(groups):
+        assert group is not None
+        group.waiting.append(lambda acked, n=n: told.append((n, acked)))
     assert producer.sent == []  # not before the linger
-    topics = await asyncio.gather(*(f for f in futures if f is not None))
-    assert topics == ["hookd.retry.30s", "hookd.retry.30s", "hookd.retry.30s",
-                      "hookd.retry.5m"]
-    groups = {(topic, key): read_parked(value) for topic, value, key, _ in producer.sent}
-    assert sorted(groups) == [("hookd.retry.30s", b"crm"), ("hookd.retry.30s", b"erp"),
-                              ("hookd.retry.5m", b"crm")]
-    first, second = groups[("hookd.retry.30s", b"crm")]
-    assert first == parked(due_at=due)
-    assert second == parked(due_at=due)  # a group's due time is its first delivery's
+    assert groups[0] is not None
+    topic = await groups[0].acked()
+    await asyncio.sleep(0.01)
+    assert topic == "hookd.retry.30s"
+    assert sorted(told) == [(0, True), (1, True), (2, True), (3, True)]
+    assert [n for n, _ in told if n in (0, 2)] == [0, 2]  # a group's in order
+    records = {(topic, key): (read_parked(value), dict(headers))
+               for topic, value, key, headers in producer.sent}
+    assert sorted(records) == [("hookd.retry.30s", b"crm"), ("hookd.retry.30s", b"erp"),
+                               ("hookd.retry.5m", b"crm")]
+    (first, second), headers = records[("hookd.retry.30s", b"crm")]
+    assert headers["hookd-deliveries"] == b"2"
+    assert float(headers[DUE_HEADER]) == first.due_at
+    assert before + 30 <= first.due_at <= time.time() + 30
+    assert first == second == Parked("crm", EVENT, b"c-1", 2, 1_700_000_001.0, first.due_at,
+                                     {"kind": "circuit_open", "status": None,
+                                      "message": "circuit open for host h"})
+    # (a group's due time and error are its first delivery's)
+    [tenth] = records[("hookd.retry.5m", b"crm")][0]
+    assert tenth.due_at <= time.time() + 300  # the longest tier's, not the 600 s asked
+
+
+async def test_a_group_tells_its_waiting_once_in_order_and_a_failing_one_stops_nobody(
+        ) -> None:
+    lot = ParkingLot(Producer(), None, "hookd.retry", 4, linger=0.001)
+    await lot.ensure_tiers([30.0])
+    group = lot.park_unsent(job(), CLOSED, 30.0, unmasked)
+    assert group is not None
+    told: list[str] = []
+
+    def fails(acked: bool) -> None:
+        raise RuntimeError("a bug")
+
+    group.waiting.extend([lambda acked: told.append(f"a {acked}"), fails,
+                          lambda acked: told.append(f"b {acked}")])
+    await group.acked()
+    await asyncio.sleep(0)
+    assert told == ["a True", "b True"]
+    group.tell(True)  # (told once: the list is let go)
+    assert told == ["a True", "b True"]
+
+
+class Holding(Producer):
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None,
+                            headers: Any = None) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("started", [True, False])
+async def test_groups_given_up_at_shutdown_tell_their_waiting_so(started: bool) -> None:
+    """Whether its write had begun (waiting for the broker) or not (its task cancelled
+    before it ran its first line), a group given up is told so."""
+    lot = ParkingLot(Holding(), None, "hookd.retry", 4, linger=10.0)
+    await lot.ensure_tiers([30.0])
+    group = lot.park_unsent(job(), CLOSED, 30.0, unmasked)
+    assert group is not None
+    told: list[bool] = []
+    group.waiting.append(told.append)
+    acked = group.acked()
+    if started:
+        lot.write_gathered()
+        await asyncio.sleep(0.01)
+    await lot.stop_gathering()
+    await asyncio.sleep(0)
+    assert told == [False] and acked.cancelled()
+    assert not lot._writing
 
 
 async def test_a_group_is_written_when_full_and_a_delivery_too_big_for_one_is_refused(
@@ -175,15 +282,16 @@ async def test_a_group_is_written_when_full_and_a_delivery_too_big_for_one_is_re
     await lot.ensure_tiers([30.0])
     one = len(orjson.dumps(parked().entry()))
     per_group = lot.group_bytes // (one + 1)
-    futures = [lot.park_unsent(parked(), 30.0) for _ in range(per_group + 1)]
+    groups = [lot.park_unsent(job(), CLOSED, 30.0, unmasked) for _ in range(per_group + 1)]
+    assert all(g is not None for g in groups) and groups[0] is not groups[-1]
+    acked = [g.acked() for g in {id(g): g for g in groups if g is not None}.values()]
     await asyncio.sleep(0.01)
     [(_, value, _, headers)] = producer.sent  # the first group, full: written at once
     assert orjson.loads(value)["v"] == FORMAT_GROUP
     assert len(read_parked(value)) == per_group == int(dict(headers)["hookd-deliveries"])
     assert len(value) <= lot.max_bytes * 9 // 10
-    big = Parked("crm", Event("Answered", "e", {"blob": "x" * 5_000}, EVENT.meta), None, 0,
-                 None, time.time())
-    assert lot.park_unsent(big, 30.0) is None  # park() it alone (and be refused there)
-    lot.write_gathered()
-    await asyncio.gather(*(f for f in futures if f is not None))
+    big = job(event=Event("Answered", "e", {"blob": "x" * 5_000}, EVENT.meta))
+    assert lot.park_unsent(big, CLOSED, 30.0, unmasked) is None  # park() it alone (and
+    lot.write_gathered()  # be refused there)
+    await asyncio.gather(*acked)
     assert [len(read_parked(v)) for _, v, _, _ in producer.sent] == [per_group, 1]

@@ -813,9 +813,9 @@ async def test_a_delivery_too_large_for_a_group_is_offered_to_it_once_then_parke
     offered: list[str] = []
     park_unsent = lot.park_unsent
 
-    def counted(parked: Any, delay: float) -> Any:
-        offered.append(parked.hook)
-        return park_unsent(parked, delay)
+    def counted(job: Any, outcome: Any, delay: float, redactor: Any) -> Any:
+        offered.append(job.hook_id)
+        return park_unsent(job, outcome, delay, redactor)
 
     lot.park_unsent = counted  # type: ignore[method-assign]
     dispatcher.submit(record(0, "Solo"), lambda: None)
