@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import typing
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tenacity import AsyncRetrying, RetryCallState
 
+from hookd.delivery import retries as retries_module
 from hookd.delivery.retries import (
     Ending,
     ErrorKind,
@@ -448,3 +450,17 @@ ENDING_TABLE = [
 def test_ending(outcome: Outcome, delay: float | None, parking: bool,
                 expected: Ending) -> None:
     assert ending(outcome, delay, parking) is expected
+
+
+def test_an_outcome_is_a_slotted_dataclass_with_final_fields() -> None:
+    """Not frozen, so that its __init__ sets each slot directly (a frozen one's calls
+    object.__setattr__ per field: one outcome per parked delivery); unchanged all the
+    same (mypy's Final), and hashed and compared as the frozen one was."""
+    assert not Outcome.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert hasattr(Outcome, "__slots__")
+    hints = typing.get_type_hints(Outcome, vars(retries_module), include_extras=True)
+    assert all(typing.get_origin(hint) is typing.Final for hint in hints.values())
+    a = Outcome(Verdict.RETRY, ErrorKind.HTTP_STATUS, 503, "busy", 1.5)
+    b = Outcome(Verdict.RETRY, ErrorKind.HTTP_STATUS, 503, "busy", 1.5)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != Outcome(Verdict.RETRY, ErrorKind.HTTP_STATUS, 503, "busy")
