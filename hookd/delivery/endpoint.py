@@ -83,7 +83,7 @@ class Endpoint:
         stalled: checked before a request is even rendered (hooks whose endpoint is known
         at load: CompiledHook.endpoint); None otherwise."""
         if self.circuit.open_until == 0.0 and (hook is None or hook not in self.hooks):
-            # (`closed`, inline: the common case)
+            # (both circuits closed: the common case)
             if self.users >= self.shared.per_endpoint and self.stalled():
                 return stalled(self.name, self.shared.policy.cooldown)
             return None
@@ -114,10 +114,6 @@ class Endpoint:
             raise
 
     # -- the circuits -------------------------------------------------------------------------
-    def closed(self, hook: str | None) -> bool:
-        """The host's circuit and the hook's are both closed: nothing to check further."""
-        return self.circuit.open_until == 0.0 and (hook is None or hook not in self.hooks)
-
     def blocked(self, hook: str) -> Outcome | None:
         """None: send (both closed, or this is a half-open one's probe); else the park."""
         now = time.monotonic()

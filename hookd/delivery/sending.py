@@ -66,7 +66,7 @@ class Sending:
     def _start(self) -> None:
         """The full way: a circuit open or half-open, or no slot free."""
         endpoint, hook = self.endpoint, self.request.hook_id
-        if endpoint.circuit.open_until != 0.0 or hook in endpoint.hooks:  # (not `closed`)
+        if endpoint.circuit.open_until != 0.0 or hook in endpoint.hooks:  # (not both closed)
             closed = endpoint.unavailable(hook)
             if closed is not None:
                 return self._end(closed)
@@ -115,7 +115,7 @@ class Sending:
         endpoint, request = self.endpoint, self.request
         self.stage = SENT
         if check and (endpoint.circuit.open_until != 0.0 or request.hook_id in endpoint.hooks):
-            # not both closed (`closed`, inline: a queued attempt's common case asks no
+            # not both closed (asked inline: a queued attempt's common case asks no
             # more): one may have opened meanwhile, or this is a half-open one's probe
             closed = endpoint.blocked(request.hook_id)
             if closed is not None:

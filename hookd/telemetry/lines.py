@@ -140,10 +140,10 @@ def _delivered_dict(hook: str, webhook_id: str, url: str, topic: str, partition:
                     offset: int, status: int | None, attempt: int, duration_ms: float,
                     timestamp: str, event: str) -> dict[str, Any]:
     """The delivered line as a dict, in its final key order."""
-    return {"hook": hook, "webhook_id": webhook_id, "url": url, "topic": topic,
-            "partition": partition, "offset": offset, "outcome": "delivered",
-            "status": status, "attempt": attempt, "duration_ms": duration_ms,
-            "level": "info", "timestamp": timestamp, "msg": "delivery", "event": event}
+    return {**delivery_context(hook, webhook_id, url, topic, partition, offset),
+            "outcome": "delivered", "status": status, "attempt": attempt,
+            "duration_ms": duration_ms, "level": "info", "timestamp": timestamp,
+            "msg": "delivery", "event": event}
 
 
 # the delivered line's parts, remembered (a hook, a partition, a status and attempt, an
