@@ -241,12 +241,19 @@ class ConsumerLoop:
                    if tp in assigned and (only is None or tp in only)}
         if not offsets:
             return
+        # aiokafka retries a commit for as long as the group's coordinator is unknown: one
+        # that waits longer than a member may stay silent is given up (and said), so that
+        # neither the next commits nor a stop wait behind it
+        limit = self.tuning.session_timeout
         try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+            async with asyncio.timeout(limit):
+                await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
+            reason = (f"the broker did not answer a commit within {limit:g}s"
+                      if isinstance(exc, TimeoutError) else reason_of(exc))
             log.warning("commit failed; the events will be redelivered", consumer=self.name,
-                        error=str(exc))
-            self.watch.failed("commit", "commit", reason_of(exc))
+                        error=str(exc) or reason)
+            self.watch.failed("commit", "commit", reason)
             return
         self.watch.ok("commit")
         self.tracker.mark_committed(offsets)

@@ -176,9 +176,16 @@ class DaemonProcess:
 
     async def wait(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
-        async with asyncio.timeout(timeout):
-            while self.proc.poll() is None:
-                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(timeout):
+                while self.proc.poll() is None:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:  # what it said last (not each delivery) says where it hangs
+            said = [raw for raw in self.log.read_bytes().splitlines()
+                    if b'"msg":"delivery"' not in raw][-25:]
+            raise AssertionError(f"hookd did not exit within {timeout:g}s; its last lines "
+                                 "but deliveries:\n" + b"\n".join(said).decode(errors="replace")
+                                 ) from None
         return self.proc.returncode
 
     def lines(self) -> list[dict[str, Any]]:

@@ -11,12 +11,15 @@ down) are in test_cluster_faults.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import time
 from pathlib import Path
 
 import orjson
 import yaml
 
+from hookd.service.stopping import STOP_BUDGET
 from tests.integration.broker import Broker, TansuBroker, create_topic
 from tests.integration.harness import (
     DaemonProcess,
@@ -157,3 +160,44 @@ async def test_by_default_a_broker_without_idempotence_gets_a_plain_producer(
     assert fallback["level"] == "warning" and "a plain one is used" in fallback["msg"]
     [connected] = [line for line in proc.lines() if line.get("msg") == "kafka connected"]
     assert connected["producer_id"] is None
+
+
+async def test_a_broker_frozen_at_sigterm_does_not_hold_the_stop(
+        receiver: Receiver, tmp_path: Path) -> None:
+    """A broker that stops answering (SIGSTOP: a long GC pause, a partition) just as hookd
+    is told to stop: the commit and the clients' goodbyes cannot be answered. hookd gives
+    each closing step its budget, says which ones ran out, and exits 0 in time for
+    systemd's TimeoutStopSec instead of hanging until SIGKILL. Nothing is lost: what was not
+    committed is delivered again after the restart."""
+    broker = Broker(tmp_path / "broker")
+    await asyncio.to_thread(broker.start)
+    health, topic = free_port(), unique("frozen")
+    await create_topic(broker.bootstrap, topic, 2)
+    cfg = write_config(tmp_path, broker.bootstrap, topic,
+                       [hook("h", "Answered", receiver.url("/h"))], health_port=health)
+    data = yaml.safe_load(cfg.read_text())
+    data["shutdown_timeout"] = "2s"
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = DaemonProcess(cfg).start()
+    pid = broker.pid
+    assert pid is not None
+    try:
+        await wait_process_ready(health, timeout=60)
+        await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": str(i)})
+                                                for i in range(5)])
+        await receiver.wait_for(5, "/h", timeout=30)
+        os.kill(pid, signal.SIGSTOP)
+        began = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(STOP_BUDGET + 2 + 5) == 0
+        took = time.monotonic() - began
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        proc.stop_now()
+        broker.stop()
+    overran = [line for line in proc.lines() if line.get("msg") == "shutdown step overran"]
+    assert overran, "the broker was frozen: some step must have waited for it"
+    assert all(line["level"] == "warning" and line["waiting"] for line in overran)
+    assert any(line.get("msg") == "stopped" for line in proc.lines())
+    print(f"frozen broker: stopped in {took:.1f}s; overran: "
+          f"{[(line['step'], line['waiting']) for line in overran]}")

@@ -109,6 +109,27 @@ async def test_a_commit_asked_during_another_waits_and_commits_the_newest() -> N
     assert consumer.most_in_commit == 1
 
 
+async def test_a_commit_unanswered_for_the_session_timeout_is_given_up_and_said() -> None:
+    """aiokafka retries a commit while the coordinator is unknown, without end: after
+    session_timeout the loop gives it up, says so (a commit failure, which becomes a stall)
+    and the next commit is not held behind it."""
+    consumer = SlowCommits([[0, 1]])
+    tuning = ConsumerTuning(commit_interval="0s", session_timeout="0.05s")
+    loop = ConsumerLoop("source", consumer, lambda r, done: done(), tuning,
+                        lambda: 0, lambda: 100)
+    loop.tracker.finish(loop.tracker.start(TP, 0))
+    with structlog.testing.capture_logs() as lines:
+        await asyncio.wait_for(loop.commit(), 5)  # returns: given up, not hung
+    assert consumer.committed == [] and consumer.in_commit == 0
+    [line] = [line for line in lines if line["event"].startswith("commit failed")]
+    assert line["log_level"] == "warning"
+    assert line["error"] == "the broker did not answer a commit within 0.05s"
+    assert loop.watch.is_open("commit")
+    consumer.release.set()  # the broker answers again: the next commit goes through
+    await asyncio.wait_for(loop.commit(), 5)
+    assert consumer.committed == [{TP: 1}] and not loop.watch.is_open("commit")
+
+
 async def test_a_failing_commit_in_the_background_is_logged() -> None:
     consumer = SlowCommits([[0]])
 

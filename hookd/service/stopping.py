@@ -1,0 +1,109 @@
+"""Shutdown's closing steps, each within a budget, and where a step that ran out waited.
+
+After the drain (`shutdown_timeout`), hookd flushes its writes, commits and says goodbye
+to the broker. Each of those waits for Kafka's answer, and aiokafka waits for it as long as
+its request timeout (40 s), retrying a commit while the coordinator is unknown. A broker
+that stops answering mid-stop (frozen by a pause, cut off by a partition) then held the
+process until systemd's SIGKILL. Each closing step now has a budget; a step that runs out is
+given up with a warning that names what it was waiting for, and the stop goes on. Giving
+up loses nothing: only offsets whose deliveries finished (and whose parked records were
+acknowledged) are ever committed, so what a step leaves undone is delivered again after
+the restart, with the same `webhook-id`.
+
+The budgets add up to `STOP_BUDGET`: hookd exits within `shutdown_timeout + STOP_BUDGET` of
+SIGTERM, which the unit files' `TimeoutStopSec=30s` covers at the default 20 s.
+
+`waiting` is written here because nothing in asyncio says where a suspended task waits:
+`Task.get_stack()` gives only a suspended coroutine's outermost frame, and the awaited
+chain must be walked (`cr_await`) to reach the line that actually waits (aiomonitor does
+the same, as a whole console).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable
+from typing import Any, Final
+
+import structlog
+
+log = structlog.get_logger("hookd.daemon")
+
+#: seconds for each step of a stop; their sum is STOP_BUDGET
+BUDGETS: Final[dict[str, float]] = {
+    "source": 1.0,  # the source loop sees the stop between two fetches (0.2 s each)
+    "loops": 1.0,  # the reload, watchdog and retry loops, once cancelled
+    "drain": 1.0,  # beyond shutdown_timeout: the deliveries then cancelled unwind
+    "flush": 1.5,  # parked, dead-lettered and outcome records still being written
+    "commit": 2.0,  # both consumers' finished offsets
+    "clients": 2.0,  # the consumers leave the group; the producer and admin close
+    "http": 0.5,  # the webhook sender and the health server
+}
+STOP_BUDGET: Final[float] = sum(BUDGETS.values())
+
+_SHOWN = 6  # tasks named in one warning
+
+
+async def bounded(step: str, work: Awaitable[Any], *, beyond: float = 0.0) -> bool:
+    """Await `work` for at most BUDGETS[step] (+ `beyond`) seconds. False if it ran out (a
+    warning names the tasks still waiting, and where; `work` is cancelled) or failed (an
+    error): the stop goes on either way."""
+    budget = BUDGETS[step] + beyond
+
+    async def run() -> None:
+        await work
+
+    task = asyncio.create_task(run(), name=f"shutdown {step}")
+    done, _ = await asyncio.wait({task}, timeout=budget)
+    if not done:
+        log.warning("shutdown step overran", step=step, budget_s=budget, waiting=waiting(task))
+        task.cancel()
+        # a cancelled client may need a moment to unwind; it does not get the stop's time
+        await asyncio.wait({task}, timeout=0.1)
+        return False
+    if (exc := task.exception()) is not None:
+        log.error("shutdown step failed", step=step, error=f"{type(exc).__name__}: {exc}",
+                  exc_info=exc)
+        return False
+    return True
+
+
+def waiting(first: asyncio.Future[Any] | None = None) -> list[str]:
+    """The pending tasks, `first` first, each as `name: file:line in function` of the line
+    it waits on (the innermost coroutine of its await chain)."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    tasks.sort(key=lambda t: t is not first)
+    return [f"{t.get_name()}: {where(t)}" for t in tasks[:_SHOWN]]
+
+
+def where(task: asyncio.Task[Any]) -> str:
+    """The await chain of a suspended task, outermost first, as `function (file:line)`,
+    asyncio's own frames and this module's left out (they say nothing of what waits)."""
+    coro: Any = task.get_coro()
+    frames = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        if not frame.f_code.co_filename.startswith(_QUIET):
+            frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    if len(frames) > 3:  # the task's own coroutine, then the innermost two
+        frames = [frames[0], *frames[-2:]]
+    return " > ".join(f"{f.f_code.co_name} ({_short(f.f_code.co_filename)}:{f.f_lineno})"
+                      for f in frames) or "?"
+
+
+_QUIET: Final[tuple[str, ...]] = (os.path.dirname(asyncio.__file__), __file__)
+
+
+def _short(path: str) -> str:
+    """aiokafka/consumer/consumer.py (installed), hookd/kafka/consumer.py (a checkout):
+    from the package on."""
+    _, marker, tail = path.rpartition(f"{os.sep}site-packages{os.sep}")
+    if marker:
+        return tail
+    here = os.getcwd() + os.sep
+    return path[len(here):] if path.startswith(here) else path

@@ -1,0 +1,85 @@
+"""The stop's steps: each within its budget, and a step that runs out says where it waited."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+import structlog.testing
+
+from hookd.config.model import Config
+from hookd.service import stopping
+from hookd.service.stopping import BUDGETS, STOP_BUDGET, bounded, where
+
+
+async def _answers_never(started: asyncio.Event) -> None:
+    started.set()
+    await asyncio.Event().wait()
+
+
+async def _commit_to_a_frozen_broker(started: asyncio.Event) -> None:
+    await _answers_never(started)
+
+
+@pytest.mark.parametrize("unit", ["hookd.service", "hookd@.service"])
+def test_the_unit_files_wait_longer_than_a_stop_can_take(unit: str) -> None:
+    """systemd SIGKILLs after TimeoutStopSec: a stop at the default shutdown_timeout,
+    every closing step running out, still ends before it."""
+    text = (Path(__file__).parents[3] / unit).read_text()
+    [stop_sec] = re.findall(r"^TimeoutStopSec=(\d+)s$", text, re.MULTILINE)
+    default = Config.model_fields["shutdown_timeout"].default
+    assert default + STOP_BUDGET < int(stop_sec)
+
+
+async def test_a_step_that_ends_in_time_is_true_and_quiet() -> None:
+    with structlog.testing.capture_logs() as lines:
+        assert await bounded("http", asyncio.sleep(0.01)) is True
+    assert lines == []
+
+
+async def test_a_step_that_overruns_is_cancelled_and_says_where_it_waited(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(BUDGETS, "commit", 0.05)
+    started = asyncio.Event()
+    work = _commit_to_a_frozen_broker(started)
+    with structlog.testing.capture_logs() as lines:
+        assert await bounded("commit", work) is False
+    assert started.is_set()
+    [line] = lines
+    assert line["event"] == "shutdown step overran" and line["log_level"] == "warning"
+    assert line["step"] == "commit" and line["budget_s"] == 0.05
+    first = line["waiting"][0]  # the step's own task, down to the line that waits
+    assert first.startswith("shutdown commit: _commit_to_a_frozen_broker (")
+    assert "> _answers_never (tests/unit/service/test_stopping.py:" in first
+    await asyncio.sleep(0)
+    assert work.cr_frame is None  # cancelled: closed, not left waiting
+
+
+async def test_beyond_lengthens_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(BUDGETS, "drain", 0.01)
+    assert await bounded("drain", asyncio.sleep(0.1), beyond=1.0) is True
+
+
+async def test_a_step_that_fails_is_false_and_logged_and_the_stop_goes_on() -> None:
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    with structlog.testing.capture_logs() as lines:
+        assert await bounded("clients", broken()) is False
+    [line] = lines
+    assert line["event"] == "shutdown step failed" and line["log_level"] == "error"
+    assert line["error"] == "RuntimeError: a bug"
+
+
+async def test_where_names_the_chain_outermost_first_without_asyncio() -> None:
+    started = asyncio.Event()
+    task = asyncio.create_task(_commit_to_a_frozen_broker(started), name="t")
+    await started.wait()
+    said = where(task)
+    task.cancel()
+    here = "tests/unit/service/test_stopping.py"
+    assert said.startswith(f"_commit_to_a_frozen_broker ({here}:")
+    assert f" > _answers_never ({here}:" in said
+    assert "asyncio" not in said and stopping.__name__ not in said
