@@ -31,7 +31,9 @@ class Config(Model):
     """Log lines on stdout."""
     shutdown_timeout: Duration = 20.0
     """On SIGTERM, how long in-flight deliveries may finish before hookd commits what is
-    final and exits; the rest is redelivered after the restart (same `webhook-id`)."""
+    final and exits; the rest is redelivered after the restart (same `webhook-id`). hookd
+    exits within it + 9 s ([delivery.md](delivery.md#order-and-at-least-once)); keep the
+    unit's `TimeoutStopSec` above that."""
     hooks_dir: str | None = "hooks.d"
     """A folder, relative to the main file, whose `*.yaml` files are loaded in name order,
     each holding a `hooks:` list. A folder that does not exist gives no hooks; null: none."""

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from hookd.delivery.sender import HttpSender
 from hookd.errors import EX_CONFIG, ConfigError
 from hookd.kafka import topics
 from hookd.kafka.batching import BatchedProducer
-from hookd.kafka.connect import connect, stop_client
+from hookd.kafka.connect import connect
 from hookd.kafka.consumer import ConsumerLoop, RecordAges
 from hookd.kafka.deadletter import KafkaDeadLetters
 from hookd.kafka.outcomelog import OutcomeLog
@@ -32,7 +32,7 @@ from hookd.requests.oauth import TokenCache
 from hookd.service.health import HealthServer, document, is_ready, status_line
 from hookd.service.metrics import exposition, registry_of
 from hookd.service.sdnotify import Notifier
-from hookd.service.stopping import bounded
+from hookd.service.stopping import bounded, drain, run_until_stopped, stop_clients
 from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import Redactor
@@ -275,19 +275,13 @@ class Daemon:
                 loop.consumer.pause(*loop.consumer.assignment())
         if self.dispatcher is not None:
             timeout = self.runtime.config.shutdown_timeout
-            await bounded("drain", self._drain(self.dispatcher, timeout), beyond=timeout)
+            await bounded("drain", drain(self.dispatcher, timeout), beyond=timeout)
         if self.batches is not None:
             await bounded("flush", self.batches.flush())
         await bounded("commit", asyncio.gather(*(loop.commit() for loop in loops)))
-        await bounded("clients", _stop_clients(self.clients.values()))
+        await bounded("clients", stop_clients(self.clients.values()))
         await bounded("http", self._stop_http())
         log.info("stopped")
-
-    @staticmethod
-    async def _drain(dispatcher: Dispatcher, timeout: float) -> None:
-        if abandoned := await dispatcher.drain(timeout):
-            log.warning("shutdown timeout: records left uncommitted, they will be redelivered",
-                        records=abandoned)
 
     async def _stop_http(self) -> None:
         if self.sender is not None:
@@ -337,34 +331,10 @@ class Daemon:
                 print(issue, file=sys.stderr)
             return EX_CONFIG
         try:
-            await self._run_until_stopped()
+            await run_until_stopped(self.run(), self._stop)
         finally:
             await self.shutdown()
         return 1 if self.failed else 0
-
-    async def _run_until_stopped(self) -> None:
-        """run() until it ends, or until a stop is asked for: then the source loop has
-        its budget to see it (it looks between fetches) before it is cancelled, so a fetch
-        that never comes back cannot keep the stop from starting."""
-        running = asyncio.create_task(self.run(), name="source loop")
-        stopping = asyncio.create_task(self._stop.wait(), name="stop asked")
-        try:
-            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if running.done():
-                running.result()  # run()'s own error ends main() as before
-                return
-            await bounded("source", running)  # logs an error of run()'s...
-            if not running.cancelled() and running.exception() is not None:
-                self.failed = True  # ...and main() returns 1
-        finally:
-            stopping.cancel()
-
-
-async def _stop_clients(clients: Iterable[Any]) -> None:
-    """All at once: the consumers' LeaveGroup, the producer's last flush, the admin's close.
-    One that fails does not keep the others from closing."""
-    await asyncio.gather(*(stop_client(client) for client in clients), return_exceptions=True)
-
 
 def _address(host: str, port: int) -> str:
     """HOST:PORT as one writes it: an IPv6 address in brackets, nothing else."""

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, Final
 
 import structlog
+
+from hookd.kafka.connect import stop_client
+from hookd.pipeline.dispatch import Dispatcher
 
 log = structlog.get_logger("hookd.daemon")
 
@@ -49,18 +52,12 @@ async def bounded(step: str, work: Awaitable[Any], *, beyond: float = 0.0) -> bo
     """Await `work` for at most BUDGETS[step] (+ `beyond`) seconds. False if it ran out (a
     warning names the tasks still waiting, and where; `work` is cancelled) or failed (an
     error): the stop goes on either way."""
-    budget = BUDGETS[step] + beyond
 
     async def run() -> None:
         await work
 
     task = asyncio.create_task(run(), name=f"shutdown {step}")
-    done, _ = await asyncio.wait({task}, timeout=budget)
-    if not done:
-        log.warning("shutdown step overran", step=step, budget_s=budget, waiting=waiting(task))
-        task.cancel()
-        # a cancelled client may need a moment to unwind; it does not get the stop's time
-        await asyncio.wait({task}, timeout=0.1)
+    if not await _within(task, step, BUDGETS[step] + beyond):
         return False
     if (exc := task.exception()) is not None:
         log.error("shutdown step failed", step=step, error=f"{type(exc).__name__}: {exc}",
@@ -69,13 +66,55 @@ async def bounded(step: str, work: Awaitable[Any], *, beyond: float = 0.0) -> bo
     return True
 
 
+async def _within(task: asyncio.Task[Any], step: str, budget: float) -> bool:
+    """Wait up to `budget` for the task; if it is still running then, say where it (and
+    the rest) waits, cancel it and return False."""
+    done, _ = await asyncio.wait({task}, timeout=budget)
+    if done:
+        return True
+    log.warning("shutdown step overran", step=step, budget_s=budget, waiting=waiting(task))
+    task.cancel()
+    # a cancelled client may need a moment to unwind; it does not get the stop's time
+    await asyncio.wait({task}, timeout=0.1)
+    return False
+
+
+async def run_until_stopped(run: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    """Run the daemon's `run()` until it ends, or until a stop is asked for: then the
+    source loop has its budget to see it (it looks between two fetches) before it is
+    cancelled, so a fetch that never comes back cannot keep the stop from starting.
+    run()'s own error is raised, as from run() itself."""
+    running = asyncio.create_task(run, name="source loop")
+    stopping = asyncio.create_task(stop.wait(), name="stop asked")
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done() or await _within(running, "source", BUDGETS["source"]):
+            running.result()
+    finally:
+        stopping.cancel()
+
+
+async def drain(dispatcher: Dispatcher, timeout: float) -> None:
+    """In-flight deliveries get `timeout`; those then cancelled are said (and redelivered)."""
+    if abandoned := await dispatcher.drain(timeout):
+        log.warning("shutdown timeout: records left uncommitted, they will be redelivered",
+                    records=abandoned)
+
+
+async def stop_clients(clients: Iterable[Any]) -> None:
+    """All at once: the consumers' LeaveGroup, the producer's last flush, the admin's close.
+    One that fails does not keep the others from closing."""
+    await asyncio.gather(*(stop_client(client) for client in clients), return_exceptions=True)
+
+
 def waiting(first: asyncio.Future[Any] | None = None) -> list[str]:
-    """The pending tasks, `first` first, each as `name: file:line in function` of the line
-    it waits on (the innermost coroutine of its await chain)."""
+    """The pending tasks as `name: where` (see `where`): `first` first, then those waiting in
+    hookd's code, then the rest (the clients' own routines); a task awaiting only a future
+    (a gather) says nothing and is left out."""
     me = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
-    tasks.sort(key=lambda t: t is not first)
-    return [f"{t.get_name()}: {where(t)}" for t in tasks[:_SHOWN]]
+    said = [(t, where(t)) for t in asyncio.all_tasks() if t is not me and not t.done()]
+    said.sort(key=lambda pair: (pair[0] is not first, "hookd" not in pair[1]))
+    return [f"{t.get_name()}: {at}" for t, at in said if at][:_SHOWN]
 
 
 def where(task: asyncio.Task[Any]) -> str:
@@ -93,7 +132,7 @@ def where(task: asyncio.Task[Any]) -> str:
     if len(frames) > 3:  # the task's own coroutine, then the innermost two
         frames = [frames[0], *frames[-2:]]
     return " > ".join(f"{f.f_code.co_name} ({_short(f.f_code.co_filename)}:{f.f_lineno})"
-                      for f in frames) or "?"
+                      for f in frames)
 
 
 _QUIET: Final[tuple[str, ...]] = (os.path.dirname(asyncio.__file__), __file__)

@@ -11,7 +11,7 @@ import structlog.testing
 
 from hookd.config.model import Config
 from hookd.service import stopping
-from hookd.service.stopping import BUDGETS, STOP_BUDGET, bounded, where
+from hookd.service.stopping import BUDGETS, STOP_BUDGET, bounded, run_until_stopped, where
 
 
 async def _answers_never(started: asyncio.Event) -> None:
@@ -31,6 +31,13 @@ def test_the_unit_files_wait_longer_than_a_stop_can_take(unit: str) -> None:
     [stop_sec] = re.findall(r"^TimeoutStopSec=(\d+)s$", text, re.MULTILINE)
     default = Config.model_fields["shutdown_timeout"].default
     assert default + STOP_BUDGET < int(stop_sec)
+
+
+@pytest.mark.parametrize("page", ["docs/delivery.md", "docs/configuration.md"])
+def test_the_docs_give_the_stop_budget_as_it_is(page: str) -> None:
+    text = (Path(__file__).parents[3] / page).read_text()
+    said = (f"`shutdown_timeout` + {STOP_BUDGET:g} s", f"within it + {STOP_BUDGET:g} s")
+    assert any(phrase in text for phrase in said)
 
 
 async def test_a_step_that_ends_in_time_is_true_and_quiet() -> None:
@@ -83,3 +90,41 @@ async def test_where_names_the_chain_outermost_first_without_asyncio() -> None:
     assert said.startswith(f"_commit_to_a_frozen_broker ({here}:")
     assert f" > _answers_never ({here}:" in said
     assert "asyncio" not in said and stopping.__name__ not in said
+
+
+async def test_run_until_stopped_returns_when_run_ends_and_raises_its_error() -> None:
+    await run_until_stopped(asyncio.sleep(0), asyncio.Event())
+
+    async def broken() -> None:
+        raise RuntimeError("a loop died")
+
+    with pytest.raises(RuntimeError, match="a loop died"):
+        await run_until_stopped(broken(), asyncio.Event())
+
+
+async def test_a_run_that_does_not_see_the_stop_is_cancelled_after_its_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(BUDGETS, "source", 0.05)
+    started, stop = asyncio.Event(), asyncio.Event()
+    run = _answers_never(started)  # a fetch that never comes back
+    asking = asyncio.get_running_loop().call_later(0.01, stop.set)
+    with structlog.testing.capture_logs() as lines:
+        await asyncio.wait_for(run_until_stopped(run, stop), 5)
+    asking.cancel()
+    [line] = lines
+    assert line["event"] == "shutdown step overran" and line["step"] == "source"
+    assert line["waiting"][0].startswith("source loop: _answers_never (")
+    assert run.cr_frame is None  # cancelled
+
+
+async def test_a_run_that_fails_on_seeing_the_stop_raises_its_error() -> None:
+    stop = asyncio.Event()
+
+    async def fails_when_stopped() -> None:
+        await stop.wait()
+        await asyncio.sleep(0.01)
+        raise RuntimeError("closing went wrong")
+
+    asyncio.get_running_loop().call_later(0.01, stop.set)
+    with pytest.raises(RuntimeError, match="closing went wrong"):
+        await run_until_stopped(fails_when_stopped(), stop)
