@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 import yaml
 
 from hookd.service.stopping import STOP_BUDGET
@@ -162,16 +163,18 @@ async def test_by_default_a_broker_without_idempotence_gets_a_plain_producer(
     assert connected["producer_id"] is None
 
 
-async def test_a_broker_frozen_at_sigterm_does_not_hold_the_stop(
-        receiver: Receiver, tmp_path: Path) -> None:
-    """A broker that stops answering (SIGSTOP: a long GC pause, a partition) just as hookd
-    is told to stop: the commit and the clients' goodbyes cannot be answered. hookd gives
-    each closing step its budget, says which ones ran out, and exits 0 in time for
-    systemd's TimeoutStopSec instead of hanging until SIGKILL. Nothing is lost: what was not
-    committed is delivered again after the restart."""
+@pytest.mark.parametrize("fault", ["frozen", "gone"])
+async def test_a_broker_frozen_or_gone_at_sigterm_does_not_hold_the_stop(
+        fault: str, receiver: Receiver, tmp_path: Path) -> None:
+    """The broker stops answering (SIGSTOP: a long GC pause, a partition) or is gone
+    (SIGKILL) just as hookd is told to stop: the commit and the clients' goodbyes cannot be
+    answered, and aiokafka retries them without end. hookd gives each closing step its
+    budget, says which ones ran out, and exits 0 in time for systemd's TimeoutStopSec
+    instead of hanging until SIGKILL. Nothing is lost: what was not committed is delivered
+    again after the restart."""
     broker = Broker(tmp_path / "broker")
     await asyncio.to_thread(broker.start)
-    health, topic = free_port(), unique("frozen")
+    health, topic = free_port(), unique(fault)
     await create_topic(broker.bootstrap, topic, 2)
     cfg = write_config(tmp_path, broker.bootstrap, topic,
                        [hook("h", "Answered", receiver.url("/h"))], health_port=health)
@@ -186,18 +189,19 @@ async def test_a_broker_frozen_at_sigterm_does_not_hold_the_stop(
         await produce(broker.bootstrap, topic, [(b"k", {"event": "Answered", "id": str(i)})
                                                 for i in range(5)])
         await receiver.wait_for(5, "/h", timeout=30)
-        os.kill(pid, signal.SIGSTOP)
+        os.kill(pid, signal.SIGSTOP if fault == "frozen" else signal.SIGKILL)
         began = time.monotonic()
         proc.signal(signal.SIGTERM)
         assert await proc.wait(STOP_BUDGET + 2 + 5) == 0
         took = time.monotonic() - began
     finally:
-        os.kill(pid, signal.SIGCONT)
+        if fault == "frozen":
+            os.kill(pid, signal.SIGCONT)
         proc.stop_now()
         broker.stop()
     overran = [line for line in proc.lines() if line.get("msg") == "shutdown step overran"]
-    assert overran, "the broker was frozen: some step must have waited for it"
+    assert overran, f"the broker was {fault}: some step must have waited for it"
     assert all(line["level"] == "warning" and line["waiting"] for line in overran)
     assert any(line.get("msg") == "stopped" for line in proc.lines())
-    print(f"frozen broker: stopped in {took:.1f}s; overran: "
+    print(f"{fault} broker: stopped in {took:.1f}s; overran: "
           f"{[(line['step'], line['waiting']) for line in overran]}")
