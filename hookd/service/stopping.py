@@ -11,7 +11,7 @@ acknowledged) are ever committed, so what a step leaves undone is delivered agai
 the restart, with the same `webhook-id`.
 
 The budgets add up to `STOP_BUDGET`: hookd exits within `shutdown_timeout + STOP_BUDGET` of
-SIGTERM, which the unit files' `TimeoutStopSec=30s` covers at the default 20 s.
+SIGTERM, which the unit files' `TimeoutStopSec=40s` covers at the default 20 s.
 
 `waiting` is written here because nothing in asyncio says where a suspended task waits:
 `Task.get_stack()` gives only a suspended coroutine's outermost frame, and the awaited

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from hookd.config.model import Config
+from hookd.service.stopping import STOP_BUDGET
 from tests.unit.conftest import REPO
 
 UNIT = REPO / "hookd.service"
@@ -137,7 +139,10 @@ def test_the_dynamic_user_can_read_its_config_directory(unit: Path) -> None:
     assert int(mode, 8) & 0o005 == 0o005, f"others cannot read /etc/{directory} at {mode}"
 
 
-def test_stop_timeout_covers_the_shutdown_timeout() -> None:
-    """systemd must not SIGKILL before hookd's own 20 s drain is over."""
-    (stop,) = values("TimeoutStopSec")
-    assert int(stop.rstrip("s")) > 20
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=lambda p: p.name)
+def test_stop_timeout_covers_the_whole_stop(unit: Path) -> None:
+    """systemd must not SIGKILL before hookd's stop is over: the drain (the default
+    shutdown_timeout) and the closing steps, every one of them running out of its budget."""
+    (stop,) = values("TimeoutStopSec", unit)
+    default = Config.model_fields["shutdown_timeout"].default
+    assert default + STOP_BUDGET < int(stop.rstrip("s"))

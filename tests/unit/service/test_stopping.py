@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 import pytest
 import structlog.testing
 
-from hookd.config.model import Config
 from hookd.service import stopping
 from hookd.service.stopping import BUDGETS, STOP_BUDGET, bounded, run_until_stopped, where
 
@@ -21,16 +19,6 @@ async def _answers_never(started: asyncio.Event) -> None:
 
 async def _commit_to_a_frozen_broker(started: asyncio.Event) -> None:
     await _answers_never(started)
-
-
-@pytest.mark.parametrize("unit", ["hookd.service", "hookd@.service"])
-def test_the_unit_files_wait_longer_than_a_stop_can_take(unit: str) -> None:
-    """systemd SIGKILLs after TimeoutStopSec: a stop at the default shutdown_timeout,
-    every closing step running out, still ends before it."""
-    text = (Path(__file__).parents[3] / unit).read_text()
-    [stop_sec] = re.findall(r"^TimeoutStopSec=(\d+)s$", text, re.MULTILINE)
-    default = Config.model_fields["shutdown_timeout"].default
-    assert default + STOP_BUDGET < int(stop_sec)
 
 
 @pytest.mark.parametrize("page", ["docs/delivery.md", "docs/configuration.md"])
