@@ -46,6 +46,7 @@ BUDGETS: Final[dict[str, float]] = {
 STOP_BUDGET: Final[float] = sum(BUDGETS.values())
 
 _SHOWN = 6  # tasks named in one warning
+_UNWIND = 0.1  # of a step's budget, for its task to unwind once cancelled (a client closing)
 
 
 async def bounded(step: str, work: Awaitable[Any], *, beyond: float = 0.0) -> bool:
@@ -67,15 +68,15 @@ async def bounded(step: str, work: Awaitable[Any], *, beyond: float = 0.0) -> bo
 
 
 async def _within(task: asyncio.Task[Any], step: str, budget: float) -> bool:
-    """Wait up to `budget` for the task; if it is still running then, say where it (and
-    the rest) waits, cancel it and return False."""
-    done, _ = await asyncio.wait({task}, timeout=budget)
+    """Wait for the task; if it is still running near the end of `budget`, say where it
+    (and the rest) waits, cancel it and return False. The step never takes more than
+    `budget` in all: the last `_UNWIND` of it is the cancelled task's, to unwind."""
+    done, _ = await asyncio.wait({task}, timeout=budget - _UNWIND)
     if done:
         return True
     log.warning("shutdown step overran", step=step, budget_s=budget, waiting=waiting(task))
     task.cancel()
-    # a cancelled client may need a moment to unwind; it does not get the stop's time
-    await asyncio.wait({task}, timeout=0.1)
+    await asyncio.wait({task}, timeout=_UNWIND)
     return False
 
 
