@@ -22,6 +22,7 @@ the same, as a whole console).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, Final
@@ -44,6 +45,22 @@ BUDGETS: Final[dict[str, float]] = {
     "http": 0.5,  # the webhook sender and the health server
 }
 STOP_BUDGET: Final[float] = sum(BUDGETS.values())
+#: seconds for the process's own end once "stopped" is logged (the loop closed, the tasks
+#: left cancelled, the interpreter finalized)
+TEARDOWN: Final[float] = 5.0
+
+
+def stop_bound(shutdown_timeout: float) -> float:
+    """Seconds from SIGTERM within which hookd is gone, whatever hangs."""
+    return shutdown_timeout + STOP_BUDGET + TEARDOWN
+
+
+def last_resort(after: float) -> None:
+    """If the process is still here `after` seconds from now, something no budget reaches
+    hangs it (a thread, the loop's own teardown): dump every thread's stack to stderr (the
+    journal) and exit 1, before systemd's SIGKILL, which would say nothing. faulthandler
+    (the standard library's) does it from a thread of its own, whatever the loop does."""
+    faulthandler.dump_traceback_later(after, exit=True)
 
 _SHOWN = 6  # tasks named in one warning
 _UNWIND = 0.1  # of a step's budget, for its task to unwind once cancelled (a client closing)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,14 @@ async def test_a_run_that_fails_on_seeing_the_stop_raises_its_error() -> None:
     asyncio.get_running_loop().call_later(0.01, stop.set)
     with pytest.raises(RuntimeError, match="closing went wrong"):
         await run_until_stopped(fails_when_stopped(), stop)
+
+
+def test_the_last_resort_dumps_the_stacks_and_exits_1_when_the_process_outlives_it() -> None:
+    """A real process that hangs (here: sleeping) past the bound it armed."""
+    code = ("import time\nfrom hookd.service.stopping import last_resort\n"
+            "last_resort(0.3)\ntime.sleep(60)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, cwd=Path(__file__).parents[3])
+    assert done.returncode == 1
+    assert "Timeout (0:00:00.300000)!" in done.stderr
+    assert 'File "<string>", line 4' in done.stderr  # where it hung: the sleep
