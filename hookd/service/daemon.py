@@ -32,14 +32,7 @@ from hookd.requests.oauth import TokenCache
 from hookd.service.health import HealthServer, document, is_ready, status_line
 from hookd.service.metrics import exposition, registry_of
 from hookd.service.sdnotify import Notifier
-from hookd.service.stopping import (
-    bounded,
-    drain,
-    last_resort,
-    run_until_stopped,
-    stop_bound,
-    stop_clients,
-)
+from hookd.service.stopping import arm_last_resort, bounded, drain, run_until_stopped, stop_clients
 from hookd.telemetry.hookstats import HookStats
 from hookd.telemetry.logs import REDACTOR, configure_logging
 from hookd.telemetry.redact import Redactor
@@ -340,7 +333,7 @@ class Daemon:
         try:
             await run_until_stopped(self.run(), self._stop)
         finally:
-            last_resort(stop_bound(self.runtime.config.shutdown_timeout))
+            arm_last_resort(self.runtime.config.shutdown_timeout)
             await self.shutdown()
         return 1 if self.failed else 0
 

@@ -13,10 +13,11 @@ the restart, with the same `webhook-id`.
 The budgets add up to `STOP_BUDGET`: hookd exits within `shutdown_timeout + STOP_BUDGET` of
 SIGTERM, which the unit files' `TimeoutStopSec=40s` covers at the default 20 s.
 
-`waiting` is written here because nothing in asyncio says where a suspended task waits:
-`Task.get_stack()` gives only a suspended coroutine's outermost frame, and the awaited
-chain must be walked (`cr_await`) to reach the line that actually waits (aiomonitor does
-the same, as a whole console).
+`waiting` is written here because nothing in asyncio before 3.14 says where a suspended
+task waits: `Task.get_stack()` gives only a suspended coroutine's outermost frame, and the
+awaited chain must be walked (`cr_await`) to reach the line that actually waits (aiomonitor
+does the same, as a whole console). Python 3.14's `asyncio.capture_call_graph` does it:
+call that instead once 3.14 is the floor.
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def last_resort(after: float) -> None:
     journal) and exit 1, before systemd's SIGKILL, which would say nothing. faulthandler
     (the standard library's) does it from a thread of its own, whatever the loop does."""
     faulthandler.dump_traceback_later(after, exit=True)
+
+
+def arm_last_resort(shutdown_timeout: float) -> None:
+    """The last resort for this stop, armed as the shutdown begins: the source loop's step
+    (`run_until_stopped`) is spent by then, so what is left of `stop_bound` counts from
+    here, and the process is gone within `stop_bound` of SIGTERM."""
+    last_resort(stop_bound(shutdown_timeout) - BUDGETS["source"])
+
 
 _SHOWN = 6  # tasks named in one warning
 _UNWIND = 0.1  # of a step's budget, for its task to unwind once cancelled (a client closing)

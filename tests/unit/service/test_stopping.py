@@ -148,3 +148,14 @@ def test_the_last_resort_dumps_the_stacks_and_exits_1_when_the_process_outlives_
     assert done.returncode == 1
     assert "Timeout (0:00:00.300000)!" in done.stderr
     assert 'File "<string>", line 4' in done.stderr  # where it hung: the sleep
+
+
+def test_the_last_resort_is_armed_for_what_is_left_of_the_bound_once_the_source_loop_ended(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Armed as the shutdown begins, after the source loop's step: from SIGTERM, that step
+    and the rest add up to `stop_bound`, which the unit files' TimeoutStopSec exceeds."""
+    armed: list[float] = []
+    monkeypatch.setattr(stopping, "last_resort", armed.append)
+    stopping.arm_last_resort(20.0)
+    assert armed == [stopping.stop_bound(20.0) - BUDGETS["source"]]
+    assert BUDGETS["source"] + armed[0] == 20.0 + STOP_BUDGET + stopping.TEARDOWN
